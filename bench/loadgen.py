@@ -1,0 +1,184 @@
+"""Load tools. Each turns (scenario, URL, duration) into a ``LoadResult``.
+
+``wrk`` is driven with a generated Lua script: the scenario's method and body, and a
+``done()`` hook that prints the summary, the error counters and the latency percentiles
+(p50, p90, p99, p99.9) as one JSON line, so nothing is scraped from wrk's human output
+except as a fallback for the error lines.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+from bench.scenarios import Scenario
+
+RESULT_MARK = "WRK_RESULT "
+
+DONE_HOOK = r"""
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_RESULT {"requests": %.0f, "duration_us": %.0f, "bytes": %.0f, ' ..
+    '"connect": %.0f, "read": %.0f, "write": %.0f, "status": %.0f, "timeout": %.0f, ' ..
+    '"mean_us": %.3f, "max_us": %.3f, "p50_us": %.3f, "p90_us": %.3f, ' ..
+    '"p99_us": %.3f, "p999_us": %.3f}\n',
+    summary.requests, summary.duration, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency.mean, latency.max, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency:percentile(99.9)))
+end
+"""
+
+
+class LoadError(RuntimeError):
+    """The load tool failed to run or to report."""
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    duration_s: float
+    bytes_read: int
+    errors_connect: int
+    errors_read: int
+    errors_write: int
+    errors_timeout: int
+    non_2xx: int
+    """Responses with status >= 400 (wrk's "Non-2xx or 3xx responses")."""
+    latency_mean_ms: float
+    latency_max_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    p999_ms: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.duration_s if self.duration_s > 0 else 0.0
+
+    @property
+    def socket_errors(self) -> int:
+        return self.errors_connect + self.errors_read + self.errors_write + self.errors_timeout
+
+    @property
+    def errors(self) -> int:
+        return self.socket_errors + self.non_2xx
+
+    def to_json(self) -> dict[str, float | int]:
+        data: dict[str, float | int] = asdict(self)
+        data["rps"] = self.rps
+        data["errors"] = self.errors
+        return data
+
+
+class LoadTool(Protocol):
+    name: str
+
+    def run(
+        self, scenario: Scenario, url: str, duration: int, cpu: int | None, workdir: Path
+    ) -> LoadResult: ...
+
+    def version(self) -> str: ...
+
+
+def _pinned(cpu: int | None, argv: list[str]) -> list[str]:
+    return argv if cpu is None else ["taskset", "-c", str(cpu), *argv]
+
+
+class Wrk:
+    name = "wrk"
+
+    def script(self, scenario: Scenario) -> str:
+        lines = [f'wrk.method = "{scenario.method}"']
+        if scenario.body_size:
+            lines.append(f'wrk.body = string.rep("x", {scenario.body_size})')
+            lines.append('wrk.headers["Content-Type"] = "application/octet-stream"')
+        return "\n".join(lines) + "\n" + DONE_HOOK
+
+    def command(self, scenario: Scenario, url: str, duration: int, script: Path) -> list[str]:
+        return [
+            "wrk",
+            "-t", str(scenario.threads),
+            "-c", str(scenario.connections),
+            "-d", f"{duration}s",
+            "--timeout", f"{scenario.timeout}s",
+            "--latency",
+            "-s", str(script),
+            *scenario.extra,
+            url.rstrip("/") + scenario.path,
+        ]  # fmt: skip
+
+    def run(
+        self, scenario: Scenario, url: str, duration: int, cpu: int | None, workdir: Path
+    ) -> LoadResult:
+        script = workdir / f"wrk-{scenario.name}.lua"
+        if not script.exists():
+            script.write_text(self.script(scenario))
+        argv = _pinned(cpu, self.command(scenario, url, duration, script))
+        try:
+            done = subprocess.run(
+                argv,
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=duration + scenario.timeout + 60,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise LoadError(f"wrk did not finish: {' '.join(argv)}") from exc
+        return parse_wrk(done.stdout, done.stderr, done.returncode)
+
+    def version(self) -> str:
+        done = subprocess.run(["wrk", "-v"], check=False, capture_output=True, text=True)
+        first = (done.stdout + done.stderr).strip().splitlines()
+        return first[0] if first else "unknown"
+
+
+_SOCKET_ERRORS = re.compile(
+    r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"
+)
+_NON_2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
+
+
+def parse_wrk(stdout: str, stderr: str, returncode: int) -> LoadResult:
+    """Read the done() hook's JSON line; cross-check the error lines of the text output."""
+    line = next((ln for ln in stdout.splitlines() if ln.startswith(RESULT_MARK)), None)
+    if line is None:
+        tail = "\n".join((stdout + stderr).strip().splitlines()[-15:])
+        raise LoadError(f"wrk exited {returncode} without a result:\n{tail}")
+    raw = json.loads(line[len(RESULT_MARK) :])
+    result = LoadResult(
+        requests=int(raw["requests"]),
+        duration_s=raw["duration_us"] / 1e6,
+        bytes_read=int(raw["bytes"]),
+        errors_connect=int(raw["connect"]),
+        errors_read=int(raw["read"]),
+        errors_write=int(raw["write"]),
+        errors_timeout=int(raw["timeout"]),
+        non_2xx=int(raw["status"]),
+        latency_mean_ms=raw["mean_us"] / 1e3,
+        latency_max_ms=raw["max_us"] / 1e3,
+        p50_ms=raw["p50_us"] / 1e3,
+        p90_ms=raw["p90_us"] / 1e3,
+        p99_ms=raw["p99_us"] / 1e3,
+        p999_ms=raw["p999_us"] / 1e3,
+    )
+    # The text lines carry the same counters; if they disagree, trust the larger.
+    match = _SOCKET_ERRORS.search(stdout)
+    if match:
+        connect, read, write, timeout = (int(group) for group in match.groups())
+        result.errors_connect = max(result.errors_connect, connect)
+        result.errors_read = max(result.errors_read, read)
+        result.errors_write = max(result.errors_write, write)
+        result.errors_timeout = max(result.errors_timeout, timeout)
+    match = _NON_2XX.search(stdout)
+    if match:
+        result.non_2xx = max(result.non_2xx, int(match.group(1)))
+    return result
+
+
+TOOLS: dict[str, LoadTool] = {"wrk": Wrk()}

@@ -1,0 +1,102 @@
+"""The scenarios: each is an app plus a load-tool setup, declared in one entry.
+
+Adding a scenario is adding an entry to ``SCENARIOS``. A new load tool (h2load for HTTP/2,
+a WebSocket client) is a new class in ``bench/loadgen.py`` registered in ``TOOLS`` and named
+by ``Scenario.tool``; tool-specific arguments go in ``Scenario.extra``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from bench.apps import DOWNLOAD_SIZE
+
+MIB = 1024 * 1024
+
+# App keys -> import strings, as every server takes them.
+APPS: dict[str, str] = {
+    "hello": "bench.apps:hello",
+    "download": "bench.apps:download",
+    "fastapi": "bench.fastapi_app:app",
+}
+
+Metric = Literal["rps", "upload", "download"]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    app: str
+    """Key of ``APPS``."""
+    description: str
+    tool: str = "wrk"
+    connections: int = 64
+    threads: int = 1
+    method: str = "GET"
+    path: str = "/"
+    body_size: int = 0
+    """Request body size in bytes (0: no body)."""
+    duration: int = 3
+    """Seconds measured per repeat in the default set."""
+    timeout: int = 5
+    """Seconds after which the load tool counts a request as timed out."""
+    metric: Metric = "rps"
+    """``upload``/``download`` also report payload throughput (MB/s)."""
+    payload: int = 0
+    """Payload bytes per request used for MB/s."""
+    extra: tuple[str, ...] = ()
+    """Extra arguments passed to the load tool as they are."""
+
+    @property
+    def app_spec(self) -> str:
+        return APPS[self.app]
+
+    @property
+    def setup(self) -> str:
+        """One line describing the load, for tables."""
+        body = f", {self.body_size:,} B body" if self.body_size else ""
+        return f"{self.method} {self.path}{body}, {self.connections:,} connections"
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("get64", "hello", "GET, keep-alive, 64 connections."),
+    Scenario(
+        "post64", "hello", "POST with a 4-byte body, 64 connections.", method="POST", body_size=4
+    ),
+    Scenario("get1", "hello", "GET on one connection: per-request latency.", connections=1),
+    Scenario(
+        "c10k",
+        "hello",
+        "10,000 concurrent keep-alive connections, one wrk thread.",
+        connections=10_000,
+        duration=5,
+        timeout=10,
+    ),
+    Scenario("fastapi", "fastapi", "FastAPI JSON route, 64 connections.", path="/json"),
+    Scenario(
+        "upload1m",
+        "hello",
+        "1 MiB POST bodies, read fully by the app, 16 connections.",
+        method="POST",
+        body_size=MIB,
+        connections=16,
+        metric="upload",
+        payload=MIB,
+    ),
+    Scenario(
+        "download1m",
+        "download",
+        "1 MiB response bodies, 16 connections.",
+        connections=16,
+        metric="download",
+        payload=DOWNLOAD_SIZE,
+    ),
+)
+
+SCENARIOS_BY_NAME: dict[str, Scenario] = {scenario.name: scenario for scenario in SCENARIOS}
+
+# What --quick runs: one short point per server.
+QUICK_SCENARIOS: tuple[str, ...] = ("get64",)
+QUICK_DURATION = 2
+QUICK_WARMUP = 1

@@ -1,0 +1,123 @@
+"""Small ASGI applications the tests serve."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+
+async def read_body(receive: Any) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def hello(scope: Any, receive: Any, send: Any) -> None:
+    """The benchmark app: read the body, answer 'Hello, world!'."""
+    if scope["type"] != "http":
+        return
+    await read_body(receive)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/plain"), (b"content-length", b"13")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"Hello, world!"})
+
+
+async def echo(scope: Any, receive: Any, send: Any) -> None:
+    """Echo the request body; the scope (minus headers' bytes) comes back in x-scope as JSON."""
+    if scope["type"] != "http":
+        return
+    body = await read_body(receive)
+    info = {
+        "method": scope["method"],
+        "path": scope["path"],
+        "raw_path": scope["raw_path"].decode("latin-1"),
+        "query_string": scope["query_string"].decode("latin-1"),
+        "root_path": scope["root_path"],
+        "scheme": scope["scheme"],
+        "http_version": scope["http_version"],
+        "client": scope["client"],
+        "server": scope["server"],
+        "headers": [[n.decode("latin-1"), v.decode("latin-1")] for n, v in scope["headers"]],
+        "asgi": scope["asgi"],
+        "state": sorted(scope.get("state", {})),
+    }
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/octet-stream"),
+                (b"x-scope", json.dumps(info).encode("latin-1")),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def stream(scope: Any, receive: Any, send: Any) -> None:
+    """Stream ?n=COUNT chunks of ?size=BYTES (chunked framing)."""
+    if scope["type"] != "http":
+        return
+    params = dict(p.split("=") for p in scope["query_string"].decode().split("&") if "=" in p)
+    count, size = int(params.get("n", "10")), int(params.get("size", "10"))
+    await read_body(receive)
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    chunk = b"x" * size
+    for _ in range(count):
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def slow(scope: Any, receive: Any, send: Any) -> None:
+    """Answer after ?delay= seconds (for graceful-shutdown and concurrency tests)."""
+    if scope["type"] != "http":
+        return
+    params = dict(p.split("=") for p in scope["query_string"].decode().split("&") if "=" in p)
+    await read_body(receive)
+    await asyncio.sleep(float(params.get("delay", "0.5")))
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
+    await send({"type": "http.response.body", "body": b"done"})
+
+
+class Lifespan:
+    """An app with lifespan state: startup stores a value every request's scope['state'] sees."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                self.events.append(message["type"])
+                if message["type"] == "lifespan.startup":
+                    scope["state"]["db"] = "connected"
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        body = json.dumps(scope.get("state")).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+
+def asgi2_app(scope: Any) -> Any:
+    """An ASGI 2 (double-callable) application."""
+
+    async def instance(receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"asgi2"})
+
+    return instance

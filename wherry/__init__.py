@@ -1,0 +1,7 @@
+"""Wherry: a production ASGI server."""
+
+from .config import Config
+from .main import Server, run, serve
+
+__version__ = "0.1.0"
+__all__ = ["Config", "Server", "__version__", "run", "serve"]

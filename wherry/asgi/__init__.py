@@ -1,0 +1,1 @@
+"""ASGI semantics, written once for every protocol and backend."""

@@ -1,0 +1,118 @@
+"""The ASGI lifespan protocol (lifespan spec 2.0), driven the same way on every backend.
+
+``--lifespan on`` requires the app to speak it; ``auto`` tolerates an app that raises on the
+lifespan scope before answering (it is then treated as not supporting lifespan); ``off`` never sends it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from .http import ASGIApp, FutureLike, Message
+
+logger = logging.getLogger("wherry.error")
+
+LIFESPAN_SPEC_VERSION = "2.0"
+
+
+class LifespanFailure(Exception):
+    """Startup or shutdown failed; the message is the app's own when it gave one."""
+
+
+class Lifespan:
+    def __init__(
+        self,
+        app: ASGIApp,
+        mode: str,
+        create_future: Callable[[], FutureLike],
+        spawn: Callable[[Coroutine[Any, Any, None]], object],
+    ) -> None:
+        self.app = app
+        self.mode = mode
+        self.state: dict[str, Any] = {}
+        self.supported = mode != "off"
+        self._create_future = create_future
+        self._spawn = spawn
+        self._events: list[str] = []
+        self._receive_waiter: FutureLike | None = None
+        self._startup_done = create_future()
+        self._shutdown_done = create_future()
+        self._failed: str | None = None
+        self._app_error: BaseException | None = None
+        self._app_finished = False
+
+    async def _run(self) -> None:
+        scope = {
+            "type": "lifespan",
+            "asgi": {"version": "3.0", "spec_version": LIFESPAN_SPEC_VERSION},
+            "state": self.state,
+        }
+        try:
+            await self.app(scope, self._receive, self._send)
+        except BaseException as exc:
+            self._app_error = exc
+            if not self._startup_done.done() and self.mode == "auto":
+                logger.info("ASGI 'lifespan' protocol appears unsupported.")
+            elif not isinstance(exc, Exception):
+                raise
+            else:
+                logger.error("Exception in 'lifespan' protocol", exc_info=exc)
+        finally:
+            self._app_finished = True
+            for fut in (self._startup_done, self._shutdown_done):
+                if not fut.done():
+                    fut.set_result(None)
+
+    async def _receive(self) -> Message:
+        while not self._events:
+            waiter = self._receive_waiter = self._create_future()
+            await waiter
+        return {"type": self._events.pop(0)}
+
+    def _push(self, event: str) -> None:
+        self._events.append(event)
+        waiter = self._receive_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind in ("lifespan.startup.complete", "lifespan.startup.failed"):
+            if self._startup_done.done():
+                raise RuntimeError(f"unexpected {kind!r}")
+            if kind.endswith("failed"):
+                self._failed = str(message.get("message", ""))
+            self._startup_done.set_result(None)
+        elif kind in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            if self._shutdown_done.done() or not self._startup_done.done():
+                raise RuntimeError(f"unexpected {kind!r}")
+            if kind.endswith("failed"):
+                self._failed = str(message.get("message", ""))
+            self._shutdown_done.set_result(None)
+        else:
+            raise RuntimeError(f"unexpected lifespan message {kind!r}")
+
+    async def startup(self) -> None:
+        """Run the app's startup; raises LifespanFailure when it fails (the server must not start)."""
+        if self.mode == "off":
+            return
+        self._spawn(self._run())
+        self._push("lifespan.startup")
+        await self._startup_done
+        if self._failed is not None:
+            raise LifespanFailure(self._failed or "application startup failed")
+        if self._app_finished and self._app_error is not None:
+            if self.mode == "on":
+                raise LifespanFailure(f"application startup failed: {self._app_error!r}")
+            self.supported = False
+            self.state.clear()
+
+    async def shutdown(self) -> None:
+        if not self.supported or self._app_finished:
+            return
+        self._push("lifespan.shutdown")
+        await self._shutdown_done
+        if self._failed is not None:
+            logger.error("Application shutdown failed: %s", self._failed)

@@ -1,0 +1,1 @@
+"""The asyncio backend (uvloop when installed): the callback Protocol API, the fast path."""

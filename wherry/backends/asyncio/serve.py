@@ -1,0 +1,175 @@
+"""Serving on asyncio: lifespan, listening, the per-second tick, signals and graceful shutdown.
+
+The shutdown sequence: stop accepting; close idle connections and let each busy one close after its
+response in flight; wait up to ``timeout_graceful_shutdown`` for them; then cut what is left and cancel the
+apps still running; finally run the lifespan shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ...asgi.http import ASGIApp
+from ...asgi.lifespan import Lifespan
+from ...config import Config
+from ...server.context import ServerContext
+from ...server.http1 import H1Server
+from .runtime import AsyncioRuntime
+
+logger = logging.getLogger("wherry.error")
+
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class AsyncioServer:
+    def __init__(self, app: ASGIApp, config: Config) -> None:
+        self.app = app
+        self.config = config
+        self.sockets: list[socket.socket] = []
+        self.ctx: ServerContext | None = None
+        self.should_exit = False
+        self.force_exit = False
+        self._exit_event: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._servers: list[asyncio.base_events.Server] = []
+        self._tick: asyncio.TimerHandle | None = None
+        self._idle: asyncio.Future[None] | None = None
+
+    def request_exit(self, force: bool = False) -> None:
+        """Ask the server to shut down; safe from any thread."""
+        loop = self._loop
+        if loop is None:
+            self.should_exit = True
+            return
+        if threading.get_ident() == getattr(loop, "_thread_id", None):
+            self._set_exit(force)
+        else:
+            loop.call_soon_threadsafe(self._set_exit, force)
+
+    def _set_exit(self, force: bool) -> None:
+        if self.should_exit and not force:
+            force = True  # a second signal cuts the graceful period short
+        self.should_exit = True
+        self.force_exit = self.force_exit or force
+        if self._exit_event is not None:
+            self._exit_event.set()
+        if self.force_exit and self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
+
+    async def serve(
+        self,
+        sockets: list[socket.socket],
+        on_started: Callable[[list[socket.socket]], Any] | None = None,
+    ) -> None:
+        loop = self._loop = asyncio.get_running_loop()
+        self._exit_event = asyncio.Event()
+        if self.should_exit:
+            self._exit_event.set()
+        runtime = AsyncioRuntime(loop)
+        ctx = self.ctx = ServerContext(self.config, self.app, runtime)
+        lifespan = Lifespan(self.app, self.config.lifespan, loop.create_future, runtime.spawn)
+        with self._signals(loop):
+            await lifespan.startup()
+            if lifespan.supported:
+                ctx.lifespan_state = lifespan.state
+            try:
+                await self._listen(ctx, sockets)
+                self._schedule_tick(ctx)
+                if on_started is not None:
+                    on_started(self.sockets)
+                await self._exit_event.wait()
+                await self._shutdown(ctx, runtime)
+            finally:
+                if self._tick is not None:
+                    self._tick.cancel()
+                for server in self._servers:
+                    server.close()
+            await lifespan.shutdown()
+
+    async def _listen(self, ctx: ServerContext, sockets: list[socket.socket]) -> None:
+        loop = asyncio.get_running_loop()
+
+        def factory() -> H1Server:
+            return H1Server(ctx)
+
+        for sock in sockets:
+            server = await loop.create_server(
+                factory,  # type: ignore[arg-type]
+                sock=sock,
+                backlog=self.config.backlog,
+            )
+            self._servers.append(server)
+            self.sockets.append(sock)
+
+    def _schedule_tick(self, ctx: ServerContext) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        # Refresh just after each second boundary of the wall clock, so the date header is exact.
+        delay = 1.0 - (time.time() % 1.0) + 0.001
+
+        def tick() -> None:
+            ctx.refresh_date()
+            self._schedule_tick(ctx)
+
+        self._tick = loop.call_at(now + delay, tick)
+
+    async def _shutdown(self, ctx: ServerContext, runtime: AsyncioRuntime) -> None:
+        ctx.shutting_down = True
+        for server in self._servers:
+            server.close()
+        for conn in list(ctx.connections):
+            conn.shutdown()
+        if ctx.connections and not self.force_exit:
+            loop = asyncio.get_running_loop()
+            idle = self._idle = loop.create_future()
+
+            def on_empty() -> None:
+                if not idle.done():
+                    idle.set_result(None)
+
+            ctx.on_empty = on_empty
+            try:
+                await asyncio.wait_for(idle, self.config.timeout_graceful_shutdown)
+            except TimeoutError:
+                logger.warning(
+                    "Graceful shutdown timed out with %d connection(s) open; closing them",
+                    len(ctx.connections),
+                )
+        for conn in list(ctx.connections):
+            conn.abort_all()
+        tasks = [t for t in runtime.tasks if not t.done()]
+        if tasks:
+            for task in tasks:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait(tasks, timeout=5)
+
+    @contextlib.contextmanager
+    def _signals(self, loop: asyncio.AbstractEventLoop) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        installed = []
+        for sig in HANDLED_SIGNALS:
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+                pass
+        try:
+            yield
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: int) -> None:
+        logger.info("Received %s, shutting down", signal.Signals(sig).name)
+        self._set_exit(False)

@@ -1,0 +1,86 @@
+"""The command line, generated from the option table in ``config.py`` (never written option by option)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from .config import OPTIONS, Config, ConfigError, Option
+from .main import run
+
+_METAVARS = {"int": "INTEGER", "float": "SECONDS", "path": "PATH", "str": "TEXT", "list": "TEXT"}
+
+
+def _click_param(option: Option) -> click.Parameter | None:
+    if option.name == "app":
+        return click.Argument(["app"], required=False, metavar="APP")
+    flags = list(option.flags) or [option.primary_flag]
+    if option.kind == "bool":
+        primary = flags[0]
+        decls = [f"{primary}/--no-{primary[2:]}", *flags[1:]]
+        return click.Option([*decls, option.name], default=None, help=option.help)
+    kwargs: dict[str, Any] = {"help": option.help, "default": None}
+    if option.kind == "choice":
+        kwargs["type"] = click.Choice(option.choices)
+    else:
+        kwargs["metavar"] = option.metavar or _METAVARS.get(option.kind, "TEXT")
+    if option.kind == "list":
+        kwargs["multiple"] = True
+        kwargs["default"] = ()
+    return click.Option([*flags, option.name], **kwargs)
+
+
+def _help_with_defaults(option: Option) -> str:
+    default = option.default
+    if option.kind == "bool":
+        default = "on" if default else "off"
+    if default in (None, [], ""):
+        return option.help
+    return f"{option.help}  [default: {default}; env {option.env}]"
+
+
+def _build() -> click.Command:
+    params = []
+    for option in OPTIONS:
+        param = _click_param(option)
+        if param is None:
+            continue
+        if isinstance(param, click.Option):
+            param.help = _help_with_defaults(option)
+        params.append(param)
+
+    def callback(**values: Any) -> None:
+        ctx = click.get_current_context()
+        given: dict[str, Any] = {}
+        for option in OPTIONS:
+            source = ctx.get_parameter_source(option.name)
+            value = values.get(option.name)
+            if option.kind == "list":
+                if value:
+                    given[option.name] = list(value)
+            elif source == click.core.ParameterSource.COMMANDLINE and value is not None:
+                given[option.name] = value
+        try:
+            config = Config.from_sources(given)
+        except (ConfigError, OSError) as exc:
+            raise click.UsageError(str(exc)) from None
+        if not config.app:
+            raise click.UsageError("missing APP ('module:attribute'), or WHERRY_APP, or 'app' in --config")
+        run(config=config)
+
+    from . import __version__
+
+    command = click.Command(
+        "wherry",
+        params=params,
+        callback=callback,
+        help="Serve the ASGI application APP ('module:attribute').",
+    )
+    return click.version_option(__version__, prog_name="wherry")(command)  # type: ignore[return-value]
+
+
+def main(argv: list[str] | None = None) -> None:
+    command = _build()
+    command.main(args=argv if argv is not None else sys.argv[1:], prog_name="wherry")

@@ -1,0 +1,160 @@
+"""The programmatic entry points: ``run()`` (blocking, owns the process) and ``Server`` / ``serve()``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from .asgi.adapters import adapt
+from .asgi.http import ASGIApp
+from .asgi.lifespan import LifespanFailure
+from .backends.asyncio.serve import AsyncioServer
+from .config import Config, ConfigError, read_toml
+from .importer import AppImportError, load_app, load_env_file
+from .logs import configure
+from .sockets import BindError, create_sockets, describe
+
+logger = logging.getLogger("wherry.error")
+
+STARTUP_FAILURE = 3
+
+
+class Server:
+    """One server: ``await server.serve()`` runs it in the current asyncio loop until shut down.
+
+    Once listening, ``server.addresses`` holds the bound addresses (``(host, port)`` tuples or Unix
+    socket paths), ``server.started`` is True and ``await server.wait_started()`` returns.
+    """
+
+    def __init__(self, app: Any, config: Config | None = None, **options: Any) -> None:
+        if config is None:
+            config = Config(**options)
+        elif options:
+            raise TypeError("pass either a Config or keyword options, not both")
+        self.config = config
+        self.target = app
+        self.addresses: list[Any] = []
+        self.sockets: list[socket.socket] = []
+        self.started = False
+        self._started_waiters: list[asyncio.Future[None]] = []
+        self._impl: AsyncioServer | None = None
+        self._exit_requested = False
+
+    def load(self) -> ASGIApp:
+        config = self.config
+        app = load_app(self.target, factory=config.factory, app_dir=config.app_dir)
+        return adapt(app, config.interface)
+
+    async def serve(
+        self,
+        sockets: list[socket.socket] | None = None,
+        on_started: Callable[[Server], Any] | None = None,
+    ) -> None:
+        app = self.load()
+        impl = self._impl = AsyncioServer(app, self.config)
+        if self._exit_requested:
+            impl.request_exit()
+        if sockets is None:
+            sockets = create_sockets(self.config)
+
+        def started(socks: list[socket.socket]) -> None:
+            self.sockets = socks
+            self.addresses = [s.getsockname() for s in socks]
+            self.started = True
+            for sock in socks:
+                logger.info("Wherry running on %s (Press CTRL+C to quit)", describe(sock))
+            for waiter in self._started_waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            if on_started is not None:
+                on_started(self)
+
+        try:
+            await impl.serve(sockets, started)
+        finally:
+            for sock in sockets:
+                sock.close()
+
+    async def wait_started(self) -> None:
+        if self.started:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._started_waiters.append(waiter)
+        await waiter
+
+    def shutdown(self, force: bool = False) -> None:
+        """Begin a graceful shutdown (``force``: skip the grace period). Safe from any thread."""
+        self._exit_requested = True
+        if self._impl is not None:
+            self._impl.request_exit(force)
+
+    @property
+    def connections(self) -> int:
+        impl = self._impl
+        return len(impl.ctx.connections) if impl is not None and impl.ctx is not None else 0
+
+
+async def serve(
+    app: Any,
+    config: Config | None = None,
+    *,
+    on_started: Callable[[Server], Any] | None = None,
+    **options: Any,
+) -> None:
+    """Serve ``app`` inside the running asyncio loop until shut down (SIGINT/SIGTERM in the main thread)."""
+    await Server(app, config, **options).serve(on_started=on_started)
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    if name in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if name == "uvloop":
+                raise ConfigError("--loop uvloop: uvloop is not installed") from None
+        else:
+            return uvloop.new_event_loop  # type: ignore[no-any-return]
+    return asyncio.new_event_loop
+
+
+def run(app: Any = None, config: Config | None = None, **options: Any) -> None:
+    """Serve ``app`` (an ASGI app or 'module:attribute') in this process until SIGINT/SIGTERM.
+
+    Exits the process with status 3 when the application's lifespan startup fails and 1 when the app
+    cannot be imported or the address cannot be bound.
+    """
+    if config is None:
+        if options.get("config"):
+            merged = read_toml(options["config"])
+            merged.update(options)
+            options = merged
+        if app is not None:
+            options["app"] = app
+        config = Config(**options)
+    elif options:
+        raise TypeError("pass either a Config or keyword options, not both")
+    target = config.app if app is None else app
+    if target is None:
+        raise ConfigError("no application given")
+    configure(config.log_level, config.access_log)
+    if config.env_file:
+        load_env_file(config.env_file)
+    server = Server(target, config)
+    try:
+        with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
+            runner.run(server.serve())
+    except LifespanFailure as exc:
+        logger.error("Application startup failed: %s", exc)
+        sys.exit(STARTUP_FAILURE)
+    except AppImportError as exc:
+        logger.error("Error loading application: %s", exc)
+        sys.exit(1)
+    except BindError as exc:
+        logger.error("%s", exc.strerror or exc)
+        sys.exit(1)
+    except KeyboardInterrupt:  # pragma: no cover - a signal before handlers were installed
+        pass

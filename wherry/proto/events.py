@@ -1,0 +1,131 @@
+"""The event vocabulary shared by every protocol core.
+
+Rules of this module:
+
+1. A protocol core turns bytes into these events and nothing else; drivers never look inside a parser.
+2. Events are plain slotted records: no behaviour, no I/O, no references back to the core.
+3. Errors the peer caused carry the HTTP status to answer with (``RemoteProtocolError.status``);
+   errors the application caused are ``LocalProtocolError`` and are answered with 500 or a reset.
+4. End of input is signalled to every core the same way: ``receive_data(b"")``.
+"""
+
+from __future__ import annotations
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class Event:
+    __slots__ = ()
+
+
+class Request(Event):
+    """A complete request head. Body events for it follow until ``EndOfMessage``."""
+
+    __slots__ = (
+        "expect_continue",
+        "headers",
+        "http_version",
+        "keep_alive",
+        "method",
+        "raw_path",
+        "query_string",
+        "target",
+        "upgrade",
+    )
+
+    def __init__(
+        self,
+        method: bytes,
+        target: bytes,
+        raw_path: bytes,
+        query_string: bytes,
+        http_version: str,
+        headers: Headers,
+        keep_alive: bool,
+        expect_continue: bool,
+        upgrade: bytes | None,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.raw_path = raw_path
+        self.query_string = query_string
+        self.http_version = http_version
+        self.headers = headers
+        self.keep_alive = keep_alive
+        self.expect_continue = expect_continue
+        self.upgrade = upgrade
+
+    def __repr__(self) -> str:
+        return f"Request({self.method!r}, {self.target!r}, {self.http_version!r})"
+
+
+class Data(Event):
+    """A piece of the current message's body."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"Data({self.data!r})"
+
+
+class EndOfMessage(Event):
+    """The current message's body is complete."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "EndOfMessage()"
+
+
+class ConnectionClosed(Event):
+    """The peer closed its side (``receive_data(b"")``) between messages."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "ConnectionClosed()"
+
+
+class Rejected(Event):
+    """The peer sent something the core will not accept. Nothing after it is parsed.
+
+    ``status`` is the response to send (if a response can still be sent) before closing.
+    """
+
+    __slots__ = ("detail", "status")
+
+    def __init__(self, status: int, detail: str) -> None:
+        self.status = status
+        self.detail = detail
+
+    def __repr__(self) -> str:
+        return f"Rejected({self.status}, {self.detail!r})"
+
+
+class H2Preface(Event):
+    """The connection opened with the HTTP/2 client preface."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class ProtocolError(Exception):
+    """Base of every protocol error."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer broke the protocol; ``status`` is the answer."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+class LocalProtocolError(ProtocolError):
+    """The application asked for something the protocol cannot carry."""

@@ -1,0 +1,446 @@
+"""Drives one HTTP/1.1 connection: the sans-IO core below, ASGI cycles above, a backend transport beside.
+
+Rules of this module:
+
+1. Backends call ``connection_made``, ``data_received``, ``eof_received``, ``connection_lost``,
+   ``pause_writing`` and ``resume_writing`` (the asyncio Protocol names; asyncio calls them directly).
+   The transport is used only through ``write``, ``close``, ``abort``, ``pause_reading``,
+   ``resume_reading``, ``is_closing`` and ``get_extra_info``.
+2. Requests are answered strictly in order. At most one application call runs per connection; pipelined
+   requests wait in ``_pipeline`` and reading pauses when it is deep.
+3. Every read has a deadline (the core computes it; one timer per connection follows it) and every buffer a
+   high-water mark: request body above ``read_high_water`` pauses reading, and the app's ``send()``
+   waits while the transport pauses writing.
+4. A rejected request is answered with its status and ``connection: close`` once the responses owed
+   before it are written; nothing after it is parsed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from time import perf_counter
+from typing import Any
+
+from ..asgi.http import ClientDisconnected, FutureLike, HTTPCycle
+from ..asgi.scope import apply_proxy_headers, http_scope
+from ..proto.events import (
+    ConnectionClosed,
+    Data,
+    EndOfMessage,
+    H2Preface,
+    Headers,
+    LocalProtocolError,
+    Rejected,
+    Request,
+)
+from ..proto.http1 import DONE, H2_REFUSAL, H1Connection
+from .context import ServerContext, TimerHandle, access_logger
+
+logger = logging.getLogger("wherry.error")
+
+_CONTROL = {i: f"\\x{i:02x}" for i in [*range(0x20), 0x7F]}
+
+
+def printable(data: bytes) -> str:
+    """Log-safe text: control characters from the peer never reach a log line raw."""
+    return data.decode("latin-1").translate(_CONTROL)
+
+
+async def _service_unavailable(scope: Any, receive: Any, send: Any) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", b"20"),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"Service Unavailable\n"})
+
+
+class H1Server:
+    """One HTTP/1.1 connection on the server side."""
+
+    __slots__ = (
+        "_client_text",
+        "_closed",
+        "_current",
+        "_drain_waiter",
+        "_in_pipeline",
+        "_pipeline",
+        "_read_paused",
+        "_reading",
+        "_reject",
+        "_reject_cycle",
+        "_timer",
+        "client",
+        "core",
+        "ctx",
+        "scheme",
+        "server",
+        "transport",
+        "write_paused",
+    )
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+        self.transport: Any = None
+        self.core: H1Connection = None  # type: ignore[assignment]
+        self._current: HTTPCycle | None = None
+        self._reading: HTTPCycle | None = None
+        self._pipeline: deque[HTTPCycle] = deque()
+        self._in_pipeline = False
+        self._read_paused = False
+        self.write_paused = False
+        self._drain_waiter: FutureLike | None = None
+        self._timer: TimerHandle | None = None
+        self._reject: Rejected | None = None
+        self._reject_cycle: HTTPCycle | None = None
+        self._closed = False
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int | None] | None = None
+        self.scheme = "http"
+        self._client_text = "-"
+
+    # ------------------------------------------------------------------ backend side
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        ctx = self.ctx
+        self.core = H1Connection(ctx.limits, ctx.default_headers, ctx.runtime.time())
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.client = (str(peer[0]), int(peer[1]))
+            self._client_text = f"{peer[0]}:{peer[1]}"
+        if isinstance(sock, tuple) and len(sock) >= 2:
+            self.server = (str(sock[0]), int(sock[1]))
+        elif isinstance(sock, str) and sock:
+            self.server = (sock, None)
+        if transport.get_extra_info("sslcontext") is not None:
+            self.scheme = "https"
+        ctx.connections.add(self)
+        if ctx.shutting_down:
+            self._close()
+            return
+        self._arm_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return
+        events = self.core.receive_data(data, self.ctx.runtime.time())
+        for event in events:
+            kind = type(event)
+            if kind is Data:
+                reading = self._reading
+                if reading is not None:
+                    reading.feed_body(event.data)  # type: ignore[attr-defined]
+            elif kind is Request:
+                self._on_request(event)  # type: ignore[arg-type]
+            elif kind is EndOfMessage:
+                reading = self._reading
+                if reading is not None:
+                    reading.feed_end()
+            elif kind is Rejected:
+                self._on_reject(event)  # type: ignore[arg-type]
+            elif kind is ConnectionClosed:
+                if self._current is None and not self._pipeline:
+                    self._close()
+                    return
+            elif kind is H2Preface:
+                self.transport.write(H2_REFUSAL)
+                self._close()
+                return
+        if self._current is None and self._pipeline:
+            self._run_pipeline()
+        self._flow_control()
+        self._arm_timer()
+
+    def eof_received(self) -> bool:
+        """The peer closed its sending side; answer what it already sent, then close."""
+        self.data_received(b"")
+        return not self._closed
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._closed = True
+        self.ctx.connection_closed(self)
+        timer = self._timer
+        if timer is not None:
+            timer.cancel()
+            self._timer = None
+        current = self._current
+        if current is not None and not current.response_complete:
+            current.feed_disconnect()
+        reading = self._reading
+        if reading is not None and reading is not current:
+            reading.feed_disconnect()
+        self._pipeline.clear()
+        self.write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # ------------------------------------------------------------------ requests
+
+    def _on_request(self, request: Request) -> None:
+        ctx = self.ctx
+        client = self.client
+        scheme = self.scheme
+        headers = request.headers
+        if ctx.proxy_headers and (client[0] if client else "unix") in ctx.trusted:
+            client, scheme = apply_proxy_headers(headers, client, scheme, ctx.trusted)
+        scope = http_scope(
+            method=request.method,
+            http_version=request.http_version,
+            raw_path=request.raw_path,
+            query_string=request.query_string,
+            headers=headers,
+            scheme=scheme,
+            client=client,
+            server=self.server,
+            root_path=ctx.root_path,
+            state=ctx.lifespan_state,
+            extensions={},
+        )
+        cycle = HTTPCycle(scope, self, request, request.expect_continue, perf_counter())
+        self._reading = cycle
+        self._pipeline.append(cycle)
+
+    def _on_reject(self, event: Rejected) -> None:
+        reading = self._reading
+        if reading is not None and not reading.body_complete:
+            # The request being read broke framing mid-body: its app sees a disconnect.
+            self._reject_cycle = reading
+            reading.feed_disconnect()
+        logger.info(
+            "Bad request from %s: %d %s", self._client_text, event.status, printable(
+                event.detail.encode("utf-8", "replace")
+            )
+        )
+        self._reject = event
+        if self._current is None and not self._pipeline:
+            self._write_reject()
+
+    def _write_reject(self) -> None:
+        event = self._reject
+        self._reject = None
+        if event is None or self._closed:
+            return
+        cycle = self._reject_cycle
+        if cycle is None or not cycle.response_started:
+            self.transport.write(self.core.error_response(event.status, event.detail))
+        self._close()
+
+    def _run_pipeline(self) -> None:
+        if self._in_pipeline:
+            return
+        self._in_pipeline = True
+        ctx = self.ctx
+        try:
+            while self._current is None and self._pipeline and not self._closed:
+                cycle = self._pipeline.popleft()
+                self._current = cycle
+                ctx.tasks += 1
+                ctx.total_requests += 1
+                app = _service_unavailable if ctx.over_capacity() else ctx.app
+                ctx.runtime.run_app(app, cycle.scope, cycle.receive, cycle.send, cycle.app_finished)
+        finally:
+            self._in_pipeline = False
+
+    def cycle_finished(self, cycle: HTTPCycle) -> None:
+        """The app of ``cycle`` returned (its response is complete or the connection is cut)."""
+        ctx = self.ctx
+        ctx.tasks -= 1
+        if ctx.access_log:
+            self._log_access(cycle)
+        if cycle is not self._current:
+            return
+        self._current = None
+        if self._closed:
+            return
+        if cycle is self._reject_cycle:
+            self._write_reject()  # its body broke framing: answer with the error, then close
+            return
+        if not cycle.response_complete or not self.core.keep_alive or ctx.shutting_down:
+            self._close()
+            return
+        if self._pipeline:
+            if not self._in_pipeline:
+                self._run_pipeline()
+        elif self._reject is not None:
+            self._write_reject()
+            return
+        elif self.core.read_state == DONE:
+            self._close()  # the peer half-closed and everything it asked is answered
+            return
+        self._flow_control()
+        self._arm_timer()
+
+    def _log_access(self, cycle: HTTPCycle) -> None:
+        request = cycle.request
+        elapsed = (perf_counter() - cycle.started_at) * 1000.0
+        client = cycle.scope.get("client")
+        access_logger.info(
+            '%s - "%s %s HTTP/%s" %d %d %.1fms',
+            f"{client[0]}:{client[1]}" if client else "-",
+            printable(request.method),
+            printable(request.target),
+            request.http_version,
+            cycle.status,
+            cycle.sent_bytes,
+            elapsed,
+        )
+
+    # ------------------------------------------------------------------ HTTPStream
+
+    def create_future(self) -> FutureLike:
+        return self.ctx.runtime.create_future()
+
+    def write_response(
+        self, cycle: HTTPCycle, status: int, headers: Headers, body: bytes, more_body: bool
+    ) -> None:
+        if self._closed or cycle is not self._current:
+            raise ClientDisconnected("the connection is closed")
+        core = self.core
+        keep_alive = not self.ctx.shutting_down and (
+            core.read_state != DONE or bool(self._pipeline) or self._reject is not None
+        )
+        head = core.response_head(cycle.request, status, headers, keep_alive)
+        if more_body:
+            data = core.response_data(body) if body else b""
+            self.transport.write(head + data if data else head)
+        else:
+            data = core.response_data(body) if body else b""
+            tail = core.response_end(self.ctx.runtime.time())
+            self.transport.write(head + data + tail)
+
+    def write_body(self, cycle: HTTPCycle, body: bytes, more_body: bool) -> None:
+        if self._closed:
+            raise ClientDisconnected("the connection is closed")
+        core = self.core
+        try:
+            data = core.response_data(body) if body else b""
+            if not more_body:
+                data += core.response_end(self.ctx.runtime.time())
+        except LocalProtocolError:
+            self.abort(cycle)
+            raise
+        if data:
+            self.transport.write(data)
+
+    def write_continue(self, cycle: HTTPCycle) -> None:
+        if not self._closed and cycle is self._current:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def body_consumed(self, cycle: HTTPCycle, size: int) -> None:
+        if self._read_paused:
+            self._flow_control()
+
+    async def drain(self) -> None:
+        while self.write_paused and not self._closed:
+            waiter = self._drain_waiter
+            if waiter is None or waiter.done():
+                waiter = self._drain_waiter = self.ctx.runtime.create_future()
+            await waiter
+        if self._closed:
+            raise ClientDisconnected("the connection is closed")
+
+    def abort(self, cycle: HTTPCycle) -> None:
+        """The response cannot be finished properly: cut the connection."""
+        cycle.feed_disconnect()
+        if not self._closed:
+            self._closed = True
+            self.transport.abort() if hasattr(self.transport, "abort") else self.transport.close()
+
+    # ------------------------------------------------------------------ flow and time
+
+    def _flow_control(self) -> None:
+        if self._closed:
+            return
+        reading = self._reading
+        ctx = self.ctx
+        should_pause = (
+            (reading is not None and reading.buffered > ctx.read_high_water)
+            or len(self._pipeline) >= ctx.max_pipeline
+            or self._reject is not None
+        )
+        if should_pause != self._read_paused:
+            self._read_paused = should_pause
+            if should_pause:
+                self.core.pause_reading()
+                self.transport.pause_reading()
+            else:
+                self.core.resume_reading(ctx.runtime.time())
+                self.transport.resume_reading()
+                self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        deadline = self.core.deadline
+        if deadline is None or self._closed:
+            return
+        timer = self._timer
+        if timer is not None:
+            if timer.when() <= deadline:
+                return  # it fires early and re-arms then
+            timer.cancel()
+        self._timer = self.ctx.runtime.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._closed:
+            return
+        deadline = self.core.deadline
+        if deadline is None:
+            return
+        if self.ctx.runtime.time() < deadline:
+            self._timer = self.ctx.runtime.call_at(deadline, self._on_timer)
+            return
+        rejected = self.core.timed_out()
+        if rejected is None:
+            self._close()  # idle keep-alive connection
+            return
+        logger.info("Request timeout from %s: %s", self._client_text, rejected.detail)
+        reading = self._reading
+        if reading is not None and not reading.body_complete:
+            reading.feed_disconnect()
+            if reading.response_started:
+                self._close()
+                return
+        current = self._current
+        if current is None or current is reading:
+            self.transport.write(self.core.error_response(rejected.status, rejected.detail))
+        self._close()
+
+    # ------------------------------------------------------------------ closing
+
+    def _close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.transport.close()
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: close now if idle, otherwise after the response in flight."""
+        if self._current is None:
+            self._close()
+
+    def abort_all(self) -> None:
+        """The graceful period is over."""
+        current = self._current
+        if current is not None:
+            current.feed_disconnect()
+        if not self._closed:
+            self._closed = True
+            self.transport.abort()
