@@ -92,8 +92,7 @@ def ensure_tools(tools: Iterable[str]) -> None:
     can_apt = hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get")
     if not can_apt:
         raise BootstrapError(
-            f"missing {', '.join(missing)}; install with: sudo apt-get install -y "
-            + " ".join(packages)
+            f"missing {', '.join(missing)}; install with: sudo apt-get install -y " + " ".join(packages)
         )
     install = ["install", "-y", "--no-install-recommends", *packages]
     if not _apt_get(install) and not (_apt_get(["update"]) and _apt_get(install)):

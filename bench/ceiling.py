@@ -44,12 +44,9 @@ BARE_RESPONSE = (
     + HELLO_BODY
 )
 BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-SERVER_ERROR = (
-    b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-)
+SERVER_ERROR = b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 STATUS_LINES = {
-    int(status): f"HTTP/1.1 {int(status)} {status.phrase}\r\n".encode("ascii")
-    for status in HTTPStatus
+    int(status): f"HTTP/1.1 {int(status)} {status.phrase}\r\n".encode("ascii") for status in HTTPStatus
 }
 REQUEST_DONE: Message = {"type": "http.request", "body": b"", "more_body": False}
 DISCONNECT: Message = {"type": "http.disconnect"}
@@ -259,8 +256,11 @@ def serve(mode: str, app_spec: str, host: str, port: int, backlog: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.ceiling", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.ceiling",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     app_cmd = sub.add_parser("app", help="in-process ceiling: app calls per second")
     app_cmd.add_argument("--app", default="bench.apps:hello")

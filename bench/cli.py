@@ -20,7 +20,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -28,7 +29,17 @@ from typing import Any
 
 from bench import bootstrap
 from bench.loadgen import TOOLS, LoadError
-from bench.procs import Sampler, ServerFailed, ServerProcess, free_port, wait_idle, wait_ready
+from bench.procs import (
+    CpuWatch,
+    Sampler,
+    ServerFailed,
+    ServerProcess,
+    free_port,
+    in_sessions,
+    not_harness,
+    wait_idle,
+    wait_ready,
+)
 from bench.scenarios import (
     QUICK_DURATION,
     QUICK_SCENARIOS,
@@ -44,8 +55,13 @@ HOST = "127.0.0.1"
 FIRST_PORT = 20_000
 NOFILE_WANTED = 65_536
 READY_TIMEOUT = 30.0
+IDLE_TIMEOUT = 10.0
+QUIET_BUDGET = 120.0
+"""Seconds a run may spend in all waiting for other processes on the machine to go quiet."""
+DISTURBED = 0.05
+"""Other processes above this share of a CPU during a run make it a disturbed run."""
 DEFAULT_REPEATS = 3
-DEFAULT_WARMUP = 1
+DEFAULT_WARMUP = 2
 CEILING_APP_SECONDS = 2.0
 BOOTSTRAPPED_ENV = "WHERRY_BENCH_BOOTSTRAPPED"
 
@@ -54,8 +70,11 @@ DOCS_DIR = bootstrap.REPO_ROOT / "docs" / "benchmarks"
 PARTIAL_DOCS_DIR = RESULTS_DIR / "tmp-report"
 
 
+_T0 = time.monotonic()
+
+
 def log(message: str) -> None:
-    bootstrap.log(message)
+    bootstrap.log(f"{time.monotonic() - _T0:6.1f}s {message}")
 
 
 def _names(value: str, known: Sequence[str], what: str) -> list[str]:
@@ -94,11 +113,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--duration", type=int, help="seconds per run for every scenario (default: per scenario)"
     )
     parser.add_argument(
-        "--warmup", type=int, help=f"warm-up seconds per server (default {DEFAULT_WARMUP})"
+        "--warmup",
+        type=int,
+        help=f"warm-up seconds, all servers of a scenario at once (default {DEFAULT_WARMUP})",
     )
-    parser.add_argument(
-        "--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON results go"
-    )
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON results go")
     parser.add_argument(
         "--docs-dir",
         type=Path,
@@ -140,8 +159,8 @@ class Plan:
         total = 0.0
         for scenario in self.scenarios:
             count = len(self.servers_for(scenario))
-            total += 3 + count * (self.warmup + 0.5)
-            total += count * self.repeats * (self.seconds(scenario) + 0.6)
+            total += 5 + self.warmup if count else 0
+            total += count * self.repeats * (self.seconds(scenario) + 0.4)
         if self.ceiling_app:
             total += self.repeats * (CEILING_APP_SECONDS + 0.3)
         return total
@@ -155,16 +174,15 @@ def make_plan(args: argparse.Namespace) -> Plan:
         scenarios = [SCENARIOS_BY_NAME[name] for name in QUICK_SCENARIOS]
     else:
         scenarios = list(SCENARIOS)
-    full_default = not (
-        args.quick or args.servers or args.scenarios or args.repeats or args.duration
-    ) and (args.warmup is None)
+    full_default = not (args.quick or args.servers or args.scenarios or args.repeats or args.duration) and (
+        args.warmup is None
+    )
     return Plan(
         scenarios=scenarios,
         servers=[SERVERS_BY_NAME[name] for name in names if name != CEILING_APP],
         ceiling_app=CEILING_APP in names,
         repeats=args.repeats or (1 if args.quick else DEFAULT_REPEATS),
-        warmup=args.warmup if args.warmup is not None else (QUICK_WARMUP if args.quick
-                                                              else DEFAULT_WARMUP),
+        warmup=args.warmup if args.warmup is not None else (QUICK_WARMUP if args.quick else DEFAULT_WARMUP),
         duration=args.duration or (QUICK_DURATION if args.quick else None),
         quick=args.quick,
         full_default=full_default,
@@ -212,8 +230,7 @@ def machine_info(nofile: int) -> dict[str, Any]:
         "tcp_max_syn_backlog": _read("/proc/sys/net/ipv4/tcp_max_syn_backlog"),
         "rlimit_nofile": nofile,
         "memory_kb": next(
-            (ln.split()[1] for ln in _read("/proc/meminfo").splitlines()
-             if ln.startswith("MemTotal")),
+            (ln.split()[1] for ln in _read("/proc/meminfo").splitlines() if ln.startswith("MemTotal")),
             "",
         ),
     }
@@ -265,11 +282,14 @@ class Point:
             return {}
 
         def median(key: str) -> float:
-            return statistics.median(run[key] for run in self.runs)
+            return float(statistics.median(run[key] for run in self.runs))
 
         worst = max(self.runs, key=lambda run: run["errors"])
+        rates = [run["rps"] for run in self.runs]
         summary: dict[str, Any] = {
             "rps": median("rps"),
+            "rps_min": min(rates),
+            "rps_max": max(rates),
             "p50_ms": median("p50_ms"),
             "p90_ms": median("p90_ms"),
             "p99_ms": median("p99_ms"),
@@ -279,12 +299,17 @@ class Point:
             "errors_detail": {
                 key: worst[key]
                 for key in (
-                    "errors_connect", "errors_read", "errors_write", "errors_timeout", "non_2xx"
+                    "errors_connect",
+                    "errors_read",
+                    "errors_write",
+                    "errors_timeout",
+                    "non_2xx",
                 )
-            },  # fmt: skip
+            },
             "rss_peak_bytes": max(run["rss_peak_bytes"] for run in self.runs),
             "rss_peak_process_bytes": max(run["rss_peak_process_bytes"] for run in self.runs),
             "cpu_utilisation": median("cpu_utilisation"),
+            "other_cpu_max": max(run["other_cpu_utilisation"] for run in self.runs),
         }
         if self.scenario.payload:
             summary["mbps"] = summary["rps"] * self.scenario.payload / 1e6
@@ -313,8 +338,9 @@ def _format_run(result: dict[str, Any]) -> str:
 
 
 class Runner:
-    def __init__(self, plan: Plan, venv: Path, workdir: Path, server_cpu: int | None,
-                 client_cpu: int | None) -> None:
+    def __init__(
+        self, plan: Plan, venv: Path, workdir: Path, server_cpu: int | None, client_cpu: int | None
+    ) -> None:
         self.plan = plan
         self.python = bootstrap.venv_python(venv)
         self.env = server_env(venv)
@@ -324,6 +350,7 @@ class Runner:
         self.next_port = FIRST_PORT
         self.points: list[Point] = []
         self.ceiling_app_runs: list[float] = []
+        self.quiet_budget = QUIET_BUDGET
         self.ceiling_app_error = ""
 
     def _port(self) -> int:
@@ -351,7 +378,6 @@ class Runner:
             return None
 
     def run_scenario(self, scenario: Scenario) -> None:
-        tool = TOOLS[scenario.tool]
         servers = self.plan.servers_for(scenario)
         if not servers:
             return
@@ -365,55 +391,84 @@ class Runner:
                 if proc is not None:
                     procs[server.name] = proc
             for name, failure in wait_ready(procs.values(), READY_TIMEOUT).items():
-                point = points[name]
                 if failure is not None:
-                    point.fail(failure)
+                    points[name].fail(failure)
                     log(f"{name}: {failure}\n{failure.log_tail}")
                     procs.pop(name).stop()
                 else:
-                    point.ready_after_s = procs[name].ready_after
-            for name, proc in list(procs.items()):
-                self.warm_up(scenario, points[name], proc, list(procs.values()))
-                if points[name].status != "ok":
-                    procs.pop(name).stop()
+                    points[name].ready_after_s = procs[name].ready_after
+            self.warm_up(scenario, points, procs)
             order = list(procs)
             for repeat in range(self.plan.repeats):
                 shift = repeat % len(order) if order else 0
                 for name in order[shift:] + order[:shift]:
                     if points[name].status == "ok":
-                        self.measure(scenario, points[name], procs[name], list(procs.values()),
-                                     repeat)
+                        self.measure(scenario, points[name], procs[name], list(procs.values()), repeat)
         finally:
             for proc in procs.values():
                 proc.stop()
 
-    def warm_up(self, scenario: Scenario, point: Point, proc: ServerProcess,
-                others: list[ServerProcess]) -> None:
-        wait_idle(others)
-        point.rss_idle_bytes = proc.rss()[0]
-        if self.plan.warmup <= 0:
+    def warm_up(self, scenario: Scenario, points: dict[str, Point], procs: dict[str, ServerProcess]) -> None:
+        """Load every server at once for the warm-up time; drop the ones that fail."""
+        self.settle(list(procs.values()))
+        for name, proc in procs.items():
+            points[name].rss_idle_bytes = proc.rss()[0]
+        if self.plan.warmup <= 0 or not procs:
             return
-        try:
-            TOOLS[scenario.tool].run(scenario, self.url(proc), self.plan.warmup, self.client_cpu,
-                                     self.workdir)
-        except LoadError as exc:
-            point.fail(f"warm-up failed: {exc}", proc.log_tail())
-        if not proc.alive():
-            point.fail(proc.failure("exited during warm-up"))
-        if point.status != "ok":
-            log(f"{point.server.name}: {point.error}")
+        tool = TOOLS[scenario.tool]
+        load = replace(scenario, connections=min(scenario.connections, scenario.warmup_connections))
+        # Sharing the CPU, each server still answers thousands of requests.
+        seconds = self.plan.warmup
+        with ThreadPoolExecutor(max_workers=len(procs)) as pool:
+            futures = {
+                name: pool.submit(tool.run, load, self.url(proc), seconds, self.client_cpu, self.workdir)
+                for name, proc in procs.items()
+            }
+        for name, future in futures.items():
+            point, proc = points[name], procs[name]
+            try:
+                future.result()
+            except LoadError as exc:
+                point.fail(f"warm-up failed: {exc}", proc.log_tail())
+            if point.status == "ok" and not proc.alive():
+                point.fail(proc.failure("exited during warm-up"))
+            if point.status != "ok":
+                log(f"{name}: {point.error}")
+                procs.pop(name).stop()
+
+    def settle(self, servers: list[ServerProcess]) -> float:
+        """Wait for the servers to go idle, then (while the budget lasts) for the machine."""
+        waited = wait_idle(CpuWatch(in_sessions(s.pid for s in servers)), timeout=IDLE_TIMEOUT)
+        if waited >= IDLE_TIMEOUT:
+            log(f"servers still busy after {IDLE_TIMEOUT:.0f} s; measuring anyway")
+        if self.quiet_budget > 0:
+            extra = wait_idle(CpuWatch(not_harness()), timeout=min(IDLE_TIMEOUT, self.quiet_budget))
+            if extra > 1.0:
+                log(f"waited {extra:.1f} s for other processes on the machine to go quiet")
+            self.quiet_budget -= max(0.0, extra - 0.2)
+            if self.quiet_budget <= 0:
+                log("stopped waiting for other processes; disturbed runs are marked")
+            waited += extra
+        return waited
 
     def url(self, proc: ServerProcess) -> str:
         return f"http://{proc.host}:{proc.port}/"
 
-    def measure(self, scenario: Scenario, point: Point, proc: ServerProcess,
-                others: list[ServerProcess], repeat: int) -> None:
-        idle_wait = wait_idle(others)
+    def measure(
+        self,
+        scenario: Scenario,
+        point: Point,
+        proc: ServerProcess,
+        others: list[ServerProcess],
+        repeat: int,
+    ) -> None:
+        idle_wait = self.settle(others)
         seconds = self.plan.seconds(scenario)
         try:
             with Sampler(proc) as sampler:
-                result = TOOLS[scenario.tool].run(scenario, self.url(proc), seconds,
-                                                  self.client_cpu, self.workdir)
+                result = TOOLS[scenario.tool].run(
+                    scenario, self.url(proc), seconds, self.client_cpu, self.workdir
+                )
         except LoadError as exc:
             point.fail(str(exc), proc.log_tail())
             log(f"{point.server.name}: {exc}")
@@ -430,9 +485,12 @@ class Runner:
             rss_peak_process_bytes=sampler.peak_process_rss,
             rss_samples=sampler.samples,
             cpu_utilisation=sampler.cpu_utilisation,
+            other_cpu_utilisation=sampler.other_utilisation,
         )
         point.runs.append(run)
         log(f"{scenario.name:<10} {point.server.name:<13} #{repeat + 1} {_format_run(run)}")
+        if sampler.other_utilisation > DISTURBED:
+            log(f"other processes used {sampler.other_utilisation:.0%} of a CPU during this run")
 
     def run_ceiling_app(self) -> None:
         seconds = min(CEILING_APP_SECONDS, float(self.plan.duration or CEILING_APP_SECONDS))
@@ -440,8 +498,16 @@ class Runner:
         if self.server_cpu is not None:
             argv = ["taskset", "-c", str(self.server_cpu), *argv]
         for repeat in range(self.plan.repeats):
-            done = subprocess.run(argv, cwd=bootstrap.REPO_ROOT, env=self.env, check=False,
-                                  capture_output=True, text=True, timeout=seconds + 60)
+            self.settle([])
+            done = subprocess.run(
+                argv,
+                cwd=bootstrap.REPO_ROOT,
+                env=self.env,
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=seconds + 60,
+            )
             try:
                 rate = float(json.loads(done.stdout.strip().splitlines()[-1])["calls_per_s"])
             except (ValueError, KeyError, IndexError):
@@ -496,12 +562,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     stamp = json.loads((venv / bootstrap.STAMP_NAME).read_text())
     nofile = raise_nofile()
+    most = max((scenario.connections for scenario in plan.scenarios), default=0)
+    if nofile < most + 1024:
+        log(f"RLIMIT_NOFILE is {nofile}: {most:,} connections will meet socket errors")
+    somaxconn = _read("/proc/sys/net/core/somaxconn")
+    if somaxconn.isdigit() and int(somaxconn) < most:
+        log(
+            f"net.core.somaxconn {somaxconn} caps the listen backlog; with {most:,} "
+            "connections some wait for SYN retries (left as is, recorded in the results)"
+        )
     server_cpu, client_cpu = choose_cpus(args.server_cpu, args.client_cpu)
     if client_cpu is not None:
         # The harness (and its sampling thread) stays off the server's CPU.
         os.sched_setaffinity(0, {client_cpu})
-    log(f"plan: {len(plan.scenarios)} scenario(s), {len(plan.servers)} server(s), "
-        f"{plan.repeats} repeat(s); about {plan.estimate() / 60:.1f} min")
+    log(
+        f"plan: {len(plan.scenarios)} scenario(s), {len(plan.servers)} server(s), "
+        f"{plan.repeats} repeat(s); about {plan.estimate() / 60:.1f} min"
+    )
 
     results_dir: Path = args.results_dir.resolve()
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -529,25 +606,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             "durations_s": {s.name: plan.seconds(s) for s in plan.scenarios},
             "server_cpu": server_cpu,
             "client_cpu": client_cpu,
+            "disturbed_threshold": DISTURBED,
         },
         "machine": machine_info(nofile),
         "tools": {name: TOOLS[name].version() for name in {s.tool for s in plan.scenarios}},
         "packages": package_versions(),
         "wherry_install": stamp.get("wherry", {}),
         "scenarios": [
-            {"name": s.name, "description": s.description, "setup": s.setup, "app": s.app_spec,
-             "tool": s.tool, "connections": s.connections, "metric": s.metric,
-             "payload": s.payload}
+            {
+                "name": s.name,
+                "description": s.description,
+                "setup": s.setup,
+                "app": s.app_spec,
+                "tool": s.tool,
+                "connections": s.connections,
+                "metric": s.metric,
+                "payload": s.payload,
+            }
             for s in plan.scenarios
         ],
-        "servers": [
-            {"name": s.name, "kind": s.kind, "notes": s.notes} for s in plan.servers
-        ],
+        "servers": [{"name": s.name, "kind": s.kind, "notes": s.notes} for s in plan.servers],
         "ceiling_app": {
             "selected": plan.ceiling_app,
             "calls_per_s": runner.ceiling_app_runs,
-            "median": statistics.median(runner.ceiling_app_runs)
-            if runner.ceiling_app_runs else None,
+            "median": statistics.median(runner.ceiling_app_runs) if runner.ceiling_app_runs else None,
             "error": runner.ceiling_app_error,
         },
         "points": [point.to_json() for point in runner.points],

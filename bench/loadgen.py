@@ -9,8 +9,11 @@ except as a fallback for the error lines.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import threading
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -113,12 +116,14 @@ class Wrk:
             url.rstrip("/") + scenario.path,
         ]  # fmt: skip
 
-    def run(
-        self, scenario: Scenario, url: str, duration: int, cpu: int | None, workdir: Path
-    ) -> LoadResult:
-        script = workdir / f"wrk-{scenario.name}.lua"
+    def run(self, scenario: Scenario, url: str, duration: int, cpu: int | None, workdir: Path) -> LoadResult:
+        text = self.script(scenario)
+        script = workdir / f"wrk-{scenario.name}-{zlib.crc32(text.encode()):08x}.lua"
         if not script.exists():
-            script.write_text(self.script(scenario))
+            # Warm-ups run several wrk at once: write under a private name, then rename.
+            partial = script.with_suffix(f".{threading.get_ident()}.tmp")
+            partial.write_text(text)
+            os.replace(partial, script)
         argv = _pinned(cpu, self.command(scenario, url, duration, script))
         try:
             done = subprocess.run(
@@ -134,13 +139,12 @@ class Wrk:
 
     def version(self) -> str:
         done = subprocess.run(["wrk", "-v"], check=False, capture_output=True, text=True)
-        first = (done.stdout + done.stderr).strip().splitlines()
-        return first[0] if first else "unknown"
+        lines = (done.stdout + done.stderr).strip().splitlines()
+        # "wrk 4.1.0 [epoll] Copyright (C) 2012 Will Glozer"
+        return lines[0].split(" Copyright")[0] if lines else "wrk (unknown version)"
 
 
-_SOCKET_ERRORS = re.compile(
-    r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"
-)
+_SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
 _NON_2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
 
 

@@ -14,10 +14,12 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+KTHREADD = 2
+"""Parent of every kernel thread."""
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -33,6 +35,7 @@ class ServerFailed(RuntimeError):
 @dataclass
 class ProcStat:
     pid: int
+    ppid: int
     session: int
     rss_bytes: int
     cpu_seconds: float
@@ -50,21 +53,27 @@ def _read_stat(pid: int) -> ProcStat | None:
     # ... rss is field 24 of the full line, index 21 here.
     return ProcStat(
         pid=pid,
+        ppid=int(fields[1]),
         session=int(fields[3]),
         rss_bytes=int(fields[21]) * PAGE_SIZE,
         cpu_seconds=(int(fields[11]) + int(fields[12])) / CLOCK_TICKS,
     )
 
 
-def session_stats(session: int) -> list[ProcStat]:
-    """Every live process of one session."""
+def all_stats() -> list[ProcStat]:
+    """Every live process."""
     stats: list[ProcStat] = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             stat = _read_stat(int(entry))
-            if stat is not None and stat.session == session:
+            if stat is not None:
                 stats.append(stat)
     return stats
+
+
+def session_stats(session: int) -> list[ProcStat]:
+    """Every live process of one session."""
+    return [stat for stat in all_stats() if stat.session == session]
 
 
 def free_port(start: int) -> int:
@@ -142,8 +151,7 @@ class ServerProcess:
         try:
             with socket.create_connection((self.host, self.port), timeout=1.0) as conn:
                 conn.sendall(
-                    b"GET / HTTP/1.1\r\nHost: " + self.host.encode() + b"\r\n"
-                    b"Connection: close\r\n\r\n"
+                    b"GET / HTTP/1.1\r\nHost: " + self.host.encode() + b"\r\nConnection: close\r\n\r\n"
                 )
                 data = b""
                 while b"\r\n" not in data:
@@ -170,10 +178,8 @@ class ServerProcess:
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                pass
         # Whatever is left of the session (workers that outlived the parent) goes too.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGKILL)
@@ -181,9 +187,7 @@ class ServerProcess:
             self.proc.wait(grace)
 
 
-def wait_ready(
-    servers: Iterable[ServerProcess], timeout: float
-) -> dict[str, ServerFailed | None]:
+def wait_ready(servers: Iterable[ServerProcess], timeout: float) -> dict[str, ServerFailed | None]:
     """Poll every server until it answers; return each name's failure (None: ready)."""
     pending = {server.name: server for server in servers}
     outcome: dict[str, ServerFailed | None] = {}
@@ -207,32 +211,81 @@ def wait_ready(
     return outcome
 
 
+class CpuWatch:
+    """CPU time used by a set of processes between two looks, counted per process.
+
+    Counting per process means that a process exiting does not make the others look idle, and
+    one that appears counts all the CPU time it used.
+    """
+
+    def __init__(self, include: Callable[[ProcStat], bool]) -> None:
+        self.include = include
+        self.last = self._snapshot()
+
+    def _snapshot(self) -> dict[int, float]:
+        return {stat.pid: stat.cpu_seconds for stat in all_stats() if self.include(stat)}
+
+    def used(self) -> float:
+        """CPU seconds used since the previous call (or since creation)."""
+        now = self._snapshot()
+        used = sum(max(0.0, cpu - self.last.get(pid, 0.0)) for pid, cpu in now.items())
+        self.last = now
+        return used
+
+
+def in_sessions(sessions: Iterable[int]) -> Callable[[ProcStat], bool]:
+    wanted = frozenset(sessions)
+    return lambda stat: stat.session in wanted
+
+
+def not_harness(exclude_session: int | None = None) -> Callable[[ProcStat], bool]:
+    """Every user process except this one, its load-tool children and ``exclude_session``.
+
+    Kernel threads are left out too: their work here is mostly the network traffic of the
+    benchmark itself.
+    """
+    me, my_session = os.getpid(), os.getsid(0)
+
+    def include(stat: ProcStat) -> bool:
+        return not (
+            stat.pid == me
+            or stat.pid == KTHREADD
+            or stat.ppid == KTHREADD
+            or stat.session == exclude_session
+            or (stat.ppid == me and stat.session == my_session)
+        )
+
+    return include
+
+
 def wait_idle(
-    servers: Sequence[ServerProcess],
+    watch: CpuWatch,
     timeout: float = 5.0,
-    window: float = 0.2,
+    window: float = 0.1,
     busy_fraction: float = 0.03,
 ) -> float:
-    """Wait until the servers together use under ``busy_fraction`` of a CPU; return the wait.
+    """Wait until the watched processes use under ``busy_fraction`` of a CPU; return the wait.
 
     After a run a server may still be closing thousands of connections; the next server
     measured shares its CPU, so it must not start before that work is done.
     """
     start = time.monotonic()
-    live = [server for server in servers if server.alive()]
-    before = sum(server.cpu_seconds() for server in live)
+    watch.used()
     while time.monotonic() - start < timeout:
         time.sleep(window)
-        after = sum(server.cpu_seconds() for server in live)
         # CPU time has tick granularity (10 ms): compare over the window, with one tick slack.
-        if after - before <= busy_fraction * window + 1 / CLOCK_TICKS:
+        if watch.used() <= busy_fraction * window + 1 / CLOCK_TICKS:
             break
-        before = after
     return time.monotonic() - start
 
 
 class Sampler:
-    """Samples a server's memory and CPU time in a thread while a run is under way."""
+    """Samples a server's memory and CPU time in a thread while a run is under way.
+
+    It also measures the CPU time used meanwhile by everything else on the machine (other
+    servers, other users' jobs), but not by the harness and its load tool: a run during which
+    other processes were busy is a disturbed run, and the report says so.
+    """
 
     def __init__(self, server: ServerProcess, interval: float = 0.1) -> None:
         self.server = server
@@ -244,6 +297,8 @@ class Sampler:
         self.cpu_end = 0.0
         self.wall_start = 0.0
         self.wall_end = 0.0
+        self.other_cpu = 0.0
+        self._others: CpuWatch | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"sampler-{server.name}")
 
@@ -258,6 +313,7 @@ class Sampler:
             self._sample()
 
     def __enter__(self) -> Sampler:
+        self._others = CpuWatch(not_harness(exclude_session=self.server.pid))
         self.cpu_start = self.server.cpu_seconds()
         self.wall_start = time.monotonic()
         self._sample()
@@ -270,9 +326,16 @@ class Sampler:
         self._sample()
         self.cpu_end = self.server.cpu_seconds()
         self.wall_end = time.monotonic()
+        self.other_cpu = self._others.used() if self._others is not None else 0.0
 
     @property
     def cpu_utilisation(self) -> float:
         """Server CPU time over wall time during the run (1.0 = one core busy)."""
         wall = self.wall_end - self.wall_start
         return (self.cpu_end - self.cpu_start) / wall if wall > 0 else 0.0
+
+    @property
+    def other_utilisation(self) -> float:
+        """CPU time of everything else over wall time during the run."""
+        wall = self.wall_end - self.wall_start
+        return self.other_cpu / wall if wall > 0 else 0.0

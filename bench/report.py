@@ -18,6 +18,8 @@ from bench.servers import REFERENCE
 Results = dict[str, Any]
 PointData = dict[str, Any]
 
+TIMES = "\u00d7"  # the multiplication sign of "1.25x"
+DAGGER = "\u2020"  # marks a row measured while other processes were busy
 CEILING_SCENARIOS = ("get64", "post64", "get1", "c10k", "upload1m")
 CHARTS = ("throughput.png", "latency.png", "memory.png")
 
@@ -44,11 +46,21 @@ def fmt_mib(value: float) -> str:
 
 
 def fmt_ratio(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}×"
+    return "—" if value is None else f"{value:.2f}{TIMES}"
 
 
 def fmt_share(value: float | None) -> str:
-    return "—" if value is None else f"{value * 100:.0f}%"
+    if value is None:
+        return "—"
+    return f"{value * 100:.1f}%" if value < 0.1 else f"{value * 100:.0f}%"
+
+
+def fmt_spread(summary: dict[str, Any]) -> str:
+    """(max - min) / median of req/s over the repeats: how much to trust a difference."""
+    low, high, mid = summary.get("rps_min"), summary.get("rps_max"), summary["rps"]
+    if low is None or high is None or not mid or low == high:
+        return "—"
+    return f"±{(high - low) / mid * 50:.0f}%"
 
 
 ERROR_LABELS = {
@@ -65,9 +77,7 @@ def fmt_errors(summary: dict[str, Any]) -> str:
     if total == 0:
         return "0"
     parts = [
-        f"{ERROR_LABELS[key]} {value:,}"
-        for key, value in summary.get("errors_detail", {}).items()
-        if value
+        f"{ERROR_LABELS[key]} {value:,}" for key, value in summary.get("errors_detail", {}).items() if value
     ]
     return f"{total:,} ({', '.join(parts)})"
 
@@ -82,6 +92,7 @@ def points_of(results: Results, scenario: str) -> list[PointData]:
 
 
 def find(results: Results, scenario: str, server: str) -> PointData | None:
+    point: PointData
     for point in results["points"]:
         if point["scenario"] == scenario and point["server"] == server:
             return point
@@ -90,6 +101,19 @@ def find(results: Results, scenario: str, server: str) -> PointData | None:
 
 def ok(point: PointData | None) -> bool:
     return point is not None and point["status"] == "ok" and bool(point["summary"])
+
+
+def threshold(results: Results) -> float:
+    return float(results["config"].get("disturbed_threshold", 0.05))
+
+
+def disturbed(results: Results, point: PointData) -> bool:
+    """Other processes used more than the threshold of a CPU during one of its runs."""
+    return ok(point) and point["summary"].get("other_cpu_max", 0.0) > threshold(results)
+
+
+def disturbed_points(results: Results) -> list[PointData]:
+    return [point for point in results["points"] if disturbed(results, point)]
 
 
 def main_value(point: PointData, metric: str) -> float:
@@ -117,31 +141,80 @@ def short_error(point: PointData) -> str:
 def scenario_table(results: Results, scenario: dict[str, Any]) -> list[str]:
     name, metric = scenario["name"], scenario["metric"]
     transfer = metric != "rps"
-    head = ["Server", *(["MB/s"] if transfer else []), "req/s", f"× {REFERENCE}", "p50", "p99",
-            "p99.9", "errors", "peak RSS", "CPU"]
-    lines = ["| " + " | ".join(head) + " |",
-             "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    head = [
+        "Server",
+        *(["MB/s"] if transfer else []),
+        "req/s",
+        "spread",
+        f"{TIMES} {REFERENCE}",
+        "p50",
+        "p99",
+        "p99.9",
+        "errors",
+        "peak RSS",
+        "CPU",
+    ]
+    lines = [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|",
+    ]
     for point in points_of(results, name):
         label = point["server"]
         label = f"**{label}**" if point["kind"] == "subject" else label
         label = f"*{label}*" if point["kind"] == "ceiling" else label
+        label += DAGGER if disturbed(results, point) else ""
         if not ok(point):
             cells = [label, f"**{short_error(point)}**"] + [""] * (len(head) - 2)
         else:
             summary = point["summary"]
+            answered = summary["rps"] > 0
+            latency = [fmt_ms(summary[key]) if answered else "—" for key in ("p50_ms", "p99_ms", "p999_ms")]
             cells = [
                 label,
                 *([f"{summary['mbps']:,.0f}"] if transfer else []),
-                fmt_int(summary["rps"]),
+                fmt_int(summary["rps"]) if answered else "**0: no response in the run**",
+                fmt_spread(summary),
                 fmt_ratio(ratio(results, name, point["server"], REFERENCE)),
-                fmt_ms(summary["p50_ms"]),
-                fmt_ms(summary["p99_ms"]),
-                fmt_ms(summary["p999_ms"]),
+                *latency,
                 fmt_errors(summary),
                 fmt_mib(summary["rss_peak_bytes"]),
                 f"{summary['cpu_utilisation'] * 100:.0f}%",
             ]
         lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def summary_section(results: Results) -> list[str]:
+    """One line per server: its req/s over the reference's in every scenario."""
+    names = [s["name"] for s in results["scenarios"] if points_of(results, s["name"])]
+    servers = [s for s in results["servers"] if s["kind"] != "ceiling"]
+    if not names or not any(s["name"] == REFERENCE for s in servers) or len(servers) < 2:
+        return []
+    lines = [
+        "## Summary",
+        "",
+        f"req/s (MB/s for transfers) over {REFERENCE}'s in the same scenario; above 1 is faster. "
+        "A difference smaller than the spread in the scenario's table below is noise.",
+        "",
+        "| Server | " + " | ".join(names) + " |",
+        "|---|" + "|".join(["---:"] * len(names)) + "|",
+    ]
+    for server in servers:
+        cells = []
+        for scenario in names:
+            point = find(results, scenario, server["name"])
+            if point is None:
+                cells.append("")
+            elif not ok(point):
+                cells.append("failed")
+            elif point["summary"]["rps"] <= 0:
+                cells.append("no response")
+            else:
+                cells.append(fmt_ratio(ratio(results, scenario, server["name"], REFERENCE)))
+        label = server["name"]
+        label = f"**{label}**" if server["kind"] == "subject" else label
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("")
     return lines
 
 
@@ -171,8 +244,9 @@ def ceilings_section(results: Results) -> list[str]:
             cells = []
             for scenario in names:
                 point = find(results, scenario, ceiling)
-                cells.append(f"{fmt_int(point['summary']['rps'])} req/s"
-                             if point is not None and ok(point) else "—")
+                cells.append(
+                    f"{fmt_int(point['summary']['rps'])} req/s" if point is not None and ok(point) else "—"
+                )
             lines.append(f"| *{ceiling}* | " + " | ".join(cells) + " |")
         for server in results["servers"]:
             if server["kind"] == "ceiling":
@@ -201,8 +275,8 @@ def ceilings_section(results: Results) -> list[str]:
                 shares.append(f"{server['name']} {fmt_share(share)}")
         if shares:
             lines.append(
-                "A server's get64 req/s as a share of it (the rest of each request's time is "
-                "the server's own): " + ", ".join(shares) + "."
+                "In get64, the app call is this share of each request's time (req/s ÷ app "
+                "calls/s; the rest is the server and the kernel): " + ", ".join(shares) + "."
             )
         lines.append("")
     elif ceiling_app.get("error"):
@@ -228,24 +302,39 @@ def failures_section(results: Results) -> list[str]:
     return lines
 
 
+def quiet_line(results: Results) -> str:
+    limit = f"{threshold(results):.0%}"
+    points = disturbed_points(results)
+    if not points:
+        return f"- The machine was quiet: no other process used over {limit} of a CPU in any run."
+    worst = max(point["summary"]["other_cpu_max"] for point in points)
+    names = ", ".join(f"{point['scenario']}/{point['server']}" for point in points)
+    return (
+        f"- {DAGGER} Other processes used over {limit} of a CPU (up to {worst:.0%}) during a "
+        f"run of: {names}. Those numbers are disturbed."
+    )
+
+
 def environment_section(results: Results) -> list[str]:
     machine, config = results["machine"], results["config"]
-    packages = ", ".join(f"{name} {version}" for name, version in results["packages"].items()
-                         if version != "not installed")
+    packages = ", ".join(
+        f"{name} {version}" for name, version in results["packages"].items() if version != "not installed"
+    )
     tools = ", ".join(results["tools"].values())
     durations = ", ".join(f"{name} {sec} s" for name, sec in config["durations_s"].items())
     return [
         "## Setup",
         "",
-        f"- Command: `{results['command'].strip()}`; finished in "
-        f"{results['elapsed_s'] / 60:.1f} min.",
+        f"- Command: `{results['command'].strip()}`; finished in {results['elapsed_s'] / 60:.1f} min.",
         f"- Machine: {machine['cpu_model']}, {machine['cpus']} CPUs, Linux {machine['kernel']}, "
         f"{machine['os'] or 'unknown OS'}, Python {machine['python']}; "
         f"`net.core.somaxconn` {machine['somaxconn']}, RLIMIT_NOFILE {machine['rlimit_nofile']}.",
         f"- Servers pinned to CPU {config['server_cpu']}, {tools} pinned to CPU "
         f"{config['client_cpu']}; one worker each; {config['repeats']} repeat(s) per point "
-        f"(servers take turns), {config['warmup_s']} s warm-up; run length: {durations}.",
+        f"(servers take turns) after a {config['warmup_s']} s warm-up of all servers at once; "
+        f"run length: {durations}.",
         f"- Versions: {packages}.",
+        quiet_line(results),
         "",
     ]
 
@@ -254,20 +343,33 @@ def markdown(results: Results, charts: Iterable[str] = ()) -> str:
     lines = ["# Benchmark results", ""]
     if results.get("quick"):
         lines += ["> A `--quick` run: one short repeat per server. The numbers are noisy.", ""]
+    noisy = disturbed_points(results)
+    if noisy:
+        lines += [
+            f"> {DAGGER} {len(noisy)} of {len(results['points'])} rows were measured while other "
+            "processes were busy on the machine (see Setup); their numbers are disturbed.",
+            "",
+        ]
     lines += [
         f"Measured {results['timestamp']} with `bench/run.py`; how the numbers are made is in "
         "[methodology.md](methodology.md). req/s and latencies are medians over the repeats; "
-        "errors and peak RSS are the worst repeat. `× uvicorn` is req/s over uvicorn's. "
+        "errors and peak RSS are the worst repeat. `spread` is half the range of req/s over the "
+        f"repeats, relative to the median. `{TIMES} {REFERENCE}` is req/s over {REFERENCE}'s. "
         "RSS is summed over the server's processes; CPU is server CPU time over wall time "
         "(100% = one core).",
         "",
     ]
+    lines += summary_section(results)
     for scenario in results["scenarios"]:
         if not points_of(results, scenario["name"]):
             continue
         lines.append(f"## {scenario['name']}")
         lines.append("")
-        lines.append(f"{scenario['description']} `{scenario['app']}`, {scenario['setup']}.")
+        seconds = results["config"]["durations_s"].get(scenario["name"])
+        lines.append(
+            f"{scenario['description']} App `{scenario['app']}`; load: {scenario['setup']}, "
+            f"{seconds} s per run."
+        )
         lines.append("")
         lines += scenario_table(results, scenario)
         lines.append("")
@@ -286,13 +388,24 @@ def markdown(results: Results, charts: Iterable[str] = ()) -> str:
 
 
 def terminal_table(results: Results) -> str:
-    rows = [("scenario", "server", "req/s", "MB/s", f"x{REFERENCE}", "p50 ms", "p99 ms",
-             "p99.9 ms", "errors", "RSS MiB")]
+    head = (
+        "scenario",
+        "server",
+        "req/s",
+        "MB/s",
+        f"x{REFERENCE}",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "errors",
+        "RSS MiB",
+    )
+    rows: list[tuple[str, ...]] = []
+    failures: list[tuple[str, str, str]] = []
     for scenario in results["scenarios"]:
         for point in points_of(results, scenario["name"]):
             if not ok(point):
-                rows.append((scenario["name"], point["server"], short_error(point)[:60], "", "",
-                             "", "", "", "", ""))
+                failures.append((scenario["name"], point["server"], short_error(point)))
                 continue
             s = point["summary"]
             r = ratio(results, scenario["name"], point["server"], REFERENCE)
@@ -303,14 +416,16 @@ def terminal_table(results: Results) -> str:
                 f"{s['p50_ms']:.3f}", f"{s['p99_ms']:.2f}", f"{s['p999_ms']:.2f}",
                 f"{s['errors']:,}", f"{s['rss_peak_bytes'] / 2**20:.1f}",
             ))  # fmt: skip
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    widths = [max(len(row[i]) for row in (head, *rows)) for i in range(len(head))]
     out = []
-    for index, row in enumerate(rows):
-        cells = [cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in
-                 enumerate(zip(row, widths, strict=True))]
-        if index and row[2] and not row[3] and not row[4] and not row[5]:
-            cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2]]
+    for row in (head, *rows):
+        cells = [
+            cell.ljust(w) if i < 2 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ]
         out.append("  ".join(cells).rstrip())
+    for scenario, server, error in failures:
+        out.append(f"{scenario.ljust(widths[0])}  {server.ljust(widths[1])}  {error}")
     median = results.get("ceiling_app", {}).get("median")
     if median:
         out.append(f"ceiling_app: {median:,.0f} app calls/s (in-process)")
@@ -320,6 +435,7 @@ def terminal_table(results: Results) -> str:
 # --- charts ----------------------------------------------------------------------------------
 
 COLOURS = {"subject": "#d9480f", "peer": "#4c6ef5", "ceiling": "#adb5bd"}
+FAILED_COLOUR = "#c92a2a"
 
 
 def _panels(count: int) -> tuple[int, int]:
@@ -327,28 +443,64 @@ def _panels(count: int) -> tuple[int, int]:
     return (count + cols - 1) // cols, cols
 
 
+def _si(value: float, _position: object = None) -> str:
+    """Axis labels: 950, 12k, 1.5M."""
+    if value >= 1e6:
+        return f"{value / 1e6:g}M"
+    if value >= 1e3:
+        return f"{value / 1e3:g}k"
+    return f"{value:g}"
+
+
 def write_charts(results: Results, out_dir: Path) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     scenarios = [s for s in results["scenarios"] if points_of(results, s["name"])]
     if not scenarios:
         return []
     written: list[Path] = []
-    stamp = f"{results['timestamp']} · bench/run.py{' --quick' if results.get('quick') else ''}"
+    quick = " --quick" if results.get("quick") else ""
+    stamp = f"{results['timestamp']} · bench/run.py{quick} · one worker per server, pinned"
+    max_servers = max(len(points_of(results, s["name"])) for s in scenarios)
 
-    def figure(title: str, per_panel_rows: int) -> tuple[Any, list[Any]]:
+    def figure(title: str) -> tuple[Any, list[Any]]:
         rows, cols = _panels(len(scenarios))
-        height = max(2.2, 0.38 * per_panel_rows + 1.2)
-        fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, height * rows), squeeze=False)
+        height = max(2.2, 0.36 * max_servers + 1.1)
+        fig, axes = plt.subplots(rows, cols, figsize=(6.4 * cols, height * rows), squeeze=False)
         flat = [ax for row in axes for ax in row]
-        for ax in flat[len(scenarios):]:
+        for ax in flat[len(scenarios) :]:
             ax.set_visible(False)
         fig.suptitle(title, fontsize=13, fontweight="bold")
         fig.text(0.99, 0.005, stamp, ha="right", va="bottom", fontsize=7, color="#868e96")
         return fig, flat[: len(scenarios)]
+
+    def rows(ax: Any, scenario: dict[str, Any], points: list[PointData], unit: str) -> None:
+        ax.set_yticks(range(len(points)), [p["server"] for p in points])
+        ax.set_ylim(len(points) - 0.5, -0.5)
+        ax.set_title(f"{scenario['name']}: {scenario['setup']}", fontsize=9, loc="left")
+        ax.set_xlabel(unit, fontsize=8)
+        ax.tick_params(labelsize=8)
+        for label, point in zip(ax.get_yticklabels(), points, strict=True):
+            if point["kind"] == "subject":
+                label.set_fontweight("bold")
+        ax.grid(axis="x", alpha=0.3, which="major")
+        ax.set_axisbelow(True)
+
+    def failed(ax: Any, row: int) -> None:
+        ax.text(
+            0.01,
+            row,
+            "failed",
+            va="center",
+            fontsize=8,
+            color=FAILED_COLOUR,
+            transform=ax.get_yaxis_transform(),
+        )
 
     def finish(fig: Any, name: str) -> None:
         fig.tight_layout(rect=(0, 0.02, 1, 0.97))
@@ -357,82 +509,101 @@ def write_charts(results: Results, out_dir: Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
 
-    max_servers = max(len(points_of(results, s["name"])) for s in scenarios)
-
-    # Throughput: req/s (or MB/s), one panel per scenario.
-    fig, axes = figure("Throughput (higher is better)", max_servers)
+    # Throughput: req/s (MB/s for the transfer scenarios), with the ratio to the reference.
+    fig, axes = figure(f"Throughput, higher is better ({TIMES} {REFERENCE} in brackets)")
     for ax, scenario in zip(axes, scenarios, strict=True):
         points = points_of(results, scenario["name"])
-        labels = [p["server"] for p in points]
         values = [main_value(p, scenario["metric"]) if ok(p) else 0.0 for p in points]
-        colours = [COLOURS[p["kind"]] for p in points]
-        y = list(range(len(points)))
-        ax.barh(y, values, color=colours)
-        ax.set_yticks(y, labels)
-        ax.invert_yaxis()
-        unit = "MB/s" if scenario["metric"] != "rps" else "req/s"
-        ax.set_title(f"{scenario['name']}: {scenario['setup']}", fontsize=9, loc="left")
-        ax.set_xlabel(unit, fontsize=8)
+        ax.barh(range(len(points)), values, color=[COLOURS[p["kind"]] for p in points])
+        rows(ax, scenario, points, "MB/s" if scenario["metric"] != "rps" else "req/s")
         top = max(values, default=0.0) or 1.0
-        ax.set_xlim(0, top * 1.3)
-        for yi, point, value in zip(y, points, values, strict=True):
+        ax.set_xlim(0, top * 1.32)
+        ax.xaxis.set_major_formatter(FuncFormatter(_si))
+        for row, (point, value) in enumerate(zip(points, values, strict=True)):
             if not ok(point):
-                ax.text(top * 0.01, yi, "failed", va="center", fontsize=8, color="#c92a2a")
+                failed(ax, row)
+                continue
+            if value <= 0:
+                ax.text(
+                    0.01,
+                    row,
+                    "no response",
+                    va="center",
+                    fontsize=8,
+                    color=FAILED_COLOUR,
+                    transform=ax.get_yaxis_transform(),
+                )
                 continue
             r = ratio(results, scenario["name"], point["server"], REFERENCE)
-            text = f"{value:,.0f}" + (f"  ({r:.2f}×)" if r is not None else "")
-            ax.text(value + top * 0.01, yi, text, va="center", fontsize=7)
-        ax.tick_params(labelsize=8)
-        ax.grid(axis="x", alpha=0.3)
+            text = f"{value:,.0f}" + (f" ({r:.2f}{TIMES})" if r is not None else "")
+            ax.text(value + top * 0.01, row, text, va="center", fontsize=7)
     finish(fig, "throughput.png")
 
-    # Latency: p50 / p99 / p99.9, log scale.
-    fig, axes = figure("Latency: p50 / p99 / p99.9 (lower is better, log scale)", max_servers * 2)
-    shades = (("p50_ms", "p50", 1.0), ("p99_ms", "p99", 0.65), ("p999_ms", "p99.9", 0.35))
+    # Latency: p50, p99 and p99.9 on one line per server, log scale.
+    fig, axes = figure("Latency p50 · p99 · p99.9, lower is better (log scale)")
     for ax, scenario in zip(axes, scenarios, strict=True):
         points = points_of(results, scenario["name"])
-        height = 0.27
-        for offset, (key, label, alpha) in enumerate(shades):
-            ys = [i + (offset - 1) * height for i in range(len(points))]
-            values = [p["summary"][key] if ok(p) else 0.0 for p in points]
-            ax.barh(ys, values, height=height, color=[COLOURS[p["kind"]] for p in points],
-                    alpha=alpha, label=label)
-        ax.set_yticks(range(len(points)), [p["server"] for p in points])
-        ax.invert_yaxis()
+        rows(ax, scenario, points, "ms")
         ax.set_xscale("log")
-        ax.set_xlabel("ms", fontsize=8)
-        ax.set_title(f"{scenario['name']}: {scenario['setup']}", fontsize=9, loc="left")
-        ax.tick_params(labelsize=8)
-        ax.grid(axis="x", alpha=0.3, which="both")
-        for i, point in enumerate(points):
-            if ok(point):
-                ax.text(point["summary"]["p999_ms"] * 1.08, i + height,
-                        fmt_ms(point["summary"]["p999_ms"]), va="center", fontsize=6)
-            else:
-                ax.text(0.02, i, "failed", va="center", fontsize=8, color="#c92a2a",
-                        transform=ax.get_yaxis_transform())
-        ax.legend(fontsize=7, loc="lower right")
+        low, high = float("inf"), 0.0
+        for row, point in enumerate(points):
+            if not ok(point):
+                failed(ax, row)
+                continue
+            summary, colour = point["summary"], COLOURS[point["kind"]]
+            p50, p99, p999 = summary["p50_ms"], summary["p99_ms"], summary["p999_ms"]
+            if summary["rps"] <= 0 or p50 <= 0:
+                ax.text(
+                    0.01,
+                    row,
+                    "no response",
+                    va="center",
+                    fontsize=8,
+                    color=FAILED_COLOUR,
+                    transform=ax.get_yaxis_transform(),
+                )
+                continue
+            low, high = min(low, p50), max(high, p999)
+            ax.plot([p50, p999], [row, row], color=colour, linewidth=2, alpha=0.5)
+            ax.plot([p50], [row], "o", color=colour, markersize=6)
+            ax.plot([p99], [row], "s", color=colour, markersize=5)
+            ax.plot([p999], [row], "^", color=colour, markersize=6)
+            ax.text(
+                p999 * 1.15,
+                row,
+                f"{fmt_ms(p50)} · {fmt_ms(p99)} · {fmt_ms(p999)}",
+                va="center",
+                fontsize=6.5,
+            )
+        if high > 0:
+            ax.set_xlim(low / 1.6, high * 12)
+        ax.xaxis.set_major_locator(LogLocator(base=10))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+    handles = [
+        Line2D([], [], marker=m, linestyle="", color="#495057", label=label)
+        for m, label in (("o", "p50"), ("s", "p99"), ("^", "p99.9"))
+    ]
+    fig.legend(handles=handles, loc="upper right", bbox_to_anchor=(0.99, 0.985), fontsize=8, ncols=3)
     finish(fig, "latency.png")
 
-    # Memory: peak RSS of the server's processes.
-    fig, axes = figure("Peak server RSS during the run (lower is better)", max_servers)
+    # Memory: peak RSS summed over the server's processes; the largest process is darker.
+    fig, axes = figure("Peak server RSS, lower is better (dark: largest process)")
     for ax, scenario in zip(axes, scenarios, strict=True):
         points = points_of(results, scenario["name"])
-        values = [p["summary"]["rss_peak_bytes"] / 2**20 if ok(p) else 0.0 for p in points]
-        y = list(range(len(points)))
-        ax.barh(y, values, color=[COLOURS[p["kind"]] for p in points])
-        ax.set_yticks(y, [p["server"] for p in points])
-        ax.invert_yaxis()
-        ax.set_xlabel("MiB", fontsize=8)
-        ax.set_title(f"{scenario['name']}: {scenario['setup']}", fontsize=9, loc="left")
-        top = max(values, default=0.0) or 1.0
-        ax.set_xlim(0, top * 1.2)
-        for yi, point, value in zip(y, points, values, strict=True):
-            text = f"{value:,.1f}" if ok(point) else "failed"
-            ax.text(value + top * 0.01, yi, text, va="center", fontsize=7,
-                    color="#000000" if ok(point) else "#c92a2a")
-        ax.tick_params(labelsize=8)
-        ax.grid(axis="x", alpha=0.3)
+        totals = [p["summary"]["rss_peak_bytes"] / 2**20 if ok(p) else 0.0 for p in points]
+        largest = [p["summary"]["rss_peak_process_bytes"] / 2**20 if ok(p) else 0.0 for p in points]
+        colours = [COLOURS[p["kind"]] for p in points]
+        ax.barh(range(len(points)), totals, color=colours, alpha=0.35)
+        ax.barh(range(len(points)), largest, color=colours)
+        rows(ax, scenario, points, "MiB")
+        top = max(totals, default=0.0) or 1.0
+        ax.set_xlim(0, top * 1.22)
+        for row, (point, value) in enumerate(zip(points, totals, strict=True)):
+            if ok(point):
+                ax.text(value + top * 0.01, row, f"{value:,.1f}", va="center", fontsize=7)
+            else:
+                failed(ax, row)
     finish(fig, "memory.png")
     return written
 
@@ -453,8 +624,9 @@ def write_report(results: Results, out_dir: Path, *, charts: bool = True) -> lis
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__)
-    parser.add_argument("results", type=Path, nargs="?",
-                        default=Path(__file__).parent / "results" / "latest.json")
+    parser.add_argument(
+        "results", type=Path, nargs="?", default=Path(__file__).parent / "results" / "latest.json"
+    )
     parser.add_argument("--docs-dir", type=Path, required=True)
     parser.add_argument("--no-charts", action="store_true")
     args = parser.parse_args(argv)

@@ -112,7 +112,7 @@ def _ceiling(mode: str) -> Callable[[Launch], list[str]]:
 
 
 SERVERS: tuple[Server, ...] = (
-    Server("wherry", "subject", _wherry, "wherry"),
+    Server("wherry", "subject", _wherry, "wherry", notes="this server; uvloop when installed"),
     Server("uvicorn", "peer", _uvicorn, "uvicorn", notes="uvloop + httptools"),
     Server(
         "granian",

@@ -121,3 +121,24 @@ def asgi2_app(scope: Any) -> Any:
         await send({"type": "http.response.body", "body": b"asgi2"})
 
     return instance
+
+
+async def pid(scope: Any, receive: Any, send: Any) -> None:
+    """Answer with the worker's process id."""
+    import os
+
+    if scope["type"] != "http":
+        return
+    await read_body(receive)
+    body = str(os.getpid()).encode()
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def failing_startup(scope: Any, receive: Any, send: Any) -> None:
+    """Lifespan startup fails with a message."""
+    if scope["type"] == "lifespan":
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "the database is unreachable"})

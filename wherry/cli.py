@@ -1,4 +1,5 @@
-"""The command line, generated from the option table in ``config.py`` (never written option by option)."""
+"""The command line, generated from the option table in ``config.py`` (never written option by
+option)."""
 
 from __future__ import annotations
 
@@ -36,9 +37,9 @@ def _help_with_defaults(option: Option) -> str:
     default = option.default
     if option.kind == "bool":
         default = "on" if default else "off"
-    if default in (None, [], ""):
-        return option.help
-    return f"{option.help}  [default: {default}; env {option.env}]"
+    shown = [] if default in (None, [], "") else [f"default: {default}"]
+    shown.append("env " + ", ".join(option.all_envs))
+    return f"{option.help}  [{'; '.join(shown)}]"
 
 
 def _build() -> click.Command:
@@ -78,7 +79,7 @@ def _build() -> click.Command:
         callback=callback,
         help="Serve the ASGI application APP ('module:attribute').",
     )
-    return click.version_option(__version__, prog_name="wherry")(command)  # type: ignore[return-value]
+    return click.version_option(__version__, prog_name="wherry")(command)
 
 
 def main(argv: list[str] | None = None) -> None:

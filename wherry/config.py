@@ -1,9 +1,10 @@
 """Every option Wherry has, declared once.
 
-Each ``Option`` below is the single source for its type, default, help text, command-line flags (uvicorn's
-name first, then hypercorn/gunicorn aliases), environment variables (``WHERRY_<NAME>`` plus any extra) and
-TOML key (the option name). ``cli.py`` generates the command line from this table; ``Config`` takes keyword
-arguments named after it; a test checks that each option has a flag, an environment variable and a key.
+Each ``Option`` below is the single source for its type, default, help text, command-line flags
+(uvicorn's name first, then hypercorn/gunicorn aliases), environment variables (``WHERRY_<NAME>``
+plus any extra) and TOML key (the option name). ``cli.py`` generates the command line from this
+table; ``Config`` takes keyword arguments named after it; a test checks that each option has a flag,
+an environment variable and a key.
 
 Precedence: command line, then environment, then the ``--config`` TOML file, then the default.
 """
@@ -23,6 +24,20 @@ def _positive_int(value: Any) -> int:
     number = int(value)
     if number < 1:
         raise ValueError(f"must be at least 1, got {number}")
+    return number
+
+
+def _port(value: Any) -> int:
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise ValueError(f"must be a TCP port between 0 and 65535, got {number}")
+    return number
+
+
+def _non_negative_int(value: Any) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"must not be negative, got {number}")
     return number
 
 
@@ -86,9 +101,11 @@ class Option:
         if kind == "list":
             items: Iterable[Any]
             if isinstance(value, str):
-                items = [v for v in value.split(",") if v.strip()] if self.name != "headers" else [
-                    v for v in value.split(";") if v.strip()
-                ]
+                items = (
+                    [v for v in value.split(",") if v.strip()]
+                    if self.name != "headers"
+                    else [v for v in value.split(";") if v.strip()]
+                )
             else:
                 items = value
             converted = [str(v).strip() if self.name != "headers" else str(v) for v in items]
@@ -98,7 +115,8 @@ class Option:
         if kind == "choice":
             text = str(value)
             if text not in self.choices:
-                raise ValueError(f"{self.name}: expected one of {', '.join(self.choices)}, got {text!r}")
+                expected = ", ".join(self.choices)
+                raise ValueError(f"{self.name}: expected one of {expected}, got {text!r}")
             return text
         if self.convert is not None:
             return self.convert(value)
@@ -112,68 +130,211 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     # Application
     Option("app", "str", None, "The application: 'module:attribute'.", group="Application"),
-    Option("factory", "bool", False, "Treat APP as a factory: call it with no arguments to get the app.",
-           group="Application"),
-    Option("app_dir", "path", ".", "Look for APP in this directory (put first on sys.path).",
-           group="Application"),
-    Option("interface", "choice", "auto", "Application interface; ASGI 2 apps are adapted.",
-           choices=("auto", "asgi3", "asgi2"), group="Application"),
-    Option("env_file", "path", None, "Load environment variables from this file before importing APP.",
-           group="Application"),
-    Option("lifespan", "choice", "auto", "Run the ASGI lifespan protocol: auto, on or off.",
-           choices=("auto", "on", "off"), group="Application"),
-    Option("root_path", "str", "", "The ASGI root_path: the prefix the app is mounted under.",
-           group="Application"),
+    Option(
+        "factory",
+        "bool",
+        False,
+        "Treat APP as a factory: call it with no arguments to get the app.",
+        group="Application",
+    ),
+    Option(
+        "app_dir", "path", ".", "Look for APP in this directory (put first on sys.path).", group="Application"
+    ),
+    Option(
+        "interface",
+        "choice",
+        "auto",
+        "Application interface; ASGI 2 apps are adapted.",
+        choices=("auto", "asgi3", "asgi2"),
+        group="Application",
+    ),
+    Option(
+        "env_file",
+        "path",
+        None,
+        "Load environment variables from this file before importing APP.",
+        group="Application",
+    ),
+    Option(
+        "lifespan",
+        "choice",
+        "auto",
+        "Run the ASGI lifespan protocol: auto, on or off.",
+        choices=("auto", "on", "off"),
+        group="Application",
+    ),
+    Option(
+        "root_path",
+        "str",
+        "",
+        "The ASGI root_path: the prefix the app is mounted under.",
+        group="Application",
+    ),
     # Binding
     Option("host", "str", "127.0.0.1", "Bind to this address (IPv4 or IPv6).", group="Binding"),
-    Option("port", "int", 8000, "Bind to this TCP port (0 picks a free one).", group="Binding"),
+    Option(
+        "port", "int", 8000, "Bind to this TCP port (0 picks a free one).", convert=_port, group="Binding"
+    ),
     Option("uds", "path", None, "Bind to this Unix domain socket.", group="Binding"),
-    Option("fd", "int", None, "Serve on this already-open listening file descriptor.", group="Binding"),
-    Option("bind", "list", [], "Bind to HOST:PORT, unix:PATH or fd://N (repeatable); replaces "
-           "--host/--port/--uds/--fd.", flags=("--bind", "-b"), group="Binding", metavar="ADDRESS"),
-    Option("backlog", "int", 2048, "Maximum number of connections waiting to be accepted.",
-           convert=_positive_int, group="Binding"),
-    Option("workers", "int", 1, "Number of worker processes.", flags=("--workers", "-w"),
-           envs=("WEB_CONCURRENCY",), convert=_positive_int, group="Processes"),
+    Option(
+        "fd",
+        "int",
+        None,
+        "Serve on this already-open listening file descriptor.",
+        convert=_non_negative_int,
+        group="Binding",
+    ),
+    Option(
+        "bind",
+        "list",
+        [],
+        "Bind to HOST:PORT, unix:PATH or fd://N (repeatable); replaces --host/--port/--uds/--fd.",
+        flags=("--bind", "-b"),
+        group="Binding",
+        metavar="ADDRESS",
+    ),
+    Option(
+        "backlog",
+        "int",
+        2048,
+        "Maximum number of connections waiting to be accepted.",
+        convert=_positive_int,
+        group="Binding",
+    ),
+    Option(
+        "workers",
+        "int",
+        1,
+        "Number of worker processes.",
+        flags=("--workers", "-w"),
+        envs=("WEB_CONCURRENCY",),
+        convert=_positive_int,
+        group="Processes",
+    ),
     # Implementation
-    Option("loop", "choice", "auto", "Event loop: auto (uvloop when installed), asyncio or uvloop.",
-           choices=("auto", "asyncio", "uvloop"), group="Implementation"),
-    Option("http", "choice", "auto", "HTTP/1.1 implementation (httptools, llhttp in strict mode).",
-           choices=("auto", "httptools"), group="Implementation"),
+    Option(
+        "loop",
+        "choice",
+        "auto",
+        "Event loop: auto (uvloop when installed), asyncio or uvloop.",
+        choices=("auto", "asyncio", "uvloop"),
+        group="Implementation",
+    ),
+    Option(
+        "http",
+        "choice",
+        "auto",
+        "HTTP/1.1 implementation (httptools, llhttp in strict mode).",
+        choices=("auto", "httptools"),
+        group="Implementation",
+    ),
     # HTTP
-    Option("proxy_headers", "bool", True, "Trust X-Forwarded-For/-Proto from --forwarded-allow-ips.",
-           group="HTTP"),
-    Option("forwarded_allow_ips", "str", "127.0.0.1", "Comma-separated addresses, CIDR networks or '*' "
-           "trusted to send proxy headers.", envs=("FORWARDED_ALLOW_IPS",), group="HTTP"),
+    Option(
+        "proxy_headers",
+        "bool",
+        True,
+        "Trust X-Forwarded-For/-Proto from --forwarded-allow-ips.",
+        group="HTTP",
+    ),
+    Option(
+        "forwarded_allow_ips",
+        "str",
+        "127.0.0.1",
+        "Comma-separated addresses, CIDR networks or '*' trusted to send proxy headers.",
+        envs=("FORWARDED_ALLOW_IPS",),
+        group="HTTP",
+    ),
     Option("server_header", "bool", True, "Add a 'server: wherry' header.", group="HTTP"),
     Option("date_header", "bool", True, "Add a 'date' header.", group="HTTP"),
-    Option("headers", "list", [], "Add a default response header 'name:value' (repeatable).",
-           flags=("--header",), convert=_header, group="HTTP", metavar="NAME:VALUE"),
+    Option(
+        "headers",
+        "list",
+        [],
+        "Add a default response header 'name:value' (repeatable).",
+        flags=("--header",),
+        convert=_header,
+        group="HTTP",
+        metavar="NAME:VALUE",
+    ),
     # Limits
-    Option("limit_concurrency", "int", None, "Answer 503 once this many connections or requests are "
-           "in flight.", convert=_positive_int, group="Limits"),
-    Option("limit_request_head", "int", 65536, "Largest request head in bytes (431 beyond).",
-           convert=_positive_int, group="Limits"),
-    Option("limit_request_headers", "int", 100, "Most header fields in a request (431 beyond).",
-           convert=_positive_int, group="Limits"),
-    Option("limit_request_body", "int", None, "Largest request body in bytes (413 beyond).",
-           convert=_positive_int, group="Limits"),
+    Option(
+        "limit_concurrency",
+        "int",
+        None,
+        "Answer 503 once this many connections or requests are in flight.",
+        convert=_positive_int,
+        group="Limits",
+    ),
+    Option(
+        "limit_request_head",
+        "int",
+        65536,
+        "Largest request head in bytes (431 beyond).",
+        convert=_positive_int,
+        group="Limits",
+    ),
+    Option(
+        "limit_request_headers",
+        "int",
+        100,
+        "Most header fields in a request (431 beyond).",
+        convert=_positive_int,
+        group="Limits",
+    ),
+    Option(
+        "limit_request_body",
+        "int",
+        None,
+        "Largest request body in bytes (413 beyond).",
+        convert=_positive_int,
+        group="Limits",
+    ),
     # Timeouts
-    Option("timeout_keep_alive", "float", 5.0, "Close idle keep-alive connections after this many "
-           "seconds.", flags=("--timeout-keep-alive", "--keep-alive"), convert=_non_negative_float,
-           group="Timeouts"),
-    Option("timeout_request_head", "float", 10.0, "Seconds to receive a whole request head from its "
-           "first byte (408 beyond).", convert=_non_negative_float, group="Timeouts"),
-    Option("timeout_request_body", "float", 30.0, "Seconds allowed between two pieces of a request "
-           "body (408 beyond).", convert=_non_negative_float, group="Timeouts"),
-    Option("timeout_graceful_shutdown", "float", 30.0, "On shutdown, seconds to let requests in flight "
-           "finish before cutting them.", flags=("--timeout-graceful-shutdown", "--graceful-timeout"),
-           convert=_non_negative_float, group="Timeouts"),
+    Option(
+        "timeout_keep_alive",
+        "float",
+        5.0,
+        "Close idle keep-alive connections after this many seconds.",
+        flags=("--timeout-keep-alive", "--keep-alive"),
+        convert=_non_negative_float,
+        group="Timeouts",
+    ),
+    Option(
+        "timeout_request_head",
+        "float",
+        10.0,
+        "Seconds to receive a whole request head from its first byte (408 beyond).",
+        convert=_non_negative_float,
+        group="Timeouts",
+    ),
+    Option(
+        "timeout_request_body",
+        "float",
+        30.0,
+        "Seconds allowed between two pieces of a request body (408 beyond).",
+        convert=_non_negative_float,
+        group="Timeouts",
+    ),
+    Option(
+        "timeout_graceful_shutdown",
+        "float",
+        30.0,
+        "On shutdown, seconds to let requests in flight finish before cutting them.",
+        flags=("--timeout-graceful-shutdown", "--graceful-timeout"),
+        convert=_non_negative_float,
+        group="Timeouts",
+    ),
     # Logging
     Option("log_level", "choice", "info", "Log level.", choices=LOG_LEVELS, group="Logging"),
     Option("access_log", "bool", True, "Write an access log line per request.", group="Logging"),
-    Option("config", "path", None, "Read options from this TOML file (keys are option names).",
-           flags=("--config", "-c"), group="Configuration"),
+    Option(
+        "config",
+        "path",
+        None,
+        "Read options from this TOML file (keys are option names).",
+        flags=("--config", "-c"),
+        group="Configuration",
+    ),
 )
 
 OPTIONS_BY_NAME: Mapping[str, Option] = {o.name: o for o in OPTIONS}
@@ -227,7 +388,7 @@ class Config:
             if option.name in options:
                 value = options[option.name]
                 if option.name == "app" and not isinstance(value, str | None):
-                    setattr(self, "app", value)  # an application object, for wherry.run(app)
+                    self.app = value  # an application object, for wherry.run(app)
                     continue
                 try:
                     value = option.parse(value)

@@ -1,4 +1,5 @@
-"""Finding the application: ``module:attribute``, ``--factory``, ``--app-dir`` and ``--env-file``."""
+"""Finding the application: ``module:attribute``, ``--factory``, ``--app-dir`` and
+``--env-file``."""
 
 from __future__ import annotations
 
@@ -58,8 +59,8 @@ def load_app(target: Any, *, factory: bool = False, app_dir: str | None = ".") -
     if isinstance(target, str):
         if app_dir is not None:
             path = os.path.abspath(app_dir)
-            if path not in sys.path:
-                sys.path.insert(0, path)
+            if sys.path[:1] != [path]:
+                sys.path.insert(0, path)  # first, even if it is also further down the path
         app = import_from_string(target)
     else:
         app = target

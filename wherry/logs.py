@@ -1,9 +1,22 @@
-"""Log configuration: ``wherry.error`` for the server, ``wherry.access`` for one line per request."""
+"""Log configuration: ``wherry.error`` for the server, ``wherry.access`` for one line per request.
+
+Rules of this module:
+
+1. Text that came from the peer goes through ``printable`` before it is a log argument, so a
+   record's message never carries a raw control character (C0, DEL or C1: ``\\x1b[`` and ``\\x9b``
+   both start a terminal escape). That is the defence against log and terminal injection
+   (CVE-2020-7694).
+2. The handlers ``configure`` installs format with ``SafeFormatter``, which escapes control
+   characters in the final text again, traceback text from applications included, keeping only the
+   newlines and tabs of tracebacks.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
@@ -17,10 +30,50 @@ LEVELS = {
     "trace": TRACE,
 }
 
+_CONTROLS = [*range(0x20), *range(0x7F, 0xA0)]
+_ESCAPES = {i: f"\\x{i:02x}" for i in _CONTROLS}
+_ESCAPES_BUT_LINES = {i: e for i, e in _ESCAPES.items() if i not in (0x09, 0x0A)}
+
+
+def printable(data: bytes | str) -> str:
+    """Log-safe text: control characters from the peer never reach a log line raw.
+
+    Bytes are read as Latin-1, so every byte maps to one character and the C1 range is escaped
+    like C0.
+    """
+    text = data.decode("latin-1") if isinstance(data, bytes) else data
+    return text.translate(_ESCAPES)
+
+
+def format_client(client: Sequence[Any] | None) -> str:
+    """``host:port`` of a scope's client (IPv6 in brackets), or ``-`` without one (Unix sockets)."""
+    if not client:
+        return "-"
+    host = printable(str(client[0]))
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{client[1]}"
+
+
+class SafeFormatter(logging.Formatter):
+    """A formatter whose output holds no raw control characters but the newlines of tracebacks."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return super().formatMessage(record).translate(_ESCAPES)
+
+    def format(self, record: logging.LogRecord) -> str:
+        # The traceback text may come from another handler's cache (``record.exc_text``): escape
+        # the whole output, keeping the line structure of tracebacks and stacks.
+        return super().format(record).translate(_ESCAPES_BUT_LINES)
+
 
 def configure(log_level: str, access_log: bool) -> None:
+    """Send ``wherry.error`` to stderr and ``wherry.access`` to stdout (only when ``access_log``).
+
+    Calling it again replaces the handlers it installed before and leaves other handlers alone.
+    """
     level = LEVELS[log_level]
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    formatter = SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name, enabled in (("wherry.error", True), ("wherry.access", access_log)):
         logger = logging.getLogger(name)
         logger.setLevel(level if enabled else logging.CRITICAL + 1)

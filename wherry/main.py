@@ -1,4 +1,5 @@
-"""The programmatic entry points: ``run()`` (blocking, owns the process) and ``Server`` / ``serve()``."""
+"""The programmatic entry points: ``run()`` (blocking, owns the process) and ``Server`` /
+``serve()``."""
 
 from __future__ import annotations
 
@@ -46,6 +47,8 @@ class Server:
 
     def load(self) -> ASGIApp:
         config = self.config
+        if config.env_file:
+            load_env_file(config.env_file)
         app = load_app(self.target, factory=config.factory, app_dir=config.app_dir)
         return adapt(app, config.interface)
 
@@ -105,7 +108,8 @@ async def serve(
     on_started: Callable[[Server], Any] | None = None,
     **options: Any,
 ) -> None:
-    """Serve ``app`` inside the running asyncio loop until shut down (SIGINT/SIGTERM in the main thread)."""
+    """Serve ``app`` inside the running asyncio loop until shut down (SIGINT/SIGTERM in the main
+    thread)."""
     await Server(app, config, **options).serve(on_started=on_started)
 
 
@@ -117,7 +121,7 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
             if name == "uvloop":
                 raise ConfigError("--loop uvloop: uvloop is not installed") from None
         else:
-            return uvloop.new_event_loop  # type: ignore[no-any-return]
+            return uvloop.new_event_loop  # type: ignore[no-any-return,unused-ignore]
     return asyncio.new_event_loop
 
 
@@ -137,16 +141,39 @@ def run(app: Any = None, config: Config | None = None, **options: Any) -> None:
         config = Config(**options)
     elif options:
         raise TypeError("pass either a Config or keyword options, not both")
-    target = config.app if app is None else app
-    if target is None:
+    if app is not None:
+        config.app = app
+    if config.app is None:
         raise ConfigError("no application given")
     configure(config.log_level, config.access_log)
     if config.env_file:
-        load_env_file(config.env_file)
-    server = Server(target, config)
+        try:
+            load_env_file(config.env_file)
+        except AppImportError as exc:
+            logger.error("Error loading application: %s", exc)
+            sys.exit(1)
+    if config.workers > 1:
+        from .supervisor import Supervisor
+
+        try:
+            sockets = create_sockets(config)
+        except BindError as exc:
+            logger.error("%s", exc.strerror or exc)
+            sys.exit(1)
+        sys.exit(Supervisor(config, sockets).run())
+    run_in_process(config, None)
+
+
+def run_in_process(config: Config, sockets: list[socket.socket] | None) -> None:
+    """Serve in this process (a single server, or one worker of several) until told to stop."""
+    configure(config.log_level, config.access_log)
+    server = Server(config.app, config)
     try:
         with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
-            runner.run(server.serve())
+            runner.run(server.serve(sockets))
+    except ConfigError as exc:
+        logger.error("%s", exc)
+        sys.exit(1)
     except LifespanFailure as exc:
         logger.error("Application startup failed: %s", exc)
         sys.exit(STARTUP_FAILURE)

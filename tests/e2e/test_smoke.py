@@ -46,6 +46,9 @@ def test_pipelined_requests_answered_in_order(serve: Callable[..., RunningServer
         b"POST /%d HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\n%d" % (i, i % 10) for i in range(20)
     )
     data = exchange(server, requests + b"GET /last HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-    paths = [json.loads(line.split(b": ", 1)[1])["path"] for line in data.split(b"\r\n")
-             if line.startswith(b"x-scope")]
+    paths = [
+        json.loads(line.split(b": ", 1)[1])["path"]
+        for line in data.split(b"\r\n")
+        if line.startswith(b"x-scope")
+    ]
     assert paths == [f"/{i}" for i in range(20)] + ["/last"]

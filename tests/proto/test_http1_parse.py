@@ -46,60 +46,109 @@ POST = ("request", b"POST", b"/", b"", "1.1")
 
 ACCEPTED: list[tuple[str, bytes, list[object]]] = [
     ("simple GET", b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", [GET, "end"]),
-    ("query string", b"GET /p/q?x=1&y=2 HTTP/1.1\r\nHost: a\r\n\r\n",
-     [("request", b"GET", b"/p/q", b"x=1&y=2", "1.1"), "end"]),
+    (
+        "query string",
+        b"GET /p/q?x=1&y=2 HTTP/1.1\r\nHost: a\r\n\r\n",
+        [("request", b"GET", b"/p/q", b"x=1&y=2", "1.1"), "end"],
+    ),
     ("HTTP/1.0 without Host", b"GET / HTTP/1.0\r\n\r\n", [("request", b"GET", b"/", b"", "1.0"), "end"]),
-    ("content-length body", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
-     [POST, ("data", b"hello"), "end"]),
-    ("chunked body", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-     b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", [POST, ("data", b"hello world"), "end"]),
-    ("chunk extensions ignored", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-     b"3;name=value\r\nabc\r\n0\r\n\r\n", [POST, ("data", b"abc"), "end"]),
-    ("chunked with trailers", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-     b"3\r\nabc\r\n0\r\nX-Trailer: 1\r\n\r\n", [POST, ("data", b"abc"), "end"]),
-    ("absolute-form target (RFC 9112 §3.2.2)",
-     b"GET http://example.com/a/b?c=d HTTP/1.1\r\nHost: example.com\r\n\r\n",
-     [("request", b"GET", b"/a/b", b"c=d", "1.1"), "end"]),
-    ("asterisk-form for OPTIONS (RFC 9112 §3.2.4)", b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
-     [("request", b"OPTIONS", b"*", b"", "1.1"), "end"]),
-    ("pipelined requests", b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n",
-     [("request", b"GET", b"/1", b"", "1.1"), "end", ("request", b"GET", b"/2", b"", "1.1"), "end"]),
+    (
+        "content-length body",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+        [POST, ("data", b"hello"), "end"],
+    ),
+    (
+        "chunked body",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+        [POST, ("data", b"hello world"), "end"],
+    ),
+    (
+        "chunk extensions ignored",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3;name=value\r\nabc\r\n0\r\n\r\n",
+        [POST, ("data", b"abc"), "end"],
+    ),
+    (
+        "chunked with trailers",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\nX-Trailer: 1\r\n\r\n",
+        [POST, ("data", b"abc"), "end"],
+    ),
+    (
+        "absolute-form target (RFC 9112 §3.2.2)",
+        b"GET http://example.com/a/b?c=d HTTP/1.1\r\nHost: example.com\r\n\r\n",
+        [("request", b"GET", b"/a/b", b"c=d", "1.1"), "end"],
+    ),
+    (
+        "asterisk-form for OPTIONS (RFC 9112 §3.2.4)",
+        b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+        [("request", b"OPTIONS", b"*", b"", "1.1"), "end"],
+    ),
+    (
+        "pipelined requests",
+        b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n",
+        [("request", b"GET", b"/1", b"", "1.1"), "end", ("request", b"GET", b"/2", b"", "1.1"), "end"],
+    ),
     ("obs-text in a value is kept", b"GET / HTTP/1.1\r\nHost: a\r\nX-A: a\x85b\r\n\r\n", [GET, "end"]),
-    ("declined upgrade keeps body framing",
-     b"POST / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: foo\r\nContent-Length: 32\r\n\r\n"
-     b"GET /admin HTTP/1.1\r\nHost: a\r\n\r\n",
-     [POST, ("data", b"GET /admin HTTP/1.1\r\nHost: a\r\n\r\n"), "end"]),
-    ("declined upgrade without body", b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: foo"
-     b"\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n", [GET, "end", ("request", b"GET", b"/2", b"", "1.1"), "end"]),
+    (
+        "declined upgrade keeps body framing",
+        b"POST / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: foo\r\nContent-Length: 32\r\n\r\n"
+        b"GET /admin HTTP/1.1\r\nHost: a\r\n\r\n",
+        [POST, ("data", b"GET /admin HTTP/1.1\r\nHost: a\r\n\r\n"), "end"],
+    ),
+    (
+        "declined upgrade without body",
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: foo"
+        b"\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n",
+        [GET, "end", ("request", b"GET", b"/2", b"", "1.1"), "end"],
+    ),
 ]
 
 REJECTED: list[tuple[str, bytes, int]] = [
-    ("CL and TE together (RFC 9112 §6.3; CVE-2024-6827)",
-     b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
-    ("conflicting duplicate Content-Length", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
-     b"Content-Length: 4\r\n\r\nabcd", 400),
+    (
+        "CL and TE together (RFC 9112 §6.3; CVE-2024-6827)",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    ),
+    (
+        "conflicting duplicate Content-Length",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        400,
+    ),
     ("Content-Length list form", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\nabc", 400),
     ("non-numeric Content-Length", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n", 400),
     ("signed Content-Length", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\nabc", 400),
     ("negative Content-Length", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", 400),
     ("huge Content-Length", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: " + b"9" * 40 + b"\r\n\r\n", 400),
-    ("chunk-size overflow", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-     + b"f" * 100 + b"\r\n", 400),
+    (
+        "chunk-size overflow",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" + b"f" * 100 + b"\r\n",
+        400,
+    ),
     ("chunk-size junk", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
     ("chunk-size -1", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n", 400),
     ("chunk-size 0x10", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0x10\r\n", 400),
     ("NUL in chunk size", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n10\x00\r\n", 400),
-    ("chunk data without CRLF (CVE-2025-43859)", b"POST / HTTP/1.1\r\nHost: a\r\n"
-     b"Transfer-Encoding: chunked\r\n\r\n3\r\nxxx__1a\r\n", 400),
+    (
+        "chunk data without CRLF (CVE-2025-43859)",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nxxx__1a\r\n",
+        400,
+    ),
     ("obs-fold (RFC 9112 §5.2)", b"GET / HTTP/1.1\r\nHost: a\r\nX-A: a\r\n b\r\n\r\n", 400),
     ("whitespace before the colon (RFC 9112 §5.1)", b"GET / HTTP/1.1\r\nHost: a\r\nX-A : a\r\n\r\n", 400),
-    ("space before a header name (CVE-2024-27982)", b"GET / HTTP/1.1\r\nHost: a\r\n"
-     b" Content-Length: 3\r\n\r\nabc", 400),
+    (
+        "space before a header name (CVE-2024-27982)",
+        b"GET / HTTP/1.1\r\nHost: a\r\n Content-Length: 3\r\n\r\nabc",
+        400,
+    ),
     ("NUL in a value", b"GET / HTTP/1.1\r\nHost: a\r\nX-A: a\x00b\r\n\r\n", 400),
     ("control byte in a value", b"GET / HTTP/1.1\r\nHost: a\r\nX-A: a\x0bb\r\n\r\n", 400),
     ("NUL in a name", b"GET / HTTP/1.1\r\nHost: a\r\nX\x00A: b\r\n\r\n", 400),
-    ("bare CR in a value (CVE-2023-30589)", b"GET / HTTP/1.1\r\nHost: a\r\nX-Abc: \rxTransfer-Encoding: "
-     b"chunked\r\n\r\n", 400),
+    (
+        "bare CR in a value (CVE-2023-30589)",
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-Abc: \rxTransfer-Encoding: chunked\r\n\r\n",
+        400,
+    ),
     ("missing Host on HTTP/1.1 (RFC 9112 §3.2)", b"GET / HTTP/1.1\r\n\r\n", 400),
     ("duplicate Host", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
     ("space in the target", b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
@@ -109,18 +158,32 @@ REJECTED: list[tuple[str, bytes, int]] = [
     ("HTTP/1.2", b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", 505),
     ("HTTP/3.0", b"GET / HTTP/3.0\r\nHost: a\r\n\r\n", 505),
     ("HTTP/0.9 request", b"GET /\r\n\r\n", 505),
-    ("unknown Transfer-Encoding (RFC 9112 §6.1)", b"POST / HTTP/1.1\r\nHost: a\r\n"
-     b"Transfer-Encoding: gzip\r\n\r\n", 501),
+    (
+        "unknown Transfer-Encoding (RFC 9112 §6.1)",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+        501,
+    ),
     ("chunked not last", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400),
     ("xchunked", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", 501),
-    ("stacked chunked (CVE-2024-1135)", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
-     b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    (
+        "stacked chunked (CVE-2024-1135)",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    ),
     ("TE on HTTP/1.0", b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
-    ("vertical tab before chunked (gunicorn #3364)", b"POST / HTTP/1.1\r\nHost: a\r\n"
-     b"Transfer-Encoding: \x0bchunked\r\n\r\n0\r\n\r\n", 400),
+    (
+        "vertical tab before chunked (gunicorn #3364)",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \x0bchunked\r\n\r\n0\r\n\r\n",
+        400,
+    ),
     ("authority-form outside CONNECT", b"GET example.com:80 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     ("asterisk-form outside OPTIONS", b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400),
-    ("unsupported expectation (RFC 9110 §10.1.1)", b"GET / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n", 417),
+    (
+        "unsupported expectation (RFC 9110 §10.1.1)",
+        b"GET / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n",
+        417,
+    ),
 ]
 
 
@@ -209,7 +272,9 @@ def test_body_limit_by_content_length() -> None:
 def test_body_limit_by_chunks() -> None:
     """A chunked body that grows past limit_request_body is cut with 413."""
     limits = H1Limits(max_body=10)
-    data = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n12345678\r\n8\r\n12345678\r\n"
+    data = (
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n12345678\r\n8\r\n12345678\r\n"
+    )
     result = feed(data, limits=limits)
     assert result[0] == POST
     assert result[-1] == ("rejected", 413)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import inspect
 from typing import Any
 
@@ -26,10 +26,12 @@ def is_asgi3(app: Any) -> bool:
     """Tell ASGI 3 callables (``async def app(scope, receive, send)``) from ASGI 2 ones."""
     if inspect.isclass(app):
         return hasattr(app, "__await__")
-    if inspect.isfunction(app) or inspect.ismethod(app):
-        return asyncio.iscoroutinefunction(app)
+    if inspect.iscoroutinefunction(app):  # functions, methods and partials of them
+        return True
+    if inspect.isfunction(app) or inspect.ismethod(app) or isinstance(app, functools.partial):
+        return False
     call = getattr(app, "__call__", None)  # noqa: B004
-    return asyncio.iscoroutinefunction(call)
+    return inspect.iscoroutinefunction(call)
 
 
 def adapt(app: Any, interface: str) -> ASGIApp:

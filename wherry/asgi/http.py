@@ -2,13 +2,17 @@
 
 Rules of this module:
 
-1. One ``HTTPCycle`` per request, whatever the protocol (HTTP/1.1 now, HTTP/2 streams later) and whatever
-   the backend. Protocol drivers feed it request body and disconnects, and implement ``HTTPStream`` to
-   carry the response; they never look at ASGI messages themselves.
-2. ``receive()`` and ``send()`` are the app's only doors. Message order is checked here: ``start`` then
-   ``body``* with ``more_body`` until the last; anything else is an app error.
-3. After the response is complete or the peer is gone, ``receive()`` returns ``http.disconnect`` and
-   ``send()`` raises ``ClientDisconnected`` (an ``OSError``, www spec 2.4).
+1. One ``HTTPCycle`` per request, whatever the protocol (HTTP/1.1 now, HTTP/2 streams later) and
+   whatever the backend. Protocol drivers feed it request body and disconnects, and implement
+   ``HTTPStream`` to carry the response; they never look at ASGI messages themselves.
+2. ``receive()`` and ``send()`` are the app's only doors. Message order is checked here:
+   ``start`` then ``body``* with ``more_body`` until the last; anything else is an app error, and so
+   is a 1xx status in ``http.response.start`` (it carries the final response).
+3. After the response is complete or the peer is gone, ``receive()`` returns ``http.disconnect``
+   and ``send()`` raises ``ClientDisconnected`` (an ``OSError``, www spec 2.4). When the peer only
+   closed its sending side (``feed_eof``), ``receive()`` reports the disconnect once the body is
+   read, but ``send()`` still writes: a client that half-closes gets its answer, and an app that
+   waits for a disconnect (long polls, streams) learns the client is gone.
 4. How the app ended decides the answer (``app_finished``): an exception or no response before
    ``http.response.start`` is a 500; after it, the connection is cut.
 5. No I/O and no event-loop imports: waiting goes through futures the stream creates.
@@ -86,6 +90,7 @@ class HTTPCycle:
         "_body_size",
         "_continue",
         "_disconnected",
+        "_eof",
         "_request_sent",
         "_start",
         "_state",
@@ -93,10 +98,10 @@ class HTTPCycle:
         "body_complete",
         "request",
         "scope",
+        "sent_bytes",
         "started_at",
         "status",
         "stream",
-        "sent_bytes",
     )
 
     def __init__(
@@ -111,6 +116,7 @@ class HTTPCycle:
         self.body_complete = False
         self._request_sent = False
         self._disconnected = False
+        self._eof = False
         self._continue = expect_continue
         self._waiter: FutureLike | None = None
         self._state = START
@@ -131,6 +137,11 @@ class HTTPCycle:
 
     def feed_disconnect(self) -> None:
         self._disconnected = True
+        self._wake()
+
+    def feed_eof(self) -> None:
+        """The peer will send nothing more (it may still read the response)."""
+        self._eof = True
         self._wake()
 
     @property
@@ -176,6 +187,8 @@ class HTTPCycle:
                 if not self._request_sent:
                     self._request_sent = True
                     return {"type": "http.request", "body": b"", "more_body": False}
+                if self._eof:
+                    return {"type": "http.disconnect"}
             elif self._continue:
                 self._continue = False
                 self.stream.write_continue(self)
@@ -196,6 +209,8 @@ class HTTPCycle:
             status = message["status"]
             if type(status) is not int:
                 raise TypeError(f"http.response.start 'status' must be an int, got {status!r}")
+            if status < 200:
+                raise ValueError(f"http.response.start: {status} is not a final status")
             self._start = message
             self.status = status
             self._continue = False
@@ -236,11 +251,20 @@ class HTTPCycle:
     # -------------------------------------------------------------- the end of the app
 
     def app_finished(self, exc: BaseException | None) -> None:
-        """Called exactly once when the application's coroutine ends."""
-        if exc is not None and not isinstance(exc, ClientDisconnected):
+        """Called exactly once when the application's coroutine ends.
+
+        Not logged: ``ClientDisconnected`` (the peer left), and a cancellation (any exception that
+        is not an ``Exception``) of an app whose connection was already cut, which is how the
+        server stops apps at the end of a graceful shutdown.
+        """
+        if (
+            exc is not None
+            and not isinstance(exc, ClientDisconnected)
+            and (isinstance(exc, Exception) or not self._disconnected)
+        ):
             logger.error("Exception in ASGI application", exc_info=exc)
         if self._state == START:
-            if exc is None:
+            if exc is None and not self._disconnected:
                 logger.error("ASGI application returned without sending a response")
             if not self._disconnected:
                 self._start = None

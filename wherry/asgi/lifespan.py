@@ -1,7 +1,16 @@
 """The ASGI lifespan protocol (lifespan spec 2.0), driven the same way on every backend.
 
-``--lifespan on`` requires the app to speak it; ``auto`` tolerates an app that raises on the
-lifespan scope before answering (it is then treated as not supporting lifespan); ``off`` never sends it.
+Rules of this module:
+
+1. ``--lifespan on`` requires the app to speak the protocol: an app that raises or returns before it
+   has answered ``lifespan.startup`` stops the server from starting.
+2. ``auto`` tolerates an app that does not speak it: one that raises or returns *without having
+   read* ``lifespan.startup`` is treated as not supporting lifespan, and no lifespan event is sent
+   again. An app that read ``lifespan.startup`` and then raised did speak it: its startup failed,
+   and the server does not start in either mode.
+3. ``off`` never calls the app with a lifespan scope.
+4. ``lifespan.startup.failed`` / ``lifespan.shutdown.failed`` carry the app's own message; it is
+   what the operator sees.
 """
 
 from __future__ import annotations
@@ -39,6 +48,8 @@ class Lifespan:
         self._receive_waiter: FutureLike | None = None
         self._startup_done = create_future()
         self._shutdown_done = create_future()
+        self._startup_read = False  # the app took 'lifespan.startup' from receive()
+        self._started = False  # the app answered 'lifespan.startup.complete'
         self._failed: str | None = None
         self._app_error: BaseException | None = None
         self._app_finished = False
@@ -53,10 +64,12 @@ class Lifespan:
             await self.app(scope, self._receive, self._send)
         except BaseException as exc:
             self._app_error = exc
-            if not self._startup_done.done() and self.mode == "auto":
+            if not isinstance(exc, Exception):
+                raise  # cancelled (the server gave up waiting), or the process is exiting
+            if self._failed is not None:
+                pass  # the app reported its failure itself; its message says what happened
+            elif self.mode == "auto" and not self._startup_read:
                 logger.info("ASGI 'lifespan' protocol appears unsupported.")
-            elif not isinstance(exc, Exception):
-                raise
             else:
                 logger.error("Exception in 'lifespan' protocol", exc_info=exc)
         finally:
@@ -69,7 +82,10 @@ class Lifespan:
         while not self._events:
             waiter = self._receive_waiter = self._create_future()
             await waiter
-        return {"type": self._events.pop(0)}
+        event = self._events.pop(0)
+        if event == "lifespan.startup":
+            self._startup_read = True
+        return {"type": event}
 
     def _push(self, event: str) -> None:
         self._events.append(event)
@@ -84,9 +100,11 @@ class Lifespan:
                 raise RuntimeError(f"unexpected {kind!r}")
             if kind.endswith("failed"):
                 self._failed = str(message.get("message", ""))
+            else:
+                self._started = True
             self._startup_done.set_result(None)
         elif kind in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
-            if self._shutdown_done.done() or not self._startup_done.done():
+            if self._shutdown_done.done() or not self._started:
                 raise RuntimeError(f"unexpected {kind!r}")
             if kind.endswith("failed"):
                 self._failed = str(message.get("message", ""))
@@ -95,7 +113,8 @@ class Lifespan:
             raise RuntimeError(f"unexpected lifespan message {kind!r}")
 
     async def startup(self) -> None:
-        """Run the app's startup; raises LifespanFailure when it fails (the server must not start)."""
+        """Run the app's startup; raises LifespanFailure when it fails (the server must not
+        start)."""
         if self.mode == "off":
             return
         self._spawn(self._run())
@@ -103,11 +122,16 @@ class Lifespan:
         await self._startup_done
         if self._failed is not None:
             raise LifespanFailure(self._failed or "application startup failed")
-        if self._app_finished and self._app_error is not None:
-            if self.mode == "on":
-                raise LifespanFailure(f"application startup failed: {self._app_error!r}")
-            self.supported = False
-            self.state.clear()
+        if self._started:
+            return
+        # The app ended without answering 'lifespan.startup'.
+        error = self._app_error
+        if self.mode == "on" or self._startup_read:
+            if error is None:
+                raise LifespanFailure("the application returned without completing startup")
+            raise LifespanFailure(f"application startup failed: {error!r}")
+        self.supported = False
+        self.state.clear()
 
     async def shutdown(self) -> None:
         if not self.supported or self._app_finished:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 from typing import Any
 from urllib.parse import unquote
 
@@ -10,6 +11,12 @@ from ..proto.events import Headers
 
 ASGI_VERSION = "3.0"
 HTTP_SPEC_VERSION = "2.5"
+
+logger = logging.getLogger("wherry.error")
+
+# X-Forwarded-Proto values honoured, and the http scope scheme each stands for.
+_SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
+_TRUST_CACHE_SIZE = 1024  # addresses remembered by TrustedHosts; cleared when full
 
 
 def decode_path(raw_path: bytes) -> str:
@@ -19,9 +26,15 @@ def decode_path(raw_path: bytes) -> str:
 
 
 class TrustedHosts:
-    """``--forwarded-allow-ips``: literal addresses, CIDR networks, ``*``, and ``unix`` for UDS peers."""
+    """``--forwarded-allow-ips``: addresses, CIDR networks, ``*`` and ``unix`` (Unix-socket peers).
 
-    __slots__ = ("_always", "_hosts", "_networks")
+    Membership is asked with the text of an address (a peer's, or one read from X-Forwarded-For).
+    IPv6 text is compared in its normalised form, and an IPv4-mapped IPv6 address
+    (``::ffff:10.0.0.1``) matches the IPv4 address it carries. Items that are neither an address, a
+    network, ``*`` nor ``unix`` are ignored with a warning: they could never match a peer.
+    """
+
+    __slots__ = ("_always", "_cache", "_hosts", "_networks")
 
     def __init__(self, spec: str | list[str] | None) -> None:
         if isinstance(spec, str):
@@ -31,16 +44,23 @@ class TrustedHosts:
         self._always = "*" in items
         self._hosts: set[str] = set()
         self._networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        self._cache: dict[str, bool] = {}
         for item in items:
             if not item or item == "*":
                 continue
+            if item.lower() == "unix":
+                self._hosts.add("unix")
+                continue
             try:
                 if "/" in item:
-                    self._networks.append(ipaddress.ip_network(item, strict=False))
+                    self._networks.append(ipaddress.ip_network(item.strip("[]"), strict=False))
                 else:
-                    self._hosts.add(str(ipaddress.ip_address(item)))
+                    self._hosts.add(str(ipaddress.ip_address(item.strip("[]"))))
             except ValueError:
-                self._hosts.add(item)  # a literal such as "unix" for Unix-socket peers
+                logger.warning(
+                    "forwarded_allow_ips: %r is not an address, a network, '*' or 'unix'; ignored",
+                    item,
+                )
 
     def __contains__(self, host: object) -> bool:
         if self._always:
@@ -49,13 +69,68 @@ class TrustedHosts:
             return False
         if host in self._hosts:
             return True
-        if not self._networks:
-            return False
+        cache = self._cache
+        known = cache.get(host)
+        if known is None:
+            known = self._match(host)
+            if len(cache) >= _TRUST_CACHE_SIZE:
+                cache.clear()
+            cache[host] = known
+        return known
+
+    def _match(self, host: str) -> bool:
         try:
             address = ipaddress.ip_address(host)
         except ValueError:
             return False
-        return any(address in network for network in self._networks)
+        candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [address]
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            candidates.append(address.ipv4_mapped)
+        return any(
+            str(candidate) in self._hosts or any(candidate in net for net in self._networks)
+            for candidate in candidates
+        )
+
+
+def parse_forwarded_node(text: str) -> tuple[str, int] | None:
+    """One X-Forwarded-For element as ``(address, port)``, or None when it names no IP address.
+
+    Accepted: ``192.0.2.1``, ``192.0.2.1:8080``, ``2001:db8::1``, ``[2001:db8::1]`` and
+    ``[2001:db8::1]:8080`` (the port is 0 when absent). Anything else (``unknown``, obfuscated
+    identifiers, host names, IPv6 zone ids) is None: it cannot be checked against the trusted
+    proxies and must never reach a scope or a log line.
+    """
+    port = 0
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep:
+            return None
+        if rest:
+            digits = rest[1:]
+            if rest[0] != ":" or not (digits.isascii() and digits.isdigit()):
+                return None
+            port = int(digits)
+    elif text.count(":") == 1:
+        host, _, digits = text.partition(":")
+        if not (digits.isascii() and digits.isdigit()):
+            return None
+        port = int(digits)
+    else:
+        host = text
+    if "%" in host or port > 65535:
+        return None
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return str(address), port
+
+
+def _list_elements(lines: list[bytes]) -> list[str]:
+    """The elements of a list-valued field sent on one or more lines; empty elements are dropped
+    (RFC 9110 §5.6.1.2)."""
+    joined = lines[0] if len(lines) == 1 else b",".join(lines)
+    return [e for e in (s.strip() for s in joined.decode("latin-1").split(",")) if e]
 
 
 def apply_proxy_headers(
@@ -64,37 +139,44 @@ def apply_proxy_headers(
     scheme: str,
     trusted: TrustedHosts,
 ) -> tuple[tuple[str, int] | None, str]:
-    """Read X-Forwarded-For / X-Forwarded-Proto when the direct peer is trusted.
+    """The client address and scheme the first untrusted hop used, for a trusted peer's request.
 
-    The client is the right-most address in X-Forwarded-For that is not itself a trusted proxy.
-    Several X-Forwarded-For lines are read as one list (in order), as RFC 9110 §5.3 allows.
+    The caller checks that the direct peer is trusted. X-Forwarded-For is read from the right
+    (each proxy appends the address it received from): the client is the right-most address that
+    is not itself a trusted proxy, or the left-most address when every one is trusted. Several
+    lines are one list, in order (RFC 9110 §5.3). An element that is not an address stops the
+    walk, because nothing left of it can be checked: the client is then the last address walked,
+    or the peer itself.
+
+    X-Forwarded-Proto is honoured when it is http, https, ws or wss (ws/wss read as http/https).
+    When it has as many elements as X-Forwarded-For, the element paired with the chosen client
+    is used; otherwise the right-most one, which the trusted peer wrote.
     """
     forwarded_for: list[bytes] = []
-    proto: bytes | None = None
+    forwarded_proto: list[bytes] = []
     for name, value in headers:
         if name == b"x-forwarded-for":
             forwarded_for.append(value)
         elif name == b"x-forwarded-proto":
-            proto = value
-    if proto is not None:
-        candidate = proto.decode("latin-1").strip().lower().rsplit(",", 1)[-1].strip()
-        if candidate in ("http", "https", "ws", "wss"):
-            scheme = "https" if candidate in ("https", "wss") else "http"
+            forwarded_proto.append(value)
+    elements: list[str] = []
+    chosen_at = -1
     if forwarded_for:
-        hosts = [h.strip() for h in b",".join(forwarded_for).decode("latin-1").split(",")]
-        chosen: str | None = None
-        for host in reversed(hosts):
-            if host and host not in trusted:
-                chosen = host
+        elements = _list_elements(forwarded_for)
+        for position in range(len(elements) - 1, -1, -1):
+            node = parse_forwarded_node(elements[position])
+            if node is None:
                 break
-        if chosen is None:
-            chosen = hosts[0] if hosts and hosts[0] else None
-        if chosen:
-            if chosen.startswith("["):
-                chosen = chosen[1:].partition("]")[0]
-            elif chosen.count(":") == 1:
-                chosen = chosen.partition(":")[0]
-            client = (chosen, 0)
+            client = node
+            chosen_at = position
+            if node[0] not in trusted:
+                break
+    if forwarded_proto:
+        protos = _list_elements(forwarded_proto)
+        if protos:
+            paired = chosen_at >= 0 and len(protos) == len(elements)
+            proto = protos[chosen_at] if paired else protos[-1]
+            scheme = _SCHEMES.get(proto.lower(), scheme)
     return client, scheme
 
 

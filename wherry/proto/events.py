@@ -27,8 +27,8 @@ class Request(Event):
         "http_version",
         "keep_alive",
         "method",
-        "raw_path",
         "query_string",
+        "raw_path",
         "target",
         "upgrade",
     )

@@ -3,16 +3,18 @@
 Rules of this module:
 
 1. Bytes in, events out: ``receive_data(data, now)`` returns the events the bytes completed.
-   ``receive_data(b"", now)`` means the peer closed its side. Nothing here reads a clock, a socket or a
-   loop; time is passed in and deadlines are handed back (``deadline``).
-2. Events in, bytes out: ``response_head`` / ``response_data`` / ``response_end`` return the bytes to write
-   for the response to the oldest unanswered request. Responses are produced strictly in request order.
-3. Parsing is llhttp through httptools with no leniency flags. Everything llhttp lets through that RFC 9112
-   forbids (missing or repeated Host, Transfer-Encoding on HTTP/1.0, codings we do not implement) is checked
-   here. A request that breaks a rule becomes one ``Rejected`` event carrying the status to answer; after it
-   nothing more is parsed on this connection.
+   ``receive_data(b"", now)`` means the peer closed its side. Nothing here reads a clock, a socket
+   or a loop; time is passed in and deadlines are handed back (``deadline``).
+2. Events in, bytes out: ``response_head`` / ``response_data`` / ``response_end`` return the bytes
+   to write for the response to the oldest unanswered request. Responses are produced strictly in
+   request order.
+3. Parsing is llhttp through httptools with no leniency flags. Everything llhttp lets through that
+   RFC 9112 forbids (missing or repeated Host, Transfer-Encoding on HTTP/1.0, codings we do not
+   implement) is checked here. A request that breaks a rule becomes one ``Rejected`` event carrying
+   the status to answer; after it nothing more is parsed on this connection.
 4. Limits (head size, header count, body size) are enforced here, as bytes arrive.
-5. This module does not know about ASGI, applications, or how many requests are in flight in the driver.
+5. This module does not know about ASGI, applications, or how many requests are in flight in the
+   driver.
 """
 
 from __future__ import annotations
@@ -119,12 +121,13 @@ class H1Connection:
     """One server-side HTTP/1.1 connection: request parsing and response framing."""
 
     __slots__ = (
+        "_awaiting_continue",
         "_body_seen",
         "_body_since",
-        "_prefix",
         "_completed_in_chunk",
         "_events",
         "_fresh",
+        "_head_mid_chunk",
         "_head_raw",
         "_head_since",
         "_head_size",
@@ -137,6 +140,7 @@ class H1Connection:
         "_owed",
         "_parser",
         "_paused",
+        "_prefix",
         "_priming",
         "_te",
         "_url",
@@ -189,8 +193,10 @@ class H1Connection:
         self._te: list[bytes] = []
         self._head_size = 0
         self._head_raw = 0
+        self._head_mid_chunk = False
         self._body_seen = 0
         self._max_body = self.limits.max_body
+        self._awaiting_continue = False
 
     # ------------------------------------------------------------------ reading
 
@@ -206,9 +212,9 @@ class H1Connection:
         if not data:
             if state == IDLE:
                 events.append(ConnectionClosed())
+                self.read_state = DONE
             else:
-                events.append(Rejected(400, "connection closed in the middle of a request"))
-            self.read_state = DONE
+                self._reject(400, "connection closed in the middle of a request")
             return events
         if self._fresh:
             # The first bytes of a connection may be the HTTP/2 client preface.
@@ -243,13 +249,24 @@ class H1Connection:
 
     def _check_partial_head(self, size: int) -> None:
         if self.read_state == HEAD:
-            self._head_raw += size
+            if self._head_mid_chunk:
+                # The head began behind other requests in this piece; llhttp does not say where,
+                # so its raw bytes count from the next piece on (complete parts are in _head_size).
+                self._head_mid_chunk = False
+            else:
+                self._head_raw += size
             if self._head_raw > self.limits.max_head:
                 self._reject(431, "request head too large")
 
     def _reject(self, status: int, detail: str) -> None:
+        answered = self.read_state == BODY and not self._owed
         self.read_state = DONE
-        self._events.append(Rejected(status, detail))
+        if answered:
+            # The body broke after its request was answered: nothing is left to answer, the
+            # connection just ends.
+            self._events.append(ConnectionClosed())
+        else:
+            self._events.append(Rejected(status, detail))
 
     def _parser_error(self, exc: Exception, data: bytes) -> None:
         cause = exc.__context__
@@ -343,6 +360,7 @@ class H1Connection:
         self.read_state = HEAD
         self._head_since = self._now
         self._reset_message()
+        self._head_mid_chunk = self._completed_in_chunk > 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -388,6 +406,9 @@ class H1Connection:
         headers = self._headers
         method = parser.get_method()
         url = self._url
+        # The whole head as sent: "METHOD SP target SP HTTP/x.y CRLF", the fields, the empty line.
+        if self._head_size + len(method) + 14 > self.limits.max_head:
+            raise _Reject(431, "request head too large")
         if url[:1] == b"/":
             path, sep, query = url.partition(b"?")
             if b"#" in query:
@@ -443,6 +464,8 @@ class H1Connection:
         self._events.append(request)
         self.read_state = BODY
         self._body_since = self._now
+        # A client that expects 100-continue may hold its body back until it gets the 100.
+        self._awaiting_continue = expect
 
     def on_body(self, body: bytes) -> None:
         max_body = self._max_body
@@ -451,6 +474,7 @@ class H1Connection:
             if self._body_seen > max_body:
                 raise _Reject(413, "request body too large")
         self._body_since = self._now
+        self._awaiting_continue = False
         self._events.append(Data(body))
 
     def on_message_complete(self) -> None:
@@ -484,18 +508,27 @@ class H1Connection:
         if state == HEAD:
             return self._head_since + self.limits.head_timeout
         if state == BODY:
+            if self._awaiting_continue:
+                return None  # the client waits for our 100 (or final answer) before its body
             return self._body_since + self.limits.body_timeout
         if state == IDLE and self._owed == 0:
             return self._idle_since + self.limits.keep_alive_timeout
         return None
 
+    def continue_sent(self, now: float) -> None:
+        """The 100 (Continue) went out: the client's body clock starts now (RFC 9110 §10.1.1)."""
+        if self._awaiting_continue:
+            self._awaiting_continue = False
+            self._body_since = now
+
     def timed_out(self) -> Rejected | None:
-        """Called once the deadline passed: what to answer (None: close quietly)."""
+        """Called once the deadline passed: what to answer (None: close quietly, as when the
+        request whose body stalled is already answered)."""
         state = self.read_state
         self.read_state = DONE
         if state == HEAD:
             return Rejected(408, "request head not received in time")
-        if state == BODY:
+        if state == BODY and self._owed:
             return Rejected(408, "request body not received in time")
         return None
 
@@ -608,6 +641,8 @@ class H1Connection:
         self._w_mode = NO_BODY
         self._owed -= 1
         self._idle_since = now
+        if not self._owed:
+            self.continue_sent(now)  # a final answer instead of the 100: the same clock starts
         if mode == CHUNKED:
             return b"0\r\n\r\n"
         if mode == UNTIL_CLOSE:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Coroutine
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..asgi.http import ASGIApp, FutureLike
+from ..asgi.http import ASGIApp, FutureLike, Scope
 from ..asgi.scope import TrustedHosts
 from ..proto.http1 import DefaultHeaders, H1Limits
 
@@ -35,7 +35,7 @@ class Runtime(Protocol):
     def run_app(
         self,
         app: ASGIApp,
-        scope: dict[str, Any],
+        scope: Scope,
         receive: Any,
         send: Any,
         on_done: Callable[[BaseException | None], None],

@@ -1,18 +1,24 @@
-"""Drives one HTTP/1.1 connection: the sans-IO core below, ASGI cycles above, a backend transport beside.
+"""Drives one HTTP/1.1 connection: the sans-IO core below, ASGI cycles above, a backend transport
+beside.
 
 Rules of this module:
 
 1. Backends call ``connection_made``, ``data_received``, ``eof_received``, ``connection_lost``,
-   ``pause_writing`` and ``resume_writing`` (the asyncio Protocol names; asyncio calls them directly).
-   The transport is used only through ``write``, ``close``, ``abort``, ``pause_reading``,
-   ``resume_reading``, ``is_closing`` and ``get_extra_info``.
-2. Requests are answered strictly in order. At most one application call runs per connection; pipelined
-   requests wait in ``_pipeline`` and reading pauses when it is deep.
-3. Every read has a deadline (the core computes it; one timer per connection follows it) and every buffer a
-   high-water mark: request body above ``read_high_water`` pauses reading, and the app's ``send()``
-   waits while the transport pauses writing.
+   ``pause_writing`` and ``resume_writing`` (the asyncio Protocol names; asyncio calls them
+   directly). The transport is used only through ``write``, ``write_eof``, ``can_write_eof``,
+   ``close``, ``abort``, ``pause_reading``, ``resume_reading``, ``is_closing`` and
+   ``get_extra_info``.
+2. Requests are answered strictly in order. At most one application call runs per connection;
+   pipelined requests wait in ``_pipeline`` and reading pauses when it is deep.
+3. Every read has a deadline (the core computes it; one timer per connection follows it) and every
+   buffer a high-water mark: request body above ``read_high_water`` pauses reading, and the app's
+   ``send()`` waits while the transport pauses writing. A request body its app can no longer
+   receive (the response is complete) is read and dropped.
 4. A rejected request is answered with its status and ``connection: close`` once the responses owed
    before it are written; nothing after it is parsed.
+5. Closing while the peer may still be sending is done in stages (RFC 9112 §9.6): half-close, drop
+   what still arrives for at most ``LINGER`` seconds, then close, so that a reset does not destroy
+   the last response before the client has read it.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Any
 
 from ..asgi.http import ClientDisconnected, FutureLike, HTTPCycle
 from ..asgi.scope import apply_proxy_headers, http_scope
+from ..logs import format_client, printable
 from ..proto.events import (
     ConnectionClosed,
     Data,
@@ -39,12 +46,7 @@ from .context import ServerContext, TimerHandle, access_logger
 
 logger = logging.getLogger("wherry.error")
 
-_CONTROL = {i: f"\\x{i:02x}" for i in [*range(0x20), 0x7F]}
-
-
-def printable(data: bytes) -> str:
-    """Log-safe text: control characters from the peer never reach a log line raw."""
-    return data.decode("latin-1").translate(_CONTROL)
+LINGER = 2.0  # seconds a closing connection keeps dropping input so its last answer is read
 
 
 async def _service_unavailable(scope: Any, receive: Any, send: Any) -> None:
@@ -70,7 +72,9 @@ class H1Server:
         "_closed",
         "_current",
         "_drain_waiter",
+        "_eof",
         "_in_pipeline",
+        "_lingering",
         "_pipeline",
         "_read_paused",
         "_reading",
@@ -101,6 +105,8 @@ class H1Server:
         self._reject: Rejected | None = None
         self._reject_cycle: HTTPCycle | None = None
         self._closed = False
+        self._eof = False
+        self._lingering = False
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int | None] | None = None
         self.scheme = "http"
@@ -151,9 +157,14 @@ class H1Server:
                 if self._current is None and not self._pipeline:
                     self._close()
                     return
+                # Half-closed: the answers are still written, but the apps learn the peer is gone.
+                if self._current is not None:
+                    self._current.feed_eof()
+                for waiting in self._pipeline:
+                    waiting.feed_eof()
             elif kind is H2Preface:
                 self.transport.write(H2_REFUSAL)
-                self._close()
+                self._close_after_answer()
                 return
         if self._current is None and self._pipeline:
             self._run_pipeline()
@@ -162,6 +173,7 @@ class H1Server:
 
     def eof_received(self) -> bool:
         """The peer closed its sending side; answer what it already sent, then close."""
+        self._eof = True
         self.data_received(b"")
         return not self._closed
 
@@ -220,16 +232,26 @@ class H1Server:
         self._pipeline.append(cycle)
 
     def _on_reject(self, event: Rejected) -> None:
+        logger.info(
+            "Bad request from %s: %d %s",
+            self._client_text,
+            event.status,
+            printable(event.detail.encode("utf-8", "replace")),
+        )
+        self._refuse(event)
+
+    def _refuse(self, event: Rejected) -> None:
+        """Answer ``event`` once the responses owed before it are written, then close."""
         reading = self._reading
         if reading is not None and not reading.body_complete:
-            # The request being read broke framing mid-body: its app sees a disconnect.
-            self._reject_cycle = reading
-            reading.feed_disconnect()
-        logger.info(
-            "Bad request from %s: %d %s", self._client_text, event.status, printable(
-                event.detail.encode("utf-8", "replace")
-            )
-        )
+            self._reading = None
+            if reading is not self._current and reading in self._pipeline:
+                # Its body broke framing before its app was called: the app never sees it.
+                self._pipeline.remove(reading)
+            else:
+                # The request being read broke framing mid-body: its app sees a disconnect.
+                self._reject_cycle = reading
+                reading.feed_disconnect()
         self._reject = event
         if self._current is None and not self._pipeline:
             self._write_reject()
@@ -241,8 +263,13 @@ class H1Server:
             return
         cycle = self._reject_cycle
         if cycle is None or not cycle.response_started:
-            self.transport.write(self.core.error_response(event.status, event.detail))
-        self._close()
+            response = self.core.error_response(event.status, event.detail)
+            self.transport.write(response)
+            if cycle is None and self.ctx.access_log:
+                self._log_rejected(event.status, response)
+            self._close_after_answer()
+        else:
+            self._close()
 
     def _run_pipeline(self) -> None:
         if self._in_pipeline:
@@ -253,9 +280,9 @@ class H1Server:
             while self._current is None and self._pipeline and not self._closed:
                 cycle = self._pipeline.popleft()
                 self._current = cycle
+                app = _service_unavailable if ctx.over_capacity() else ctx.app
                 ctx.tasks += 1
                 ctx.total_requests += 1
-                app = _service_unavailable if ctx.over_capacity() else ctx.app
                 ctx.runtime.run_app(app, cycle.scope, cycle.receive, cycle.send, cycle.app_finished)
         finally:
             self._in_pipeline = False
@@ -274,8 +301,11 @@ class H1Server:
         if cycle is self._reject_cycle:
             self._write_reject()  # its body broke framing: answer with the error, then close
             return
-        if not cycle.response_complete or not self.core.keep_alive or ctx.shutting_down:
+        if not cycle.response_complete:
             self._close()
+            return
+        if not self.core.keep_alive or ctx.shutting_down:
+            self._close_after_answer()
             return
         if self._pipeline:
             if not self._in_pipeline:
@@ -295,7 +325,7 @@ class H1Server:
         client = cycle.scope.get("client")
         access_logger.info(
             '%s - "%s %s HTTP/%s" %d %d %.1fms',
-            f"{client[0]}:{client[1]}" if client else "-",
+            format_client(client),
             printable(request.method),
             printable(request.target),
             request.http_version,
@@ -303,6 +333,11 @@ class H1Server:
             cycle.sent_bytes,
             elapsed,
         )
+
+    def _log_rejected(self, status: int, response: bytes) -> None:
+        """The access line of a request the server answered itself: its line is unknown, so "-"."""
+        size = len(response) - response.index(b"\r\n\r\n") - 4
+        access_logger.info('%s - "-" %d %d -', format_client(self.client), status, size)
 
     # ------------------------------------------------------------------ HTTPStream
 
@@ -326,6 +361,15 @@ class H1Server:
             data = core.response_data(body) if body else b""
             tail = core.response_end(self.ctx.runtime.time())
             self.transport.write(head + data + tail)
+            if cycle is self._reading and not cycle.body_complete:
+                self._drop_unread_body()
+
+    def _drop_unread_body(self) -> None:
+        """The response is complete before the request body: the rest of the body is read and
+        dropped (its app can no longer receive it), so the connection can carry the next request."""
+        self._reading = None
+        if self._read_paused:
+            self._flow_control()
 
     def write_body(self, cycle: HTTPCycle, body: bytes, more_body: bool) -> None:
         if self._closed:
@@ -340,10 +384,15 @@ class H1Server:
             raise
         if data:
             self.transport.write(data)
+        if not more_body and cycle is self._reading and not cycle.body_complete:
+            self._drop_unread_body()
 
     def write_continue(self, cycle: HTTPCycle) -> None:
         if not self._closed and cycle is self._current:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            if cycle is self._reading:
+                self.core.continue_sent(self.ctx.runtime.time())
+                self._arm_timer()
 
     def body_consumed(self, cycle: HTTPCycle, size: int) -> None:
         if self._read_paused:
@@ -414,15 +463,25 @@ class H1Server:
             return
         logger.info("Request timeout from %s: %s", self._client_text, rejected.detail)
         reading = self._reading
-        if reading is not None and not reading.body_complete:
+        current = self._current
+        if reading is not None and not reading.body_complete and reading is current:
+            # The app reading the stalled body learns the peer is gone; the 408 is its answer
+            # unless it already started one.
+            self._reading = None
             reading.feed_disconnect()
             if reading.response_started:
                 self._close()
                 return
-        current = self._current
-        if current is None or current is reading:
-            self.transport.write(self.core.error_response(rejected.status, rejected.detail))
-        self._close()
+        elif current is not None or self._pipeline:
+            # Earlier requests are still being answered: their responses go first, then the 408.
+            self._refuse(rejected)
+            self._flow_control()
+            return
+        response = self.core.error_response(rejected.status, rejected.detail)
+        self.transport.write(response)
+        if current is None and self.ctx.access_log:
+            self._log_rejected(rejected.status, response)
+        self._close_after_answer()
 
     # ------------------------------------------------------------------ closing
 
@@ -431,9 +490,41 @@ class H1Server:
             self._closed = True
             self.transport.close()
 
+    def _close_after_answer(self) -> None:
+        """Close once the last answer is written, in stages (rule 5): half-close now, then drop
+        input until the peer closes too or ``LINGER`` passes."""
+        if self._closed:
+            return
+        self._closed = True
+        transport = self.transport
+        try:
+            # Once the peer has closed its side nothing more can arrive: a plain close is clean.
+            can_linger = not self._eof and transport.can_write_eof() and not transport.is_closing()
+        except (AttributeError, NotImplementedError):
+            can_linger = False
+        if can_linger:
+            try:
+                transport.write_eof()
+            except OSError:  # the peer is already gone
+                can_linger = False
+        if not can_linger:
+            transport.close()
+            return
+        self._lingering = True
+        if self._read_paused:
+            self._read_paused = False
+            transport.resume_reading()
+        timer = self._timer
+        if timer is not None:
+            timer.cancel()
+        runtime = self.ctx.runtime
+        self._timer = runtime.call_at(runtime.time() + LINGER, transport.close)
+
     def shutdown(self) -> None:
         """Graceful shutdown: close now if idle, otherwise after the response in flight."""
-        if self._current is None:
+        if self._lingering:
+            self.transport.close()
+        elif self._current is None:
             self._close()
 
     def abort_all(self) -> None:
@@ -441,6 +532,6 @@ class H1Server:
         current = self._current
         if current is not None:
             current.feed_disconnect()
-        if not self._closed:
+        if not self._closed or self._lingering:
             self._closed = True
             self.transport.abort()

@@ -1,64 +1,43 @@
-"""The asyncio Runtime: the loop's own clock, timers and futures, and app calls without a Task.
+"""The asyncio Runtime: the loop's own clock, timers and futures, and one Task per application call.
 
-``run_app`` steps the application's coroutine directly. A request whose app never waits on anything
-pending (the common case for small responses) runs to completion inside ``data_received`` with no Task, no
-scheduling and no extra loop iteration. The moment the coroutine yields a future, the rest of it is handed
-to a Task in the same contextvars context, which resumes it exactly where it stopped.
+Rules of this module:
+
+1. Every application call runs inside an ``asyncio.Task`` from its first line: apps and the
+   libraries they use rely on ``asyncio.current_task()`` (``asyncio.timeout``, anyio cancel scopes
+   and task groups, which Starlette's ``request.is_disconnected`` and FastAPI's thread pool use). A
+   coroutine must also stay in the same task from start to end, or anyio refuses to exit its
+   scopes.
+2. On Python 3.12+ the task starts eagerly: a request whose app never waits on anything pending (the
+   common case for small responses) runs to completion inside ``data_received``, with no scheduling
+   and no extra loop iteration. On 3.11 the task is scheduled as usual (one loop iteration later).
+3. ``on_done`` is called exactly once, with the exception the app ended with or None.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
-from collections.abc import Callable, Coroutine, Generator
+import sys
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-from ...asgi.http import ASGIApp
+from ...asgi.http import ASGIApp, Scope
 
 
-class _Resume:
-    """An awaitable that carries on a coroutine that has already been stepped once."""
-
-    __slots__ = ("coro", "pending")
-
-    def __init__(self, coro: Coroutine[Any, Any, Any], pending: Any) -> None:
-        self.coro = coro
-        self.pending = pending
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        coro = self.coro
-        value = self.pending
-        self.pending = None
-        while True:
-            try:
-                sent = yield value
-            except BaseException as exc:  # cancellation and throws go into the app's coroutine
-                try:
-                    value = coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    value = coro.send(sent)
-                except StopIteration as stop:
-                    return stop.value
-
-
-async def _finish(
-    coro: Coroutine[Any, Any, Any], pending: Any, on_done: Callable[[BaseException | None], None]
+async def _call_app(
+    app: ASGIApp,
+    scope: Scope,
+    receive: Any,
+    send: Any,
+    on_done: Callable[[BaseException | None], None],
 ) -> None:
     try:
-        await _Resume(coro, pending)
+        await app(scope, receive, send)
     except BaseException as exc:
         on_done(exc)
         if not isinstance(exc, Exception):
             raise
     else:
         on_done(None)
-
-
-async def _as_coroutine(awaitable: Any) -> Any:
-    return await awaitable
 
 
 class AsyncioRuntime:
@@ -69,34 +48,30 @@ class AsyncioRuntime:
         self.time = loop.time
         self.call_at = loop.call_at
         self.create_future = loop.create_future
-        self.tasks: set[asyncio.Task[Any]] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()  # application calls still running
+        self.background: set[asyncio.Task[Any]] = set()  # spawned work (the lifespan driver)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``coro`` as a task of its own; it is not one of the app calls cut at shutdown."""
         task = self.loop.create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
         return task
 
     def run_app(
         self,
         app: ASGIApp,
-        scope: dict[str, Any],
+        scope: Scope,
         receive: Any,
         send: Any,
         on_done: Callable[[BaseException | None], None],
     ) -> None:
-        context = contextvars.copy_context()
-        try:
-            coro = context.run(app, scope, receive, send)
-            if not hasattr(coro, "send"):
-                coro = _as_coroutine(coro)
-            pending = context.run(coro.send, None)
-        except StopIteration:
-            on_done(None)
-            return
-        except Exception as exc:
-            on_done(exc)
-            return
-        task = self.loop.create_task(_finish(coro, pending, on_done), context=context)
+        coro = _call_app(app, scope, receive, send, on_done)
+        if sys.version_info >= (3, 12):
+            task = asyncio.Task(coro, loop=self.loop, eager_start=True)
+            if task.done():
+                return
+        else:
+            task = self.loop.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)

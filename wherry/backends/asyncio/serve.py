@@ -1,8 +1,8 @@
 """Serving on asyncio: lifespan, listening, the per-second tick, signals and graceful shutdown.
 
-The shutdown sequence: stop accepting; close idle connections and let each busy one close after its
-response in flight; wait up to ``timeout_graceful_shutdown`` for them; then cut what is left and cancel the
-apps still running; finally run the lifespan shutdown.
+The shutdown sequence: stop accepting; close idle connections and let each busy one close after
+its response in flight; wait up to ``timeout_graceful_shutdown`` for them; then cut what is left and
+cancel the apps still running; finally run the lifespan shutdown.
 """
 
 from __future__ import annotations
@@ -55,8 +55,6 @@ class AsyncioServer:
             loop.call_soon_threadsafe(self._set_exit, force)
 
     def _set_exit(self, force: bool) -> None:
-        if self.should_exit and not force:
-            force = True  # a second signal cuts the graceful period short
         self.should_exit = True
         self.force_exit = self.force_exit or force
         if self._exit_event is not None:
@@ -77,7 +75,8 @@ class AsyncioServer:
         ctx = self.ctx = ServerContext(self.config, self.app, runtime)
         lifespan = Lifespan(self.app, self.config.lifespan, loop.create_future, runtime.spawn)
         with self._signals(loop):
-            await lifespan.startup()
+            if not await self._startup(lifespan, runtime):
+                return
             if lifespan.supported:
                 ctx.lifespan_state = lifespan.state
             try:
@@ -93,6 +92,30 @@ class AsyncioServer:
                 for server in self._servers:
                     server.close()
             await lifespan.shutdown()
+
+    async def _startup(self, lifespan: Lifespan, runtime: AsyncioRuntime) -> bool:
+        """Run the lifespan startup (raising LifespanFailure when it fails). False when a shutdown
+        was asked for before it completed: the app's startup is then cancelled and nothing is
+        served, so a signal stops a server whose startup hangs."""
+        assert self._exit_event is not None
+        startup = asyncio.ensure_future(lifespan.startup())
+        stop = asyncio.ensure_future(self._exit_event.wait())
+        try:
+            await asyncio.wait((startup, stop), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            startup.cancel()
+            raise
+        finally:
+            stop.cancel()
+        if startup.done():
+            startup.result()
+            return True
+        logger.warning("Shutdown requested before the application startup completed")
+        pending = [startup, *(task for task in runtime.background if not task.done())]
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=5)
+        return False
 
     async def _listen(self, ctx: ServerContext, sockets: list[socket.socket]) -> None:
         loop = asyncio.get_running_loop()
@@ -123,22 +146,25 @@ class AsyncioServer:
 
     async def _shutdown(self, ctx: ServerContext, runtime: AsyncioRuntime) -> None:
         ctx.shutting_down = True
+        loop = asyncio.get_running_loop()
+        # Stop accepting first, and close the listening sockets only once the connections already
+        # accepted have their transports (two loop iterations): asyncio cannot attach a transport
+        # to a closed Server, and would leave such a socket open with nobody to close it. Each of
+        # them reaches connection_made, sees shutting_down and closes; it is waited for below.
+        # Idle connections are closed after the listening sockets, so a client that sees its idle
+        # connection closed also sees new connections refused.
+        for sock in self.sockets:
+            with contextlib.suppress(NotImplementedError):  # loops without add_reader
+                loop.remove_reader(sock.fileno())
+        for _ in range(2):
+            await asyncio.sleep(0)
         for server in self._servers:
             server.close()
         for conn in list(ctx.connections):
             conn.shutdown()
-        if ctx.connections and not self.force_exit:
-            loop = asyncio.get_running_loop()
-            idle = self._idle = loop.create_future()
-
-            def on_empty() -> None:
-                if not idle.done():
-                    idle.set_result(None)
-
-            ctx.on_empty = on_empty
-            try:
-                await asyncio.wait_for(idle, self.config.timeout_graceful_shutdown)
-            except TimeoutError:
+        if not self.force_exit:
+            closed = await self._connections_closed(ctx, self.config.timeout_graceful_shutdown)
+            if not closed and not self.force_exit:
                 logger.warning(
                     "Graceful shutdown timed out with %d connection(s) open; closing them",
                     len(ctx.connections),
@@ -151,6 +177,24 @@ class AsyncioServer:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait(tasks, timeout=5)
+        # A closed or aborted transport releases its socket in a later loop iteration: wait for
+        # that, so no connection outlives serve() (or is left to the garbage collector).
+        await self._connections_closed(ctx, 1.0)
+
+    async def _connections_closed(self, ctx: ServerContext, timeout: float) -> bool:
+        """Wait until every connection is gone (True), or ``timeout`` or a forced exit (False)."""
+        if not ctx.connections:
+            return True
+        idle = self._idle = asyncio.get_running_loop().create_future()
+
+        def on_empty() -> None:
+            if not idle.done():
+                idle.set_result(None)
+
+        ctx.on_empty = on_empty
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(idle, timeout)
+        return not ctx.connections
 
     @contextlib.contextmanager
     def _signals(self, loop: asyncio.AbstractEventLoop) -> Any:
@@ -172,4 +216,4 @@ class AsyncioServer:
 
     def _on_signal(self, sig: int) -> None:
         logger.info("Received %s, shutting down", signal.Signals(sig).name)
-        self._set_exit(False)
+        self._set_exit(self.should_exit)  # a second signal cuts the grace period short

@@ -1,0 +1,438 @@
+"""Proxy headers: X-Forwarded-For and X-Forwarded-Proto are believed only from trusted peers.
+
+The first half checks ``TrustedHosts`` and ``apply_proxy_headers`` from tables; the second half
+sends the headers over real sockets (TCP from 127.0.0.1 and ::1, and a Unix socket) and reads the
+scope back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import tempfile
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests import apps
+from tests.conftest import RunningServer, exchange
+from wherry.asgi.scope import TrustedHosts, apply_proxy_headers, parse_forwarded_node
+
+Serve = Callable[..., RunningServer]
+PEER = ("127.0.0.1", 50000)
+
+# ----------------------------------------------------------------------------------- TrustedHosts
+
+TRUST_TABLE = [
+    # (forwarded_allow_ips, host asked about, trusted?)
+    ("127.0.0.1", "127.0.0.1", True),
+    ("127.0.0.1", "127.0.0.2", False),
+    ("127.0.0.1, 10.0.0.1", "10.0.0.1", True),
+    (" 10.0.0.1 ,127.0.0.1 ", "127.0.0.1", True),
+    ("127.0.0.0/8", "127.200.0.9", True),
+    ("127.0.0.0/8", "128.0.0.1", False),
+    ("10.1.2.3/8", "10.9.9.9", True),  # host bits set in the network are accepted
+    ("*", "127.0.0.1", True),
+    ("*", "203.0.113.9", True),
+    ("*", "unix", True),
+    ("::1", "::1", True),
+    ("::1", "0:0:0:0:0:0:0:1", True),  # IPv6 text is compared normalised
+    ("[::1]", "::1", True),
+    ("2001:DB8::1", "2001:db8::1", True),
+    ("2001:db8::/32", "2001:db8:ffff::1", True),
+    ("2001:db8::/32", "2001:db9::1", False),
+    ("127.0.0.1", "::ffff:127.0.0.1", True),  # IPv4-mapped peers of a dual-stack socket
+    ("127.0.0.0/8", "::ffff:127.0.0.5", True),
+    ("::ffff:0:0/96", "::ffff:127.0.0.5", True),
+    ("::ffff:127.0.0.1", "::ffff:127.0.0.1", True),
+    ("::1", "127.0.0.1", False),
+    ("unix", "unix", True),
+    ("UNIX", "unix", True),
+    ("127.0.0.1", "unix", False),
+    ("unix", "127.0.0.1", False),
+    ("", "127.0.0.1", False),
+    ("127.0.0.1", "", False),
+    ("127.0.0.1", "not-an-address", False),
+    ("127.0.0.1", "127.0.0.1:80", False),
+]
+
+
+@pytest.mark.parametrize(("spec", "host", "expected"), TRUST_TABLE)
+def test_trusted_hosts_table(spec: str, host: str, expected: bool) -> None:
+    """--forwarded-allow-ips holds addresses, CIDR networks, '*' and 'unix' (uvicorn-compatible)."""
+    trusted = TrustedHosts(spec)
+    assert (host in trusted) is expected
+    assert (host in trusted) is expected  # the second answer comes from the cache
+
+
+def test_trusted_hosts_from_list_and_none() -> None:
+    """The option may be given as a list, and None trusts nobody."""
+    assert "10.0.0.1" in TrustedHosts(["10.0.0.1", "127.0.0.1"])
+    assert "127.0.0.1" not in TrustedHosts(None)
+    assert None not in TrustedHosts("127.0.0.1")
+
+
+def test_trusted_hosts_warns_about_items_that_never_match(caplog: pytest.LogCaptureFixture) -> None:
+    """A host name or a typo in --forwarded-allow-ips is reported, not silently kept."""
+    with caplog.at_level(logging.WARNING, logger="wherry.error"):
+        trusted = TrustedHosts("localhost, 10.0.0.300, 127.0.0.1")
+    assert "localhost" not in trusted
+    assert "127.0.0.1" in trusted
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "'localhost'" in warned and "'10.0.0.300'" in warned
+
+
+# --------------------------------------------------------------------------- parse_forwarded_node
+
+NODE_TABLE = [
+    ("192.0.2.1", ("192.0.2.1", 0)),
+    ("192.0.2.1:8080", ("192.0.2.1", 8080)),
+    ("2001:DB8::1", ("2001:db8::1", 0)),
+    ("[2001:db8::1]", ("2001:db8::1", 0)),
+    ("[::1]:80", ("::1", 80)),
+    ("unknown", None),
+    ("_hidden", None),  # RFC 7239 §6.3 obfuscated identifier
+    ("example.com", None),
+    ("192.0.2.1:", None),
+    ("192.0.2.1:http", None),
+    ("192.0.2.1:99999", None),
+    ("192.0.2.1:٣", None),  # a non-ASCII digit is not a port
+    ("[::1", None),
+    ("[::1]80", None),
+    ("[::1]:", None),
+    ("010.0.0.1", None),  # leading zeros are ambiguous (octal in some parsers)
+    ("fe80::1%eth0", None),  # a zone id names an interface of the proxy, not the client
+    ("fe80::1%\x9b31m", None),
+    ("1.2.3.4\x9b", None),
+    ("1.2.3.4.5", None),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), NODE_TABLE)
+def test_forwarded_node_table(text: str, expected: tuple[str, int] | None) -> None:
+    """An X-Forwarded-For element is an IP address with an optional port, or nothing usable."""
+    assert parse_forwarded_node(text) == expected
+
+
+# ---------------------------------------------------------------------------- apply_proxy_headers
+
+H = list[tuple[bytes, bytes]]
+
+
+def xff(*values: str) -> H:
+    return [(b"x-forwarded-for", v.encode("latin-1")) for v in values]
+
+
+def xfp(*values: str) -> H:
+    return [(b"x-forwarded-proto", v.encode("latin-1")) for v in values]
+
+
+APPLY_TABLE: list[tuple[str, str, H, tuple[str, int] | None, str]] = [
+    # (case, forwarded_allow_ips, headers, client, scheme)
+    ("no headers", "127.0.0.1", [], PEER, "http"),
+    ("one address", "127.0.0.1", xff("203.0.113.7"), ("203.0.113.7", 0), "http"),
+    ("right-most untrusted", "127.0.0.1", xff("198.51.100.1, 203.0.113.7"), ("203.0.113.7", 0), "http"),
+    (
+        "trusted hops are skipped",
+        "127.0.0.1, 10.0.0.0/8",
+        xff("203.0.113.7, 10.0.0.2, 10.0.0.3"),
+        ("203.0.113.7", 0),
+        "http",
+    ),
+    (
+        "a spoofed left part is ignored",
+        "127.0.0.1, 10.0.0.0/8",
+        xff("192.0.2.66, 203.0.113.7, 10.0.0.2"),
+        ("203.0.113.7", 0),
+        "http",
+    ),
+    (
+        "several lines are one list",
+        "127.0.0.1, 10.0.0.0/8",
+        xff("203.0.113.7", "10.0.0.2"),
+        ("203.0.113.7", 0),
+        "http",
+    ),
+    (
+        "several lines keep their order",
+        "127.0.0.1, 10.0.0.0/8",
+        xff("10.0.0.2", "203.0.113.7"),
+        ("203.0.113.7", 0),
+        "http",
+    ),
+    (
+        "lines and commas mixed",
+        "127.0.0.1, 10.0.0.0/8",
+        xff("192.0.2.66, 203.0.113.7", "10.0.0.2"),
+        ("203.0.113.7", 0),
+        "http",
+    ),
+    ("all trusted: left-most", "127.0.0.1, 10.0.0.0/8", xff("10.0.0.9, 10.0.0.2"), ("10.0.0.9", 0), "http"),
+    ("'*': left-most", "*", xff("203.0.113.7, 198.51.100.1"), ("203.0.113.7", 0), "http"),
+    ("IPv6 element", "127.0.0.1", xff("2001:DB8::7"), ("2001:db8::7", 0), "http"),
+    (
+        "IPv6 trusted hop",
+        "127.0.0.1, 2001:db8::/32",
+        xff("203.0.113.7, 2001:db8::1"),
+        ("203.0.113.7", 0),
+        "http",
+    ),
+    ("port kept", "127.0.0.1", xff("203.0.113.7:5678"), ("203.0.113.7", 5678), "http"),
+    ("bracketed IPv6 with port", "127.0.0.1", xff("[::1]:80"), ("::1", 80), "http"),
+    (
+        "trust is checked without the port",
+        "127.0.0.1, 10.0.0.0/8",
+        xff("203.0.113.7, 10.0.0.2:4444"),
+        ("203.0.113.7", 0),
+        "http",
+    ),
+    ("unknown: the peer stays", "127.0.0.1", xff("unknown"), PEER, "http"),
+    ("garbage at the right stops the walk", "127.0.0.1", xff("203.0.113.7, unknown"), PEER, "http"),
+    (
+        "garbage left of the client is not reached",
+        "127.0.0.1",
+        xff("unknown, 203.0.113.7"),
+        ("203.0.113.7", 0),
+        "http",
+    ),
+    (
+        "garbage left of trusted hops: the last address walked",
+        "127.0.0.1, 10.0.0.0/8",
+        xff("unknown, 10.0.0.2"),
+        ("10.0.0.2", 0),
+        "http",
+    ),
+    ("'*' and garbage on the left", "*", xff("unknown, 203.0.113.7"), ("203.0.113.7", 0), "http"),
+    ("empty value", "127.0.0.1", xff(""), PEER, "http"),
+    (
+        "empty elements are ignored (RFC 9110 §5.6.1.2)",
+        "127.0.0.1",
+        xff(" , ,203.0.113.7, "),
+        ("203.0.113.7", 0),
+        "http",
+    ),
+    ("an empty line is ignored", "127.0.0.1", xff("203.0.113.7", ""), ("203.0.113.7", 0), "http"),
+    ("obs-text never becomes a client", "127.0.0.1", xff("203.0.113.7\x9b[31m"), PEER, "http"),
+    ("host name", "127.0.0.1", xff("evil.example"), PEER, "http"),
+    ("bad port", "127.0.0.1", xff("203.0.113.7:99999"), PEER, "http"),
+    # X-Forwarded-Proto
+    ("https", "127.0.0.1", xfp("https"), PEER, "https"),
+    ("case and spaces", "127.0.0.1", xfp(" HTTPS "), PEER, "https"),
+    ("wss is https", "127.0.0.1", xfp("wss"), PEER, "https"),
+    ("ws is http", "127.0.0.1", xfp("ws"), PEER, "http"),
+    ("unknown proto ignored", "127.0.0.1", xfp("ftp"), PEER, "http"),
+    ("empty proto ignored", "127.0.0.1", xfp(""), PEER, "http"),
+    ("list: the right-most, written by the peer", "127.0.0.1", xfp("https, http"), PEER, "http"),
+    ("lines: the right-most", "127.0.0.1", xfp("http", "https"), PEER, "https"),
+    (
+        "paired with the chosen client",
+        "127.0.0.1, 10.0.0.0/8",
+        xff("203.0.113.7, 10.0.0.2") + xfp("https, http"),
+        ("203.0.113.7", 0),
+        "https",
+    ),
+    (
+        "paired: a spoofed proto left of the client is not used",
+        "127.0.0.1",
+        xff("192.0.2.66, 203.0.113.7") + xfp("https, http"),
+        ("203.0.113.7", 0),
+        "http",
+    ),
+    (
+        "counts differ: the right-most",
+        "127.0.0.1, 10.0.0.0/8",
+        xff("203.0.113.7, 10.0.0.2") + xfp("https"),
+        ("203.0.113.7", 0),
+        "https",
+    ),
+    ("both headers", "127.0.0.1", xff("203.0.113.7") + xfp("https"), ("203.0.113.7", 0), "https"),
+]
+
+
+@pytest.mark.parametrize(
+    ("spec", "headers", "client", "scheme"),
+    [case[1:] for case in APPLY_TABLE],
+    ids=[case[0] for case in APPLY_TABLE],
+)
+def test_apply_proxy_headers_table(
+    spec: str, headers: H, client: tuple[str, int] | None, scheme: str
+) -> None:
+    """The client is the right-most X-Forwarded-For address that is not a trusted proxy."""
+    assert apply_proxy_headers(headers, PEER, "http", TrustedHosts(spec)) == (client, scheme)
+
+
+def test_unknown_proto_keeps_https() -> None:
+    """An unusable X-Forwarded-Proto leaves the connection's own scheme."""
+    assert apply_proxy_headers(xfp("gopher"), PEER, "https", TrustedHosts("*")) == (PEER, "https")
+
+
+def test_unix_peer_without_client() -> None:
+    """A Unix-socket peer has no client address until X-Forwarded-For names one."""
+    trusted = TrustedHosts("unix")
+    assert apply_proxy_headers([], None, "http", trusted) == (None, "http")
+    assert apply_proxy_headers(xff("unknown"), None, "http", trusted) == (None, "http")
+    client = ("203.0.113.7", 0)
+    assert apply_proxy_headers(xff("203.0.113.7"), None, "http", trusted) == (client, "http")
+
+
+# ---------------------------------------------------------------------------- over real sockets
+
+
+def scope_of(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 200
+    info: dict[str, Any] = json.loads(response.headers["x-scope"])
+    return info
+
+
+def get_scope(server: RunningServer, headers: list[tuple[str, str]]) -> dict[str, Any]:
+    return scope_of(httpx.get(server.url + "/", headers=headers))
+
+
+SPOOF = [("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Proto", "https")]
+
+
+def test_trusted_peer_sets_client_and_scheme(serve: Serve) -> None:
+    """The default --forwarded-allow-ips (127.0.0.1) trusts a local proxy's X-Forwarded-*."""
+    info = get_scope(serve(apps.echo), SPOOF)
+    assert info["client"] == ["203.0.113.7", 0]
+    assert info["scheme"] == "https"
+
+
+def test_untrusted_peer_headers_ignored(serve: Serve) -> None:
+    """X-Forwarded-* from a peer outside --forwarded-allow-ips cannot spoof the client or scheme."""
+    info = get_scope(serve(apps.echo, forwarded_allow_ips="10.0.0.1"), SPOOF)
+    assert info["client"][0] == "127.0.0.1"
+    assert info["client"][1] != 0
+    assert info["scheme"] == "http"
+    # The headers themselves still reach the application untouched.
+    assert ["x-forwarded-for", "203.0.113.7"] in info["headers"]
+
+
+def test_proxy_headers_disabled(serve: Serve) -> None:
+    """--no-proxy-headers ignores X-Forwarded-* even from a trusted peer."""
+    info = get_scope(serve(apps.echo, proxy_headers=False, forwarded_allow_ips="*"), SPOOF)
+    assert info["client"][0] == "127.0.0.1"
+    assert info["scheme"] == "http"
+
+
+@pytest.mark.parametrize("spec", ["127.0.0.0/8", "*", "10.0.0.1,127.0.0.1"])
+def test_trusted_by_network_or_wildcard(serve: Serve, spec: str) -> None:
+    """A CIDR network, '*' or a list item trusts the peer."""
+    info = get_scope(serve(apps.echo, forwarded_allow_ips=spec), SPOOF)
+    assert info["client"] == ["203.0.113.7", 0]
+    assert info["scheme"] == "https"
+
+
+def test_several_lines_and_lists_over_the_wire(serve: Serve) -> None:
+    """Several X-Forwarded-For lines are one list (RFC 9110 §5.3); trusted hops are skipped."""
+    server = serve(apps.echo, forwarded_allow_ips="127.0.0.1, 10.0.0.0/8")
+    headers = [
+        ("X-Forwarded-For", "192.0.2.66, 203.0.113.7"),
+        ("X-Forwarded-For", "10.0.0.2"),
+        ("X-Forwarded-For", "10.0.0.3"),
+    ]
+    assert get_scope(server, headers)["client"] == ["203.0.113.7", 0]
+    all_trusted = [("X-Forwarded-For", "10.0.0.9, 10.0.0.2")]
+    assert get_scope(server, all_trusted)["client"] == ["10.0.0.9", 0]
+
+
+@pytest.mark.parametrize(
+    ("value", "client"),
+    [
+        (b"unknown", None),
+        (b"", None),
+        (b"203.0.113.7:5678", ["203.0.113.7", 5678]),
+        (b"[::1]:80", ["::1", 80]),
+        (b"203.0.113.7, unknown", None),
+        (b"203.0.113.7\x9b[31m", None),
+    ],
+)
+def test_garbage_forwarded_for_over_the_wire(serve: Serve, value: bytes, client: Any) -> None:
+    """An X-Forwarded-For element that is no address never becomes the client; the peer stays."""
+    server = serve(apps.echo)
+    raw = exchange(
+        server,
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: " + value + b"\r\nConnection: close\r\n\r\n",
+    )
+    head = raw.partition(b"\r\n\r\n")[0].decode("latin-1")
+    assert head.startswith("HTTP/1.1 200 ")
+    line = next(x for x in head.split("\r\n") if x.startswith("x-scope:"))
+    info = json.loads(line.partition(":")[2])
+    if client is None:
+        assert info["client"][0] == "127.0.0.1" and info["client"][1] != 0
+    else:
+        assert info["client"] == client
+
+
+@pytest.mark.parametrize("proto", ["ftp", "https-ish", "", "javascript"])
+def test_other_forwarded_proto_ignored(serve: Serve, proto: str) -> None:
+    """Only http, https, ws and wss are schemes X-Forwarded-Proto may set."""
+    info = get_scope(serve(apps.echo), [("X-Forwarded-Proto", proto)])
+    assert info["scheme"] == "http"
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+needs_ipv6 = pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback")
+
+
+@needs_ipv6
+@pytest.mark.parametrize(("spec", "honoured"), [("::1", True), ("::/0", True), ("127.0.0.1", False)])
+def test_ipv6_peer(serve: Serve, spec: str, honoured: bool) -> None:
+    """An IPv6 peer is trusted by its literal address or a network that holds it."""
+    server = serve(apps.echo, host="::1", forwarded_allow_ips=spec)
+    info = get_scope(server, SPOOF)
+    if honoured:
+        assert info["client"] == ["203.0.113.7", 0]
+        assert info["scheme"] == "https"
+    else:
+        assert info["client"][0] == "::1"
+        assert info["scheme"] == "http"
+
+
+@pytest.fixture
+def uds_path() -> Iterator[str]:
+    with tempfile.TemporaryDirectory() as directory:
+        yield os.path.join(directory, "wherry.sock")
+
+
+def uds_scope(path: str, headers: list[tuple[str, str]]) -> dict[str, Any]:
+    with httpx.Client(transport=httpx.HTTPTransport(uds=path)) as client:
+        return scope_of(client.get("http://localhost/", headers=headers))
+
+
+def test_unix_socket_scope(serve: Serve, uds_path: str) -> None:
+    """Over a Unix socket the scope has no client and the server is (path, None) (ASGI www spec)."""
+    serve(apps.echo, uds=uds_path)
+    info = uds_scope(uds_path, [])
+    assert info["client"] is None
+    assert info["server"] == [uds_path, None]
+    assert info["scheme"] == "http"
+
+
+def test_unix_socket_peer_untrusted_by_default(serve: Serve, uds_path: str) -> None:
+    """A Unix-socket peer is not trusted unless 'unix' is in --forwarded-allow-ips."""
+    serve(apps.echo, uds=uds_path)
+    info = uds_scope(uds_path, SPOOF)
+    assert info["client"] is None
+    assert info["scheme"] == "http"
+
+
+@pytest.mark.parametrize("spec", ["unix", "127.0.0.1,unix", "*"])
+def test_unix_socket_peer_trusted(serve: Serve, uds_path: str, spec: str) -> None:
+    """With 'unix' (or '*') trusted, a proxy on a Unix socket sets the client and scheme."""
+    serve(apps.echo, uds=uds_path, forwarded_allow_ips=spec)
+    info = uds_scope(uds_path, SPOOF)
+    assert info["client"] == ["203.0.113.7", 0]
+    assert info["scheme"] == "https"

@@ -1,0 +1,346 @@
+"""Deadlines over real sockets: request head (slowloris), request body, keep-alive; and none of them
+fires while the server itself is the slow side (RFC 9110 §15.5.9 for 408, RFC 9112 §9.5 for idle
+closes)."""
+
+from __future__ import annotations
+
+import asyncio
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.conftest import RunningServer
+from tests.e2e.test_bad_input import (
+    Recorder,
+    assert_error_reply,
+    read_responses,
+    read_until_close,
+    split_response,
+)
+
+Serve = Callable[..., RunningServer]
+
+
+def trickle(sock: socket.socket, data: bytes, interval: float, limit: float) -> tuple[float, bytes]:
+    """Send ``data`` one byte every ``interval`` seconds until the server answers or closes.
+
+    Returns the seconds from the first byte to the server's first reaction, and what it sent."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    first = time.monotonic()
+    for i in range(len(data)):
+        try:
+            sock.send(data[i : i + 1])
+        except (BrokenPipeError, ConnectionResetError):
+            break
+        readable, _, _ = select.select([sock], [], [], interval)
+        if readable:
+            break
+        assert time.monotonic() - first < limit, "no answer while trickling"
+    elapsed = time.monotonic() - first
+    reply, closed = read_until_close(sock)
+    assert closed
+    return elapsed, reply
+
+
+def test_request_head_deadline_stops_slowloris(serve: Serve) -> None:
+    """A head trickled one byte every 0.1 s gets 408 and the close timeout_request_head after its
+    first byte: trickling does not extend the deadline (RFC 9110 §15.5.9)."""
+    app = Recorder()
+    server = serve(app, lifespan="off", timeout_request_head=0.5, timeout_keep_alive=5)
+    head = b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: " + b"s" * 100 + b"\r\n\r\n"
+    with server.connect() as sock:
+        elapsed, reply = trickle(sock, head, 0.1, 3.0)
+    assert 0.4 <= elapsed <= 1.5
+    assert_error_reply(reply, True, 408)
+    assert app.calls == []
+
+
+def test_request_head_deadline_on_a_kept_alive_connection(serve: Serve) -> None:
+    """The head deadline runs from the first byte of each request, not of the connection."""
+    app = Recorder()
+    server = serve(app, lifespan="off", timeout_request_head=0.5, timeout_keep_alive=5)
+    with server.connect() as sock:
+        sock.sendall(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert read_responses(sock, 1) == [(200, b"ok")]
+        head = b"GET /2 HTTP/1.1\r\nHost: a\r\nX-Slow: " + b"s" * 100
+        elapsed, reply = trickle(sock, head, 0.1, 3.0)
+    assert 0.4 <= elapsed <= 1.5
+    assert_error_reply(reply, True, 408)
+    assert app.calls == [("GET", "/1")]
+
+
+def test_partial_head_then_silence_gets_408(serve: Serve) -> None:
+    """A head that stops half way gets 408 and the close (RFC 9110 §15.5.9)."""
+    app = Recorder()
+    server = serve(app, lifespan="off", timeout_request_head=0.3, timeout_keep_alive=5)
+    with server.connect() as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n")
+        started = time.monotonic()
+        reply, closed = read_until_close(sock)
+        elapsed = time.monotonic() - started
+    assert_error_reply(reply, closed, 408)
+    assert 0.2 <= elapsed <= 1.5
+    assert app.calls == []
+
+
+@pytest.mark.parametrize(
+    ("head", "first", "rest"),
+    [
+        pytest.param(b"Content-Length: 10\r\n\r\n", b"hello", b"world", id="content-length"),
+        pytest.param(
+            b"Transfer-Encoding: chunked\r\n\r\n", b"5\r\nhello\r\n", b"5\r\nworld\r\n0\r\n\r\n", id="chunked"
+        ),
+    ],
+)
+def test_request_body_deadline_between_pieces(serve: Serve, head: bytes, first: bytes, rest: bytes) -> None:
+    """A body that stalls longer than timeout_request_body between two pieces gets 408 and the
+    close, and the reading app sees http.disconnect (RFC 9110 §15.5.9; ASGI www spec 2.3)."""
+    app = Recorder()
+    server = serve(app, lifespan="off", timeout_request_body=0.3, timeout_keep_alive=5)
+    with server.connect() as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: a\r\n" + head + first)
+        assert app.got_body.wait(3)
+        started = time.monotonic()
+        reply, closed = read_until_close(sock)
+        elapsed = time.monotonic() - started
+    assert_error_reply(reply, closed, 408)
+    assert elapsed <= 1.5
+    assert app.finished.wait(3)
+    assert app.messages == [
+        {"type": "http.request", "body": b"hello", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+
+def test_request_body_deadline_after_response_started_just_closes(serve: Serve) -> None:
+    """When the app already answered, a stalled body cuts the connection; no 408 follows the
+    response (RFC 9112 §9.6)."""
+    seen: list[str] = []
+    gone = threading.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"early", "more_body": True})
+        while True:
+            message = await receive()
+            seen.append(message["type"])
+            if message["type"] == "http.disconnect":
+                gone.set()
+                return
+
+    server = serve(app, lifespan="off", timeout_request_body=0.3, timeout_keep_alive=5)
+    with server.connect() as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nhello")
+        reply, closed = read_until_close(sock)
+    assert closed
+    assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"408" not in reply
+    assert gone.wait(3)
+    assert seen[-1] == "http.disconnect"
+
+
+def test_keep_alive_idle_connection_closed(serve: Serve) -> None:
+    """An idle keep-alive connection is closed, quietly, timeout_keep_alive after its last response
+    (RFC 9112 §9.5)."""
+    app = Recorder()
+    server = serve(app, lifespan="off", timeout_keep_alive=0.3, timeout_request_head=5)
+    with server.connect() as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert read_responses(sock, 1) == [(200, b"ok")]
+        started = time.monotonic()
+        reply, closed = read_until_close(sock)
+        elapsed = time.monotonic() - started
+    assert closed
+    assert reply == b""
+    assert 0.2 <= elapsed <= 1.5
+
+
+def test_keep_alive_busy_connection_stays_open(serve: Serve) -> None:
+    """A connection that sends a request within each keep-alive period stays open past the
+    timeout."""
+    app = Recorder()
+    server = serve(app, lifespan="off", timeout_keep_alive=0.4, timeout_request_head=5)
+    with server.connect() as sock:
+        started = time.monotonic()
+        for i in range(5):
+            sock.sendall(b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n" % i)
+            assert read_responses(sock, 1) == [(200, b"ok")]
+            readable, _, _ = select.select([sock], [], [], 0.2)
+            assert not readable, "the server closed a busy connection"
+        assert time.monotonic() - started > 0.8
+    assert len(app.calls) == 5
+
+
+def test_fresh_connection_sending_nothing_closed_after_keep_alive(serve: Serve) -> None:
+    """A connection that never sends a byte is closed quietly after timeout_keep_alive."""
+    app = Recorder()
+    server = serve(app, lifespan="off", timeout_keep_alive=0.3, timeout_request_head=5)
+    with server.connect() as sock:
+        started = time.monotonic()
+        reply, closed = read_until_close(sock)
+        elapsed = time.monotonic() - started
+    assert closed
+    assert reply == b""
+    assert 0.2 <= elapsed <= 1.5
+
+
+def test_no_deadline_while_the_app_is_working(serve: Serve) -> None:
+    """Deadlines measure the client only: an app slower than every timeout still gets to answer."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        while (await receive()).get("more_body"):
+            pass
+        await asyncio.sleep(0.8)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
+        await send({"type": "http.response.body", "body": b"slow"})
+
+    server = serve(
+        app, lifespan="off", timeout_keep_alive=0.2, timeout_request_head=0.2, timeout_request_body=0.2
+    )
+    with server.connect() as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
+        assert read_responses(sock, 1) == [(200, b"slow")]
+
+
+def test_no_body_deadline_while_the_server_paused_reading(serve: Serve) -> None:
+    """An app slow to read a large upload pauses reading; the client is not blamed for that: no 408
+    (flow control, ARCHITECTURE property 4)."""
+    size = 4 * 1024 * 1024
+    received: list[int] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await asyncio.sleep(1.0)  # three body timeouts without reading anything
+        total = 0
+        while True:
+            message = await receive()
+            assert message["type"] == "http.request"
+            total += len(message["body"])
+            if not message["more_body"]:
+                break
+        received.append(total)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    server = serve(app, lifespan="off", timeout_request_body=0.3, timeout_keep_alive=5)
+    with server.connect() as sock:
+        sender = threading.Thread(
+            target=sock.sendall,
+            args=(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size + b"u" * size,),
+        )
+        sender.start()
+        try:
+            assert read_responses(sock, 1, timeout=5) == [(200, b"ok")]
+        finally:
+            sender.join(5)
+    assert received == [size]
+
+
+async def slow_first(scope: Any, receive: Any, send: Any) -> None:
+    """Answers /slow after 0.6 s, anything else at once (the body is read first either way)."""
+    while (await receive()).get("more_body"):
+        pass
+    if scope["path"] == "/slow":
+        await asyncio.sleep(0.6)
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
+    await send({"type": "http.response.body", "body": b"done"})
+
+
+@pytest.mark.parametrize(
+    "stalled",
+    [
+        pytest.param(b"GET /2 HTTP/1.1\r\nHost: a\r\nX-Half: ", id="head"),
+        pytest.param(b"POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nhalf", id="body"),
+    ],
+)
+def test_deadline_behind_a_slow_response_answers_in_order(serve: Serve, stalled: bytes) -> None:
+    """A pipelined request that stalls while an earlier one is still being answered: the earlier
+    response comes first and whole, then the 408, then the close (RFC 9112 §9.3.2)."""
+    server = serve(
+        slow_first, lifespan="off", timeout_request_head=0.2, timeout_request_body=0.2, timeout_keep_alive=5
+    )
+    with server.connect() as sock:
+        sock.sendall(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n" + stalled)
+        reply, closed = read_until_close(sock)
+    code, _, body, rest = split_response(reply)
+    assert (code, body) == (200, b"done")
+    assert_error_reply(rest, closed, 408)
+
+
+def test_stalled_body_after_its_response_closes_quietly(serve: Serve) -> None:
+    """A body that stalls after the app already answered its request: the connection is closed at
+    the body deadline with nothing more written (no 408 after a complete response)."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 401, "headers": [(b"content-length", b"4")]})
+        await send({"type": "http.response.body", "body": b"nope"})
+
+    server = serve(app, lifespan="off", timeout_request_body=0.3, timeout_keep_alive=5)
+    with server.connect() as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nhalf")
+        assert read_responses(sock, 1) == [(401, b"nope")]
+        started = time.monotonic()
+        reply, closed = read_until_close(sock)
+        elapsed = time.monotonic() - started
+    assert closed
+    assert reply == b""
+    assert elapsed <= 1.5
+
+
+def test_body_deadline_waits_for_100_continue(serve: Serve) -> None:
+    """A client that sent ``Expect: 100-continue`` waits for the 100 before its body; the body
+    deadline runs only from the 100 on, so an app slow to start reading does not cause a 408
+    (RFC 9110 §10.1.1)."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await asyncio.sleep(0.6)  # e.g. an auth lookup before the upload is read
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", b"%d" % len(body))],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    server = serve(app, lifespan="off", timeout_request_body=0.2, timeout_keep_alive=5)
+    with server.connect() as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        sock.settimeout(3)
+        interim = sock.recv(1024)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"hello")
+        assert read_responses(sock, 1) == [(200, b"hello")]
+
+
+def test_body_deadline_after_100_continue_still_applies(serve: Serve) -> None:
+    """Once the 100 is sent, a client that does not send its body gets 408 (RFC 9110 §15.5.9)."""
+    app = Recorder()
+    server = serve(app, lifespan="off", timeout_request_body=0.3, timeout_keep_alive=5)
+    with server.connect() as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        reply, closed = read_until_close(sock)
+    assert reply.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+    assert_error_reply(reply[len(b"HTTP/1.1 100 Continue\r\n\r\n") :], closed, 408)
+
+
+def test_empty_lines_do_not_keep_a_connection_alive(serve: Serve) -> None:
+    """Empty lines before a request line are ignored (RFC 9112 §2.2) and do not restart the
+    keep-alive clock: a client sending only CRLFs is closed after timeout_keep_alive."""
+    app = Recorder()
+    server = serve(app, lifespan="off", timeout_keep_alive=0.3, timeout_request_head=5)
+    with server.connect() as sock:
+        elapsed, reply = trickle(sock, b"\r\n" * 100, 0.05, 3.0)
+    assert reply == b""
+    assert 0.2 <= elapsed <= 1.5
+    assert app.calls == []

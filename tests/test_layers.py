@@ -1,0 +1,170 @@
+"""The import direction of ARCHITECTURE.md ('Layers: imports only point downward'), read from the
+source with ``ast`` so that a lazy import inside a function counts as much as one at the top."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "wherry"
+
+
+@dataclass(frozen=True)
+class Import:
+    module: str  # absolute dotted name ("wherry.proto.events", "asyncio")
+    line: int
+    typing_only: bool  # under ``if TYPE_CHECKING:``
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def imports_of(path: Path) -> list[Import]:
+    """Every module ``path`` imports, relative imports resolved against its package."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    package = module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    typing_lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            for child in node.body:
+                for inner in ast.walk(child):
+                    if hasattr(inner, "lineno"):
+                        typing_lines.add(inner.lineno)
+    found: list[Import] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                found.append(Import(alias.name, node.lineno, node.lineno in typing_lines))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            names = [target] if node.module else [f"{target}.{a.name}" for a in node.names]
+            for name in names:
+                found.append(Import(name, node.lineno, node.lineno in typing_lines))
+    return found
+
+
+@dataclass(frozen=True)
+class Rule:
+    layer: str  # a subpackage of wherry
+    allowed: tuple[str, ...]  # the parts of wherry it may import at run time
+    typing_allowed: tuple[str, ...]  # parts it may import only under TYPE_CHECKING
+    forbidden: tuple[str, ...]  # modules (and their submodules) it must never import
+    why: str
+
+
+RULES = [
+    Rule(
+        "proto",
+        allowed=("wherry.proto",),
+        typing_allowed=(),
+        forbidden=("asyncio", "trio", "anyio", "socket", "ssl", "time", "selectors", "uvloop"),
+        why="protocol cores are sans-IO: no loop, no socket, no clock",
+    ),
+    Rule(
+        "asgi",
+        allowed=("wherry.asgi", "wherry.proto"),
+        typing_allowed=(),
+        forbidden=("asyncio", "trio", "anyio", "socket", "uvloop"),
+        why="ASGI semantics are written once for every backend",
+    ),
+    Rule(
+        "server",
+        allowed=("wherry.server", "wherry.asgi", "wherry.proto", "wherry.logs"),
+        typing_allowed=("wherry.config",),
+        forbidden=(),
+        why="connection drivers sit on the protocol and ASGI layers only",
+    ),
+    Rule(
+        "backends",
+        allowed=(
+            "wherry.backends",
+            "wherry.server",
+            "wherry.asgi",
+            "wherry.proto",
+            "wherry.config",
+            "wherry.sockets",
+            "wherry.logs",
+        ),
+        typing_allowed=(),
+        forbidden=("wherry.main", "wherry.cli"),
+        why="backends never reach up to the entry points",
+    ),
+    Rule(
+        "supervisor",
+        allowed=(
+            "wherry.supervisor",
+            "wherry.config",
+            "wherry.main",
+            "wherry.sockets",
+            "wherry.logs",
+        ),
+        typing_allowed=(),
+        forbidden=("asyncio", "trio", "anyio", "uvloop"),
+        why="the supervisor manages processes and runs no event loop (a worker enters wherry.main)",
+    ),
+]
+
+
+def within(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def files_of(layer: str) -> list[Path]:
+    return sorted((PACKAGE / layer).rglob("*.py"))
+
+
+def test_every_layer_of_the_rules_exists() -> None:
+    """The rules name real packages with source in them (a renamed layer must not escape them)."""
+    for rule in RULES:
+        assert files_of(rule.layer), f"wherry/{rule.layer} has no Python files"
+
+
+@pytest.mark.parametrize("rule", RULES, ids=[r.layer for r in RULES])
+def test_imports_point_downward(rule: Rule) -> None:
+    """ARCHITECTURE.md 'Layers': each layer imports only the layers below it."""
+    problems = []
+    for path in files_of(rule.layer):
+        for imp in imports_of(path):
+            where = f"{path.relative_to(PACKAGE.parent)}:{imp.line} imports {imp.module}"
+            if within(imp.module, rule.forbidden):
+                problems.append(where)
+            elif imp.module.split(".")[0] == "wherry":
+                allowed = rule.allowed + (rule.typing_allowed if imp.typing_only else ())
+                if not within(imp.module, allowed):
+                    problems.append(where)
+    assert not problems, f"{rule.why}:\n" + "\n".join(problems)
+
+
+def test_logs_is_a_leaf() -> None:
+    """wherry/logs.py (log-safe text, formatters) imports nothing from wherry, so the drivers may
+    use it without reaching up a layer."""
+    found = imports_of(PACKAGE / "logs.py")
+    wherry_imports = [i.module for i in found if i.module.startswith("wherry")]
+    assert wherry_imports == []
+
+
+def test_the_import_reader_resolves_relative_imports(tmp_path: Path) -> None:
+    """The checker itself: relative imports and TYPE_CHECKING blocks are read correctly."""
+    source = PACKAGE / "server" / "context.py"
+    found = {(i.module, i.typing_only) for i in imports_of(source)}
+    assert ("wherry.asgi.http", False) in found
+    assert ("wherry.config", True) in found
