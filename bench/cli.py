@@ -56,7 +56,7 @@ FIRST_PORT = 20_000
 NOFILE_WANTED = 65_536
 READY_TIMEOUT = 30.0
 IDLE_TIMEOUT = 10.0
-QUIET_BUDGET = 120.0
+QUIET_BUDGET = 45.0
 """Seconds a run may spend in all waiting for other processes on the machine to go quiet."""
 DISTURBED = 0.05
 """Other processes above this share of a CPU during a run make it a disturbed run."""

@@ -180,8 +180,10 @@ def apply_proxy_headers(
     return client, scheme
 
 
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
+
+
 def http_scope(
-    *,
     method: bytes,
     http_version: str,
     raw_path: bytes,
@@ -194,7 +196,10 @@ def http_scope(
     state: dict[str, Any] | None,
     extensions: dict[str, Any],
 ) -> dict[str, Any]:
-    path = decode_path(raw_path)
+    """The ``http`` connection scope (www spec 2.5). ``path`` and ``raw_path`` include
+    ``root_path``, as the spec asks of servers mounted under a prefix."""
+    text = raw_path.decode("utf-8", "replace")
+    path = unquote(text) if "%" in text else text
     if root_path:
         path = root_path + path
         raw_path = root_path.encode("utf-8") + raw_path
@@ -205,7 +210,7 @@ def http_scope(
         "server": server,
         "client": client,
         "scheme": scheme,
-        "method": method.decode("ascii"),
+        "method": _METHODS.get(method) or method.decode("ascii"),
         "root_path": root_path,
         "path": path,
         "raw_path": raw_path,

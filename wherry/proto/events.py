@@ -23,6 +23,7 @@ class Request(Event):
 
     __slots__ = (
         "expect_continue",
+        "forwarded",
         "headers",
         "http_version",
         "keep_alive",
@@ -54,6 +55,7 @@ class Request(Event):
         self.keep_alive = keep_alive
         self.expect_continue = expect_continue
         self.upgrade = upgrade
+        self.forwarded = False  # the request carries proxy headers (X-Forwarded-*, Forwarded)
 
     def __repr__(self) -> str:
         return f"Request({self.method!r}, {self.target!r}, {self.http_version!r})"

@@ -60,6 +60,23 @@ _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _DIGITS = re.compile(rb"[0-9]{1,18}")
 _good_names: set[bytes] = set()
+_good_values: set[bytes] = set()
+_OWS = (b" ", b"\t")
+# Response fields that change framing or replace a default; the rest are copied as they are.
+_FRAMING = frozenset((b"content-length", b"connection", b"transfer-encoding", b"date", b"server"))
+# Request fields the core looks at; any other field costs one set lookup.
+_SPECIAL = frozenset(
+    (
+        b"host",
+        b"content-length",
+        b"transfer-encoding",
+        b"expect",
+        b"upgrade",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"forwarded",
+    )
+)
 
 # Read states.
 IDLE: Final = 0  # between requests (the keep-alive clock runs when nothing is owed)
@@ -76,12 +93,25 @@ UNTIL_CLOSE: Final = 3
 
 
 class DefaultHeaders:
-    """Header lines added to every response (server, date, --header). Refreshed by the driver."""
+    """Header lines added to every response (server, date, --header). Refreshed by the driver
+    once a second; ``without(name)`` gives the block minus one of them, for an app that sets its
+    own."""
 
-    __slots__ = ("block",)
+    __slots__ = ("block", "date", "rest", "server")
 
-    def __init__(self, block: bytes = b"") -> None:
-        self.block = block
+    def __init__(self, server: bytes = b"", date: bytes = b"", rest: bytes = b"") -> None:
+        self.server = server
+        self.rest = rest
+        self.set_date(date)
+
+    def set_date(self, date: bytes) -> None:
+        self.date = date
+        self.block = self.server + self.rest + date
+
+    def without(self, name: bytes) -> bytes:
+        if name == b"date":
+            return self.server + self.rest
+        return self.rest + self.date
 
 
 class H1Limits:
@@ -111,6 +141,40 @@ class H1Limits:
         self.keep_alive_timeout = keep_alive_timeout
 
 
+class _BodyOnly:
+    """llhttp callbacks for a parser primed with a synthetic head that has the framing of a request
+    whose head was already parsed (a declined upgrade): the synthetic head is ignored, everything
+    after it goes to the connection as usual."""
+
+    __slots__ = ("core", "priming")
+
+    def __init__(self, core: H1Connection) -> None:
+        self.core = core
+        self.priming = True
+
+    def on_message_begin(self) -> None:
+        if not self.priming:
+            self.core.on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        if not self.priming:
+            self.core.on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.priming:
+            self.core.on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if not self.priming:
+            self.core.on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self.core.on_body(body)
+
+    def on_message_complete(self) -> None:
+        self.core.on_message_complete()
+
+
 class _Reject(Exception):
     def __init__(self, status: int, detail: str) -> None:
         self.status = status
@@ -124,25 +188,22 @@ class H1Connection:
         "_awaiting_continue",
         "_body_seen",
         "_body_since",
+        "_chunk_size",
         "_completed_in_chunk",
         "_events",
         "_fresh",
         "_head_mid_chunk",
         "_head_raw",
         "_head_since",
-        "_head_size",
         "_headers",
-        "_hosts",
         "_idle_since",
         "_last_request",
-        "_max_body",
         "_now",
         "_owed",
         "_parser",
         "_paused",
         "_prefix",
-        "_priming",
-        "_te",
+        "_upgrading",
         "_url",
         "_w_keep_alive",
         "_w_mode",
@@ -174,11 +235,12 @@ class H1Connection:
         self._head_since = now
         self._body_since = now
         self._paused = False
-        self._priming = False
         self._owed = 0  # requests parsed and not yet answered in full
         self._fresh = True
         self._prefix = b""
         self._completed_in_chunk = 0
+        self._chunk_size = 0
+        self._upgrading = False
         self._last_request: Request | None = None
         self._reset_message()
         self._w_mode = NO_BODY
@@ -189,13 +251,9 @@ class H1Connection:
     def _reset_message(self) -> None:
         self._url = b""
         self._headers: Headers = []
-        self._hosts = 0
-        self._te: list[bytes] = []
-        self._head_size = 0
         self._head_raw = 0
         self._head_mid_chunk = False
         self._body_seen = 0
-        self._max_body = self.limits.max_body
         self._awaiting_continue = False
 
     # ------------------------------------------------------------------ reading
@@ -204,35 +262,19 @@ class H1Connection:
         """Feed bytes from the peer; ``b""`` means the peer closed its side."""
         self._now = now
         state = self.read_state
-        if state >= UPGRADED:
-            if state == UPGRADED:
-                self.trailing_data += data
-            return []
-        events = self._events = []
-        if not data:
-            if state == IDLE:
-                events.append(ConnectionClosed())
-                self.read_state = DONE
-            else:
-                self._reject(400, "connection closed in the middle of a request")
-            return events
-        if self._fresh:
-            # The first bytes of a connection may be the HTTP/2 client preface.
-            buf = self.trailing_data + data if self.trailing_data else data
-            if len(buf) < len(H2_PREFACE) and H2_PREFACE.startswith(buf):
-                self.trailing_data = buf
+        if state >= UPGRADED or not data or self._fresh:
+            events = self._events = []
+            data = self._receive_special(data, state)
+            if not data:
                 return events
-            self._fresh = False
-            self.trailing_data = b""
-            if buf.startswith(H2_PREFACE):
-                self.read_state = DONE
-                events.append(H2Preface(buf))
-                return events
-            data = buf
-        if state == IDLE:
-            self._prefix = data[:32]
-        elif state == HEAD and len(self._prefix) < 32:
-            self._prefix += data[:32]
+        else:
+            events = self._events = []
+        if state == HEAD:
+            if len(self._prefix) < 32:
+                self._prefix += data[:32]
+        else:
+            self._prefix = data  # sliced only if a method turns out to be unknown
+        self._chunk_size = len(data)
         self._completed_in_chunk = 0
         try:
             self._parser.feed_data(data)
@@ -244,19 +286,48 @@ class H1Connection:
         except httptools.HttpParserError as exc:
             self._parser_error(exc, data)
         else:
-            self._check_partial_head(len(data))
+            if self.read_state == HEAD:
+                self._check_partial_head(len(data))
         return events
 
-    def _check_partial_head(self, size: int) -> None:
-        if self.read_state == HEAD:
-            if self._head_mid_chunk:
-                # The head began behind other requests in this piece; llhttp does not say where,
-                # so its raw bytes count from the next piece on (complete parts are in _head_size).
-                self._head_mid_chunk = False
+    def _receive_special(self, data: bytes, state: int) -> bytes:
+        """End of input, input after the parser stopped, and the first bytes of a connection.
+        Returns the bytes still to parse."""
+        events = self._events
+        if state >= UPGRADED:
+            if state == UPGRADED:
+                self.trailing_data += data
+            return b""
+        if not data:
+            if state == IDLE:
+                events.append(ConnectionClosed())
+                self.read_state = DONE
             else:
-                self._head_raw += size
-            if self._head_raw > self.limits.max_head:
-                self._reject(431, "request head too large")
+                self._reject(400, "connection closed in the middle of a request")
+            return b""
+        # The first bytes of a connection may be the HTTP/2 client preface.
+        buf = self.trailing_data + data if self.trailing_data else data
+        if len(buf) < len(H2_PREFACE) and H2_PREFACE.startswith(buf):
+            self.trailing_data = buf
+            return b""
+        self._fresh = False
+        self.trailing_data = b""
+        if buf.startswith(H2_PREFACE):
+            self.read_state = DONE
+            events.append(H2Preface(buf))
+            return b""
+        return buf
+
+    def _check_partial_head(self, size: int) -> None:
+        """A head is still incomplete after ``size`` more bytes: bound what it has taken so far."""
+        if self._head_mid_chunk:
+            # The head began behind other requests in this piece; llhttp does not say where, so
+            # its raw bytes count from the next piece on (the whole head is measured when it ends).
+            self._head_mid_chunk = False
+        else:
+            self._head_raw += size
+        if self._head_raw > self.limits.max_head:
+            self._reject(431, "request head too large")
 
     def _reject(self, status: int, detail: str) -> None:
         answered = self.read_state == BODY and not self._owed
@@ -290,7 +361,8 @@ class H1Connection:
         self._reject(status, f"malformed request: {message}")
 
     def _te_status(self) -> int:
-        codings = [c.strip().lower() for c in b",".join(self._te).split(b",")]
+        te = [value for name, value in self._headers if name == b"transfer-encoding"]
+        codings = [c.strip().lower() for c in b",".join(te).split(b",")]
         if any(c != b"chunked" and _TOKEN.fullmatch(c) for c in codings):
             return 501
         return 400
@@ -315,18 +387,20 @@ class H1Connection:
         # Declined: carry on as plain HTTP/1.1 with a fresh parser that first sees a synthetic head
         # declaring the same body framing, so the body is parsed as a body and never as a request.
         request.upgrade = None
-        self._parser = httptools.HttpRequestParser(self)
+        self._upgrading = False
         framing = self._framing_of(request)
         self.read_state = IDLE
         if framing is None:
+            self._parser = httptools.HttpRequestParser(self)
             self._events.append(EndOfMessage())
             self._owed_message_done()
             if rest:
                 self._continue(rest)
             return
-        self._priming = True
+        primed = _BodyOnly(self)
+        self._parser = httptools.HttpRequestParser(primed)
         self._parser.feed_data(b"PUT / HTTP/1.1\r\nhost: x\r\n" + framing + b"\r\n")
-        self._priming = False
+        primed.priming = False
         self.read_state = BODY
         if rest:
             self._continue(rest)
@@ -341,7 +415,8 @@ class H1Connection:
         except httptools.HttpParserError as exc:
             self._parser_error(exc, rest)
         else:
-            self._check_partial_head(len(rest))
+            if self.read_state == HEAD:
+                self._check_partial_head(len(rest))
 
     @staticmethod
     def _framing_of(request: Request) -> bytes | None:
@@ -355,60 +430,75 @@ class H1Connection:
     # httptools callbacks ----------------------------------------------------
 
     def on_message_begin(self) -> None:
-        if self._priming:
-            return
         self.read_state = HEAD
         self._head_since = self._now
-        self._reset_message()
+        self._url = b""
+        self._headers = []
+        self._head_raw = 0
+        self._body_seen = 0
+        self._awaiting_continue = False
         self._head_mid_chunk = self._completed_in_chunk > 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._head_size += len(url)
-        if self._head_size > self.limits.max_head:
-            raise _Reject(431, "request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self._priming:
-            return
-        headers = self._headers
-        if len(headers) >= self.limits.max_headers:
-            raise _Reject(431, "too many header fields")
-        self._head_size += len(name) + len(value) + 4
-        if self._head_size > self.limits.max_head:
-            raise _Reject(431, "request head too large")
-        name = name.lower()
-        if value[-1:] in b" \t":
-            value = value.rstrip(b" \t")
-        if name == b"host":
-            self._hosts += 1
-        elif name == b"transfer-encoding":
-            self._te.append(value)
-        headers.append((name, value))
+        self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
-        if self._priming:
-            return
         parser = self._parser
         version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
             raise _Reject(505, f"HTTP/{version} is not supported")
-        if self._hosts > 1:
-            raise _Reject(400, "more than one Host header")
-        if self._hosts == 0 and version == "1.1":
-            raise _Reject(400, "missing Host header")
-        if self._te:
-            if version == "1.0":
-                raise _Reject(400, "Transfer-Encoding in an HTTP/1.0 request")
-            codings = [c.strip().lower() for c in b",".join(self._te).split(b",")]
-            if codings != [b"chunked"]:
-                raise _Reject(self._te_status(), "unsupported Transfer-Encoding")
         headers = self._headers
+        limits = self.limits
+        if len(headers) > limits.max_headers:
+            raise _Reject(431, "too many header fields")
         method = parser.get_method()
         url = self._url
-        # The whole head as sent: "METHOD SP target SP HTTP/x.y CRLF", the fields, the empty line.
-        if self._head_size + len(method) + 14 > self.limits.max_head:
+        # The head is at most what arrived since it began; measured exactly only when that is over
+        # the limit: "METHOD SP target SP HTTP/x.y CRLF", the fields, the empty line.
+        measure = self._head_raw + self._chunk_size > limits.max_head
+        size = len(method) + len(url) + 14
+        hosts = 0
+        te: list[bytes] | None = None
+        length = -1
+        expect = False
+        forwarded = False
+        upgrade: bytes | None = None
+        for index, (name, value) in enumerate(headers):
+            if measure:
+                size += len(name) + len(value) + 4
+            if value[-1:] in _OWS:
+                value = value.rstrip(b" \t")
+                headers[index] = (name, value)
+            if name in _SPECIAL:
+                if name == b"host":
+                    hosts += 1
+                elif name == b"content-length":
+                    length = int(value)
+                elif name == b"transfer-encoding":
+                    if te is None:
+                        te = []
+                    te.append(value)
+                elif name == b"expect":
+                    if value.lower() != b"100-continue":
+                        raise _Reject(417, "unsupported expectation")
+                    expect = version == "1.1"
+                elif name == b"upgrade":
+                    upgrade = value
+                else:
+                    forwarded = True
+        if size > limits.max_head:
             raise _Reject(431, "request head too large")
+        if hosts != 1 and (hosts or version == "1.1"):
+            raise _Reject(400, "more than one Host header" if hosts else "missing Host header")
+        if te is not None:
+            if version == "1.0":
+                raise _Reject(400, "Transfer-Encoding in an HTTP/1.0 request")
+            codings = [c.strip().lower() for c in b",".join(te).split(b",")]
+            if codings != [b"chunked"]:
+                raise _Reject(self._te_status(), "unsupported Transfer-Encoding")
         if url[:1] == b"/":
             path, sep, query = url.partition(b"?")
             if b"#" in query:
@@ -430,24 +520,13 @@ class H1Connection:
                 raise _Reject(400, "malformed request target")
             path = parsed.path or b"/"
             query = parsed.query or b""
-        max_body = self._max_body
-        if max_body is not None:
-            for name, value in headers:
-                if name == b"content-length" and int(value) > max_body:
-                    raise _Reject(413, "request body too large")
-        upgrade: bytes | None = None
-        if parser.should_upgrade():
-            for name, value in headers:
-                if name == b"upgrade":
-                    upgrade = value
-                    break
-        expect = False
-        for name, value in headers:
-            if name == b"expect":
-                if value.lower() == b"100-continue":
-                    expect = version == "1.1"
-                else:
-                    raise _Reject(417, "unsupported expectation")
+        max_body = limits.max_body
+        if max_body is not None and length > max_body:
+            raise _Reject(413, "request body too large")
+        upgrading = (upgrade is not None or method == b"CONNECT") and parser.should_upgrade()
+        if not upgrading:
+            upgrade = None
+        self._upgrading = upgrading
         request = Request(
             method,
             url,
@@ -459,6 +538,7 @@ class H1Connection:
             expect,
             upgrade,
         )
+        request.forwarded = forwarded
         self._last_request = request
         self._owed += 1
         self._events.append(request)
@@ -468,7 +548,7 @@ class H1Connection:
         self._awaiting_continue = expect
 
     def on_body(self, body: bytes) -> None:
-        max_body = self._max_body
+        max_body = self.limits.max_body
         if max_body is not None:
             self._body_seen += len(body)
             if self._body_seen > max_body:
@@ -478,7 +558,7 @@ class H1Connection:
         self._events.append(Data(body))
 
     def on_message_complete(self) -> None:
-        if self._priming or self._parser.should_upgrade():
+        if self._upgrading:
             return  # an upgrade: _upgraded() decides what the message was
         self._events.append(EndOfMessage())
         self._completed_in_chunk += 1
@@ -548,39 +628,80 @@ class H1Connection:
         self, request: Request, status: int, headers: Headers, keep_alive: bool = True
     ) -> bytes:
         """Serialise the head of the response to ``request``; decides the body framing."""
+        return b"".join(self._head(request, status, headers, keep_alive))
+
+    def response(
+        self,
+        request: Request,
+        status: int,
+        headers: Headers,
+        body: bytes,
+        keep_alive: bool,
+        now: float,
+    ) -> bytes:
+        """A whole response in one piece: head, framed body and end (the fast path)."""
+        out = self._head(request, status, headers, keep_alive)
+        mode = self._w_mode
+        if mode == LENGTH:
+            if len(body) != self._w_remaining and request.method != b"HEAD":
+                self._w_keep_alive = False
+                raise LocalProtocolError(
+                    "response body longer than its Content-Length"
+                    if len(body) > self._w_remaining
+                    else "response body shorter than its Content-Length"
+                )
+            out.append(body)
+        elif mode == CHUNKED:
+            if body:
+                out.append(b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body))
+            else:
+                out.append(b"0\r\n\r\n")
+        elif mode == UNTIL_CLOSE:
+            out.append(body)
+        self._w_mode = NO_BODY
+        self._owed -= 1
+        self._idle_since = now
+        if self._awaiting_continue and not self._owed:
+            self.continue_sent(now)  # a final answer instead of the 100: the same clock starts
+        return b"".join(out)
+
+    def _head(self, request: Request, status: int, headers: Headers, keep_alive: bool) -> list[bytes]:
         line = STATUS_LINES_11.get(status)
         if line is None:
             raise LocalProtocolError(f"invalid status code {status!r}")
         self._w_request = request
         keep_alive = keep_alive and request.keep_alive
         length = -1
+        defaults = self.default_headers
+        default_block = defaults.block
         out = [line]
         append = out.append
-        for pair in headers:
-            name, value = pair
+        for name, value in headers:
+            if value not in _good_values:
+                if _BAD_VALUE.search(value):
+                    raise LocalProtocolError(f"invalid response header value for {name!r}")
+                if len(value) < 100 and len(_good_values) < 4096:
+                    _good_values.add(value)
             lname = name.lower()
             if lname not in _good_names:
                 if not _TOKEN.fullmatch(name):
                     raise LocalProtocolError(f"invalid response header name {name!r}")
-                if len(_good_names) < 512:
+                if len(_good_names) < 1024:
                     _good_names.add(lname)
-            if _BAD_VALUE.search(value):
-                raise LocalProtocolError(f"invalid response header value for {name!r}")
-            if lname == b"content-length":
-                if not _DIGITS.fullmatch(value) or length >= 0:
-                    raise LocalProtocolError(f"invalid content-length {value!r}")
-                length = int(value)
+            if lname in _FRAMING:
+                if lname == b"content-length":
+                    if not _DIGITS.fullmatch(value) or length >= 0:
+                        raise LocalProtocolError(f"invalid content-length {value!r}")
+                    length = int(value)
+                elif lname == b"connection":
+                    if b"close" in value.lower():
+                        keep_alive = False
+                elif lname == b"date" or lname == b"server":
+                    # The app's own date or server replaces the default one.
+                    default_block = defaults.without(lname)
+                    append(name + b": " + value + b"\r\n")
                 continue
-            elif lname == b"connection":
-                if b"close" in value.lower():
-                    keep_alive = False
-                continue
-            elif lname == b"transfer-encoding":
-                continue
-            append(name)
-            append(b": ")
-            append(value)
-            append(b"\r\n")
+            append(name + b": " + value + b"\r\n")
         if status < 200 or status == 204 or status == 304:
             mode = NO_BODY
             if length >= 0 and status == 304:
@@ -602,12 +723,12 @@ class H1Connection:
             append(b"connection: close\r\n")
         elif request.http_version == "1.0":
             append(b"connection: keep-alive\r\n")
-        append(self.default_headers.block)
+        append(default_block)
         append(b"\r\n")
         self._w_mode = mode
         self._w_remaining = length
         self._w_keep_alive = keep_alive
-        return b"".join(out)
+        return out
 
     def response_data(self, data: bytes) -> bytes:
         """Frame a piece of the response body."""

@@ -79,24 +79,28 @@ class ServerContext:
         self.shutting_down = False
         self.on_empty: Callable[[], None] | None = None
         self.total_requests = 0
-        self._static_headers = b"".join(b"%b: %b\r\n" % pair for pair in self._header_pairs())
+        self._set_static_headers()
         self.refresh_date()
 
-    def _header_pairs(self) -> list[tuple[bytes, bytes]]:
-        pairs: list[tuple[bytes, bytes]] = []
-        names = {name.lower() for name, _ in self.config.header_pairs()}
-        if self.config.server_header and b"server" not in names:
-            pairs.append((b"server", b"wherry"))
-        pairs.extend(self.config.header_pairs())
-        return pairs
+    def _set_static_headers(self) -> None:
+        server = b"server: wherry\r\n" if self.config.server_header else b""
+        rest = []
+        for name, value in self.config.header_pairs():
+            line = b"%b: %b\r\n" % (name, value)
+            if name == b"server":
+                server = line  # --header server:... replaces the default
+            else:
+                rest.append(line)
+        self.default_headers.server = server
+        self.default_headers.rest = b"".join(rest)
 
     def refresh_date(self) -> None:
-        """Recompute the default header block; called once a second."""
+        """Recompute the date line of the default headers; called once a second."""
         if self.config.date_header:
             date = formatdate(usegmt=True).encode("ascii")
-            self.default_headers.block = self._static_headers + b"date: " + date + b"\r\n"
+            self.default_headers.set_date(b"date: " + date + b"\r\n")
         else:
-            self.default_headers.block = self._static_headers
+            self.default_headers.set_date(b"")
 
     def connection_closed(self, conn: Connection) -> None:
         self.connections.discard(conn)

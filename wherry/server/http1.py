@@ -41,7 +41,7 @@ from ..proto.events import (
     Rejected,
     Request,
 )
-from ..proto.http1 import DONE, H2_REFUSAL, H1Connection
+from ..proto.http1 import DONE, H2_REFUSAL, IDLE, H1Connection
 from .context import ServerContext, TimerHandle, access_logger
 
 logger = logging.getLogger("wherry.error")
@@ -81,6 +81,7 @@ class H1Server:
         "_reject",
         "_reject_cycle",
         "_timer",
+        "_trusted_peer",
         "client",
         "core",
         "ctx",
@@ -107,6 +108,7 @@ class H1Server:
         self._closed = False
         self._eof = False
         self._lingering = False
+        self._trusted_peer = False
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int | None] | None = None
         self.scheme = "http"
@@ -129,6 +131,9 @@ class H1Server:
             self.server = (sock, None)
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
+        self._trusted_peer = ctx.proxy_headers and (
+            (self.client[0] if self.client else "unix") in ctx.trusted
+        )
         ctx.connections.add(self)
         if ctx.shutting_down:
             self._close()
@@ -212,20 +217,20 @@ class H1Server:
         client = self.client
         scheme = self.scheme
         headers = request.headers
-        if ctx.proxy_headers and (client[0] if client else "unix") in ctx.trusted:
+        if request.forwarded and self._trusted_peer:
             client, scheme = apply_proxy_headers(headers, client, scheme, ctx.trusted)
         scope = http_scope(
-            method=request.method,
-            http_version=request.http_version,
-            raw_path=request.raw_path,
-            query_string=request.query_string,
-            headers=headers,
-            scheme=scheme,
-            client=client,
-            server=self.server,
-            root_path=ctx.root_path,
-            state=ctx.lifespan_state,
-            extensions={},
+            request.method,
+            request.http_version,
+            request.raw_path,
+            request.query_string,
+            headers,
+            scheme,
+            client,
+            self.server,
+            ctx.root_path,
+            ctx.lifespan_state,
+            {},
         )
         cycle = HTTPCycle(scope, self, request, request.expect_continue, perf_counter())
         self._reading = cycle
@@ -286,6 +291,16 @@ class H1Server:
                 ctx.runtime.run_app(app, cycle.scope, cycle.receive, cycle.send, cycle.app_finished)
         finally:
             self._in_pipeline = False
+        if self._current is None and not self._closed:
+            self._nothing_owed()
+
+    def _nothing_owed(self) -> None:
+        """Every request read so far is answered: answer a pending reject, or close if the peer
+        is done sending."""
+        if self._reject is not None:
+            self._write_reject()
+        elif self.core.read_state == DONE:
+            self._close()  # the peer half-closed and everything it asked is answered
 
     def cycle_finished(self, cycle: HTTPCycle) -> None:
         """The app of ``cycle`` returned (its response is complete or the connection is cut)."""
@@ -305,17 +320,18 @@ class H1Server:
             self._close()
             return
         if not self.core.keep_alive or ctx.shutting_down:
-            self._close_after_answer()
+            if cycle.body_complete and not self._pipeline and self.core.read_state in (IDLE, DONE):
+                self._close()  # everything the peer sent was read: nothing can turn into a reset
+            else:
+                self._close_after_answer()
             return
+        if self._in_pipeline:
+            return  # called from _run_pipeline: it goes on with the next request, and its caller
+            # (data_received or the cycle_finished that started it) sees to flow control and time
         if self._pipeline:
-            if not self._in_pipeline:
-                self._run_pipeline()
-        elif self._reject is not None:
-            self._write_reject()
-            return
-        elif self.core.read_state == DONE:
-            self._close()  # the peer half-closed and everything it asked is answered
-            return
+            self._run_pipeline()
+        else:
+            self._nothing_owed()
         self._flow_control()
         self._arm_timer()
 
@@ -353,14 +369,14 @@ class H1Server:
         keep_alive = not self.ctx.shutting_down and (
             core.read_state != DONE or bool(self._pipeline) or self._reject is not None
         )
-        head = core.response_head(cycle.request, status, headers, keep_alive)
         if more_body:
+            head = core.response_head(cycle.request, status, headers, keep_alive)
             data = core.response_data(body) if body else b""
             self.transport.write(head + data if data else head)
         else:
-            data = core.response_data(body) if body else b""
-            tail = core.response_end(self.ctx.runtime.time())
-            self.transport.write(head + data + tail)
+            self.transport.write(
+                core.response(cycle.request, status, headers, body, keep_alive, self.ctx.runtime.time())
+            )
             if cycle is self._reading and not cycle.body_complete:
                 self._drop_unread_body()
 
