@@ -94,6 +94,8 @@ def sample(option: Option, toml_file: Path) -> Any:
     if kind == "path":
         return "some/dir/file"
     if kind == "list":
+        if option.name == "bind":
+            return ["127.0.0.1:8001", "unix:/tmp/wherry-sample.sock"]
         return ["x-one:1", "x-two: 2"]
     return "sample-text"
 
@@ -113,7 +115,7 @@ def env_text(option: Option, value: Any) -> str:
     if option.kind == "bool":
         return "true" if value else "false"
     if option.kind == "list":
-        return (";" if option.name == "headers" else ",").join(value)
+        return ("\n" if option.name == "headers" else ",").join(value)
     return str(value)
 
 
@@ -317,7 +319,7 @@ def test_command_line_defaults_do_not_mask_the_environment(run_cli: Any, monkeyp
     """Flags not given on the command line leave the environment's values in place."""
     monkeypatch.setenv("WHERRY_PORT", "9100")
     monkeypatch.setenv("WHERRY_ACCESS_LOG", "false")
-    monkeypatch.setenv("WHERRY_HEADERS", "x-a:1;x-b:2")
+    monkeypatch.setenv("WHERRY_HEADERS", "x-a:1\nx-b:2")
     config = run_cli(["tests.apps:hello"])
     assert (config.port, config.access_log, config.headers) == (9100, False, ["x-a:1", "x-b:2"])
 
@@ -371,3 +373,29 @@ def test_defaults() -> None:
         assert getattr(config, option.name) == option.default
     config.headers.append("x:1")
     assert Config().headers == []
+
+
+@pytest.mark.parametrize(
+    ("address", "parsed"),
+    [
+        ("127.0.0.1:8001", ("tcp", ("127.0.0.1", 8001))),
+        ("0.0.0.0", ("tcp", ("0.0.0.0", 8000))),
+        ("[::1]:9000", ("tcp", ("::1", 9000))),
+        ("::1", ("tcp", ("::1", 8000))),
+        (":8080", ("tcp", ("0.0.0.0", 8080))),
+        ("unix:/run/app.sock", ("unix", "/run/app.sock")),
+        ("fd://3", ("fd", 3)),
+    ],
+)
+def test_bind_addresses_parse(address: str, parsed: object) -> None:
+    """-b takes HOST:PORT, [V6]:PORT, a bare host, unix:PATH and fd://N (hypercorn/gunicorn forms)."""
+    from wherry.config import parse_bind
+
+    assert parse_bind(address) == parsed
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:99999", "127.0.0.1:http", "unix:", "fd://-1", "[::1]x"])
+def test_bad_bind_addresses_are_config_errors(address: str) -> None:
+    """A malformed -b value is a clear configuration error, never a traceback."""
+    with pytest.raises(ConfigError):
+        Config(bind=[address])

@@ -59,6 +59,45 @@ def _header(value: Any) -> str:
     return text
 
 
+def parse_bind(address: str) -> tuple[str, str | int | tuple[str, int]]:
+    """``HOST:PORT``, ``[V6]:PORT``, ``HOST``, ``unix:PATH`` or ``fd://N`` -> (kind, target).
+
+    Raises ValueError for anything else (a port outside 0-65535, a negative fd, an empty path).
+    """
+    if address.startswith("unix:"):
+        path = address[5:]
+        if not path:
+            raise ValueError(f"no path in {address!r}")
+        return "unix", path
+    if address.startswith("fd://"):
+        text = address[5:]
+        if not text.isdigit():
+            raise ValueError(f"not a file descriptor number: {address!r}")
+        return "fd", int(text)
+    if address.startswith("["):
+        host, _, rest = address[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"malformed address {address!r}")
+    elif address.count(":") == 1:
+        host, _, port_text = address.partition(":")
+    else:
+        host, port_text = address, ""  # a bare host name, IPv4 or IPv6 address
+    if not port_text:
+        port = 8000
+    elif port_text.isdigit() and int(port_text) <= 65535:
+        port = int(port_text)
+    else:
+        raise ValueError(f"invalid port in {address!r}")
+    return "tcp", (host or "0.0.0.0", port)
+
+
+def _bind(value: Any) -> str:
+    text = str(value).strip()
+    parse_bind(text)
+    return text
+
+
 @dataclass(frozen=True)
 class Option:
     name: str
@@ -104,7 +143,7 @@ class Option:
                 items = (
                     [v for v in value.split(",") if v.strip()]
                     if self.name != "headers"
-                    else [v for v in value.split(";") if v.strip()]
+                    else [v for v in value.splitlines() if v.strip()]
                 )
             else:
                 items = value
@@ -190,6 +229,7 @@ OPTIONS: tuple[Option, ...] = (
         [],
         "Bind to HOST:PORT, unix:PATH or fd://N (repeatable); replaces --host/--port/--uds/--fd.",
         flags=("--bind", "-b"),
+        convert=_bind,
         group="Binding",
         metavar="ADDRESS",
     ),

@@ -7,7 +7,7 @@ import os
 import socket
 import stat
 
-from .config import Config
+from .config import Config, parse_bind
 
 
 class BindError(OSError):
@@ -55,18 +55,6 @@ def _fd(fd: int, backlog: int) -> socket.socket:
     sock.listen(backlog)
     sock.setblocking(False)
     return sock
-
-
-def parse_bind(address: str) -> tuple[str, str | int | tuple[str, int]]:
-    """``HOST:PORT``, ``[V6]:PORT``, ``unix:PATH`` or ``fd://N`` -> (kind, target)."""
-    if address.startswith("unix:"):
-        return "unix", address[5:]
-    if address.startswith("fd://"):
-        return "fd", int(address[5:])
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        return "tcp", (address.strip("[]"), 8000)
-    return "tcp", (host.strip("[]") or "0.0.0.0", int(port))
 
 
 def create_sockets(config: Config) -> list[socket.socket]:
