@@ -203,6 +203,7 @@ class H1Connection:
         "_parser",
         "_paused",
         "_prefix",
+        "_specials",
         "_upgrading",
         "_url",
         "_w_keep_alive",
@@ -251,6 +252,7 @@ class H1Connection:
     def _reset_message(self) -> None:
         self._url = b""
         self._headers: Headers = []
+        self._specials: Headers = []
         self._head_raw = 0
         self._head_mid_chunk = False
         self._body_seen = 0
@@ -434,6 +436,7 @@ class H1Connection:
         self._head_since = self._now
         self._url = b""
         self._headers = []
+        self._specials = []
         self._head_raw = 0
         self._body_seen = 0
         self._awaiting_continue = False
@@ -443,7 +446,13 @@ class H1Connection:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
+        name = name.lower()
+        if value[-1:] in _OWS:
+            value = value.rstrip(b" \t")  # trailing OWS is not part of the value (RFC 9110 §5.5)
+        pair = (name, value)
+        self._headers.append(pair)
+        if name in _SPECIAL:
+            self._specials.append(pair)
 
     def on_headers_complete(self) -> None:
         parser = self._parser
@@ -460,35 +469,32 @@ class H1Connection:
         # the limit: "METHOD SP target SP HTTP/x.y CRLF", the fields, the empty line.
         measure = self._head_raw + self._chunk_size > limits.max_head
         size = len(method) + len(url) + 14
+        if measure:
+            for name, value in headers:
+                size += len(name) + len(value) + 4
         hosts = 0
         te: list[bytes] | None = None
         length = -1
         expect = False
         forwarded = False
         upgrade: bytes | None = None
-        for index, (name, value) in enumerate(headers):
-            if measure:
-                size += len(name) + len(value) + 4
-            if value[-1:] in _OWS:
-                value = value.rstrip(b" \t")
-                headers[index] = (name, value)
-            if name in _SPECIAL:
-                if name == b"host":
-                    hosts += 1
-                elif name == b"content-length":
-                    length = int(value)
-                elif name == b"transfer-encoding":
-                    if te is None:
-                        te = []
-                    te.append(value)
-                elif name == b"expect":
-                    if value.lower() != b"100-continue":
-                        raise _Reject(417, "unsupported expectation")
-                    expect = version == "1.1"
-                elif name == b"upgrade":
-                    upgrade = value
-                else:
-                    forwarded = True
+        for name, value in self._specials:
+            if name == b"host":
+                hosts += 1
+            elif name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding":
+                if te is None:
+                    te = []
+                te.append(value)
+            elif name == b"expect":
+                if value.lower() != b"100-continue":
+                    raise _Reject(417, "unsupported expectation")
+                expect = version == "1.1"
+            elif name == b"upgrade":
+                upgrade = value
+            else:
+                forwarded = True
         if size > limits.max_head:
             raise _Reject(431, "request head too large")
         if hosts != 1 and (hosts or version == "1.1"):
