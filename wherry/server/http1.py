@@ -232,7 +232,9 @@ class H1Server:
             ctx.lifespan_state,
             {},
         )
-        cycle = HTTPCycle(scope, self, request, request.expect_continue, perf_counter())
+        cycle = HTTPCycle(
+            scope, self, request, request.expect_continue, perf_counter() if ctx.access_log else 0.0
+        )
         self._reading = cycle
         self._pipeline.append(cycle)
 
@@ -285,7 +287,9 @@ class H1Server:
             while self._current is None and self._pipeline and not self._closed:
                 cycle = self._pipeline.popleft()
                 self._current = cycle
-                app = _service_unavailable if ctx.over_capacity() else ctx.app
+                app = ctx.app
+                if ctx.limit_concurrency is not None and ctx.over_capacity():
+                    app = _service_unavailable
                 ctx.tasks += 1
                 ctx.total_requests += 1
                 ctx.runtime.run_app(app, cycle.scope, cycle.receive, cycle.send, cycle.app_finished)
