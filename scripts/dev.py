@@ -29,16 +29,29 @@ def find_python(version: str) -> str | None:
     """An interpreter for ``version``: pythonX.Y on PATH, then pyenv's installs."""
     if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
         return sys.executable
-    found = shutil.which(f"python{version}")
-    if found:
-        return found
     pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-    candidates = sorted((pyenv_root / "versions").glob(f"{version}.*"), reverse=True)
+    candidates = [shutil.which(f"python{version}")]
+    # pyenv's installs by path: its shims answer only for the versions selected in this shell.
+    installs = sorted((pyenv_root / "versions").glob(f"{version}.*"), reverse=True)
+    candidates += [str(install / "bin" / "python3") for install in installs]
     for candidate in candidates:
-        exe = candidate / "bin" / "python3"
-        if exe.exists():
-            return str(exe)
+        if candidate and _runs(candidate, version):
+            return candidate
     return None
+
+
+def _runs(python: str, version: str) -> bool:
+    """``python`` starts and is the version asked for (a pyenv shim may exist and fail)."""
+    try:
+        out = subprocess.run(
+            [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except OSError:
+        return False
+    return out.returncode == 0 and out.stdout.strip() == version
 
 
 def venv_for(python: str, version: str, extras: str) -> Path:
