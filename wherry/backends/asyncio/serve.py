@@ -171,15 +171,16 @@ class AsyncioServer:
                 )
         for conn in list(ctx.connections):
             conn.abort_all()
-        tasks = [t for t in runtime.tasks if not t.done()]
-        if tasks:
-            for task in tasks:
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait(tasks, timeout=5)
+        for runner in list(runtime.busy):
+            runner.cancel()
         # A closed or aborted transport releases its socket in a later loop iteration: wait for
         # that, so no connection outlives serve() (or is left to the garbage collector).
         await self._connections_closed(ctx, 1.0)
+        # Each connection's runner task ends once its connection is gone and its app returned.
+        runners = [task for task in runtime.runners if not task.done()]
+        if runners:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait(runners, timeout=5)
 
     async def _connections_closed(self, ctx: ServerContext, timeout: float) -> bool:
         """Wait until every connection is gone (True), or ``timeout`` or a forced exit (False)."""
