@@ -87,7 +87,6 @@ class HTTPCycle:
 
     __slots__ = (
         "_body",
-        "_body_size",
         "_continue",
         "_disconnected",
         "_eof",
@@ -96,6 +95,7 @@ class HTTPCycle:
         "_state",
         "_waiter",
         "body_complete",
+        "buffered",
         "request",
         "scope",
         "sent_bytes",
@@ -112,7 +112,7 @@ class HTTPCycle:
         self.request = request  # the protocol's own record, for the driver and the access log
         self.started_at = now
         self._body: list[bytes] = []
-        self._body_size = 0
+        self.buffered = 0  # request body bytes received and not yet read by the app
         self.body_complete = False
         self._request_sent = False
         self._disconnected = False
@@ -128,12 +128,14 @@ class HTTPCycle:
 
     def feed_body(self, data: bytes) -> None:
         self._body.append(data)
-        self._body_size += len(data)
-        self._wake()
+        self.buffered += len(data)
+        if self._waiter is not None:
+            self._wake()
 
     def feed_end(self) -> None:
         self.body_complete = True
-        self._wake()
+        if self._waiter is not None:
+            self._wake()
 
     def feed_disconnect(self) -> None:
         self._disconnected = True
@@ -143,11 +145,6 @@ class HTTPCycle:
         """The peer will send nothing more (it may still read the response)."""
         self._eof = True
         self._wake()
-
-    @property
-    def buffered(self) -> int:
-        """Request body bytes received and not yet read by the app."""
-        return self._body_size
 
     @property
     def disconnected(self) -> bool:
@@ -176,8 +173,8 @@ class HTTPCycle:
             if body:
                 data = body[0] if len(body) == 1 else b"".join(body)
                 body.clear()
-                size = self._body_size
-                self._body_size = 0
+                size = self.buffered
+                self.buffered = 0
                 self.stream.body_consumed(self, size)
                 more = not self.body_complete
                 if not more:
@@ -241,7 +238,7 @@ class HTTPCycle:
                 self._state = COMPLETE
             stream.write_body(self, body, more)
         self.sent_bytes += len(body)
-        if not more:
+        if not more and self._waiter is not None:
             self._wake()
         if stream.write_paused:
             await stream.drain()
@@ -277,5 +274,6 @@ class HTTPCycle:
                 logger.error("ASGI application returned before the response was complete")
             self._state = COMPLETE
             self.stream.abort(self)
-        self._wake()
+        if self._waiter is not None:
+            self._wake()
         self.stream.cycle_finished(self)

@@ -11,6 +11,8 @@ Rules of this module:
 
 from __future__ import annotations
 
+from typing import Final
+
 Headers = list[tuple[bytes, bytes]]
 
 
@@ -80,6 +82,9 @@ class EndOfMessage(Event):
 
     def __repr__(self) -> str:
         return "EndOfMessage()"
+
+
+END_OF_MESSAGE: Final = EndOfMessage()  # it carries nothing: one instance serves every message
 
 
 class ConnectionClosed(Event):

@@ -26,9 +26,9 @@ from typing import Final
 import httptools
 
 from .events import (
+    END_OF_MESSAGE,
     ConnectionClosed,
     Data,
-    EndOfMessage,
     Event,
     H2Preface,
     Headers,
@@ -58,9 +58,10 @@ STATUS_LINES_11: Final = {code: _status_line(code, b"1.1") for code in range(100
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-_DIGITS = re.compile(rb"[0-9]{1,18}")
-_good_names: set[bytes] = set()
-_good_values: set[bytes] = set()
+# Response fields already checked, and the line each one is written as: an app that sends the
+# same fields every time pays one dict lookup per field. Bounded; short fields only.
+_lines: dict[tuple[bytes, bytes], bytes] = {}
+_LINES_MAX = 4096
 _OWS = (b" ", b"\t")
 # Response fields that change framing or replace a default; the rest are copied as they are.
 _FRAMING = frozenset((b"content-length", b"connection", b"transfer-encoding", b"date", b"server"))
@@ -378,7 +379,7 @@ class H1Connection:
         if request.method == b"CONNECT":
             # No tunnels: the request goes to the app; nothing after it is read.
             request.keep_alive = False
-            self._events.append(EndOfMessage())
+            self._events.append(END_OF_MESSAGE)
             self.read_state = DONE
             return
         token = (request.upgrade or b"").lower()
@@ -394,7 +395,7 @@ class H1Connection:
         self.read_state = IDLE
         if framing is None:
             self._parser = httptools.HttpRequestParser(self)
-            self._events.append(EndOfMessage())
+            self._events.append(END_OF_MESSAGE)
             self._owed_message_done()
             if rest:
                 self._continue(rest)
@@ -467,17 +468,18 @@ class H1Connection:
         url = self._url
         # The head is at most what arrived since it began; measured exactly only when that is over
         # the limit: "METHOD SP target SP HTTP/x.y CRLF", the fields, the empty line.
-        measure = self._head_raw + self._chunk_size > limits.max_head
-        size = len(method) + len(url) + 14
-        if measure:
+        if self._head_raw + self._chunk_size > limits.max_head:
+            size = len(method) + len(url) + 14
             for name, value in headers:
                 size += len(name) + len(value) + 4
+            if size > limits.max_head:
+                raise _Reject(431, "request head too large")
         hosts = 0
-        te: list[bytes] | None = None
         length = -1
         expect = False
         forwarded = False
         upgrade: bytes | None = None
+        te: list[bytes] | None = None
         for name, value in self._specials:
             if name == b"host":
                 hosts += 1
@@ -495,8 +497,6 @@ class H1Connection:
                 upgrade = value
             else:
                 forwarded = True
-        if size > limits.max_head:
-            raise _Reject(431, "request head too large")
         if hosts != 1 and (hosts or version == "1.1"):
             raise _Reject(400, "more than one Host header" if hosts else "missing Host header")
         if te is not None:
@@ -505,7 +505,7 @@ class H1Connection:
             codings = [c.strip().lower() for c in b",".join(te).split(b",")]
             if codings != [b"chunked"]:
                 raise _Reject(self._te_status(), "unsupported Transfer-Encoding")
-        if url[:1] == b"/":
+        if url.startswith(b"/"):
             path, sep, query = url.partition(b"?")
             # bytes.find, not "in": "in" first tries the operand as an int, at the cost of an
             # exception raised and cleared on every call (CPython 3.11).
@@ -513,28 +513,15 @@ class H1Connection:
                 query = query.partition(b"#")[0]
             elif not sep and path.find(b"#") >= 0:
                 path = path.partition(b"#")[0]
-        elif url == b"*":
-            if method != b"OPTIONS":
-                raise _Reject(400, "asterisk-form target outside OPTIONS")
-            path, query = b"*", b""
-        elif method == b"CONNECT":
-            path, query = url, b""
         else:
-            try:
-                parsed = httptools.parse_url(url)
-            except httptools.HttpParserInvalidURLError:
-                raise _Reject(400, "malformed request target") from None
-            if not parsed.schema or not parsed.host:
-                raise _Reject(400, "malformed request target")
-            path = parsed.path or b"/"
-            query = parsed.query or b""
+            path, query = self._other_target(method, url)
         max_body = limits.max_body
         if max_body is not None and length > max_body:
             raise _Reject(413, "request body too large")
-        upgrading = (upgrade is not None or method == b"CONNECT") and parser.should_upgrade()
-        if not upgrading:
-            upgrade = None
-        self._upgrading = upgrading
+        if upgrade is not None or method == b"CONNECT":
+            self._upgrading = parser.should_upgrade()
+            if not self._upgrading:
+                upgrade = None
         request = Request(
             method,
             url,
@@ -555,6 +542,23 @@ class H1Connection:
         # A client that expects 100-continue may hold its body back until it gets the 100.
         self._awaiting_continue = expect
 
+    @staticmethod
+    def _other_target(method: bytes, url: bytes) -> tuple[bytes, bytes]:
+        """Path and query of a target not in origin form (RFC 9112 §3.2)."""
+        if url == b"*":
+            if method != b"OPTIONS":
+                raise _Reject(400, "asterisk-form target outside OPTIONS")
+            return b"*", b""
+        if method == b"CONNECT":
+            return url, b""
+        try:
+            parsed = httptools.parse_url(url)
+        except httptools.HttpParserInvalidURLError:
+            raise _Reject(400, "malformed request target") from None
+        if not parsed.schema or not parsed.host:
+            raise _Reject(400, "malformed request target")
+        return parsed.path or b"/", parsed.query or b""
+
     def on_body(self, body: bytes) -> None:
         max_body = self.limits.max_body
         if max_body is not None:
@@ -568,7 +572,7 @@ class H1Connection:
     def on_message_complete(self) -> None:
         if self._upgrading:
             return  # an upgrade: _upgraded() decides what the message was
-        self._events.append(EndOfMessage())
+        self._events.append(END_OF_MESSAGE)
         self._completed_in_chunk += 1
         self._owed_message_done()
 
@@ -684,32 +688,31 @@ class H1Connection:
         default_block = defaults.block
         out = [line]
         append = out.append
-        for name, value in headers:
-            if value not in _good_values:
-                if _BAD_VALUE.search(value):
-                    raise LocalProtocolError(f"invalid response header value for {name!r}")
-                if len(value) < 100 and len(_good_values) < 4096:
-                    _good_values.add(value)
-            lname = name.lower()
-            if lname not in _good_names:
-                if not _TOKEN.fullmatch(name):
-                    raise LocalProtocolError(f"invalid response header name {name!r}")
-                if len(_good_names) < 1024:
-                    _good_names.add(lname)
-            if lname in _FRAMING:
-                if lname == b"content-length":
-                    if not _DIGITS.fullmatch(value) or length >= 0:
-                        raise LocalProtocolError(f"invalid content-length {value!r}")
-                    length = int(value)
-                elif lname == b"connection":
-                    if value.lower().find(b"close") >= 0:
-                        keep_alive = False
-                elif lname == b"date" or lname == b"server":
-                    # The app's own date or server replaces the default one.
-                    default_block = defaults.without(lname)
-                    append(name + b": " + value + b"\r\n")
+        lines = _lines
+        for pair in headers:
+            try:
+                known = lines.get(pair)
+            except TypeError:  # a list, not a tuple: checked like any new field
+                known = None
+            if known is None:
+                name, value = pair
+                known = _field_line(name, value)
+            if known:
+                append(known)
                 continue
-            append(name + b": " + value + b"\r\n")
+            name, value = pair
+            lname = name.lower()
+            if lname == b"content-length":
+                if length >= 0 or not (value.isdigit() and len(value) <= 18):
+                    raise LocalProtocolError(f"invalid content-length {value!r}")
+                length = int(value)
+            elif lname == b"connection":
+                if value.lower().find(b"close") >= 0:
+                    keep_alive = False
+            elif lname != b"transfer-encoding":
+                # The app's own date or server replaces the default one.
+                default_block = defaults.without(lname)
+                append(name + b": " + value + b"\r\n")
         if status < 200 or status == 204 or status == 304:
             mode = NO_BODY
             if length >= 0 and status == 304:
@@ -800,6 +803,23 @@ class H1Connection:
                 body,
             )
         )
+
+
+def _field_line(name: bytes, value: bytes) -> bytes:
+    """The line a response field is written as, or b"" for one that touches framing or replaces
+    a default (content-length, connection, transfer-encoding, date, server). Raises
+    ``LocalProtocolError`` for a name that is not a token or a value with CR, LF, NUL or another
+    control byte: an app must never split a response."""
+    if type(name) is not bytes or type(value) is not bytes:
+        raise LocalProtocolError(f"response header fields must be bytes, got {name!r}: {value!r}")
+    if not _TOKEN.fullmatch(name):
+        raise LocalProtocolError(f"invalid response header name {name!r}")
+    if _BAD_VALUE.search(value):
+        raise LocalProtocolError(f"invalid response header value for {name!r}")
+    line = b"" if name.lower() in _FRAMING else name + b": " + value + b"\r\n"
+    if len(name) + len(value) <= 256 and len(_lines) < _LINES_MAX:
+        _lines[(name, value)] = line
+    return line
 
 
 def _encode_headers(headers: Headers) -> bytes:

@@ -32,9 +32,9 @@ from ..asgi.http import ClientDisconnected, FutureLike, HTTPCycle
 from ..asgi.scope import apply_proxy_headers, http_scope
 from ..logs import format_client, printable
 from ..proto.events import (
+    END_OF_MESSAGE,
     ConnectionClosed,
     Data,
-    EndOfMessage,
     H2Preface,
     Headers,
     LocalProtocolError,
@@ -154,7 +154,7 @@ class H1Server:
                     reading.feed_body(event.data)  # type: ignore[attr-defined]
             elif kind is Request:
                 self._on_request(event)  # type: ignore[arg-type]
-            elif kind is EndOfMessage:
+            elif event is END_OF_MESSAGE:
                 reading = self._reading
                 if reading is not None:
                     reading.feed_end()
@@ -175,7 +175,13 @@ class H1Server:
                 return
         if self._current is None and self._pipeline:
             self._run_pipeline()
-        self._flow_control()
+        if (
+            self._read_paused
+            or self._reject is not None
+            or len(self._pipeline) >= self.ctx.max_pipeline
+            or (self._reading is not None and self._reading.buffered > self.ctx.read_high_water)
+        ):
+            self._flow_control()
         self._arm_timer()
 
     def eof_received(self) -> bool:
@@ -302,12 +308,14 @@ class H1Server:
                 runner.run(app, cycle.scope, cycle.receive, cycle.send, cycle.app_finished)
         finally:
             self._in_pipeline = False
-        if self._current is None and not self._closed:
+        if self._current is None and (self._reject is not None or self.core.read_state == DONE):
             self._nothing_owed()
 
     def _nothing_owed(self) -> None:
         """Every request read so far is answered: answer a pending reject, or close if the peer
         is done sending."""
+        if self._closed:
+            return
         if self._reject is not None:
             self._write_reject()
         elif self.core.read_state == DONE:

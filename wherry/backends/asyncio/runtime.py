@@ -116,48 +116,46 @@ class AppRunner:
     def __init__(self, runtime: AsyncioRuntime) -> None:
         self.runtime = runtime
         self.loop = runtime.loop
-        self.task: asyncio.Task[None] | None = None
         self.busy = False  # an application call is under way
         self._job: _Job | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._closing = False
+        self.task = self._new_task()
+
+    def _new_task(self) -> asyncio.Task[None]:
+        task = self.loop.create_task(self._serve())
+        self.runtime.runners.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.runtime.runners.discard(task)
+        job = self._job
+        if job is not None and task is self.task:
+            # The task was cancelled before its first step, with a call already handed to it: the
+            # call gets the cancellation, in a new task.
+            if job.error is None:
+                job.error = CancelledError()
+            self.task = self._new_task()
 
     def run(self, app: ASGIApp, scope: Scope, receive: Any, send: Any, on_done: OnDone) -> None:
         """Call the application now; it goes on in the runner's task if it has to wait."""
         loop = self.loop
         task = self.task
-        if task is None or task.done():
-            task = self.task = loop.create_task(self._serve())
-            runners = self.runtime.runners
-            runners.add(task)
-            task.add_done_callback(runners.discard)
+        if task.done():
+            task = self.task = self._new_task()
         self.busy = True
         context = copy_context()
         current = asyncio.current_task(loop)
-        if current is None:
+        if current is not task:
+            if current is not None:
+                # Called from another task (not the I/O path): the call goes to the runner's task.
+                awaitable: Any = context.run(app, scope, receive, send)
+                self._hand_over(_Job(_awaiting(awaitable), context, None, on_done))
+                return
             _enter_task(loop, task)
-            try:
-                self._start(app, scope, receive, send, on_done, context)
-            finally:
-                _leave_task(loop, task)
-        elif current is task:
-            self._start(app, scope, receive, send, on_done, context)
-        else:
-            # Called from another task (not the I/O path): the whole call goes to the runner's task.
-            coro = _awaiting(context.run(app, scope, receive, send))
-            self._hand_over(_Job(coro, context, None, on_done))
-
-    def _start(
-        self,
-        app: ASGIApp,
-        scope: Scope,
-        receive: Any,
-        send: Any,
-        on_done: OnDone,
-        context: Context,
-    ) -> None:
         try:
-            coro = context.run(app, scope, receive, send)
+            coro: Any = context.run(app, scope, receive, send)
             if type(coro) is not CoroutineType:
                 coro = _awaiting(coro)
             yielded = context.run(coro.send, None)
@@ -173,6 +171,9 @@ class AppRunner:
             on_done(exc)
         else:
             self._hand_over(_Job(coro, context, yielded, on_done))
+        finally:
+            if current is None:
+                _leave_task(loop, task)
 
     def _hand_over(self, job: _Job) -> None:
         self._job = job
@@ -183,7 +184,7 @@ class AppRunner:
 
     def cancel(self) -> None:
         """Cancel the application call under way (the end of a graceful shutdown)."""
-        if self.busy and self.task is not None:
+        if self.busy:
             self.task.cancel()
 
     def close(self) -> None:
