@@ -10,8 +10,9 @@ Rules of this module:
    it, and the server stops reading the socket while it is not) and writing by the transport (the
    loop's ``send()`` waits while the transport is paused, and the thread waits with it).
 2. Nothing is buffered beyond one body message each way: the request body is never collected
-   before the app runs, and one chunk of the response is held back only to learn whether it is the
-   last one.
+   before the app runs, and each piece of the response is sent before the next is asked for (PEP
+   3333 "Buffering and Streaming"); only the last item of a list goes out with the end of the
+   response.
 3. ``close()`` of the iterable is called exactly once whenever the app returned one, whatever
    happened (a normal end, an exception, a client gone).
 4. Before the response is committed (the first non-empty body chunk, or ``write()``), a failure is
@@ -321,7 +322,7 @@ def build_environ(scope: Scope, wsgi_input: Any, errors: Any, multiprocess: bool
 class _Response:
     """start_response, write() and the response body of one request, on its pool thread."""
 
-    __slots__ = ("_exchange", "_pending", "committed", "headers", "sent", "status")
+    __slots__ = ("_exchange", "committed", "headers", "sent", "status")
 
     def __init__(self, exchange: _Exchange) -> None:
         self._exchange = exchange
@@ -329,7 +330,6 @@ class _Response:
         self.headers: list[tuple[bytes, bytes]] = []
         self.committed = False  # a body chunk was given: the status and headers are final
         self.sent = False  # the response head went to the server
-        self._pending: bytes | None = None  # held back until we know whether it is the last
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
@@ -366,7 +366,7 @@ class _Response:
         self._exchange.call(_SEND, messages)
 
     def body(self, chunk: bytes) -> None:
-        """One piece of the iterable's output."""
+        """One piece of the iterable's output: sent before the next one is asked for."""
         if not chunk:
             return
         if self.status is None:
@@ -374,9 +374,7 @@ class _Response:
         if type(chunk) is not bytes:
             chunk = _as_bytes(chunk)
         self.committed = True
-        if self._pending is not None:
-            self._send(self._pending)
-        self._pending = chunk
+        self._send(chunk)
 
     def write(self, data: bytes) -> None:
         """The write() callable start_response returns: sent before it returns (PEP 3333)."""
@@ -385,18 +383,15 @@ class _Response:
         if type(data) is not bytes:
             data = _as_bytes(data)
         self.committed = True
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            self._send(pending)
         if data or not self.sent:
             self._send(data)
 
-    def finish(self) -> list[Message]:
-        """The last messages, once the iterable is exhausted."""
+    def finish(self, last: bytes = b"") -> list[Message]:
+        """The last messages: ``last`` is the final piece of a list (b"" once an iterable is over)."""
         if self.status is None:
             raise RuntimeError("the application returned without calling start_response()")
-        last = self._pending or b""
-        self._pending = None
+        if type(last) is not bytes:
+            last = _as_bytes(last)
         messages = [] if self.sent else [self._start_message()]
         messages.append({"type": "http.response.body", "body": last, "more_body": False})
         return messages
@@ -504,6 +499,12 @@ class WSGIAdapter:
                 logger.exception("Exception in WSGI application")
                 return _ERROR_500
             try:
+                if type(result) is list or type(result) is tuple:
+                    # Its last piece is known: it goes with the end of the response, so a small
+                    # response is one message from this thread to the loop.
+                    for chunk in result[:-1]:
+                        response.body(chunk)
+                    return response.finish(result[-1] if result else b"")
                 for chunk in result:
                     response.body(chunk)
                 return response.finish()
