@@ -18,8 +18,9 @@ Rules of this module:
 4. Fallback: a request for the default app is answered by it, unless its response status is one of
    ``fallback_on``. That response is then held back, not sent, and the request is replayed to the
    fallback app: the body the default app read is kept (up to ``fallback_body_limit`` bytes) and
-   given again, followed by the rest of the stream. When the body it read, or the response it held,
-   passes the limit, no replay is possible and the default app's answer stands. A WebSocket that
+   given again, followed by the rest of the stream. When the body it read passes the limit, or the
+   refused response passes ``HELD_RESPONSE_LIMIT``, no replay is possible and the default app's
+   answer stands. A WebSocket that
    the default app closes before accepting, or refuses with a denial response of such a status,
    is replayed the same way.
 5. Lifespan: every distinct app gets its own lifespan (spec 2.0), started in declaration order
@@ -48,6 +49,7 @@ from .logs import ANSWERED_BY
 logger = logging.getLogger("wherry.error")
 
 DEFAULT_BODY_LIMIT = 1024 * 1024
+HELD_RESPONSE_LIMIT = 64 * 1024  # a refused answer longer than this is sent rather than held
 
 _NOT_FOUND_HEADERS = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"10")]
 
@@ -312,7 +314,7 @@ class _Replay:
         self._held_size += len(body) if isinstance(body, bytes | bytearray) else 0
         if not message.get("more_body", False):
             self._response_done = True
-        if self._held_size > self._limit:
+        if self._held_size > HELD_RESPONSE_LIMIT:
             await self._give_up()
 
     def _pass(self) -> None:
