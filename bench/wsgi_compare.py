@@ -132,8 +132,10 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     args = parser.parse_args()
     size = args.size_mb * 1024 * 1024
-    print("| adapter | GET req/s | RSS before (MiB) | peak after upload | peak after download "
-          "| upload MB/s | download MB/s |")
+    print(
+        "| adapter | GET req/s | RSS before (MiB) | peak after upload | peak after download "
+        "| upload MB/s | download MB/s |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name in args.variants.split(","):
         r = measure(name, args.duration, size)

@@ -105,6 +105,7 @@ class Composite:
         self.fallback = fallback
         self.fallback_on = frozenset(fallback_on)
         self.fallback_body_limit = fallback_body_limit
+        entries = list(entries)
         # Longest prefix first; at equal length, entries with methods first.
         self.entries = sorted(entries, key=lambda e: (-len(e.prefix), e.methods is None))
         apps: list[App] = []
@@ -131,8 +132,6 @@ class Composite:
         if kind == "lifespan":
             await self._lifespan(receive, send)
             return
-        if ANSWERED_BY not in scope:
-            scope[ANSWERED_BY] = [""]  # shared by the copies made below, nested composites included
         path: str = scope.get("path", "")
         root: str = scope.get("root_path", "")
         if root and path.startswith(root):
@@ -143,38 +142,33 @@ class Composite:
             if (methods is None or method in methods) and (
                 path.startswith(entry.prefix_slash) or path == entry.prefix
             ):
-                child = dict(scope)
+                app = entry.app
+                child = _child_scope(app, scope)
                 if entry.mount and entry.prefix:
                     child["root_path"] = root + entry.prefix
-                await self._call(entry.app, child, receive, send)
+                await app.asgi(child, receive, send)
                 return
         default = self.default
+        fallback = self.fallback
         if default is None:
-            if self.fallback is not None:
-                await self._call(self.fallback, dict(scope), receive, send)
+            if fallback is not None:
+                await fallback.asgi(_child_scope(fallback, scope), receive, send)
             else:
                 await _not_found(scope, receive, send)
             return
-        if self.fallback is None or kind not in ("http", "websocket"):
-            await self._call(default, dict(scope), receive, send)
+        if fallback is None or kind not in ("http", "websocket"):
+            await default.asgi(_child_scope(default, scope), receive, send)
             return
         replay = _Replay(kind, receive, send, self.fallback_on, self.fallback_body_limit)
         try:
-            await self._call(default, dict(scope), replay.receive_primary, replay.send_primary)
+            await default.asgi(_child_scope(default, scope), replay.receive_primary, replay.send_primary)
         except Exception:
             if not replay.swallowing:
                 raise
             # It had refused the request already: the fallback answers; the error is still logged.
             logger.exception("Exception in %s after it answered a fallback status", default.name)
         if replay.swallowing:
-            await self._call(self.fallback, dict(scope), replay.receive_fallback, send)
-
-    @staticmethod
-    async def _call(app: App, scope: Scope, receive: Receive, send: Send) -> None:
-        scope[ANSWERED_BY][0] = app.name
-        if app.state is not None:
-            scope["state"] = app.state.copy()
-        await app.asgi(scope, receive, send)
+            await fallback.asgi(_child_scope(fallback, scope), replay.receive_fallback, send)
 
     # ---------------------------------------------------------------- lifespan
 
@@ -207,6 +201,20 @@ class Composite:
         for app in reversed(started):
             await _shutdown(app)
         await send({"type": "lifespan.shutdown.complete"})
+
+
+def _child_scope(app: App, scope: Scope) -> Scope:
+    """The scope ``app`` is called with: a copy (so the app may change it), with that app's own
+    lifespan state, its name in the answered-by cell shared with ``scope``."""
+    cell = scope.get(ANSWERED_BY)
+    if cell is None:
+        cell = scope[ANSWERED_BY] = [app.name]  # in the caller's scope: the server reads it there
+    else:
+        cell[0] = app.name
+    child = dict(scope)
+    if app.state is not None:
+        child["state"] = app.state.copy()
+    return child
 
 
 async def _shutdown(app: App) -> None:
@@ -272,21 +280,25 @@ class _Replay:
     # ---------------------------------------------------------------- the default app's side
 
     async def receive_primary(self) -> Message:
-        if self._state == _SWALLOWING and self._response_done:
+        if self._response_done and self._state == _SWALLOWING:
             # Its (held) answer is complete: it must not read what the fallback will need.
             if self._kind == "http":
                 return {"type": "http.disconnect"}
             return {"type": "websocket.disconnect", "code": 1000}
         message = await self._receive()
-        if self._state != _PASSED:
-            size = len(message.get("body", b"") or message.get("bytes", b"") or b"")
-            size += len(message.get("text", "") or "")
-            self._recorded_size += size
-            if self._recorded_size > self._limit:
-                await self._give_up()
-            else:
-                self._recorded.append(message)
+        if self._state != _PASSED and self._record(message):
+            await self._give_up()
         return message
+
+    def _record(self, message: Message) -> bool:
+        """Keep ``message`` for the replay; True when the body kept passes the limit."""
+        data = message.get("body") or message.get("bytes") or message.get("text")
+        if data:
+            self._recorded_size += len(data)
+            if self._recorded_size > self._limit:
+                return True
+        self._recorded.append(message)
+        return False
 
     async def send_primary(self, message: Message) -> None:
         state = self._state
