@@ -108,6 +108,13 @@ class Composite:
         entries = list(entries)
         # Longest prefix first; at equal length, entries with methods first.
         self.entries = sorted(entries, key=lambda e: (-len(e.prefix), e.methods is None))
+        # The entries a request can match, by the first segment of its path ("" for the root).
+        by_segment: dict[str, list[Entry]] = {}
+        for entry in self.entries:
+            by_segment.setdefault(_first_segment(entry.prefix), []).append(entry)
+        root = by_segment.pop("", [])
+        self._by_segment = {key: (*found, *root) for key, found in by_segment.items()}
+        self._root_entries = tuple(root)
         apps: list[App] = []
         for app in [default, *(e.app for e in entries), fallback]:
             if app is not None and all(app is not a for a in apps):
@@ -137,16 +144,24 @@ class Composite:
         if root and path.startswith(root):
             path = path[len(root) :]
         method = scope.get("method", "GET") if kind == "http" else "GET"
-        for entry in self.entries:
+        parts = path.split("/", 2)  # the first segment picks the few entries worth a look
+        for entry in self._by_segment.get(parts[1] if len(parts) > 1 else "", self._root_entries):
             methods = entry.methods
             if (methods is None or method in methods) and (
                 path.startswith(entry.prefix_slash) or path == entry.prefix
             ):
+                # No copy: nothing else will see this scope (as in Starlette's routers).
                 app = entry.app
-                child = _child_scope(app, scope)
+                cell = scope.get(ANSWERED_BY)
+                if cell is None:
+                    scope[ANSWERED_BY] = [app.name]
+                else:
+                    cell[0] = app.name
                 if entry.mount and entry.prefix:
-                    child["root_path"] = root + entry.prefix
-                await app.asgi(child, receive, send)
+                    scope["root_path"] = root + entry.prefix
+                if app.state is not None:
+                    scope["state"] = app.state.copy()
+                await app.asgi(scope, receive, send)
                 return
         default = self.default
         fallback = self.fallback
@@ -157,7 +172,10 @@ class Composite:
                 await _not_found(scope, receive, send)
             return
         if fallback is None or kind not in ("http", "websocket"):
-            await default.asgi(_child_scope(default, scope), receive, send)
+            _answered(default, scope)
+            if default.state is not None:
+                scope["state"] = default.state.copy()
+            await default.asgi(scope, receive, send)
             return
         replay = _Replay(kind, receive, send, self.fallback_on, self.fallback_body_limit)
         try:
@@ -203,14 +221,26 @@ class Composite:
         await send({"type": "lifespan.shutdown.complete"})
 
 
-def _child_scope(app: App, scope: Scope) -> Scope:
-    """The scope ``app`` is called with: a copy (so the app may change it), with that app's own
-    lifespan state, its name in the answered-by cell shared with ``scope``."""
+def _first_segment(path: str) -> str:
+    """``api`` for ``/api/v1/x``, ``""`` for ``/`` and ``""`` (as ``__call__`` reads it)."""
+    parts = path.split("/", 2)
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _answered(app: App, scope: Scope) -> None:
+    """Name ``app`` in the answered-by cell of ``scope`` (made here for the outermost composite:
+    the server reads it in the scope it made; copies and nested composites share the cell)."""
     cell = scope.get(ANSWERED_BY)
     if cell is None:
-        cell = scope[ANSWERED_BY] = [app.name]  # in the caller's scope: the server reads it there
+        scope[ANSWERED_BY] = [app.name]
     else:
         cell[0] = app.name
+
+
+def _child_scope(app: App, scope: Scope) -> Scope:
+    """A copy of ``scope`` for ``app`` (the default app and the fallback of one request must not
+    see each other's changes), with that app's own lifespan state."""
+    _answered(app, scope)
     child = dict(scope)
     if app.state is not None:
         child["state"] = app.state.copy()
