@@ -254,7 +254,7 @@ OPTIONS: tuple[Option, ...] = (
         "interface",
         "choice",
         "auto",
-        "Application interface; ASGI 2 apps are adapted.",
+        "Application interface; auto tells ASGI 3, ASGI 2 and WSGI apart (WSGI runs on a thread pool).",
         choices=("auto", "asgi3", "asgi2", "wsgi"),
         group="Application",
     ),

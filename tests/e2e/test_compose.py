@@ -370,3 +370,22 @@ def test_composite_runs_under_uvicorn() -> None:
     finally:
         server.should_exit = True
         thread.join(WAIT)
+
+
+def test_cli_exits_3_when_a_mounted_app_fails_startup() -> None:
+    """`wherry APP --mount PATH=failing` with a startup failure in the mounted app: the process
+    exits with status 3 and the error log names the app and carries its message."""
+    from tests.e2e.test_cli import run_cli
+
+    done = run_cli("tests.apps:hello", "--mount", "/db=tests.apps:failing_startup", "--port", "0")
+    assert done.returncode == 3, done.stderr
+    assert "tests.apps:failing_startup: the database is unreachable" in done.stderr
+
+
+def test_cli_rejects_two_apps_for_the_same_requests() -> None:
+    """Two mounts of one prefix are a usage error before anything starts, not a silent choice."""
+    from tests.e2e.test_cli import run_cli
+
+    done = run_cli("tests.apps:hello", "--mount", "/a=tests.apps:echo", "--mount", "/a/=tests.apps:hello")
+    assert done.returncode == 1
+    assert "two applications for the same requests" in done.stderr
