@@ -432,6 +432,25 @@ def test_wsgi_errors_lines_go_to_the_error_log(serve: Serve, caplog: Any) -> Non
     assert lines[-3:] == ["first line", "second line", "unterminated"]
 
 
+def test_file_wrapper_sends_the_file_and_closes_it(serve: Serve, tmp_path: Path) -> None:
+    """PEP 3333 "Optional Platform-Specific File Handling": wsgi.file_wrapper(file, blksize) is an
+    iterable of the file's blocks whose close() closes the file."""
+    data = bytes(range(256)) * 4096  # 1 MiB
+    (tmp_path / "blob").write_bytes(data)
+    opened: list[Any] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        handle = (tmp_path / "blob").open("rb")
+        opened.append(handle)
+        start_response("200 OK", [("Content-Length", str(len(data)))])
+        return environ["wsgi.file_wrapper"](handle, 8192)
+
+    server = serve(app, interface="wsgi", lifespan="off")
+    assert httpx.get(server.url, timeout=WAIT).content == data
+    server.stop()  # the request is over: close() has run
+    assert opened[0].closed
+
+
 def test_head_request_gets_no_body(serve: Serve) -> None:
     """RFC 9110 §9.3.2: the WSGI app produces a body for HEAD; the server does not send it."""
 
