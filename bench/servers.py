@@ -50,6 +50,8 @@ class Server:
     apps: frozenset[str] | None = None
     """App keys (see ``bench.scenarios.APPS``) it can serve; None means any."""
     notes: str = ""
+    default: bool = True
+    """In the default set; the others run only when named with ``--servers``."""
 
     def supports(self, scenario: Scenario) -> bool:
         return self.apps is None or scenario.app in self.apps
@@ -62,6 +64,27 @@ def _wherry(run: Launch) -> list[str]:
         "--no-access-log", "--log-level", "warning", "--lifespan", "on",
         "--backlog", str(run.backlog),
     ]  # fmt: skip
+
+
+def _wherry_mounted(run: Launch) -> list[str]:
+    """Wherry with the scenario's app mounted at / among three other mounts and a method route:
+    every request goes through the dispatch of ``--mount``/``--route``."""
+    other = "bench.apps:not_found"
+    command = _wherry(run)
+    command.remove(run.app)
+    return [
+        *command,
+        "--mount", f"/={run.app}", "--mount", f"/admin={other}", "--mount", f"/static={other}",
+        "--mount", f"/api/v1={other}", "--route", f"POST /orders={other}",
+    ]  # fmt: skip
+
+
+def _wherry_fallback(run: Launch) -> list[str]:
+    """Wherry whose default app answers every request 404, and the scenario's app as
+    ``--fallback``: every request is a fallback hop (the body, if any, replayed)."""
+    command = _wherry(run)
+    command[command.index(run.app)] = "bench.apps:not_found"
+    return [*command, "--fallback", run.app]
 
 
 def _uvicorn(run: Launch) -> list[str]:
@@ -113,6 +136,22 @@ def _ceiling(mode: str) -> Callable[[Launch], list[str]]:
 
 SERVERS: tuple[Server, ...] = (
     Server("wherry", "subject", _wherry, "wherry", notes="this server; uvloop when installed"),
+    Server(
+        "wherry_mounted",
+        "subject",
+        _wherry_mounted,
+        "wherry",
+        notes="wherry, the app behind --mount/--route dispatch (4 mounts, 1 route)",
+        default=False,
+    ),
+    Server(
+        "wherry_fallback",
+        "subject",
+        _wherry_fallback,
+        "wherry",
+        notes="wherry, the app reached as --fallback after a 404 from the default app",
+        default=False,
+    ),
     Server("uvicorn", "peer", _uvicorn, "uvicorn", notes="uvloop + httptools"),
     Server(
         "granian",
@@ -143,3 +182,5 @@ SERVERS: tuple[Server, ...] = (
 
 SERVERS_BY_NAME: dict[str, Server] = {server.name: server for server in SERVERS}
 ALL_NAMES: tuple[str, ...] = (*(server.name for server in SERVERS), CEILING_APP)
+DEFAULT_NAMES: tuple[str, ...] = (*(server.name for server in SERVERS if server.default), CEILING_APP)
+"""What runs when --servers is not given."""

@@ -82,6 +82,8 @@ def sample(option: Option, toml_file: Path) -> Any:
         return "tests.apps:hello"
     if option.name == "config":
         return str(toml_file)
+    if option.name == "fallback":
+        return "tests.apps:echo"
     kind = option.kind
     if kind == "bool":
         return not option.default
@@ -96,6 +98,12 @@ def sample(option: Option, toml_file: Path) -> Any:
     if kind == "list":
         if option.name == "bind":
             return ["127.0.0.1:8001", "unix:/tmp/wherry-sample.sock"]
+        if option.name == "mount":
+            return ["/legacy=tests.apps:echo", "/v2=tests.apps:hello"]
+        if option.name == "route":
+            return ["GET,POST /orders=tests.apps:echo", "/any=tests.apps:hello"]
+        if option.name == "fallback_on":
+            return [404, 405]
         return ["x-one:1", "x-two: 2"]
     return "sample-text"
 
@@ -107,7 +115,7 @@ def cli_args(option: Option, value: Any) -> list[str]:
     if option.kind == "bool":
         return [flag] if value else ["--no-" + flag[2:]]
     if option.kind == "list":
-        return [part for item in value for part in (flag, item)]
+        return [part for item in value for part in (flag, str(item))]
     return [flag, str(value)]
 
 
@@ -115,7 +123,7 @@ def env_text(option: Option, value: Any) -> str:
     if option.kind == "bool":
         return "true" if value else "false"
     if option.kind == "list":
-        return ("\n" if option.name == "headers" else ",").join(value)
+        return ("\n" if option.name in ("headers", "route") else ",").join(map(str, value))
     return str(value)
 
 
@@ -343,6 +351,19 @@ def test_command_line_defaults_do_not_mask_the_environment(run_cli: Any, monkeyp
         {"log_level": "loud"},
         {"access_log": "perhaps"},
         {"headers": ["no-colon"]},
+        {"interface": "cgi"},
+        {"wsgi_threads": 0},
+        {"mount": ["api=x:app"]},
+        {"mount": ["/api"]},
+        {"mount": ["/api=module-only"]},
+        {"mount": ["/a b=x:app"]},
+        {"route": ["GET POST /x=a:b"]},
+        {"route": ["G3T /x=a:b"]},
+        {"route": ["GET x=a:b"]},
+        {"fallback": "no-colon"},
+        {"fallback_on": ["200"]},
+        {"fallback_on": ["4o4"]},
+        {"fallback_body_limit": -1},
         {"headers": [":empty-name"]},
         {"headers": ["x-a: 1\r\nx-b: 2"]},
         {"headers": ["x-a: \x00"]},
@@ -399,3 +420,34 @@ def test_bad_bind_addresses_are_config_errors(address: str) -> None:
     """A malformed -b value is a clear configuration error, never a traceback."""
     with pytest.raises(ConfigError):
         Config(bind=[address])
+
+
+def test_composition_in_the_config_file_as_tables(tmp_path: Path) -> None:
+    """--mount and --route can be TOML tables (PATH or 'METHODS PATH' -> app), and --fallback-on a
+    list of integers; they mean what the repeated flags mean."""
+    path = tmp_path / "compose.toml"
+    path.write_text(
+        'app = "new:app"\n'
+        'fallback = "legacy:app"\n'
+        "fallback_on = [404, 405]\n"
+        "[mount]\n"
+        '"/admin" = "legacy:app"\n'
+        "[route]\n"
+        '"POST /orders" = "legacy:app"\n'
+    )
+    config = Config(**read_toml(str(path)))
+    assert config.mount == ["/admin=legacy:app"]
+    assert config.route == ["POST /orders=legacy:app"]
+    assert config.fallback == "legacy:app" and config.fallback_on == [404, 405]
+
+
+def test_fallback_on_takes_a_comma_separated_list(run_cli: Any) -> None:
+    """--fallback-on 404,405 (one flag) and --fallback-on 404 --fallback-on 405 are the same."""
+    assert run_cli(["--fallback-on", "404,405", "x:app"]).fallback_on == [404, 405]
+    assert run_cli(["--fallback-on", "404", "--fallback-on", "405", "x:app"]).fallback_on == [404, 405]
+
+
+def test_routes_in_the_environment_are_one_per_line() -> None:
+    """WHERRY_ROUTE holds one route a line, since a route's methods are comma-separated."""
+    config = Config.from_sources({}, environ={"WHERRY_ROUTE": "GET,HEAD /a=x:a\nPOST /b=x:b\n"})
+    assert config.route == ["GET,HEAD /a=x:a", "POST /b=x:b"]

@@ -59,6 +59,68 @@ def _header(value: Any) -> str:
     return text
 
 
+def _status_codes(value: Any) -> list[int]:
+    """``404`` or ``404,405``: statuses, each 400-599 (an answer that is not an error never falls
+    back)."""
+    codes = []
+    for part in str(value).split(","):
+        code = int(part.strip())
+        if not 400 <= code <= 599:
+            raise ValueError(f"must be statuses from 400 to 599, got {code}")
+        codes.append(code)
+    return codes
+
+
+def _app_spec(text: str) -> str:
+    module, sep, attr = text.partition(":")
+    if not sep or not module.strip() or not attr.strip():
+        raise ValueError(f"expected 'module:attribute', got {text!r}")
+    return text.strip()
+
+
+def _mount_path(path: str, text: str) -> str:
+    if not path.startswith("/") or any(c in path for c in "?# \t\r\n"):
+        raise ValueError(f"the path must start with '/' and hold no '?', '#' or spaces, in {text!r}")
+    return path
+
+
+def parse_mount(text: str) -> tuple[str, str]:
+    """``PATH=module:app`` -> (path, app)."""
+    path, sep, app = str(text).partition("=")
+    if not sep:
+        raise ValueError(f"expected 'PATH=module:app', got {text!r}")
+    return _mount_path(path.strip(), text), _app_spec(app)
+
+
+def parse_route(text: str) -> tuple[tuple[str, ...], str, str]:
+    """``[METHOD[,METHOD...] ]PATH=module:app`` -> (methods, path, app); no methods: any."""
+    target, sep, app = str(text).partition("=")
+    if not sep:
+        raise ValueError(f"expected '[METHODS ]PATH=module:app', got {text!r}")
+    words = target.split()
+    if len(words) == 2:
+        methods = tuple(m for m in words[0].upper().split(",") if m)
+        path = words[1]
+    elif len(words) == 1:
+        methods, path = (), words[0]
+    else:
+        raise ValueError(f"expected '[METHODS ]PATH=module:app', got {text!r}")
+    for method in methods:
+        if not method.isascii() or not method.isalpha():
+            raise ValueError(f"not an HTTP method: {method!r} in {text!r}")
+    return methods, _mount_path(path, text), _app_spec(app)
+
+
+def _mount(value: Any) -> str:
+    parse_mount(str(value))
+    return str(value).strip()
+
+
+def _route(value: Any) -> str:
+    parse_route(str(value))
+    return str(value).strip()
+
+
 def parse_bind(address: str) -> tuple[str, str | int | tuple[str, int]]:
     """``HOST:PORT``, ``[V6]:PORT``, ``HOST``, ``unix:PATH`` or ``fd://N`` -> (kind, target).
 
@@ -142,14 +204,20 @@ class Option:
             if isinstance(value, str):
                 items = (
                     [v for v in value.split(",") if v.strip()]
-                    if self.name != "headers"
+                    if self.name not in _ONE_PER_LINE
                     else [v for v in value.splitlines() if v.strip()]
                 )
+            elif isinstance(value, Mapping):  # a TOML table: {"/api" = "svc:app"}
+                items = [f"{key}={item}" for key, item in value.items()]
             else:
                 items = value
             converted = [str(v).strip() if self.name != "headers" else str(v) for v in items]
             if self.convert is not None:
-                converted = [self.convert(v) for v in converted]
+                parsed = []
+                for v in converted:
+                    result = self.convert(v)  # one item may stand for several ("404,405")
+                    parsed.extend(result) if isinstance(result, list) else parsed.append(result)
+                converted = parsed
             return converted
         if kind == "choice":
             text = str(value)
@@ -165,6 +233,9 @@ class Option:
             return float(value)
         return str(value)
 
+
+# List options whose environment variable holds one item per line (their items may hold commas).
+_ONE_PER_LINE = ("headers", "route")
 
 OPTIONS: tuple[Option, ...] = (
     # Application
@@ -183,8 +254,17 @@ OPTIONS: tuple[Option, ...] = (
         "interface",
         "choice",
         "auto",
-        "Application interface; ASGI 2 apps are adapted.",
-        choices=("auto", "asgi3", "asgi2"),
+        "Application interface; auto tells ASGI 3, ASGI 2 and WSGI apart (WSGI runs on a thread pool).",
+        choices=("auto", "asgi3", "asgi2", "wsgi"),
+        group="Application",
+    ),
+    Option(
+        "wsgi_threads",
+        "int",
+        10,
+        "Threads that run a WSGI application's requests (per worker process).",
+        flags=("--wsgi-threads", "--threads"),
+        convert=_positive_int,
         group="Application",
     ),
     Option(
@@ -208,6 +288,52 @@ OPTIONS: tuple[Option, ...] = (
         "",
         "The ASGI root_path: the prefix the app is mounted under.",
         group="Application",
+    ),
+    # Composition: several applications behind one server
+    Option(
+        "mount",
+        "list",
+        [],
+        "Serve the ASGI or WSGI app under PATH (repeatable; the longest matching prefix wins).",
+        convert=_mount,
+        group="Composition",
+        metavar="PATH=MODULE:APP",
+    ),
+    Option(
+        "route",
+        "list",
+        [],
+        "Send requests for PATH (and below it) with one of METHODS to the app, path unchanged "
+        "(repeatable), e.g. 'POST /orders=legacy:app'.",
+        convert=_route,
+        group="Composition",
+        metavar="'[METHODS ]PATH=MODULE:APP'",
+    ),
+    Option(
+        "fallback",
+        "str",
+        None,
+        "Replay to this app the requests APP answers with a --fallback-on status.",
+        convert=_app_spec,
+        group="Composition",
+        metavar="MODULE:APP",
+    ),
+    Option(
+        "fallback_on",
+        "list",
+        [404],
+        "Statuses of APP that send the request to --fallback (comma-separated or repeated).",
+        convert=_status_codes,
+        group="Composition",
+        metavar="STATUS[,STATUS]",
+    ),
+    Option(
+        "fallback_body_limit",
+        "int",
+        1048576,
+        "Request body bytes kept for a replay to --fallback; above it APP's answer stands.",
+        convert=_non_negative_int,
+        group="Composition",
     ),
     # Binding
     Option("host", "str", "127.0.0.1", "Bind to this address (IPv4 or IPv6).", group="Binding"),
@@ -391,6 +517,12 @@ class Config:
     factory: bool
     app_dir: str
     interface: str
+    wsgi_threads: int
+    mount: list[str]
+    route: list[str]
+    fallback: str | None
+    fallback_on: list[int]
+    fallback_body_limit: int
     env_file: str | None
     lifespan: str
     root_path: str

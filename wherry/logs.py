@@ -19,6 +19,10 @@ from collections.abc import Sequence
 from typing import Any
 
 TRACE = 5
+
+# The scope key under which a composite of several apps (wherry.compose) names the app that
+# answered, for the access log: a one-item list shared by the copies of the scope it makes.
+ANSWERED_BY = "wherry.answered_by"
 logging.addLevelName(TRACE, "TRACE")
 
 LEVELS = {
@@ -43,6 +47,12 @@ def printable(data: bytes | str) -> str:
     """
     text = data.decode("latin-1") if isinstance(data, bytes) else data
     return text.translate(_ESCAPES)
+
+
+def answered_by(scope: Any) -> str:
+    """`` app=NAME`` for an access line: the app of a composite that answered (`` app=-`` if none)."""
+    cell = scope.get(ANSWERED_BY)
+    return f" app={printable(cell[0]) if cell and cell[0] else '-'}"
 
 
 def format_client(client: Sequence[Any] | None) -> str:

@@ -49,8 +49,26 @@ class Server:
         config = self.config
         if config.env_file:
             load_env_file(config.env_file)
-        app = load_app(self.target, factory=config.factory, app_dir=config.app_dir)
-        return adapt(app, config.interface)
+        primary = None
+        if self.target is not None:
+            app = load_app(self.target, factory=config.factory, app_dir=config.app_dir)
+            primary = adapt(
+                app,
+                config.interface,
+                current_loop=asyncio.get_running_loop,
+                wsgi_threads=config.wsgi_threads,
+                multiprocess=config.workers > 1,
+            )
+        if config.mount or config.route or config.fallback:
+            from .compose import from_config
+
+            try:
+                return from_config(primary, config)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        if primary is None:
+            raise ConfigError("no application given")
+        return primary
 
     async def serve(
         self,
@@ -143,7 +161,7 @@ def run(app: Any = None, config: Config | None = None, **options: Any) -> None:
         raise TypeError("pass either a Config or keyword options, not both")
     if app is not None:
         config.app = app
-    if config.app is None:
+    if config.app is None and not (config.mount or config.route):
         raise ConfigError("no application given")
     configure(config.log_level, config.access_log)
     if config.env_file:

@@ -80,6 +80,8 @@ class ServerContext:
         self.tasks = 0  # requests whose app is running
         self.limit_concurrency = config.limit_concurrency
         self.access_log = config.access_log and access_logger.isEnabledFor(logging.INFO)
+        # Several apps behind one server (wherry.compose): access lines name the one that answered.
+        self.log_app_name = bool(getattr(app, "logs_app_name", False))
         self.proxy_headers = config.proxy_headers
         self.trusted = TrustedHosts(config.forwarded_allow_ips)
         self.read_high_water = 65536

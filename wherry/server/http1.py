@@ -30,7 +30,7 @@ from typing import Any
 
 from ..asgi.http import ClientDisconnected, FutureLike, HTTPCycle
 from ..asgi.scope import apply_proxy_headers, http_scope
-from ..logs import format_client, printable
+from ..logs import answered_by, format_client, printable
 from ..proto.events import (
     END_OF_MESSAGE,
     ConnectionClosed,
@@ -359,7 +359,7 @@ class H1Server:
         elapsed = (perf_counter() - cycle.started_at) * 1000.0
         client = cycle.scope.get("client")
         access_logger.info(
-            '%s - "%s %s HTTP/%s" %d %d %.1fms',
+            '%s - "%s %s HTTP/%s" %d %d %.1fms%s',
             format_client(client),
             printable(request.method),
             printable(request.target),
@@ -367,6 +367,7 @@ class H1Server:
             cycle.status,
             cycle.sent_bytes,
             elapsed,
+            answered_by(cycle.scope) if self.ctx.log_app_name else "",
         )
 
     def _log_rejected(self, status: int, response: bytes) -> None:
