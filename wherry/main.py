@@ -145,7 +145,7 @@ def run(app: Any = None, config: Config | None = None, **options: Any) -> None:
         config.app = app
     if config.app is None:
         raise ConfigError("no application given")
-    configure(config.log_level, config.access_log)
+    configure(config.log_level, config.access_log, config.log_format)
     if config.env_file:
         try:
             load_env_file(config.env_file)
@@ -166,7 +166,7 @@ def run(app: Any = None, config: Config | None = None, **options: Any) -> None:
 
 def run_in_process(config: Config, sockets: list[socket.socket] | None) -> None:
     """Serve in this process (a single server, or one worker of several) until told to stop."""
-    configure(config.log_level, config.access_log)
+    configure(config.log_level, config.access_log, config.log_format)
     server = Server(config.app, config)
     try:
         with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:

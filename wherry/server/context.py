@@ -8,8 +8,9 @@ from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..asgi.http import ASGIApp, FutureLike, Scope
-from ..asgi.scope import TrustedHosts
+from ..asgi.scope import ProxyView, TrustedHosts
 from ..proto.http1 import DefaultHeaders, H1Limits
+from .observe import Metrics, RequestObserver
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -71,9 +72,15 @@ class ServerContext:
         self.connections: set[Connection] = set()
         self.tasks = 0  # requests whose app is running
         self.limit_concurrency = config.limit_concurrency
-        self.access_log = config.access_log and access_logger.isEnabledFor(logging.INFO)
+        access = config.access_log and access_logger.isEnabledFor(logging.INFO)
+        self.metrics = Metrics() if config.metrics_bind else None
+        self.observer = RequestObserver(access, config.access_log_format, config.log_format, self.metrics)
+        # Whether requests are timed and handed to the observer when they end (access log or
+        # metrics); decided once here so a server with both off does nothing per request.
+        self.access_log = access or self.metrics is not None
         self.proxy_headers = config.proxy_headers
         self.trusted = TrustedHosts(config.forwarded_allow_ips)
+        self.proxy_view = ProxyView(self.trusted, config.proxy_headers_style, config.root_path)
         self.read_high_water = 65536
         self.max_pipeline = 16
         self.shutting_down = False

@@ -29,8 +29,8 @@ from time import perf_counter
 from typing import Any
 
 from ..asgi.http import ClientDisconnected, FutureLike, HTTPCycle
-from ..asgi.scope import apply_proxy_headers, http_scope
-from ..logs import format_client, printable
+from ..asgi.scope import http_scope
+from ..logs import printable
 from ..proto.events import (
     ConnectionClosed,
     Data,
@@ -42,7 +42,7 @@ from ..proto.events import (
     Request,
 )
 from ..proto.http1 import DONE, H2_REFUSAL, IDLE, H1Connection
-from .context import ServerContext, TimerHandle, access_logger
+from .context import ServerContext, TimerHandle
 
 logger = logging.getLogger("wherry.error")
 
@@ -217,8 +217,9 @@ class H1Server:
         client = self.client
         scheme = self.scheme
         headers = request.headers
+        root_path = ctx.root_path
         if request.forwarded and self._trusted_peer:
-            client, scheme = apply_proxy_headers(headers, client, scheme, ctx.trusted)
+            client, scheme, headers, root_path = ctx.proxy_view(headers, client, scheme)
         scope = http_scope(
             request.method,
             request.http_version,
@@ -228,7 +229,7 @@ class H1Server:
             scheme,
             client,
             self.server,
-            ctx.root_path,
+            root_path,
             ctx.lifespan_state,
             {},
         )
@@ -340,24 +341,12 @@ class H1Server:
         self._arm_timer()
 
     def _log_access(self, cycle: HTTPCycle) -> None:
-        request = cycle.request
-        elapsed = (perf_counter() - cycle.started_at) * 1000.0
-        client = cycle.scope.get("client")
-        access_logger.info(
-            '%s - "%s %s HTTP/%s" %d %d %.1fms',
-            format_client(client),
-            printable(request.method),
-            printable(request.target),
-            request.http_version,
-            cycle.status,
-            cycle.sent_bytes,
-            elapsed,
-        )
+        self.ctx.observer.request_done(cycle)  # access line and metrics (wherry/server/observe.py)
 
     def _log_rejected(self, status: int, response: bytes) -> None:
         """The access line of a request the server answered itself: its line is unknown, so "-"."""
         size = len(response) - response.index(b"\r\n\r\n") - 4
-        access_logger.info('%s - "-" %d %d -', format_client(self.client), status, size)
+        self.ctx.observer.request_rejected(self.client, status, size)
 
     # ------------------------------------------------------------------ HTTPStream
 

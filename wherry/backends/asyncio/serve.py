@@ -22,6 +22,7 @@ from ...asgi.lifespan import Lifespan
 from ...config import Config
 from ...server.context import ServerContext
 from ...server.http1 import H1Server
+from ...server.proxy_protocol import ProxyProtocolStage
 from .runtime import AsyncioRuntime
 
 logger = logging.getLogger("wherry.error")
@@ -122,6 +123,11 @@ class AsyncioServer:
 
         def factory() -> H1Server:
             return H1Server(ctx)
+
+        if self.config.proxy_protocol:
+
+            def factory() -> ProxyProtocolStage:  # type: ignore[misc]
+                return ProxyProtocolStage(ctx)
 
         for sock in sockets:
             server = await loop.create_server(
