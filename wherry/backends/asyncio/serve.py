@@ -38,14 +38,20 @@ class AsyncioServer:
         self.ctx: ServerContext | None = None
         self.should_exit = False
         self.force_exit = False
+        self.drain = False
         self._exit_event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._servers: list[asyncio.base_events.Server] = []
         self._tick: asyncio.TimerHandle | None = None
         self._idle: asyncio.Future[None] | None = None
 
-    def request_exit(self, force: bool = False) -> None:
-        """Ask the server to shut down; safe from any thread."""
+    def request_exit(self, force: bool = False, drain: bool = False) -> None:
+        """Ask the server to shut down; safe from any thread. ``drain`` (a worker handing over
+        to its replacement) keeps idle keep-alive connections open: each is closed after its
+        next response or when its keep-alive deadline passes, so a client never sends a request
+        on a connection the server is closing."""
+        if drain and not self.should_exit:
+            self.drain = True
         loop = self._loop
         if loop is None:
             self.should_exit = True
@@ -151,8 +157,11 @@ class AsyncioServer:
         self._tick = loop.call_at(now + delay, tick)
 
     async def _shutdown(self, ctx: ServerContext, runtime: AsyncioRuntime) -> None:
-        ctx.shutting_down = True
         loop = asyncio.get_running_loop()
+        if self.drain:
+            await self._drain(ctx, runtime)
+            return
+        ctx.shutting_down = True
         # Stop accepting first, and close the listening sockets only once the connections already
         # accepted have their transports (two loop iterations): asyncio cannot attach a transport
         # to a closed Server, and would leave such a socket open with nobody to close it. Each of
@@ -185,6 +194,35 @@ class AsyncioServer:
                 await asyncio.wait(tasks, timeout=5)
         # A closed or aborted transport releases its socket in a later loop iteration: wait for
         # that, so no connection outlives serve() (or is left to the garbage collector).
+        await self._connections_closed(ctx, 1.0)
+
+    async def _drain(self, ctx: ServerContext, runtime: AsyncioRuntime) -> None:
+        """Hand over to a replacement worker that already accepts on the same sockets: stop
+        accepting, serve every connection already accepted (each one answers its next request
+        with ``connection: close``), let idle ones reach their keep-alive deadline, then stop."""
+        loop = asyncio.get_running_loop()
+        for sock in self.sockets:
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_reader(sock.fileno())
+        for _ in range(2):  # connections accepted before the reader went get their transports
+            await asyncio.sleep(0)
+        ctx.shutting_down = True  # from here every response says connection: close
+        for server in self._servers:
+            server.close()
+        if not self.force_exit:
+            closed = await self._connections_closed(ctx, self.config.timeout_graceful_shutdown)
+            if not closed and not self.force_exit:
+                logger.warning(
+                    "Drain timed out with %d connection(s) open; closing them", len(ctx.connections)
+                )
+        for conn in list(ctx.connections):
+            conn.abort_all()
+        tasks = [t for t in runtime.tasks if not t.done()]
+        if tasks:
+            for task in tasks:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait(tasks, timeout=5)
         await self._connections_closed(ctx, 1.0)
 
     async def _connections_closed(self, ctx: ServerContext, timeout: float) -> bool:
