@@ -7,6 +7,7 @@ import contextlib
 import os
 import socket
 import stat
+from collections.abc import MutableMapping
 
 from .config import Config, file_mode, parse_bind
 
@@ -62,7 +63,7 @@ def _fd(fd: int, backlog: int) -> socket.socket:
     return sock
 
 
-def systemd_sockets(environ: dict[str, str] | os._Environ[str] = os.environ) -> list[socket.socket]:
+def systemd_sockets(environ: MutableMapping[str, str] = os.environ) -> list[socket.socket]:
     """The sockets systemd passed (socket activation), or none.
 
     Taken only when ``LISTEN_PID`` is this process (the variables may have been inherited by a
@@ -75,7 +76,7 @@ def systemd_sockets(environ: dict[str, str] | os._Environ[str] = os.environ) -> 
         return []
     for name in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
         environ.pop(name, None)
-    sockets = []
+    sockets: list[socket.socket] = []
     for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + int(count)):
         try:
             sock = socket.socket(fileno=fd)
