@@ -237,8 +237,14 @@ class Supervisor:
         with contextlib.suppress(BlockingIOError):
             os.write(self._wake_w, b"\x00")
 
-    def _spawn(self, replacing: bool = False) -> WorkerProcess:
-        worker = WorkerProcess(self._payload, self._fds, self.generation, self._ids)
+    def _spawn(self, replacing: bool = False) -> WorkerProcess | None:
+        try:
+            worker = WorkerProcess(self._payload, self._fds, self.generation, self._ids)
+        except OSError as exc:
+            logger.error("Cannot start a worker process: %s; stopping", exc)
+            self.exit_code = 1
+            self.stopping = True
+            return None
         if replacing:
             self.incoming = worker
         else:
