@@ -32,6 +32,16 @@ def wait_until(condition: Callable[[], object], timeout: float = 15.0, what: str
         time.sleep(0.02)
 
 
+def unix_accepts(path: str) -> bool:
+    """A server listens on the Unix socket ``path`` (a plain connect, closed at once)."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        try:
+            sock.connect(path)
+        except OSError:
+            return False
+    return True
+
+
 def children(pid: int) -> set[int]:
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.load import Load
-from tests.procs import ROOT, Wherry, wait_until
+from tests.procs import ROOT, Wherry, unix_accepts, wait_until
 
 VERSIONED_APP = """
 import os
@@ -220,19 +220,11 @@ def test_uds_permissions(servers: list[Wherry], tmp_path: Path) -> None:
     """--uds-permissions sets the file mode of the Unix socket."""
     path = tmp_path / "w.sock"
     server = start(servers, tmp_path, "tests.apps:ops", "--uds", str(path), "--uds-permissions", "660")
-    wait_until(path.exists, what="the socket file")
+    wait_until(lambda: unix_accepts(str(path)), what="the server on its socket")
     assert stat.S_IMODE(path.stat().st_mode) == 0o660
-    transport = httpx.HTTPTransport(uds=str(path))
-    with httpx.Client(transport=transport) as client:
-        wait_until(lambda: _get_ok(client), what="the server over the socket")
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(path))) as client:
+        assert client.get("http://localhost/").status_code == 200
     assert server.stop() == 0
-
-
-def _get_ok(client: httpx.Client) -> bool:
-    try:
-        return client.get("http://localhost/").status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def _usable_by_others(path: str) -> bool:
