@@ -173,3 +173,21 @@ async def ops(scope: Any, receive: Any, send: Any) -> None:
         {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]}
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def ws_echo(scope: Any, receive: Any, send: Any) -> None:
+    """WebSocket: accept, echo every text message with the client address in front; HTTP: the
+    echo app."""
+    if scope["type"] == "http":
+        await echo(scope, receive, send)
+        return
+    if scope["type"] != "websocket":
+        return
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        client = scope["client"][0] if scope.get("client") else "-"
+        await send({"type": "websocket.send", "text": f"{client} {scope['scheme']} {message.get('text')}"})

@@ -66,6 +66,16 @@ class Load:
         clients = [asyncio.create_task(self._client(deadline)) for _ in range(self.concurrency)]
         await asyncio.gather(*clients)
 
+    @staticmethod
+    async def _chunked(reader: asyncio.StreamReader) -> bytes:
+        body = b""
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            chunk = await reader.readexactly(size + 2)
+            if size == 0:
+                return body
+            body += chunk[:-2]
+
     async def _client(self, deadline: float) -> None:
         request = f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode()
         local = (self.source, 0) if self.source else None
@@ -87,7 +97,10 @@ class Load:
                     for line in lines[1:]:
                         name, _, value = line.partition(":")
                         fields[name.strip().lower()] = value.strip().lower()
-                    body = await reader.readexactly(int(fields.get("content-length", "0")))
+                    if fields.get("transfer-encoding") == "chunked":
+                        body = await self._chunked(reader)
+                    else:
+                        body = await reader.readexactly(int(fields.get("content-length", "0")))
                     if status != 200:
                         self.failures.append(f"status {status}")
                     else:
