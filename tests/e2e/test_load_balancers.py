@@ -123,14 +123,22 @@ needs_nginx = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def behind_nginx(tmp_path: Path, cleanup: list[Any]) -> tuple[Wherry, int, int]:
-    server = Wherry(["tests.apps:ws_echo", "--workers", "2", "--no-access-log"], tmp_path)
-    cleanup.append(server)
-    server.wait_serving()
-    proxy, http_port, https_port = start_nginx(tmp_path, server.port)
-    cleanup.append(proxy)
-    return server, http_port, https_port
+@pytest.fixture(scope="module")
+def behind_nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Wherry, int, int]]:
+    """One Wherry and one nginx for the nginx tests (none of them changes either)."""
+    if NGINX is None or shutil.which("openssl") is None:
+        pytest.skip("nginx not installed")
+    tmp_path = tmp_path_factory.mktemp("nginx")
+    server = Wherry(["tests.apps:ws_echo", "--no-access-log"], tmp_path)
+    try:
+        server.wait_serving()
+        proxy, http_port, https_port = start_nginx(tmp_path, server.port)
+        try:
+            yield server, http_port, https_port
+        finally:
+            proxy.stop()
+    finally:
+        server.close()
 
 
 @needs_nginx

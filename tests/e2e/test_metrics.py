@@ -57,7 +57,7 @@ def test_single_server_metrics(servers: list[Wherry], tmp_path: Path) -> None:
         socket.create_connection(("127.0.0.1", server.port)) as idle,
         socket.create_connection(("127.0.0.1", server.port)) as busy,
     ):
-        busy.sendall(f"GET /slow?delay=2&mark={tmp_path}/in HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        busy.sendall(f"GET /slow?delay=0.6&mark={tmp_path}/in HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         wait_until((tmp_path / "in").exists, what="the slow request")
         idle.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert read_response(idle)[0] == 200

@@ -134,13 +134,13 @@ def test_limit_max_requests_recycles_workers_without_a_failed_request(
         "--workers",
         "2",
         "--max-requests",
-        "400",
+        "200",
         "--max-requests-jitter",
-        "50",
+        "20",
     )
     server.wait_serving()
     with Load("127.0.0.1", server.port, concurrency=6) as load:
-        wait_until(lambda: len(load.bodies) >= 4, timeout=30, what="two workers replaced")
+        wait_until(lambda: len(load.bodies) >= 3, timeout=30, what="a worker replaced")
     assert load.failures == []
     assert "--limit-max-requests" in server.log()
     assert server.stop() == 0
@@ -196,18 +196,9 @@ def test_sigterm_drains_workers_then_kills_after_the_grace_period(
         assert slow.recv(1000) == b""
 
 
-def test_pid_file_is_written_and_removed(servers: list[Wherry], tmp_path: Path) -> None:
-    """--pid-file holds the server's process id while it runs and is gone after it stops."""
-    pid_file = tmp_path / "wherry.pid"
-    server = start(servers, tmp_path, "tests.apps:ops", "--pid-file", str(pid_file))
-    server.wait_serving()
-    assert pid_file.read_text() == f"{server.pid}\n"
-    assert server.stop() == 0
-    assert not pid_file.exists()
-
-
 def test_pid_file_of_the_supervisor(servers: list[Wherry], tmp_path: Path) -> None:
-    """With workers, the pid file names the supervisor (the process to signal)."""
+    """--pid-file names the supervisor (the process to signal) while it runs, and is removed when
+    it stops."""
     pid_file = tmp_path / "wherry.pid"
     server = start(servers, tmp_path, "tests.apps:ops", "--workers", "2", "--pid-file", str(pid_file))
     server.wait_serving()
