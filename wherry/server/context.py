@@ -33,7 +33,15 @@ class Runtime(Protocol):
 
     def create_future(self) -> FutureLike: ...
 
-    def run_app(
+    def app_runner(self) -> AppRunner: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> object: ...
+
+
+class AppRunner(Protocol):
+    """Runs the application calls of one connection, one at a time (see the backend's runtime)."""
+
+    def run(
         self,
         app: ASGIApp,
         scope: Scope,
@@ -42,7 +50,7 @@ class Runtime(Protocol):
         on_done: Callable[[BaseException | None], None],
     ) -> None: ...
 
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> object: ...
+    def close(self) -> None: ...
 
 
 class Connection(Protocol):

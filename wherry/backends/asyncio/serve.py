@@ -158,10 +158,9 @@ class AsyncioServer:
 
     async def _shutdown(self, ctx: ServerContext, runtime: AsyncioRuntime) -> None:
         loop = asyncio.get_running_loop()
-        if self.drain:
-            await self._drain(ctx, runtime)
-            return
-        ctx.shutting_down = True
+        drain = self.drain
+        if not drain:
+            ctx.shutting_down = True
         # Stop accepting first, and close the listening sockets only once the connections already
         # accepted have their transports (two loop iterations): asyncio cannot attach a transport
         # to a closed Server, and would leave such a socket open with nobody to close it. Each of
@@ -173,10 +172,16 @@ class AsyncioServer:
                 loop.remove_reader(sock.fileno())
         for _ in range(2):
             await asyncio.sleep(0)
+        # A worker handing over to its replacement (drain) serves the connections it accepted:
+        # from here each response says connection: close, and idle keep-alive connections are
+        # left to their deadline, since closing one races with a request being sent on it
+        # (docs/discussion/processes.md).
+        ctx.shutting_down = True
         for server in self._servers:
             server.close()
-        for conn in list(ctx.connections):
-            conn.shutdown()
+        if not drain:
+            for conn in list(ctx.connections):
+                conn.shutdown()
         if not self.force_exit:
             closed = await self._connections_closed(ctx, self.config.timeout_graceful_shutdown)
             if not closed and not self.force_exit:
@@ -186,44 +191,16 @@ class AsyncioServer:
                 )
         for conn in list(ctx.connections):
             conn.abort_all()
-        tasks = [t for t in runtime.tasks if not t.done()]
-        if tasks:
-            for task in tasks:
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait(tasks, timeout=5)
+        for runner in list(runtime.busy):
+            runner.cancel()
         # A closed or aborted transport releases its socket in a later loop iteration: wait for
         # that, so no connection outlives serve() (or is left to the garbage collector).
         await self._connections_closed(ctx, 1.0)
-
-    async def _drain(self, ctx: ServerContext, runtime: AsyncioRuntime) -> None:
-        """Hand over to a replacement worker that already accepts on the same sockets: stop
-        accepting, serve every connection already accepted (each one answers its next request
-        with ``connection: close``), let idle ones reach their keep-alive deadline, then stop."""
-        loop = asyncio.get_running_loop()
-        for sock in self.sockets:
-            with contextlib.suppress(NotImplementedError):
-                loop.remove_reader(sock.fileno())
-        for _ in range(2):  # connections accepted before the reader went get their transports
-            await asyncio.sleep(0)
-        ctx.shutting_down = True  # from here every response says connection: close
-        for server in self._servers:
-            server.close()
-        if not self.force_exit:
-            closed = await self._connections_closed(ctx, self.config.timeout_graceful_shutdown)
-            if not closed and not self.force_exit:
-                logger.warning(
-                    "Drain timed out with %d connection(s) open; closing them", len(ctx.connections)
-                )
-        for conn in list(ctx.connections):
-            conn.abort_all()
-        tasks = [t for t in runtime.tasks if not t.done()]
-        if tasks:
-            for task in tasks:
-                task.cancel()
+        # Each connection's runner task ends once its connection is gone and its app returned.
+        runners = [task for task in runtime.runners if not task.done()]
+        if runners:
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait(tasks, timeout=5)
-        await self._connections_closed(ctx, 1.0)
+                await asyncio.wait(runners, timeout=5)
 
     async def _connections_closed(self, ctx: ServerContext, timeout: float) -> bool:
         """Wait until every connection is gone (True), or ``timeout`` or a forced exit (False)."""
