@@ -192,6 +192,26 @@ def run_in_process(
     configure(config.log_level, config.access_log, config.log_format)
     server = Server(config.app, config)
     hooks: list[Any] = []
+    exporter: Any = None
+    if control is None and config.metrics_bind:
+        from .supervisor.exporter import Exporter, render
+
+        def metrics() -> str:
+            ctx = server._impl.ctx if server._impl is not None else None
+            if ctx is None or ctx.metrics is None:
+                return render([])
+            return render([ctx.metrics.snapshot(len(ctx.connections), ctx.tasks)])
+
+        def ready() -> bool:
+            impl = server._impl
+            return server.started and impl is not None and not impl.should_exit
+
+        try:
+            exporter = Exporter(config.metrics_bind, metrics, ready)  # bound now: errors come first
+        except BindError as exc:
+            logger.error("%s", exc.strerror or exc)
+            sys.exit(1)
+        hooks.append(exporter.stop)
 
     def on_started(srv: Server) -> None:
         impl = srv._impl
@@ -202,22 +222,8 @@ def run_in_process(
             channel = ControlChannel(asyncio.get_running_loop(), control, impl)
             channel.start()
             hooks.append(channel.close)
-        elif config.metrics_bind:
-            from .supervisor.exporter import Exporter, render
-
-            def metrics() -> str:
-                ctx = impl.ctx
-                if ctx is None or ctx.metrics is None:
-                    return render([])
-                return render([ctx.metrics.snapshot(len(ctx.connections), ctx.tasks)])
-
-            def ready() -> bool:
-                ctx = impl.ctx
-                return ctx is not None and not ctx.shutting_down and not impl.should_exit
-
-            exporter = Exporter(config.metrics_bind, metrics, ready)
+        elif exporter is not None:
             exporter.start()
-            hooks.append(exporter.stop)
 
     try:
         with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import read_response
-from tests.procs import Wherry, free_port, wait_until
+from tests.procs import ROOT, Wherry, free_port, wait_until
 from wherry.config import Config
 from wherry.server.context import ServerContext
 from wherry.server.observe import LATENCY_BUCKETS, Metrics
@@ -154,3 +156,31 @@ def test_no_per_request_work_when_access_log_and_metrics_are_off() -> None:
     assert ctx.access_log is False and ctx.metrics is None
     ctx = ServerContext(Config(access_log=False, metrics_bind="127.0.0.1:0"), None, Runtime())  # type: ignore[arg-type]
     assert ctx.access_log is True and ctx.metrics is not None
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_metrics_address_in_use_is_a_clear_error(tmp_path: Path, workers: str) -> None:
+    """A --metrics-bind address that cannot be bound stops the server with a message, exit 1."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "wherry",
+                "tests.apps:ops",
+                "--port",
+                "0",
+                "--workers",
+                workers,
+                "--metrics-bind",
+                address,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            timeout=30,
+        )
+    assert result.returncode == 1
+    assert f"cannot bind the metrics address {address}".encode() in result.stderr

@@ -123,7 +123,11 @@ class Supervisor:
         try:
             logger.info("Started parent process [%d] with %d workers", os.getpid(), self.target)
             if self.config.metrics_bind:
-                self.exporter = Exporter(self.config.metrics_bind, self.render_metrics, self.is_ready)
+                try:
+                    self.exporter = Exporter(self.config.metrics_bind, self.render_metrics, self.is_ready)
+                except OSError as exc:
+                    logger.error("%s", exc.strerror or exc)
+                    return 1
                 self.exporter.start()
             if self.config.reload:
                 from .reload import Reloader

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from ..config import parse_bind
+from ..sockets import BindError
 
 logger = logging.getLogger("wherry.error")
 
@@ -147,7 +148,10 @@ class Exporter:
             address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
             daemon_threads = True
 
-        self.httpd = Server((host, port), Handler)
+        try:
+            self.httpd = Server((host, port), Handler)
+        except OSError as exc:
+            raise BindError(exc.errno, f"cannot bind the metrics address {address}: {exc.strerror}") from None
         self.address = self.httpd.server_address
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="wherry-metrics", daemon=True)
 
@@ -156,5 +160,6 @@ class Exporter:
         logger.info("Metrics and probes on http://%s:%d/metrics", self.address[0], self.address[1])
 
     def stop(self) -> None:
-        self.httpd.shutdown()
+        if self._thread.is_alive():  # shutdown() would wait for ever on a loop never started
+            self.httpd.shutdown()
         self.httpd.server_close()
