@@ -4,10 +4,8 @@ the user and group to run as when started as root."""
 from __future__ import annotations
 
 import contextlib
-import grp
 import logging
 import os
-import pwd
 
 logger = logging.getLogger("wherry.error")
 
@@ -36,6 +34,9 @@ def remove_pid_file(path: str) -> None:
 def resolve_ids(user: str | None, group: str | None) -> tuple[int | None, int | None, list[int]]:
     """(uid, gid, supplementary gids) for --user/--group: names or numbers. A user alone brings
     its primary group and its supplementary groups."""
+    import grp  # Unix only: imported when --user/--group is given
+    import pwd
+
     uid = gid = None
     groups: list[int] = []
     if user is not None:
