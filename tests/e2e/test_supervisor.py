@@ -85,6 +85,22 @@ def test_hup_restarts_workers_one_by_one_with_new_code_and_no_failed_request(
     assert server.stop() == 0
 
 
+def test_worker_dying_during_a_handover(servers: list[Wherry], tmp_path: Path) -> None:
+    """An old worker killed while its replacement starts: the replacement takes its place, the
+    restart goes on, and the pool ends at its size."""
+    server = start(servers, tmp_path, "tests.apps:ops", "--workers", "2")
+    server.wait_serving()
+    wait_until(lambda: len(server.workers()) == 2, what="two workers")
+    before = server.workers()
+    server.signal(signal.SIGHUP)
+    for pid in before:
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: len(server.workers()) == 2 and not server.workers() & before, what="a new pool")
+    assert httpx.get(server.url).status_code == 200
+    assert "Traceback" not in server.log()
+    assert server.stop() == 0
+
+
 def test_ttin_adds_a_worker_and_ttou_removes_one(servers: list[Wherry], tmp_path: Path) -> None:
     """SIGTTIN starts one more worker; SIGTTOU drains one (never below one)."""
     server = start(servers, tmp_path, "tests.apps:ops", "--workers", "2")

@@ -90,7 +90,8 @@ class Supervisor:
         self.target = config.workers
         self.workers: list[WorkerProcess] = []  # serving, or starting to
         self.retiring: list[WorkerProcess] = []  # draining after a handover
-        self.incoming: WorkerProcess | None = None  # the replacement for replace_queue[0]
+        # The replacement for replace_queue[0], which stays first in the queue until it is ready.
+        self.incoming: WorkerProcess | None = None
         self.replace_queue: deque[WorkerProcess] = deque()
         self.generation = 0
         self.exit_code = 0
@@ -219,11 +220,10 @@ class Supervisor:
         self.target -= 1
         logger.info("Received SIGTTOU: %d worker(s) now", self.target)
         queued = set(map(id, self.replace_queue))
-        candidates = [w for w in self.workers if id(w) not in queued] or self.workers
-        victim = candidates[-1]
-        if victim in self.replace_queue:
-            self.replace_queue.remove(victim)
-        self._retire(victim)
+        candidates = [w for w in self.workers if id(w) not in queued]
+        if candidates:
+            self._retire(candidates[-1])
+        # Otherwise every worker waits for its replacement: the surplus goes once they are done.
 
     # ------------------------------------------------------------------ replacing workers
 
@@ -289,11 +289,13 @@ class Supervisor:
         logger.info("Worker [%d] is ready", worker.pid)
         if worker is self.incoming:
             self.incoming = None
-            old = self.replace_queue.popleft()
             self.workers.append(worker)
-            logger.info("Worker [%d] replaces worker [%d], which drains", worker.pid, old.pid)
-            self._retire(old)
-            self.restarts += 1
+            old = self.replace_queue.popleft() if self.replace_queue else None
+            if old is not None and old in self.workers:
+                logger.info("Worker [%d] replaces worker [%d], which drains", worker.pid, old.pid)
+                self._retire(old)
+                self.restarts += 1
+            # Otherwise the old worker died or was retired meanwhile: the new one takes its place.
 
     # ------------------------------------------------------------------ between two waits
 
