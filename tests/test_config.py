@@ -13,7 +13,7 @@ import click
 import pytest
 
 import wherry.cli
-from wherry.config import OPTIONS, OPTIONS_BY_NAME, Config, ConfigError, Option, read_toml
+from wherry.config import OPTIONS, OPTIONS_BY_NAME, Config, ConfigError, Option, file_mode, read_toml
 
 # Flags uvicorn has for options Wherry shares with it, and the option each one sets.
 UVICORN_FLAGS = {
@@ -45,6 +45,14 @@ UVICORN_FLAGS = {
     "--log-level": "log_level",
     "--access-log": "access_log",
     "--no-access-log": "access_log",
+    "--timeout-worker-healthcheck": "timeout_worker_healthcheck",
+    "--limit-max-requests": "limit_max_requests",
+    "--limit-max-requests-jitter": "limit_max_requests_jitter",
+    "--reload": "reload",
+    "--reload-dir": "reload_dirs",
+    "--reload-include": "reload_includes",
+    "--reload-exclude": "reload_excludes",
+    "--reload-delay": "reload_delay",
 }
 
 # Aliases from gunicorn and hypercorn.
@@ -53,6 +61,12 @@ ALIASES = {
     "-w": "workers",
     "--keep-alive": "timeout_keep_alive",
     "--graceful-timeout": "timeout_graceful_shutdown",
+    "--max-requests": "limit_max_requests",
+    "--max-requests-jitter": "limit_max_requests_jitter",
+    "--access-logformat": "access_log_format",
+    "--pid": "pid_file",
+    "-u": "user",
+    "-g": "group",
 }
 
 # Parameters the command has that are not options of a server (click's own).
@@ -84,6 +98,12 @@ def sample(option: Option, toml_file: Path) -> Any:
         return str(toml_file)
     if option.name == "fallback":
         return "tests.apps:echo"
+    if option.name == "uds_permissions":
+        return "660"
+    if option.name == "metrics_bind":
+        return "127.0.0.1:9100"
+    if option.name == "access_log_format":
+        return "%(h)s %(r)s %(s)s %(D)s"
     kind = option.kind
     if kind == "bool":
         return not option.default
@@ -367,6 +387,17 @@ def test_command_line_defaults_do_not_mask_the_environment(run_cli: Any, monkeyp
         {"headers": [":empty-name"]},
         {"headers": ["x-a: 1\r\nx-b: 2"]},
         {"headers": ["x-a: \x00"]},
+        {"uds_permissions": "rw-rw----"},
+        {"uds_permissions": "99"},
+        {"limit_worker_rss": "lots"},
+        {"limit_worker_rss": 0},
+        {"limit_max_requests": 0},
+        {"limit_max_requests_jitter": -1},
+        {"timeout_worker_healthcheck": -1},
+        {"metrics_bind": "unix:/tmp/m.sock"},
+        {"access_log_format": "%(h"},
+        {"log_format": "xml"},
+        {"proxy_headers_style": "both"},
         {"no_such_option": 1},
     ],
 )
@@ -394,6 +425,20 @@ def test_defaults() -> None:
         assert getattr(config, option.name) == option.default
     config.headers.append("x:1")
     assert Config().headers == []
+
+
+@pytest.mark.parametrize(
+    ("text", "mib"), [("512", 512), ("512M", 512), ("2G", 2048), ("2GiB", 2048), ("4096K", 4), (64, 64)]
+)
+def test_worker_rss_limit_takes_sizes(text: object, mib: int) -> None:
+    """--limit-worker-rss is in MiB, or with a K/M/G suffix."""
+    assert Config(limit_worker_rss=text).limit_worker_rss == mib
+
+
+@pytest.mark.parametrize(("text", "mode"), [("660", 0o660), ("0o600", 0o600), ("0777", 0o777)])
+def test_uds_permissions_are_octal(text: str, mode: int) -> None:
+    """--uds-permissions takes an octal mode, as chmod does."""
+    assert file_mode(Config(uds_permissions=text).uds_permissions or "") == mode
 
 
 @pytest.mark.parametrize(

@@ -160,6 +160,60 @@ def _bind(value: Any) -> str:
     return text
 
 
+def file_mode(text: str) -> int:
+    """An octal file mode (``660``, ``0660``, ``0o660``) as a number."""
+    digits = text.strip().lower().removeprefix("0o")
+    if not digits or len(digits) > 4 or any(c not in "01234567" for c in digits):
+        raise ValueError(f"expected an octal file mode such as 660, got {text!r}")
+    return int(digits, 8)
+
+
+def _octal_mode(value: Any) -> str:
+    text = str(value).strip()
+    file_mode(text)
+    return text
+
+
+def _size_mib(value: Any) -> int:
+    """A size in MiB: a whole number, or with a suffix K, M or G (``512M``, ``2G``)."""
+    if isinstance(value, int):
+        number = value
+    else:
+        text = str(value).strip().upper().removesuffix("B").removesuffix("I")
+        factors = {"K": 1 / 1024, "M": 1, "G": 1024}
+        factor = factors.get(text[-1:])
+        digits = text[:-1] if factor is not None else text
+        if not digits.isdigit():
+            raise ValueError(f"expected a size in MiB (or with K, M, G), got {value!r}")
+        number = int(int(digits) * (factor or 1))
+    if number < 1:
+        raise ValueError(f"must be at least 1 MiB, got {value!r}")
+    return number
+
+
+class _AnyAtom(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "-"
+
+
+def _access_format(value: Any) -> str:
+    """A gunicorn-style access log format; it must format (unknown atoms print as ``-``)."""
+    text = str(value)
+    try:
+        text % _AnyAtom()
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"malformed access log format {text!r}: {exc}") from None
+    return text
+
+
+def _metrics_bind(value: Any) -> str:
+    text = str(value).strip()
+    kind, _target = parse_bind(text)
+    if kind != "tcp":
+        raise ValueError(f"the metrics address must be HOST:PORT, got {text!r}")
+    return text
+
+
 @dataclass(frozen=True)
 class Option:
     name: str
@@ -493,6 +547,160 @@ OPTIONS: tuple[Option, ...] = (
     # Logging
     Option("log_level", "choice", "info", "Log level.", choices=LOG_LEVELS, group="Logging"),
     Option("access_log", "bool", True, "Write an access log line per request.", group="Logging"),
+    # Processes and operations
+    Option(
+        "timeout_worker_healthcheck",
+        "float",
+        5.0,
+        "Seconds a worker has to answer the supervisor's ping before it is killed and replaced.",
+        convert=_non_negative_float,
+        group="Processes",
+    ),
+    Option(
+        "limit_max_requests",
+        "int",
+        None,
+        "Replace a worker (without dropping a request) after it has served this many requests.",
+        flags=("--limit-max-requests", "--max-requests"),
+        convert=_positive_int,
+        group="Processes",
+    ),
+    Option(
+        "limit_max_requests_jitter",
+        "int",
+        0,
+        "Add a random 0..N to --limit-max-requests per worker, so workers are not replaced together.",
+        flags=("--limit-max-requests-jitter", "--max-requests-jitter"),
+        convert=_non_negative_int,
+        group="Processes",
+    ),
+    Option(
+        "limit_worker_rss",
+        "int",
+        None,
+        "Replace a worker (without dropping a request) once its resident memory passes this many MiB.",
+        convert=_size_mib,
+        group="Processes",
+        metavar="MIB",
+    ),
+    Option(
+        "reload",
+        "bool",
+        False,
+        "Restart the workers when a watched file changes (development; needs watchfiles).",
+        group="Processes",
+    ),
+    Option(
+        "reload_dirs",
+        "list",
+        [],
+        "Directory to watch with --reload (repeatable; default: the current directory).",
+        flags=("--reload-dir",),
+        group="Processes",
+        metavar="PATH",
+    ),
+    Option(
+        "reload_includes",
+        "list",
+        [],
+        "Glob pattern of files to watch with --reload (repeatable; default: *.py).",
+        flags=("--reload-include",),
+        group="Processes",
+        metavar="GLOB",
+    ),
+    Option(
+        "reload_excludes",
+        "list",
+        [],
+        "Glob pattern of files not to watch with --reload (repeatable; default: .*, .py[cod], .sw.*, ~*).",
+        flags=("--reload-exclude",),
+        group="Processes",
+        metavar="GLOB",
+    ),
+    Option(
+        "reload_delay",
+        "float",
+        0.25,
+        "Seconds to wait for more changes before restarting with --reload.",
+        convert=_non_negative_float,
+        group="Processes",
+    ),
+    Option(
+        "pid_file",
+        "path",
+        None,
+        "Write the server's process id to this file (removed on exit).",
+        flags=("--pid-file", "--pid"),
+        group="Processes",
+    ),
+    Option(
+        "uds_permissions",
+        "str",
+        None,
+        "File mode of the Unix socket, in octal (e.g. 660).",
+        convert=_octal_mode,
+        group="Binding",
+        metavar="MODE",
+    ),
+    Option(
+        "user",
+        "str",
+        None,
+        "When started as root, run the workers as this user (name or uid) once the sockets are bound.",
+        flags=("--user", "-u"),
+        group="Processes",
+    ),
+    Option(
+        "group",
+        "str",
+        None,
+        "When started as root, run the workers with this group (name or gid).",
+        flags=("--group", "-g"),
+        group="Processes",
+    ),
+    # Behind load balancers
+    Option(
+        "proxy_protocol",
+        "bool",
+        False,
+        "Expect a PROXY protocol header (v1 or v2) from peers in --forwarded-allow-ips.",
+        group="HTTP",
+    ),
+    Option(
+        "proxy_headers_style",
+        "choice",
+        "x-forwarded",
+        "Which proxy headers to read: X-Forwarded-For/-Proto/-Host/-Prefix, or RFC 7239 Forwarded.",
+        choices=("x-forwarded", "forwarded"),
+        group="HTTP",
+    ),
+    # Observability
+    Option(
+        "access_log_format",
+        "str",
+        None,
+        "Access log line with gunicorn-style atoms: %(h)s %(r)s %(s)s %(b)s %(D)s %({name}i)s ...",
+        flags=("--access-log-format", "--access-logformat"),
+        convert=_access_format,
+        group="Logging",
+    ),
+    Option(
+        "log_format",
+        "choice",
+        "text",
+        "Log lines as text or as one JSON object per line.",
+        choices=("text", "json"),
+        group="Logging",
+    ),
+    Option(
+        "metrics_bind",
+        "str",
+        None,
+        "Serve Prometheus metrics (/metrics) and health probes (/healthz, /readyz) on HOST:PORT.",
+        convert=_metrics_bind,
+        group="Logging",
+        metavar="HOST:PORT",
+    ),
     Option(
         "config",
         "path",
@@ -550,6 +758,24 @@ class Config:
     timeout_graceful_shutdown: float
     log_level: str
     access_log: bool
+    timeout_worker_healthcheck: float
+    limit_max_requests: int | None
+    limit_max_requests_jitter: int
+    limit_worker_rss: int | None
+    reload: bool
+    reload_dirs: list[str]
+    reload_includes: list[str]
+    reload_excludes: list[str]
+    reload_delay: float
+    pid_file: str | None
+    uds_permissions: str | None
+    user: str | None
+    group: str | None
+    proxy_protocol: bool
+    proxy_headers_style: str
+    access_log_format: str | None
+    log_format: str
+    metrics_bind: str | None
     config: str | None
 
     def __init__(self, **options: Any) -> None:

@@ -8,13 +8,16 @@ Rules of this module:
    (CVE-2020-7694).
 2. The handlers ``configure`` installs format with ``SafeFormatter``, which escapes control
    characters in the final text again, traceback text from applications included, keeping only the
-   newlines and tabs of tracebacks.
+   newlines and tabs of tracebacks; or, with ``--log-format json``, with ``JSONFormatter``: one
+   JSON object per line, in which ``json`` escapes every control character.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -77,13 +80,39 @@ class SafeFormatter(logging.Formatter):
         return super().format(record).translate(_ESCAPES_BUT_LINES)
 
 
-def configure(log_level: str, access_log: bool) -> None:
-    """Send ``wherry.error`` to stderr and ``wherry.access`` to stdout (only when ``access_log``).
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line: time (RFC 3339, UTC), level, logger, message, the structured
+    fields of an access record (``record.access``) and the traceback, if any. ``json.dumps``
+    escapes every control character (C0, DEL and, with ``ensure_ascii``, C1)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        created = time.gmtime(record.created)
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", created) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "access", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=True, default=str)
+
+
+def configure(log_level: str, access_log: bool, log_format: str = "text") -> None:
+    """Send ``wherry.error`` to stderr and ``wherry.access`` to stdout (only when ``access_log``),
+    as text or as JSON lines (``log_format``).
 
     Calling it again replaces the handlers it installed before and leaves other handlers alone.
     """
     level = LEVELS[log_level]
-    formatter = SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    formatter: logging.Formatter
+    if log_format == "json":
+        formatter = JSONFormatter()
+    else:
+        formatter = SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name, enabled in (("wherry.error", True), ("wherry.access", access_log)):
         logger = logging.getLogger(name)
         logger.setLevel(level if enabled else logging.CRITICAL + 1)

@@ -75,6 +75,8 @@ _SPECIAL = frozenset(
         b"upgrade",
         b"x-forwarded-for",
         b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-forwarded-prefix",
         b"forwarded",
     )
 )

@@ -8,8 +8,9 @@ from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..asgi.http import ASGIApp, FutureLike, Scope
-from ..asgi.scope import TrustedHosts
+from ..asgi.scope import ProxyView, TrustedHosts
 from ..proto.http1 import DefaultHeaders, H1Limits
+from .observe import Metrics, RequestObserver
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -79,11 +80,19 @@ class ServerContext:
         self.connections: set[Connection] = set()
         self.tasks = 0  # requests whose app is running
         self.limit_concurrency = config.limit_concurrency
-        self.access_log = config.access_log and access_logger.isEnabledFor(logging.INFO)
+        access = config.access_log and access_logger.isEnabledFor(logging.INFO)
+        self.metrics = Metrics() if config.metrics_bind else None
         # Several apps behind one server (wherry.compose): access lines name the one that answered.
-        self.log_app_name = bool(getattr(app, "logs_app_name", False))
+        log_app_name = bool(getattr(app, "logs_app_name", False))
+        self.observer = RequestObserver(
+            access, config.access_log_format, config.log_format, self.metrics, log_app_name
+        )
+        # Whether requests are timed and handed to the observer when they end (access log or
+        # metrics); decided once here so a server with both off does nothing per request.
+        self.access_log = access or self.metrics is not None
         self.proxy_headers = config.proxy_headers
         self.trusted = TrustedHosts(config.forwarded_allow_ips)
+        self.proxy_view = ProxyView(self.trusted, config.proxy_headers_style, config.root_path)
         self.read_high_water = 65536
         self.max_pipeline = 16
         self.shutting_down = False

@@ -29,8 +29,8 @@ from time import perf_counter
 from typing import Any
 
 from ..asgi.http import ClientDisconnected, FutureLike, HTTPCycle
-from ..asgi.scope import apply_proxy_headers, http_scope
-from ..logs import answered_by, format_client, printable
+from ..asgi.scope import http_scope
+from ..logs import printable
 from ..proto.events import (
     END_OF_MESSAGE,
     ConnectionClosed,
@@ -42,7 +42,7 @@ from ..proto.events import (
     Request,
 )
 from ..proto.http1 import DONE, H2_REFUSAL, IDLE, H1Connection
-from .context import AppRunner, ServerContext, TimerHandle, access_logger
+from .context import AppRunner, ServerContext, TimerHandle
 
 logger = logging.getLogger("wherry.error")
 
@@ -227,8 +227,9 @@ class H1Server:
         client = self.client
         scheme = self.scheme
         headers = request.headers
+        root_path = ctx.root_path
         if request.forwarded and self._trusted_peer:
-            client, scheme = apply_proxy_headers(headers, client, scheme, ctx.trusted)
+            client, scheme, headers, root_path = ctx.proxy_view(headers, client, scheme)
         scope = http_scope(
             request.method,
             request.http_version,
@@ -238,7 +239,7 @@ class H1Server:
             scheme,
             client,
             self.server,
-            ctx.root_path,
+            root_path,
             ctx.lifespan_state,
             {},
         )
@@ -355,25 +356,12 @@ class H1Server:
         self._arm_timer()
 
     def _log_access(self, cycle: HTTPCycle) -> None:
-        request = cycle.request
-        elapsed = (perf_counter() - cycle.started_at) * 1000.0
-        client = cycle.scope.get("client")
-        access_logger.info(
-            '%s - "%s %s HTTP/%s" %d %d %.1fms%s',
-            format_client(client),
-            printable(request.method),
-            printable(request.target),
-            request.http_version,
-            cycle.status,
-            cycle.sent_bytes,
-            elapsed,
-            answered_by(cycle.scope) if self.ctx.log_app_name else "",
-        )
+        self.ctx.observer.request_done(cycle)  # access line and metrics (wherry/server/observe.py)
 
     def _log_rejected(self, status: int, response: bytes) -> None:
         """The access line of a request the server answered itself: its line is unknown, so "-"."""
         size = len(response) - response.index(b"\r\n\r\n") - 4
-        access_logger.info('%s - "-" %d %d -', format_client(self.client), status, size)
+        self.ctx.observer.request_rejected(self.client, status, size)
 
     # ------------------------------------------------------------------ HTTPStream
 

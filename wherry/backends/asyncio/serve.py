@@ -22,6 +22,7 @@ from ...asgi.lifespan import Lifespan
 from ...config import Config
 from ...server.context import ServerContext
 from ...server.http1 import H1Server
+from ...server.proxy_protocol import ProxyProtocolStage
 from .runtime import AsyncioRuntime
 
 logger = logging.getLogger("wherry.error")
@@ -37,14 +38,20 @@ class AsyncioServer:
         self.ctx: ServerContext | None = None
         self.should_exit = False
         self.force_exit = False
+        self.drain = False
         self._exit_event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._servers: list[asyncio.base_events.Server] = []
         self._tick: asyncio.TimerHandle | None = None
         self._idle: asyncio.Future[None] | None = None
 
-    def request_exit(self, force: bool = False) -> None:
-        """Ask the server to shut down; safe from any thread."""
+    def request_exit(self, force: bool = False, drain: bool = False) -> None:
+        """Ask the server to shut down; safe from any thread. ``drain`` (a worker handing over
+        to its replacement) keeps idle keep-alive connections open: each is closed after its
+        next response or when its keep-alive deadline passes, so a client never sends a request
+        on a connection the server is closing."""
+        if drain and not self.should_exit:
+            self.drain = True
         loop = self._loop
         if loop is None:
             self.should_exit = True
@@ -123,6 +130,11 @@ class AsyncioServer:
         def factory() -> H1Server:
             return H1Server(ctx)
 
+        if self.config.proxy_protocol:
+
+            def factory() -> ProxyProtocolStage:  # type: ignore[misc]
+                return ProxyProtocolStage(ctx)
+
         for sock in sockets:
             server = await loop.create_server(
                 factory,  # type: ignore[arg-type]
@@ -145,8 +157,10 @@ class AsyncioServer:
         self._tick = loop.call_at(now + delay, tick)
 
     async def _shutdown(self, ctx: ServerContext, runtime: AsyncioRuntime) -> None:
-        ctx.shutting_down = True
         loop = asyncio.get_running_loop()
+        drain = self.drain
+        if not drain:
+            ctx.shutting_down = True
         # Stop accepting first, and close the listening sockets only once the connections already
         # accepted have their transports (two loop iterations): asyncio cannot attach a transport
         # to a closed Server, and would leave such a socket open with nobody to close it. Each of
@@ -158,10 +172,16 @@ class AsyncioServer:
                 loop.remove_reader(sock.fileno())
         for _ in range(2):
             await asyncio.sleep(0)
+        # A worker handing over to its replacement (drain) serves the connections it accepted:
+        # from here each response says connection: close, and idle keep-alive connections are
+        # left to their deadline, since closing one races with a request being sent on it
+        # (docs/discussion/processes.md).
+        ctx.shutting_down = True
         for server in self._servers:
             server.close()
-        for conn in list(ctx.connections):
-            conn.shutdown()
+        if not drain:
+            for conn in list(ctx.connections):
+                conn.shutdown()
         if not self.force_exit:
             closed = await self._connections_closed(ctx, self.config.timeout_graceful_shutdown)
             if not closed and not self.force_exit:
