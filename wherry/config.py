@@ -55,15 +55,6 @@ def _positive_float(value: Any) -> float:
     return number
 
 
-def _cert_reqs(value: Any) -> str:
-    text = str(value).strip().lower()
-    names = {"0": "none", "1": "optional", "2": "required"}
-    text = names.get(text, text)
-    if text not in ("none", "optional", "required"):
-        raise ValueError(f"expected none, optional or required (or 0, 1, 2), got {value!r}")
-    return text
-
-
 def _window_size(value: Any) -> int:
     number = int(value)
     if not 1 <= number <= 2**31 - 1:
@@ -422,10 +413,10 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "ssl_cert_reqs",
-        "str",
+        "choice",
         "none",
         "Client certificates: none, optional or required (or 0, 1, 2 as in the ssl module).",
-        convert=_cert_reqs,
+        choices=("none", "optional", "required", "0", "1", "2"),
         group="TLS",
     ),
     Option(

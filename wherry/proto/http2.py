@@ -52,6 +52,7 @@ from .events import (
 NO_ERROR: Final = 0x0
 PROTOCOL_ERROR: Final = 0x1
 INTERNAL_ERROR: Final = 0x2
+FRAME_SIZE_ERROR: Final = 0x6
 REFUSED_STREAM: Final = 0x7
 CANCEL: Final = 0x8
 ENHANCE_YOUR_CALM: Final = 0xB
@@ -144,6 +145,7 @@ class _Stream:
         "bodyless",
         "held",
         "read_since",
+        "refused",
         "remaining",
         "sent_end",
         "stalled_since",
@@ -154,6 +156,7 @@ class _Stream:
         self.remaining = -1  # response bytes still owed to its content-length (-1: none given)
         self.sent_end = False
         self.body_seen = 0
+        self.refused = False  # the body broke a limit: the rest of it is dropped
         self.held = 0  # body bytes received and not yet read by the app (not credited back)
         # The request body gap clock (None: the body is complete). It runs only while the app
         # has read everything: a peer whose window is full waits on the app, not the reverse.
@@ -206,23 +209,25 @@ class H2Connection:
     def initiate(self) -> None:
         """The server preface (SETTINGS), for prior knowledge and ALPN."""
         self._conn.initiate_connection()
-        self._conn.increment_flow_control_window(self._connection_window_boost())
+        self._boost_connection_window()
 
     def initiate_upgrade(self, settings_header: bytes, request: Request, now: float) -> None:
         """h2c by Upgrade (RFC 7540 §3.2): the HTTP/1.1 request becomes stream 1, half-closed by
         the peer; its body, read as HTTP/1.1, is already with the driver."""
         self._conn.initiate_upgrade_connection(settings_header)
-        self._conn.increment_flow_control_window(self._connection_window_boost())
+        self._boost_connection_window()
         stream = self._streams[1] = _Stream(now)
         stream.read_since = None
         request.stream_id = 1
         self._note_bodyless(stream, request)
 
-    def _connection_window_boost(self) -> int:
+    def _boost_connection_window(self) -> None:
         """The connection window grows with the streams that may share it, so one slow stream
         does not hold back the others (the stream windows still bound each one)."""
         want = self.limits.initial_window_size * min(self.limits.max_concurrent_streams, 16)
-        return max(0, min(want, 2**31 - 1) - 65535)
+        boost = min(want, 2**31 - 1) - 65535
+        if boost > 0:
+            self._conn.increment_flow_control_window(boost)
 
     # ------------------------------------------------------------------ reading
 
@@ -246,7 +251,7 @@ class H2Connection:
                 if flow > len(body):
                     self._ack(sid, flow - len(body))  # padding is nobody's to read
                 stream = self._streams.get(sid)
-                if stream is None:
+                if stream is None or stream.refused:
                     self._ack(sid, len(body))
                     continue
                 stream.read_since = now
@@ -254,7 +259,8 @@ class H2Connection:
                 if max_body is not None:
                     stream.body_seen += len(body)
                     if stream.body_seen > max_body:
-                        self._streams.pop(sid, None)
+                        stream.refused = True
+                        stream.read_since = None
                         self._ack(sid, len(body))
                         out.append(Rejected(413, "request body too large", sid))
                         continue
@@ -266,7 +272,7 @@ class H2Connection:
                     out.append(event)
             elif kind is h2.events.StreamEnded:
                 stream = self._streams.get(ev.stream_id)
-                if stream is not None:
+                if stream is not None and not stream.refused:
                     stream.read_since = None
                     out.append(EndOfMessage(ev.stream_id))
             elif kind is h2.events.StreamReset:
@@ -280,7 +286,8 @@ class H2Connection:
             elif kind is h2.events.RemoteSettingsChanged:
                 if not self._settings.take(now):
                     return [*out, self._calm("too many SETTINGS frames")]
-                if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in ev.changed_settings:
+                window = ev.changed_settings.get(h2.settings.SettingCodes.INITIAL_WINDOW_SIZE)
+                if window is not None and window.new_value != window.original_value:
                     out.append(WindowOpened(0))
             elif kind is h2.events.PingReceived:
                 if not self._pings.take(now):
@@ -294,9 +301,9 @@ class H2Connection:
                 out.append(GoAway())
             # TrailersReceived (ASGI has no request trailers; StreamEnded follows),
             # SettingsAcknowledged, PriorityUpdated, UnknownFrameReceived: nothing to do.
-        self._check_header_block(now)
+        self._check_buffered(now)
         if self._closed:
-            out.append(Rejected(400, "header block too large"))
+            out.append(Rejected(400, "frame or header block too large"))
         return out
 
     def _request(self, ev: h2.events.RequestReceived, now: float) -> Request | None:
@@ -353,10 +360,18 @@ class H2Connection:
         if request.method == b"HEAD":
             stream.bodyless = True
 
-    def _check_header_block(self, now: float) -> None:
-        """A header block spread over CONTINUATION frames is bounded in size here (h2 bounds only
-        the number of frames) and in time by ``deadline``."""
-        pending = self._conn.incoming_buffer._headers_buffer  # h2 keeps no public view of it
+    def _check_buffered(self, now: float) -> None:
+        """What h2 holds of frames not yet complete is bounded here; h2 keeps no public view of
+        it, so its buffer is read directly. A frame announcing more than SETTINGS_MAX_FRAME_SIZE
+        is refused from its header (h2 would buffer up to 16 MiB before checking). A header
+        block spread over CONTINUATION frames is bounded in size (h2 bounds only the number of
+        frames) and in time (``deadline``)."""
+        buffer = self._conn.incoming_buffer
+        data = buffer._data
+        if len(data) >= 9 and int.from_bytes(data[:3], "big") > self.limits.max_frame_size:
+            self.close(FRAME_SIZE_ERROR)
+            return
+        pending = buffer._headers_buffer
         if not pending:
             self._head_since = None
             return

@@ -138,6 +138,7 @@ class H2Stream:
         if rest:
             self.write_paused = True
             conn.blocked[self.sid] = self
+            conn._arm_timer()  # the stall has a deadline
         elif end and self._trailers is not None:
             self._send_trailers()
 
@@ -189,6 +190,7 @@ class H2Stream:
         if not self.gone and not conn.closed:
             conn.core.acknowledge(self.sid, size, conn.ctx.runtime.time())
             conn.flush()
+            conn._arm_timer()  # the app waits for the body again: its gap deadline runs
 
     async def drain(self) -> None:
         while self.write_paused and not self.gone and not self.conn.closed:
