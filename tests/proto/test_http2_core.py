@@ -476,7 +476,7 @@ def test_continuation_that_never_ends_meets_the_head_deadline() -> None:
     head.flags = set()
     assert pair.server.receive_data(head.serialize(), 1.0) == []
     assert pair.server.deadline == 4.0
-    expired, reason = pair.server.timed_out(4.0)
+    _expired, reason = pair.server.timed_out(4.0)
     assert reason is not None and pair.server.closed
 
 
