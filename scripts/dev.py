@@ -17,7 +17,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SUPPORTED = ("3.11", "3.12", "3.13")
-SYSTEM_TOOLS = {"curl": "curl"}  # command -> Debian package, used by the end-to-end tests
+# command -> Debian package, used by the end-to-end tests
+SYSTEM_TOOLS = {
+    "curl": "curl",
+    "nghttp": "nghttp2-client",
+    "chromium-headless-shell": "chromium-headless-shell",
+}
 
 
 def run(cmd: list[str], **kwargs: object) -> None:

@@ -298,6 +298,9 @@ class H2Connection:
                     out.append(Rejected(400, f"the peer ended the connection ({ev.error_code!r})"))
                     return out
                 self.peer_goaway = True
+                # RFC 9113 §6.8: the streams the peer already opened still complete; h2 would
+                # refuse to send anything more after a GOAWAY, so its state is put back.
+                self._conn.state_machine.state = h2.connection.ConnectionState.SERVER_OPEN
                 out.append(GoAway())
             # TrailersReceived (ASGI has no request trailers; StreamEnded follows),
             # SettingsAcknowledged, PriorityUpdated, UnknownFrameReceived: nothing to do.
@@ -445,7 +448,7 @@ class H2Connection:
     ) -> bool:
         """Queue the response headers; True when they end the stream (no body can follow)."""
         stream = self._streams.get(sid)
-        if stream is None:
+        if stream is None or self._closed:
             return True
         block, length = self._response_block(status, headers, default)
         if status == 204:
@@ -466,7 +469,7 @@ class H2Connection:
         """A 1xx response (100 Continue, 103 Early Hints) before the final one."""
         if not 100 <= status < 200 or status == 101:
             raise LocalProtocolError(f"{status} is not an informational status")
-        if sid not in self._streams:
+        if sid not in self._streams or self._closed:
             return
         block, _ = self._response_block(status, headers, [])
         self._conn.send_headers(sid, block)
@@ -475,9 +478,7 @@ class H2Connection:
         """Send what the windows allow of ``data`` (ending the stream with the last of it);
         return the rest, to be sent after a ``WindowOpened``."""
         stream = self._streams.get(sid)
-        if stream is None or stream.sent_end:
-            return b""
-        if stream.bodyless:
+        if stream is None or stream.sent_end or stream.bodyless or self._closed:
             return b""
         if stream.remaining >= 0 and len(data) > stream.remaining:
             raise LocalProtocolError("response body longer than its Content-Length")
@@ -515,7 +516,7 @@ class H2Connection:
 
     def send_trailers(self, sid: int, headers: Headers) -> None:
         stream = self._streams.get(sid)
-        if stream is None or stream.sent_end:
+        if stream is None or stream.sent_end or self._closed:
             return
         if stream.remaining > 0:
             raise LocalProtocolError("response body shorter than its Content-Length")
@@ -551,6 +552,8 @@ class H2Connection:
 
     def reset(self, sid: int, code: int) -> None:
         self._streams.pop(sid, None)
+        if self._closed:
+            return
         with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
             self._conn.reset_stream(sid, code)
 

@@ -115,7 +115,7 @@ class H2Stream:
         )
         if not ended and (body or not more_body):
             self._send(body, not more_body)
-        conn.flush()
+        conn.flush_soon()
 
     def write_body(self, cycle: HTTPCycle, body: bytes, more_body: bool) -> None:
         conn = self.conn
@@ -126,13 +126,14 @@ class H2Stream:
         except LocalProtocolError:
             self.abort(cycle)
             raise
-        conn.flush()
+        conn.flush_soon()
 
     def _send(self, data: bytes, end: bool) -> None:
         conn = self.conn
         if self._pending:  # only after a cut-short drain; keep the order
             data = self._pending + data
         rest = conn.core.send_data(self.sid, data, end, conn.ctx.runtime.time())
+        conn.unflushed += len(data) - len(rest)
         self._pending = rest
         self._pending_end = end
         if rest:
@@ -160,7 +161,7 @@ class H2Stream:
         self._trailers = list(headers)
         if not self._pending:
             self._send_trailers()
-            self.conn.flush()
+            self.conn.flush_soon()
 
     def _send_trailers(self) -> None:
         headers, self._trailers = self._trailers, None
@@ -169,7 +170,7 @@ class H2Stream:
     def write_informational(self, cycle: HTTPCycle, status: int, headers: Headers) -> None:
         if not self.gone and not self.conn.closed:
             self.conn.core.informational(self.sid, status, headers)
-            self.conn.flush()
+            self.conn.flush_soon()
 
     def write_continue(self, cycle: HTTPCycle) -> None:
         self.write_informational(cycle, 100, [])
@@ -189,7 +190,7 @@ class H2Stream:
         conn = self.conn
         if not self.gone and not conn.closed:
             conn.core.acknowledge(self.sid, size, conn.ctx.runtime.time())
-            conn.flush()
+            conn.flush_soon()
             conn._arm_timer()  # the app waits for the body again: its gap deadline runs
 
     async def drain(self) -> None:
@@ -212,7 +213,7 @@ class H2Stream:
         if not self.gone:
             self.gone = True
             self.conn.core.reset(self.sid, INTERNAL_ERROR)
-            self.conn.flush()
+            self.conn.flush_soon()
         self.wake()
 
     def cycle_finished(self, cycle: HTTPCycle) -> None:
@@ -237,6 +238,8 @@ class H2Server:
         self._upgrade_left = 0
         self._lingering = False
         self._eof = False
+        self._flush_scheduled = False
+        self.unflushed = 0  # DATA bytes queued since the last write
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int | None] | None = None
         self.scheme = "http"
@@ -550,10 +553,11 @@ class H2Server:
         if self.closed:
             return
         self.core.stream_done(stream.sid, ctx.runtime.time())
-        self.flush()
         if ctx.shutting_down and not self.streams:
+            self.flush()
             self._close()
             return
+        self.flush_soon()
         self._arm_timer()
 
     def _log_access(self, cycle: HTTPCycle) -> None:
@@ -572,9 +576,25 @@ class H2Server:
     # ------------------------------------------------------------------ writing and time
 
     def flush(self) -> None:
+        self.unflushed = 0
         data = self.core.data_to_send()
         if data and not self.closed:
             self.transport.write(data)
+
+    def flush_soon(self) -> None:
+        """Write what the streams queued once per loop iteration: responses of many streams
+        finishing together leave in one write, not one each. Past 64 KiB it is written at once,
+        so the transport's backpressure reaches an app that sends without pausing."""
+        if self.unflushed > 65536:
+            self.flush()
+        elif not self._flush_scheduled and not self.closed:
+            self._flush_scheduled = True
+            runtime = self.ctx.runtime
+            runtime.call_at(runtime.time(), self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flush_scheduled = False
+        self.flush()
 
     def _arm_timer(self) -> None:
         if self.closed:
