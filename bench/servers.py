@@ -88,7 +88,7 @@ def _granian(run: Launch) -> list[str]:
         run.script("granian"), "--interface", "asgi",
         "--host", run.host, "--port", str(run.port),
         "--workers", "1", "--runtime-threads", "1", "--runtime-mode", "st",
-        "--no-ws", "--http", "2" if run.protocol == "h2c" else "1",
+        "--no-ws", "--http", "auto" if run.protocol == "h2c" else "1",
         "--loop", "uvloop", "--log-level", "warning",
         "--backlog", str(run.backlog), "--backpressure", str(run.backlog),
         *(["--ssl-certificate", run.certfile, "--ssl-keyfile", run.keyfile] if run.protocol == "https"

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import os
+import select
 import shutil
 import socket
 import ssl
@@ -782,3 +783,140 @@ def test_browser_loads_a_page_over_http2_with_tls(serve: Serve, certs: Certs, tm
 @pytest.fixture
 def unused() -> Iterator[None]:
     yield
+
+
+def test_idle_connection_gets_goaway_and_closes(h2serve: H2Start) -> None:
+    """--timeout-keep-alive on HTTP/2: a connection with no open stream past the timeout gets
+    GOAWAY NO_ERROR and is closed."""
+    env = h2serve(apps.hello, timeout_keep_alive=1.0)
+    with env.client() as client:
+        response = client.response(client.request("/", scheme=env.scheme))
+        assert response.status == 200
+        started = time.monotonic()
+        goaway = client.wait_goaway(WAIT)
+        assert goaway is not None and goaway.error_code == 0
+        assert client.wait_closed()
+    assert 0.5 < time.monotonic() - started < 4.0
+
+
+def test_stalled_request_body_is_reset_after_the_body_timeout(h2serve: H2Start) -> None:
+    """--timeout-request-body on HTTP/2: a stream whose body stops arriving while its app waits
+    is reset (CANCEL) and the app sees http.disconnect; the connection goes on."""
+    seen: list[str] = []
+    done = threading.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["path"] == "/ok":
+            await apps.hello(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect" or not message.get("more_body"):
+                break
+        seen.append(message["type"])
+        done.set()
+
+    env = h2serve(app, timeout_request_body=0.5)
+    with env.client() as client:
+        sid = client.request("/", "POST", body=b"part", end=False, scheme=env.scheme)
+        response = client.response(sid)
+        assert response.reset == h2.errors.ErrorCodes.CANCEL
+        assert done.wait(WAIT)
+        ok = client.response(client.request("/ok", scheme=env.scheme))
+        assert ok.status == 200
+    assert seen == ["http.disconnect"]
+
+
+def test_access_log_line_for_an_http2_request(h2serve: H2Start, caplog: pytest.LogCaptureFixture) -> None:
+    """The access log has one line per HTTP/2 request, with HTTP/2 as its version."""
+    caplog.set_level("INFO", logger="wherry.access")  # before the start: the server decides then
+    env = h2serve(apps.hello, access_log=True)
+    with env.client() as client:
+        response = client.response(client.request("/logged?x=1", scheme=env.scheme))
+        assert response.status == 200
+        assert client.wait(lambda: any("/logged" in r.getMessage() for r in caplog.records), WAIT)
+    line = next(r.getMessage() for r in caplog.records if "/logged" in r.getMessage())
+    assert '"GET /logged?x=1 HTTP/2" 200 13' in line
+
+
+def test_h2c_upgrade_body_that_stalls_meets_the_body_deadline(serve: Serve) -> None:
+    """--timeout-request-body holds for the HTTP/1.1 body of an h2c Upgrade request: a body that
+    stops arriving ends the connection, and the app sees http.disconnect."""
+    seen: list[str] = []
+    done = threading.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect" or not message.get("more_body"):
+                break
+        seen.append(message["type"])
+        done.set()
+
+    server = serve(app, lifespan="off", timeout_request_body=0.5)
+    with server.connect() as sock:
+        sock.sendall(
+            b"POST / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+            b"HTTP2-Settings: AAMAAABkAAQAAP__\r\nContent-Length: 100\r\n\r\nonly part"
+        )
+        sock.settimeout(WAIT)
+        data = b""
+        while piece := sock.recv(65536):
+            data += piece
+    assert data.startswith(b"HTTP/1.1 101 ")
+    assert done.wait(WAIT)
+    assert seen == ["http.disconnect"]
+
+
+def test_h2c_upgrade_body_is_held_until_the_app_reads_it(serve: Serve) -> None:
+    """The body of an h2c Upgrade request is outside HTTP/2 flow control: the server stops reading
+    it while the app has not taken it (the HTTP/1.1 way), and the whole body arrives in the end."""
+    release = threading.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, release.wait, WAIT)
+        body = await apps.read_body(receive)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"%d" % len(body)})
+
+    server = serve(app, lifespan="off")
+    config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+    conn = h2.connection.H2Connection(config)
+    settings_header = conn.initiate_upgrade_connection()
+    size = 16_000_000
+    with server.connect() as sock:
+        sock.sendall(
+            b"POST / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+            b"HTTP2-Settings: " + settings_header + b"\r\nContent-Length: %d\r\n\r\n" % size
+        )
+        sock.setblocking(False)
+        sent = 0
+        chunk = b"b" * 65536
+        deadline = time.monotonic() + WAIT
+        while sent < size and time.monotonic() < deadline:  # until the server stops taking it
+            try:
+                sent += sock.send(chunk[: size - sent])
+            except BlockingIOError:
+                _, writable, _ = select.select([], [sock], [], 0.3)
+                if not writable:
+                    break
+        assert sent < size  # held back: kernel buffers are far smaller than 16 MB
+        release.set()
+        sock.setblocking(True)
+        sock.sendall(b"b" * (size - sent))
+        sock.sendall(conn.data_to_send())
+        sock.settimeout(WAIT)
+        body = b""
+        ended = False
+        while not ended:
+            data = sock.recv(65536)
+            assert data
+            if data.startswith(b"HTTP/1.1 101"):
+                data = data.split(b"\r\n\r\n", 1)[1]
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.DataReceived):
+                    body += event.data
+                elif isinstance(event, h2.events.StreamEnded):
+                    ended = True
+            sock.sendall(conn.data_to_send())
+    assert body == b"%d" % size

@@ -251,3 +251,16 @@ def test_plain_socket_to_a_tls_port_is_closed(serve: Serve, certs: Certs) -> Non
     info, again = get_over_tls(server, certs.client_context(("http/1.1",)))
     again.close()
     assert info["scheme"] == "https"
+
+
+def test_alpn_offers_h2_then_http11_and_only_http11_without_http2(serve: Serve, certs: Certs) -> None:
+    """ALPN (RFC 7301): a client offering both gets h2; with --no-http2 it gets http/1.1."""
+    both = certs.client_context(("h2", "http/1.1"))
+    with_h2 = serve(tls_info, lifespan="off", ssl_certfile=str(certs.server_file))
+    with both.wrap_socket(with_h2.connect(), server_hostname="localhost") as sock:
+        assert sock.selected_alpn_protocol() == "h2"
+    without = serve(tls_info, lifespan="off", ssl_certfile=str(certs.server_file), http2=False)
+    info, sock = get_over_tls(without, both)
+    with sock:
+        assert sock.selected_alpn_protocol() == "http/1.1"
+    assert info["http_version"] == "1.1"

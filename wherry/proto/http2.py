@@ -186,6 +186,7 @@ class H2Connection:
             validate_inbound_headers=True,
             normalize_inbound_headers=False,
             validate_outbound_headers=False,  # checked here, with errors the app can see
+            normalize_outbound_headers=False,  # names are lowercased here already
         )
         conn = self._conn = h2.connection.H2Connection(config)
         conn.local_settings = h2.settings.Settings(client=False, initial_values=settings_payload(limits))

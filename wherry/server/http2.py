@@ -84,6 +84,7 @@ class H2Stream:
         "cycle",
         "gone",
         "sid",
+        "untracked",
         "write_paused",
     )
 
@@ -93,6 +94,7 @@ class H2Stream:
         self.cycle: HTTPCycle = None  # type: ignore[assignment]
         self.write_paused = conn.transport_paused
         self.gone = False  # reset by either side, or the connection is lost
+        self.untracked = 0  # body bytes outside HTTP/2 flow control (an h2c Upgrade's body)
         self._pending = b""
         self._pending_end = False
         self._trailers: Headers | None = None
@@ -188,6 +190,13 @@ class H2Stream:
 
     def body_consumed(self, cycle: HTTPCycle, size: int) -> None:
         conn = self.conn
+        if self.untracked:
+            taken = min(size, self.untracked)
+            self.untracked -= taken
+            size -= taken
+            conn.upgrade_body_read(cycle)
+            if not size:
+                return
         if not self.gone and not conn.closed:
             conn.core.acknowledge(self.sid, size, conn.ctx.runtime.time())
             conn.flush_soon()
@@ -236,6 +245,8 @@ class H2Server:
         self._timer: TimerHandle | None = None
         self._upgrade_body: H2Stream | None = None  # h2c Upgrade: stream 1 still reading its body
         self._upgrade_left = 0
+        self._upgrade_since = 0.0  # when upgrade body bytes last arrived
+        self._upgrade_paused = False  # reading paused: the app has not read the upgrade body
         self._lingering = False
         self._eof = False
         self._flush_scheduled = False
@@ -295,6 +306,7 @@ class H2Server:
             if body_size:
                 self._upgrade_body = stream
                 self._upgrade_left = body_size
+                self._upgrade_since = now
             else:
                 stream.cycle.feed_end()
             self._run(stream)
@@ -385,11 +397,26 @@ class H2Server:
         take = min(len(data), self._upgrade_left)
         stream = self._upgrade_body
         self._upgrade_left -= take
+        self._upgrade_since = self.ctx.runtime.time()
         if stream is not None and not stream.gone:
-            stream.cycle.feed_body(data[:take])
+            stream.untracked += take
+            cycle = stream.cycle
+            cycle.feed_body(data[:take])
             if not self._upgrade_left:
-                stream.cycle.feed_end()
+                cycle.feed_end()
+            elif cycle.buffered > self.ctx.read_high_water and not self._upgrade_paused:
+                # Outside HTTP/2 flow control: held back the HTTP/1.1 way, by not reading.
+                self._upgrade_paused = True
+                self.transport.pause_reading()
         return data[take:]
+
+    def upgrade_body_read(self, cycle: HTTPCycle) -> None:
+        """The app read some of the upgrade body: read more once it is below the mark."""
+        if self._upgrade_paused and cycle.buffered <= self.ctx.read_high_water and not self.closed:
+            self._upgrade_paused = False
+            self._upgrade_since = self.ctx.runtime.time()
+            self.transport.resume_reading()
+            self._arm_timer()
 
     def eof_received(self) -> bool:
         self._eof = True
@@ -603,6 +630,9 @@ class H2Server:
         if self.transport_paused:
             stall = self._paused_since + self.ctx.config.timeout_send
             deadline = stall if deadline is None else min(deadline, stall)
+        if self._upgrade_left and not self._upgrade_paused:
+            gap = self._upgrade_since + self.ctx.config.timeout_request_body
+            deadline = gap if deadline is None else min(deadline, gap)
         if deadline is None:
             return
         timer = self._timer
@@ -622,6 +652,16 @@ class H2Server:
             self._lost()
             self.closed = True
             self.transport.abort()
+            return
+        if (
+            self._upgrade_left
+            and not self._upgrade_paused
+            and now >= self._upgrade_since + self.ctx.config.timeout_request_body
+        ):
+            logger.info("h2c upgrade body from %s not received in time", self._client_text)
+            self._lost()
+            self.closed = True
+            self.transport.close()
             return
         deadline = self.core.deadline
         if deadline is not None and now >= deadline:
