@@ -402,7 +402,14 @@ OPTIONS: tuple[Option, ...] = (
         flags=("--ssl-keyfile", "--keyfile"),
         group="TLS",
     ),
-    Option("ssl_keyfile_password", "str", None, "Password of an encrypted --ssl-keyfile.", group="TLS"),
+    Option(
+        "ssl_keyfile_password",
+        "str",
+        None,
+        "Password of an encrypted --ssl-keyfile.",
+        flags=("--ssl-keyfile-password", "--keyfile-password"),
+        group="TLS",
+    ),
     Option(
         "ssl_ca_certs",
         "path",
@@ -416,6 +423,7 @@ OPTIONS: tuple[Option, ...] = (
         "choice",
         "none",
         "Client certificates: none, optional or required (or 0, 1, 2 as in the ssl module).",
+        flags=("--ssl-cert-reqs", "--cert-reqs"),
         choices=("none", "optional", "required", "0", "1", "2"),
         group="TLS",
     ),

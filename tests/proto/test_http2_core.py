@@ -553,6 +553,127 @@ def test_bad_request_fields_are_protocol_errors(name: bytes, value: bytes) -> No
     assert kinds(events)[-1] == "Rejected"
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [(b"content-length", b"1"), (b"content-length", b"2")],
+        [(b"content-length", b"+5")],
+        [(b"content-length", b" 5")],
+        [(b"host", b"a.example"), (b"host", b"b.example")],
+    ],
+    ids=["duplicate-content-length", "signed-content-length", "space-content-length", "duplicate-host"],
+)
+def test_ambiguous_length_and_host_fields_are_protocol_errors(extra: list[tuple[bytes, bytes]]) -> None:
+    """RFC 9110 §8.6, RFC 9113 §8.1.1, §8.3.1 (h2 4.4.0/4.4.1 fixes): duplicate or malformed
+    content-length and duplicate host are refused, so nothing ambiguous is passed on (a proxy
+    downgrading to HTTP/1.1 could be smuggled through them)."""
+    pair = Pair()
+    block = [(b":method", b"POST"), *BASE[1:], *extra]
+    events = pair.server.receive_data(raw_client_start() + raw_headers_frame(1, block, ("END_HEADERS",)), 0.0)
+    assert "Request" not in kinds(events)
+    assert kinds(events)[-1] == "Rejected"
+
+
+def test_body_longer_than_its_content_length_is_a_protocol_error() -> None:
+    """RFC 9113 §8.1.1: DATA that exceeds the request's content-length makes it malformed."""
+    pair = Pair()
+    wire = raw_client_start() + raw_headers_frame(
+        1, [(b":method", b"POST"), *BASE[1:], (b"content-length", b"2")], ("END_HEADERS",)
+    )
+    events = pair.server.receive_data(wire, 0.0)
+    assert kinds(events) == ["Request"]
+    frame = DataFrame(1)
+    frame.data = b"too long"
+    frame.flags = {"END_STREAM"}
+    events = pair.server.receive_data(frame.serialize(), 0.0)
+    assert kinds(events) == ["Rejected"]
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (WindowUpdateFrame(0, window_increment=0).serialize(), h2.errors.ErrorCodes.PROTOCOL_ERROR),
+        (
+            WindowUpdateFrame(0, window_increment=2**31 - 1).serialize(),
+            h2.errors.ErrorCodes.FLOW_CONTROL_ERROR,
+        ),
+        (
+            SettingsFrame(0, settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31}).serialize(),
+            h2.errors.ErrorCodes.FLOW_CONTROL_ERROR,
+        ),
+        (
+            SettingsFrame(0, settings={h2.settings.SettingCodes.MAX_FRAME_SIZE: 100}).serialize(),
+            h2.errors.ErrorCodes.PROTOCOL_ERROR,
+        ),
+        (
+            SettingsFrame(0, settings={h2.settings.SettingCodes.ENABLE_PUSH: 2}).serialize(),
+            h2.errors.ErrorCodes.PROTOCOL_ERROR,
+        ),
+    ],
+    ids=[
+        "zero-window-increment",
+        "window-overflow",
+        "initial-window-too-large",
+        "frame-size-too-small",
+        "enable-push-2",
+    ],
+)
+def test_invalid_flow_control_and_settings_values_are_connection_errors(frame: bytes, code: int) -> None:
+    """RFC 9113 §6.9 (zero increment: PROTOCOL_ERROR; a window above 2^31-1: FLOW_CONTROL_ERROR)
+    and §6.5.2 (SETTINGS values out of range)."""
+    pair = Pair()
+    pair.to_server()
+    events = pair.to_server(frame)
+    assert kinds(events)[-1] == "Rejected"
+    goaway = pair.goaway()
+    assert goaway is not None and goaway.error_code == code
+
+
+def test_ping_is_answered_with_the_same_payload() -> None:
+    """RFC 9113 §6.7: a PING gets a PING with ACK and the same 8 bytes."""
+    pair = Pair()
+    pair.to_server()
+    pair.client.ping(b"abcdefgh")
+    pair.to_server()
+    acks = [e for e in pair.client_events if isinstance(e, h2.events.PingAckReceived)]
+    assert [a.ping_data for a in acks] == [b"abcdefgh"]
+
+
+def test_headers_on_a_stream_closed_by_end_stream_is_a_stream_closed_error() -> None:
+    """RFC 9113 §5.1: frames other than PRIORITY/WINDOW_UPDATE/RST_STREAM on a half-closed
+    (remote) stream are STREAM_CLOSED errors."""
+    pair = Pair()
+    pair.request()
+    pair.to_server()
+    frame = DataFrame(1)
+    frame.data = b"late"
+    events = pair.to_server(frame.serialize())
+    wire_events = [type(e).__name__ for e in pair.client_events]
+    assert "Data" not in kinds(events)
+    assert "StreamReset" in wire_events or pair.goaway() is not None
+
+
+def test_even_stream_id_from_a_client_is_a_protocol_error() -> None:
+    """RFC 9113 §5.1.1: streams a client opens have odd ids."""
+    pair = Pair()
+    events = pair.server.receive_data(raw_client_start() + raw_headers_frame(2, BASE), 0.0)
+    assert kinds(events) == ["Rejected"]
+
+
+def test_goaway_from_the_client_lets_its_open_streams_finish() -> None:
+    """RFC 9113 §6.8: after the client's GOAWAY (NO_ERROR) the streams it opened are still
+    answered."""
+    pair = Pair()
+    sid = pair.request()
+    pair.to_server()
+    frame = GoAwayFrame(0)
+    frame.last_stream_id = 0
+    events = pair.server.receive_data(frame.serialize(), 0.0)
+    assert kinds(events) == ["GoAway"]
+    pair.server.send_response(sid, 200, [], [], True)
+    assert pair.server.data_to_send()
+
+
 # ---------------------------------------------------------------- deadlines
 
 
