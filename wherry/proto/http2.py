@@ -589,7 +589,10 @@ class H2Connection:
                 raise LocalProtocolError(f"invalid push header {name!r}")
             block.append((lname, value))
             fields.append((lname, value))
-        conn.push_stream(sid, promised, block)
+        try:
+            conn.push_stream(sid, promised, block)
+        except h2.exceptions.ProtocolError:
+            return None  # the parent stream can no longer carry a promise
         raw_path, _, query = path.partition(b"?")
         request = Request(method, path, raw_path, query, "2", fields, True, False, None, promised)
         stream = self._streams[promised] = _Stream(now)
