@@ -15,7 +15,7 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -578,7 +578,7 @@ def test_httpx_over_http2(h2serve: H2Start) -> None:
     """httpx with http2 (ALPN over TLS, prior knowledge on h2c) gets HTTP/2 responses."""
     env = h2serve(info)
     verify: Any = ssl.create_default_context(cafile=str(env.certs.ca_file)) if env.tls else False
-    with httpx.Client(http1=not env.tls and False, http2=True, verify=verify, timeout=WAIT) as client:
+    with httpx.Client(http1=False, http2=True, verify=verify, timeout=WAIT) as client:
         for index in range(3):
             response = client.post(env.url + f"/x{index}", content=b"abc")
             assert response.http_version == "HTTP/2"
@@ -784,11 +784,6 @@ def test_browser_loads_a_page_over_http2_with_tls(serve: Serve, certs: Certs, tm
     dom = result.stdout.decode()
     assert "page over HTTP/2" in dom, dom + result.stderr.decode()[-2000:]
     assert "api over HTTP/2" in dom
-
-
-@pytest.fixture
-def unused() -> Iterator[None]:
-    yield
 
 
 def test_idle_connection_gets_goaway_and_closes(h2serve: H2Start) -> None:
