@@ -921,3 +921,35 @@ def test_h2c_upgrade_body_is_held_until_the_app_reads_it(serve: Serve) -> None:
                     ended = True
             sock.sendall(conn.data_to_send())
     assert body == b"%d" % size
+
+
+def test_reset_streams_count_while_their_apps_run(h2serve: H2Start) -> None:
+    """CVE-2023-44487, slow-app variant: a stream the client reset still counts against
+    --h2-max-concurrent-streams while its app runs, so resets cannot pile up running apps; the
+    stream over the limit is refused (REFUSED_STREAM) and the connection stays usable."""
+    release = threading.Event()
+    running: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["path"] == "/stuck":
+            running.append(scope["path"])
+            # An app that ignores http.disconnect and keeps working for a while.
+            await asyncio.get_running_loop().run_in_executor(None, release.wait, WAIT)
+            return
+        await apps.hello(scope, receive, send)
+
+    env = h2serve(app, h2_max_concurrent_streams=3)
+    try:
+        with env.client() as client:
+            assert client.wait(lambda: client.conn.remote_settings.max_concurrent_streams == 3)
+            for _ in range(3):
+                sid = client.request("/stuck", end=True, scheme=env.scheme)
+                client.conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+                client.flush()
+            assert client.wait(lambda: len(running) == 3)
+            refused = client.response(client.request("/", scheme=env.scheme))
+            assert refused.reset == h2.errors.ErrorCodes.REFUSED_STREAM
+            release.set()
+            assert client.goaway is None
+    finally:
+        release.set()

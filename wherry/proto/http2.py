@@ -558,6 +558,11 @@ class H2Connection:
         with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
             self._conn.reset_stream(sid, code)
 
+    def bodyless(self, sid: int) -> bool:
+        """The response on ``sid`` carries no DATA (HEAD, 204, 304), or the stream is gone."""
+        stream = self._streams.get(sid)
+        return stream is None or stream.bodyless
+
     @property
     def push_allowed(self) -> bool:
         return bool(self._conn.remote_settings.enable_push) and not self.peer_goaway and not self._closed

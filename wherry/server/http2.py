@@ -183,6 +183,9 @@ class H2Stream:
 
     async def send_file(self, cycle: HTTPCycle, path: str, more_body: bool) -> None:
         """A file body (pathsend): read in window-sized pieces, never whole."""
+        if self.conn.core.bodyless(self.sid):
+            self.write_body(cycle, b"", more_body)  # HEAD, 204, 304: the file is not read
+            return
         async for chunk, last in read_chunks(path, 65536):
             self.write_body(cycle, chunk, more_body or not last)
             if self.write_paused:
@@ -463,6 +466,11 @@ class H2Server:
         if request.upgrade is not None:
             # Extended CONNECT (RFC 8441) is not offered: SETTINGS_ENABLE_CONNECT_PROTOCOL is
             # never sent, so a client that sends :protocol anyway is refused here.
+            self.core.reset(sid, REFUSED_STREAM)
+            return None
+        if len(self.streams) >= ctx.h2_limits.max_concurrent_streams:
+            # Streams the client reset still count while their apps run: resetting streams does
+            # not get a client more running apps than it may have open streams.
             self.core.reset(sid, REFUSED_STREAM)
             return None
         client = self.client
