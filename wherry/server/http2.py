@@ -21,7 +21,9 @@ Rules of this module:
    shutdown sends GOAWAY naming the last stream served and closes once the open ones finish.
 6. An extended CONNECT stream (RFC 8441, ``Request.upgrade`` holds ``:protocol``) is refused
    today; SETTINGS_ENABLE_CONNECT_PROTOCOL is not advertised. ``_start_stream`` is where such a
-   stream would be handed to a WebSocket session instead of an ``HTTPCycle``.
+   stream would be handed to a WebSocket session instead of an ``HTTPCycle``: the session would
+   receive the stream's events through ``on_data``/``on_end``/``on_gone`` and send through the
+   same flow-controlled ``_send``/``drain`` as a response body.
 """
 
 from __future__ import annotations
@@ -99,6 +101,20 @@ class H2Stream:
         self._pending_end = False
         self._trailers: Headers | None = None
         self._waiter: FutureLike | None = None
+
+    # ---------------------------------------------------------------- from the connection
+    # What arrives for the stream. An HTTP request feeds its HTTPCycle; a stream handed to
+    # another session (an RFC 8441 WebSocket) would take these three instead.
+
+    def on_data(self, data: bytes) -> None:
+        self.cycle.feed_body(data)
+
+    def on_end(self) -> None:
+        self.cycle.feed_end()
+
+    def on_gone(self) -> None:
+        self.cycle.feed_disconnect()
+        self.wake()
 
     # ---------------------------------------------------------------- HTTPStream
 
@@ -364,7 +380,7 @@ class H2Server:
             if kind is Data:
                 stream = streams.get(event.stream_id)  # type: ignore[attr-defined]
                 if stream is not None:
-                    stream.cycle.feed_body(event.data)  # type: ignore[attr-defined]
+                    stream.on_data(event.data)  # type: ignore[attr-defined]
             elif kind is Request:
                 stream = self._start_stream(event)  # type: ignore[arg-type]
                 if stream is not None:
@@ -372,7 +388,7 @@ class H2Server:
             elif kind is EndOfMessage:
                 stream = streams.get(event.stream_id)  # type: ignore[attr-defined]
                 if stream is not None:
-                    stream.cycle.feed_end()
+                    stream.on_end()
             elif kind is WindowOpened:
                 self._window_opened(event.stream_id)  # type: ignore[attr-defined]
             elif kind is StreamReset:
@@ -549,8 +565,7 @@ class H2Server:
     def _stream_gone(self, stream: H2Stream) -> None:
         stream.gone = True
         self.blocked.pop(stream.sid, None)
-        stream.cycle.feed_disconnect()
-        stream.wake()
+        stream.on_gone()
 
     def _rejected(self, event: Rejected) -> None:
         stream = self.streams.get(event.stream_id) if event.stream_id else None
