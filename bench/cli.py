@@ -360,7 +360,16 @@ class Runner:
 
     def start(self, scenario: Scenario, server: Server, point: Point) -> ServerProcess | None:
         port = self._port()
-        launch = Launch(python=self.python, app=scenario.app_spec, host=HOST, port=port)
+        certfile, keyfile = self.certificate() if scenario.protocol == "https" else ("", "")
+        launch = Launch(
+            python=self.python,
+            app=scenario.app_spec,
+            host=HOST,
+            port=port,
+            protocol=scenario.protocol,
+            certfile=certfile,
+            keyfile=keyfile,
+        )
         point.command = server.command(launch)
         try:
             return ServerProcess(
@@ -372,6 +381,7 @@ class Runner:
                 env=self.env,
                 log_path=self.workdir / f"{scenario.name}-{server.name}.log",
                 cpu=self.server_cpu,
+                tls=scenario.protocol == "https",
             )
         except OSError as exc:
             point.fail(f"failed to start: {exc}")
@@ -452,7 +462,19 @@ class Runner:
         return waited
 
     def url(self, proc: ServerProcess) -> str:
-        return f"http://{proc.host}:{proc.port}/"
+        return f"{'https' if proc.tls else 'http'}://{proc.host}:{proc.port}/"
+
+    def certificate(self) -> tuple[str, str]:
+        """A self-signed ECDSA P-256 certificate for the TLS scenarios (made once per run)."""
+        cert, key = self.workdir / "cert.pem", self.workdir / "key.pem"
+        if not cert.exists():
+            argv = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"
+            subprocess.run(
+                [*argv.split(), "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"],
+                check=True,
+                capture_output=True,
+            )
+        return str(cert), str(key)
 
     def measure(
         self,

@@ -32,6 +32,11 @@ class Launch:
     host: str
     port: int
     backlog: int = BACKLOG
+    protocol: str = "h1"
+    """The scenario's protocol: ``h1``, ``h2c`` or ``https``."""
+    certfile: str = ""
+    keyfile: str = ""
+    """The certificate and key for ``https``."""
 
     def script(self, name: str) -> str:
         return str(self.python.parent / name)
@@ -52,17 +57,20 @@ class Server:
     notes: str = ""
     default: bool = True
     """In the default set; the others run only when named with ``--servers``."""
+    protocols: frozenset[str] = frozenset({"h1"})
+    """Protocols it serves in the benchmark (see ``Scenario.protocol``)."""
 
     def supports(self, scenario: Scenario) -> bool:
-        return self.apps is None or scenario.app in self.apps
+        return (self.apps is None or scenario.app in self.apps) and scenario.protocol in self.protocols
 
 
 def _wherry(run: Launch) -> list[str]:
+    tls = ["--ssl-certfile", run.certfile, "--ssl-keyfile", run.keyfile] if run.protocol == "https" else []
     return [
         str(run.python), "-m", "wherry", run.app,
         "--host", run.host, "--port", str(run.port),
         "--no-access-log", "--log-level", "warning", "--lifespan", "on",
-        "--backlog", str(run.backlog),
+        "--backlog", str(run.backlog), *tls,
     ]  # fmt: skip
 
 
@@ -94,6 +102,7 @@ def _uvicorn(run: Launch) -> list[str]:
         "--no-access-log", "--log-level", "warning",
         "--loop", "uvloop", "--http", "httptools", "--lifespan", "on",
         "--backlog", str(run.backlog),
+        *(["--ssl-certfile", run.certfile, "--ssl-keyfile", run.keyfile] if run.protocol == "https" else []),
     ]  # fmt: skip
 
 
@@ -102,8 +111,11 @@ def _granian(run: Launch) -> list[str]:
         run.script("granian"), "--interface", "asgi",
         "--host", run.host, "--port", str(run.port),
         "--workers", "1", "--runtime-threads", "1", "--runtime-mode", "st",
-        "--no-ws", "--http", "1", "--loop", "uvloop", "--log-level", "warning",
+        "--no-ws", "--http", "auto" if run.protocol == "h2c" else "1",
+        "--loop", "uvloop", "--log-level", "warning",
         "--backlog", str(run.backlog), "--backpressure", str(run.backlog),
+        *(["--ssl-certificate", run.certfile, "--ssl-keyfile", run.keyfile] if run.protocol == "https"
+          else []),
         run.app,
     ]  # fmt: skip
 
@@ -113,6 +125,7 @@ def _hypercorn(run: Launch) -> list[str]:
         run.script("hypercorn"), "-k", "uvloop", "-w", "1",
         "-b", f"{run.host}:{run.port}", "--log-level", "warning",
         "--backlog", str(run.backlog),
+        *(["--certfile", run.certfile, "--keyfile", run.keyfile] if run.protocol == "https" else []),
         run.app,
     ]  # fmt: skip
 
@@ -135,7 +148,14 @@ def _ceiling(mode: str) -> Callable[[Launch], list[str]]:
 
 
 SERVERS: tuple[Server, ...] = (
-    Server("wherry", "subject", _wherry, "wherry", notes="this server; uvloop when installed"),
+    Server(
+        "wherry",
+        "subject",
+        _wherry,
+        "wherry",
+        notes="this server; uvloop when installed",
+        protocols=frozenset({"h1", "h2c", "https"}),
+    ),
     Server(
         "wherry_mounted",
         "subject",
@@ -152,15 +172,30 @@ SERVERS: tuple[Server, ...] = (
         notes="wherry, the app reached as --fallback after a 404 from the default app",
         default=False,
     ),
-    Server("uvicorn", "peer", _uvicorn, "uvicorn", notes="uvloop + httptools"),
+    Server(
+        "uvicorn",
+        "peer",
+        _uvicorn,
+        "uvicorn",
+        notes="uvloop + httptools",
+        protocols=frozenset({"h1", "https"}),
+    ),
     Server(
         "granian",
         "peer",
         _granian,
         "granian",
         notes="Rust (hyper/tokio) server; single-threaded runtime, uvloop for the app",
+        protocols=frozenset({"h1", "h2c", "https"}),
     ),
-    Server("hypercorn", "peer", _hypercorn, "hypercorn", notes="uvloop worker, h11"),
+    Server(
+        "hypercorn",
+        "peer",
+        _hypercorn,
+        "hypercorn",
+        notes="uvloop worker, h11 (h2 for HTTP/2)",
+        protocols=frozenset({"h1", "h2c", "https"}),
+    ),
     Server("daphne", "peer", _daphne, "daphne", notes="Twisted on the stdlib asyncio loop"),
     Server(
         "ceiling_bare",

@@ -18,7 +18,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SUPPORTED = ("3.11", "3.12", "3.13")
 # command -> Debian package, used by the end-to-end tests (nginx and haproxy live in /usr/sbin).
-SYSTEM_TOOLS = {"curl": "curl", "nginx": "nginx", "haproxy": "haproxy", "openssl": "openssl"}
+SYSTEM_TOOLS = {
+    "curl": "curl",
+    "nginx": "nginx",
+    "haproxy": "haproxy",
+    "openssl": "openssl",
+    "nghttp": "nghttp2-client",
+    "chromium-headless-shell": "chromium-headless-shell",
+}
 
 
 def run(cmd: list[str], **kwargs: object) -> None:

@@ -496,3 +496,10 @@ def test_routes_in_the_environment_are_one_per_line() -> None:
     """WHERRY_ROUTE holds one route a line, since a route's methods are comma-separated."""
     config = Config.from_sources({}, environ={"WHERRY_ROUTE": "GET,HEAD /a=x:a\nPOST /b=x:b\n"})
     assert config.route == ["GET,HEAD /a=x:a", "POST /b=x:b"]
+
+
+def test_proxy_protocol_with_tls_is_refused_at_configuration() -> None:
+    """The PROXY header comes before the TLS handshake on the wire; until the two are chained, asking
+    for both is a configuration error, not a silently ignored option."""
+    with pytest.raises(ConfigError, match="proxy-protocol"):
+        Config(proxy_protocol=True, ssl_certfile="cert.pem", ssl_keyfile="key.pem")

@@ -89,7 +89,7 @@ RULES = [
     Rule(
         "server",
         allowed=("wherry.server", "wherry.asgi", "wherry.proto", "wherry.logs"),
-        typing_allowed=("wherry.config",),
+        typing_allowed=("wherry.config", "wherry.tls"),
         forbidden=(),
         why="connection drivers sit on the protocol and ASGI layers only",
     ),
@@ -102,6 +102,7 @@ RULES = [
             "wherry.proto",
             "wherry.config",
             "wherry.sockets",
+            "wherry.tls",
             "wherry.logs",
         ),
         typing_allowed=(),

@@ -48,6 +48,27 @@ def _non_negative_float(value: Any) -> float:
     return number
 
 
+def _positive_float(value: Any) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError(f"must be more than 0, got {number}")
+    return number
+
+
+def _window_size(value: Any) -> int:
+    number = int(value)
+    if not 1 <= number <= 2**31 - 1:
+        raise ValueError(f"must be between 1 and 2147483647, got {number}")
+    return number
+
+
+def _frame_size(value: Any) -> int:
+    number = int(value)
+    if not 16384 <= number <= 16777215:
+        raise ValueError(f"must be between 16384 and 16777215 (RFC 9113 §6.5.2), got {number}")
+    return number
+
+
 def _header(value: Any) -> str:
     text = str(value)
     name, sep, val = text.partition(":")
@@ -544,6 +565,120 @@ OPTIONS: tuple[Option, ...] = (
         convert=_non_negative_float,
         group="Timeouts",
     ),
+    # TLS
+    Option(
+        "ssl_certfile",
+        "path",
+        None,
+        "Serve TLS with this certificate (PEM; the chain may follow it).",
+        flags=("--ssl-certfile", "--certfile"),
+        group="TLS",
+    ),
+    Option(
+        "ssl_keyfile",
+        "path",
+        None,
+        "The private key of --ssl-certfile (PEM), when not in the same file.",
+        flags=("--ssl-keyfile", "--keyfile"),
+        group="TLS",
+    ),
+    Option(
+        "ssl_keyfile_password",
+        "str",
+        None,
+        "Password of an encrypted --ssl-keyfile.",
+        flags=("--ssl-keyfile-password", "--keyfile-password"),
+        group="TLS",
+    ),
+    Option(
+        "ssl_ca_certs",
+        "path",
+        None,
+        "CA certificates (PEM) that client certificates are verified against (mTLS).",
+        flags=("--ssl-ca-certs", "--ca-certs"),
+        group="TLS",
+    ),
+    Option(
+        "ssl_cert_reqs",
+        "choice",
+        "none",
+        "Client certificates: none, optional or required (or 0, 1, 2 as in the ssl module).",
+        flags=("--ssl-cert-reqs", "--cert-reqs"),
+        choices=("none", "optional", "required", "0", "1", "2"),
+        group="TLS",
+    ),
+    Option(
+        "ssl_ciphers",
+        "str",
+        None,
+        "OpenSSL cipher list for TLS 1.2 (default: OpenSSL's secure defaults).",
+        flags=("--ssl-ciphers", "--ciphers"),
+        group="TLS",
+    ),
+    Option(
+        "ssl_min_version",
+        "choice",
+        "1.2",
+        "Lowest TLS version accepted.",
+        choices=("1.2", "1.3"),
+        group="TLS",
+    ),
+    Option(
+        "ssl_handshake_timeout",
+        "float",
+        10.0,
+        "Seconds a client has to complete the TLS handshake.",
+        convert=_positive_float,
+        group="TLS",
+    ),
+    # HTTP/2
+    Option(
+        "http2",
+        "bool",
+        True,
+        "Serve HTTP/2: ALPN h2 over TLS; h2c by prior knowledge and by Upgrade on plain TCP.",
+        group="HTTP/2",
+    ),
+    Option(
+        "h2_max_concurrent_streams",
+        "int",
+        100,
+        "Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).",
+        convert=_positive_int,
+        group="HTTP/2",
+    ),
+    Option(
+        "h2_initial_window_size",
+        "int",
+        65535,
+        "Request body bytes a client may send on a stream before the app reads them.",
+        convert=_window_size,
+        group="HTTP/2",
+    ),
+    Option(
+        "h2_max_frame_size",
+        "int",
+        16384,
+        "Largest frame payload a client may send (16384 to 16777215).",
+        convert=_frame_size,
+        group="HTTP/2",
+    ),
+    Option(
+        "h2_max_header_list_size",
+        "int",
+        65536,
+        "Largest decoded request header list, in bytes (SETTINGS_MAX_HEADER_LIST_SIZE).",
+        convert=_positive_int,
+        group="HTTP/2",
+    ),
+    Option(
+        "timeout_send",
+        "float",
+        30.0,
+        "Seconds a response may wait for a client that reads nothing or keeps its window shut.",
+        convert=_positive_float,
+        group="HTTP/2",
+    ),
     # Logging
     Option("log_level", "choice", "info", "Log level.", choices=LOG_LEVELS, group="Logging"),
     Option("access_log", "bool", True, "Write an access log line per request.", group="Logging"),
@@ -756,6 +891,20 @@ class Config:
     timeout_request_head: float
     timeout_request_body: float
     timeout_graceful_shutdown: float
+    ssl_certfile: str | None
+    ssl_keyfile: str | None
+    ssl_keyfile_password: str | None
+    ssl_ca_certs: str | None
+    ssl_cert_reqs: str
+    ssl_ciphers: str | None
+    ssl_min_version: str
+    ssl_handshake_timeout: float
+    http2: bool
+    h2_max_concurrent_streams: int
+    h2_initial_window_size: int
+    h2_max_frame_size: int
+    h2_max_header_list_size: int
+    timeout_send: float
     log_level: str
     access_log: bool
     timeout_worker_healthcheck: float
@@ -798,6 +947,11 @@ class Config:
                     value = list(value)
             setattr(self, option.name, value)
         self.source: dict[str, str] = {}
+        if self.proxy_protocol and self.ssl_certfile:
+            raise ConfigError(
+                "--proxy-protocol cannot be combined with TLS (--ssl-certfile) yet: "
+                "terminate TLS at the proxy, or serve TLS without the PROXY protocol"
+            )
 
     @classmethod
     def from_sources(

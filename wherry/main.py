@@ -87,7 +87,10 @@ class Server:
             self.addresses = [s.getsockname() for s in socks]
             self.started = True
             for sock in socks:
-                logger.info("Wherry running on %s (Press CTRL+C to quit)", describe(sock))
+                where = describe(sock)
+                if self.config.ssl_certfile:
+                    where = where.replace("http://", "https://", 1)
+                logger.info("Wherry running on %s (Press CTRL+C to quit)", where)
             for waiter in self._started_waiters:
                 if not waiter.done():
                     waiter.set_result(None)

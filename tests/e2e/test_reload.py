@@ -82,9 +82,7 @@ def test_change_restarts_workers_and_syntax_error_keeps_watching(reloading: Wher
     (app_dir / "reloaded.py").write_text(APP.format(version="two"))
     wait_until(lambda: answers(server, "two"), what="the changed code")
     # Every worker of the old code is gone (replaced one at a time) before the next step.
-    wait_until(
-        lambda: len(server.workers()) == 2 and not server.workers() & first, what="two new workers"
-    )
+    wait_until(lambda: len(server.workers()) == 2 and not server.workers() & first, what="two new workers")
     (app_dir / "reloaded.py").write_text("def broken(:\n")
     server.wait_log("SyntaxError")
     server.wait_log("waiting for a change to try again")

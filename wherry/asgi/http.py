@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 
 from ..proto.events import Headers, LocalProtocolError
+from .extensions import send_extension
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -44,6 +45,7 @@ ERROR_500_BODY = b"Internal Server Error\n"
 START = 0
 BODY = 1
 COMPLETE = 2
+TRAILERS = 3  # the body is complete, the trailers announced in http.response.start are not
 
 
 class ClientDisconnected(OSError):
@@ -81,6 +83,16 @@ class HTTPStream(Protocol):
 
     def cycle_finished(self, cycle: HTTPCycle) -> None: ...
 
+    # ASGI extensions (wherry/asgi/extensions.py says when each is called)
+
+    def write_trailers(self, cycle: HTTPCycle, headers: Headers) -> None: ...
+
+    def write_informational(self, cycle: HTTPCycle, status: int, headers: Headers) -> None: ...
+
+    def push(self, cycle: HTTPCycle, path: bytes, headers: Headers) -> None: ...
+
+    async def send_file(self, cycle: HTTPCycle, path: str, more_body: bool) -> None: ...
+
 
 class HTTPCycle:
     """One request and its response, seen from the application."""
@@ -93,6 +105,8 @@ class HTTPCycle:
         "_request_sent",
         "_start",
         "_state",
+        "_trailer_fields",
+        "_trailers",
         "_waiter",
         "body_complete",
         "buffered",
@@ -121,6 +135,8 @@ class HTTPCycle:
         self._waiter: FutureLike | None = None
         self._state = START
         self._start: Message | None = None
+        self._trailers = False  # http.response.start said trailers: True
+        self._trailer_fields: Headers = []
         self.status = 0
         self.sent_bytes = 0
 
@@ -211,13 +227,19 @@ class HTTPCycle:
             self._start = message
             self.status = status
             self._continue = False
+            if message.get("trailers") is True:
+                self._trailers = True
             return
         if state == COMPLETE:
             raise RuntimeError(f"unexpected {kind!r}: the response is already complete")
-        if kind != "http.response.body":
-            raise RuntimeError(f"expected 'http.response.body', got {kind!r}")
+        if kind != "http.response.body" or state == TRAILERS:
+            await send_extension(self, message)
+            return
         body = message.get("body", b"")
         more = message.get("more_body", False)
+        ending = self._trailers and not more
+        if ending:
+            more = True  # the trailers end the response
         if type(body) is not bytes:
             if not isinstance(body, bytes | bytearray | memoryview):
                 raise TypeError(f"http.response.body 'body' must be bytes, got {type(body)!r}")
@@ -237,6 +259,8 @@ class HTTPCycle:
             if not more:
                 self._state = COMPLETE
             stream.write_body(self, body, more)
+        if ending:
+            self._state = TRAILERS
         self.sent_bytes += len(body)
         if not more and self._waiter is not None:
             self._wake()
@@ -269,7 +293,7 @@ class HTTPCycle:
                 self._state = COMPLETE
                 self.stream.write_response(self, 500, ERROR_500_HEADERS, ERROR_500_BODY, False)
                 self.sent_bytes = len(ERROR_500_BODY)
-        elif self._state == BODY:
+        elif self._state == BODY or self._state == TRAILERS:
             if exc is None and not self._disconnected:
                 logger.error("ASGI application returned before the response was complete")
             self._state = COMPLETE

@@ -385,7 +385,9 @@ class H1Connection:
             self.read_state = DONE
             return
         token = (request.upgrade or b"").lower()
-        if token in self.accepted_upgrades:
+        # An accepted upgrade with a chunked body is declined: after the head, only HTTP/1.1
+        # framing can say where such a body ends.
+        if token in self.accepted_upgrades and self._framing_of(request) != b"transfer-encoding: chunked\r\n":
             self.read_state = UPGRADED
             self.trailing_data = rest
             return
@@ -759,6 +761,21 @@ class H1Connection:
         if mode == UNTIL_CLOSE:
             return data
         return b""
+
+    def response_file_framing(self, size: int) -> tuple[bytes, bytes] | None:
+        """Framing around ``size`` body bytes the driver writes itself (a file, by sendfile):
+        the bytes to write before and after them, or None when the response has no body."""
+        mode = self._w_mode
+        if mode == LENGTH:
+            if size > self._w_remaining:
+                raise LocalProtocolError("response body longer than its Content-Length")
+            self._w_remaining -= size
+            return b"", b""
+        if mode == CHUNKED:
+            return (b"%x\r\n" % size, b"\r\n") if size else (b"", b"")
+        if mode == UNTIL_CLOSE:
+            return b"", b""
+        return None
 
     def response_end(self, now: float) -> bytes:
         """Finish the response; returns the closing bytes (the last chunk).

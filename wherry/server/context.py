@@ -10,10 +10,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..asgi.http import ASGIApp, FutureLike, Scope
 from ..asgi.scope import ProxyView, TrustedHosts
 from ..proto.http1 import DefaultHeaders, H1Limits
+from ..proto.http2 import H2Limits
 from .observe import Metrics, RequestObserver
+from .tls import tls_extension
 
 if TYPE_CHECKING:
     from ..config import Config
+    from ..tls import TLSContext
 
 access_logger = logging.getLogger("wherry.access")
 
@@ -34,6 +37,15 @@ class Runtime(Protocol):
     def create_future(self) -> FutureLike: ...
 
     def app_runner(self) -> AppRunner: ...
+
+    def run_app(
+        self,
+        app: ASGIApp,
+        scope: Scope,
+        receive: Any,
+        send: Any,
+        on_done: Callable[[BaseException | None], None],
+    ) -> None: ...
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> object: ...
 
@@ -74,6 +86,20 @@ class ServerContext:
             body_timeout=config.timeout_request_body,
             keep_alive_timeout=config.timeout_keep_alive,
         )
+        self.h2_limits = H2Limits(
+            max_concurrent_streams=config.h2_max_concurrent_streams,
+            initial_window_size=config.h2_initial_window_size,
+            max_frame_size=config.h2_max_frame_size,
+            max_header_list_size=config.h2_max_header_list_size,
+            max_body=config.limit_request_body,
+            head_timeout=config.timeout_request_head,
+            body_timeout=config.timeout_request_body,
+            keep_alive_timeout=max(config.timeout_keep_alive, 1.0),
+            send_timeout=config.timeout_send,
+        )
+        # h2c by Upgrade on plain connections (the core declines it over TLS: ALPN decides there).
+        self.h1_upgrades: frozenset[bytes] = frozenset((b"h2c",)) if config.http2 else frozenset()
+        self.tls: TLSContext | None = None  # set by the backend when serving TLS
         self.default_headers = DefaultHeaders()
         self.root_path = config.root_path
         self.lifespan_state: dict[str, Any] | None = None
@@ -120,6 +146,26 @@ class ServerContext:
             self.default_headers.set_date(b"date: " + date + b"\r\n")
         else:
             self.default_headers.set_date(b"")
+
+    def tls_extension(self, transport: Any) -> dict[str, Any] | None:
+        """The ASGI ``tls`` scope extension of a TLS connection (None on plain TCP)."""
+        tls = self.tls
+        ssl_object = transport.get_extra_info("ssl_object")
+        if tls is None or ssl_object is None:
+            return None
+        return tls_extension(ssl_object, tls.server_cert, tls.cipher_ids)
+
+    def h1_extensions(self, transport: Any) -> dict[str, Any]:
+        """``scope["extensions"]`` for the HTTP/1.1 requests of one connection."""
+        extensions: dict[str, Any] = {
+            "http.response.trailers": {},
+            "http.response.early_hint": {},
+            "http.response.pathsend": {},
+        }
+        tls = self.tls_extension(transport)
+        if tls is not None:
+            extensions["tls"] = tls
+        return extensions
 
     def connection_closed(self, conn: Connection) -> None:
         self.connections.discard(conn)

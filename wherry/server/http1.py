@@ -43,6 +43,8 @@ from ..proto.events import (
 )
 from ..proto.http1 import DONE, H2_REFUSAL, IDLE, H1Connection
 from .context import AppRunner, ServerContext, TimerHandle
+from .extensions import h1_send_file, h1_write_informational, h1_write_trailers
+from .http2 import H2Server
 
 logger = logging.getLogger("wherry.error")
 
@@ -73,6 +75,7 @@ class H1Server:
         "_current",
         "_drain_waiter",
         "_eof",
+        "_extensions",
         "_in_pipeline",
         "_lingering",
         "_pipeline",
@@ -115,13 +118,15 @@ class H1Server:
         self.server: tuple[str, int | None] | None = None
         self.scheme = "http"
         self._client_text = "-"
+        self._extensions: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ backend side
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         ctx = self.ctx
-        self.core = H1Connection(ctx.limits, ctx.default_headers, ctx.runtime.time())
+        upgrades = ctx.h1_upgrades if transport.get_extra_info("sslcontext") is None else frozenset()
+        self.core = H1Connection(ctx.limits, ctx.default_headers, ctx.runtime.time(), upgrades)
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
         if isinstance(peer, tuple) and len(peer) >= 2:
@@ -133,6 +138,7 @@ class H1Server:
             self.server = (sock, None)
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
+        self._extensions = ctx.h1_extensions(transport)
         self._trusted_peer = ctx.proxy_headers and (
             (self.client[0] if self.client else "unix") in ctx.trusted
         )
@@ -170,6 +176,9 @@ class H1Server:
                 for waiting in self._pipeline:
                     waiting.feed_eof()
             elif kind is H2Preface:
+                if self.ctx.config.http2:
+                    self._switch_to_h2(event.data)  # type: ignore[attr-defined]
+                    return
                 self.transport.write(H2_REFUSAL)
                 self._close_after_answer()
                 return
@@ -223,6 +232,9 @@ class H1Server:
     # ------------------------------------------------------------------ requests
 
     def _on_request(self, request: Request) -> None:
+        if request.upgrade is not None and request.upgrade.lower() == b"h2c":
+            self._upgrade_h2c(request)
+            return
         ctx = self.ctx
         client = self.client
         scheme = self.scheme
@@ -241,7 +253,7 @@ class H1Server:
             self.server,
             root_path,
             ctx.lifespan_state,
-            {},
+            self._extensions.copy(),
         )
         cycle = HTTPCycle(
             scope, self, request, request.expect_continue, perf_counter() if ctx.access_log else 0.0
@@ -437,6 +449,58 @@ class H1Server:
         if not self._closed:
             self._closed = True
             self.transport.abort() if hasattr(self.transport, "abort") else self.transport.close()
+
+    # ------------------------------------------------------------------ ASGI extensions
+
+    def write_trailers(self, cycle: HTTPCycle, headers: Headers) -> None:
+        h1_write_trailers(self, cycle, headers)
+
+    def write_informational(self, cycle: HTTPCycle, status: int, headers: Headers) -> None:
+        h1_write_informational(self, cycle, status, headers)
+
+    def push(self, cycle: HTTPCycle, path: bytes, headers: Headers) -> None:
+        pass  # HTTP/1.1 has no server push
+
+    async def send_file(self, cycle: HTTPCycle, path: str, more_body: bool) -> None:
+        await h1_send_file(self, cycle, path, more_body)
+
+    # ------------------------------------------------------------------ switching to HTTP/2
+
+    def _switch_to_h2(self, data: bytes) -> None:
+        """The connection opened with the HTTP/2 preface: HTTP/2 takes the transport over."""
+        self._hand_over().take_over(self.transport, data, self._extensions.get("tls"))
+
+    def _upgrade_h2c(self, request: Request) -> None:
+        """h2c by Upgrade (RFC 7540 §3.2): the core stopped after the head (a chunked body is
+        declined there, and served as HTTP/1.1); HTTP/2 answers 101 and serves the request as
+        stream 1, reading its Content-Length body first."""
+        settings = [value for name, value in request.headers if name == b"http2-settings"]
+        size = 0
+        for name, value in request.headers:
+            if name == b"content-length":
+                size = int(value)
+        if len(settings) != 1 or self._current is not None or self._pipeline:
+            self._refuse(Rejected(400, "h2c upgrade without one HTTP2-Settings, or behind other requests"))
+            return
+        rest = self.core.trailing_data
+        self.core.trailing_data = b""
+        request.upgrade = None
+        request.keep_alive = True
+        self._hand_over().take_over_upgrade(self.transport, request, settings[0], size, rest)
+
+    def _hand_over(self) -> H2Server:
+        self._closed = True  # this driver is done; callbacks now go to the HTTP/2 driver
+        timer = self._timer
+        if timer is not None:
+            timer.cancel()
+            self._timer = None
+        self.ctx.connections.discard(self)
+        successor = H2Server(self.ctx)
+        self.transport.set_protocol(successor)
+        if self._read_paused:
+            self._read_paused = False
+            self.transport.resume_reading()
+        return successor
 
     # ------------------------------------------------------------------ flow and time
 

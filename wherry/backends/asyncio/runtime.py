@@ -54,7 +54,18 @@ class AsyncioRuntime:
         return task
 
     def app_runner(self) -> AppRunner:
+        """A runner for the application calls of one connection, made one at a time."""
         return AppRunner(self)
+
+    def run_app(self, app: ASGIApp, scope: Scope, receive: Any, send: Any, on_done: OnDone) -> None:
+        """One application call that runs beside others (an HTTP/2 stream): a runner of its own."""
+        runner = AppRunner(self)
+
+        def done(exc: BaseException | None) -> None:
+            runner.close()
+            on_done(exc)
+
+        runner.run(app, scope, receive, send, done)
 
 
 class _Job:

@@ -21,8 +21,10 @@ from ...asgi.http import ASGIApp
 from ...asgi.lifespan import Lifespan
 from ...config import Config
 from ...server.context import ServerContext
+from ...server.dispatch import TLSConnection
 from ...server.http1 import H1Server
 from ...server.proxy_protocol import ProxyProtocolStage
+from ...tls import create_tls_context
 from .runtime import AsyncioRuntime
 
 logger = logging.getLogger("wherry.error")
@@ -80,6 +82,7 @@ class AsyncioServer:
             self._exit_event.set()
         runtime = AsyncioRuntime(loop)
         ctx = self.ctx = ServerContext(self.config, self.app, runtime)
+        ctx.tls = create_tls_context(self.config)
         lifespan = Lifespan(self.app, self.config.lifespan, loop.create_future, runtime.spawn)
         with self._signals(loop):
             if not await self._startup(lifespan, runtime):
@@ -135,12 +138,25 @@ class AsyncioServer:
             def factory() -> ProxyProtocolStage:  # type: ignore[misc]
                 return ProxyProtocolStage(ctx)
 
+        def tls_factory() -> TLSConnection:
+            return TLSConnection(ctx)
+
+        tls = ctx.tls
         for sock in sockets:
-            server = await loop.create_server(
-                factory,  # type: ignore[arg-type]
-                sock=sock,
-                backlog=self.config.backlog,
-            )
+            if tls is None:
+                server = await loop.create_server(
+                    factory,  # type: ignore[arg-type]
+                    sock=sock,
+                    backlog=self.config.backlog,
+                )
+            else:
+                server = await loop.create_server(
+                    tls_factory,  # type: ignore[arg-type]
+                    sock=sock,
+                    backlog=self.config.backlog,
+                    ssl=tls.context,
+                    ssl_handshake_timeout=self.config.ssl_handshake_timeout,
+                )
             self._servers.append(server)
             self.sockets.append(sock)
 
