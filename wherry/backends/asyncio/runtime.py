@@ -31,6 +31,13 @@ from typing import Any
 
 from ...asgi.http import ASGIApp, Scope
 
+try:  # the loop -> task mapping behind asyncio.current_task (a Python function on 3.11)
+    from asyncio.tasks import _current_tasks  # type: ignore[attr-defined]
+
+    _current_task = _current_tasks.get
+except ImportError:  # pragma: no cover - later Pythons keep it elsewhere
+    _current_task = asyncio.current_task
+
 OnDone = Callable[[BaseException | None], None]
 
 
@@ -157,7 +164,7 @@ class AppRunner:
             task = self.task = self._new_task()
         self.busy = True
         context = copy_context()
-        current = asyncio.current_task(loop)
+        current = _current_task(loop)
         if current is not task:
             if current is not None:
                 # Called from another task (not the I/O path): the call goes to the runner's task.
