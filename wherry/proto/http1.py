@@ -62,6 +62,7 @@ _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 # same fields every time pays one dict lookup per field. Bounded; short fields only.
 _lines: dict[tuple[bytes, bytes], bytes | tuple[bytes, int]] = {}
 _LINES_MAX = 4096
+_NO_FIELDS: Headers = []  # between messages: never appended to (on_message_begin comes first)
 _OWS = (b" ", b"\t")
 # Response fields that change framing or replace a default; the rest are copied as they are.
 _FRAMING = frozenset((b"content-length", b"connection", b"transfer-encoding", b"date", b"server"))
@@ -231,7 +232,7 @@ class H1Connection:
         self.default_headers = default_headers
         self.accepted_upgrades = accepted_upgrades
         self._parser = httptools.HttpRequestParser(self)
-        self._events: list[Event] = []
+        self._events: list[Event] = []  # during receive_data only; () between reads
         self.read_state = IDLE
         self.trailing_data = b""
         self._now = now
@@ -271,6 +272,7 @@ class H1Connection:
             events = self._events = []
             data = self._receive_special(data, state)
             if not data:
+                self._events = ()  # type: ignore[assignment]
                 return events
         else:
             events = self._events = []
@@ -293,6 +295,8 @@ class H1Connection:
         else:
             if self.read_state == HEAD:
                 self._check_partial_head(len(data))
+        # The caller owns the events now; a connection between reads holds none of them.
+        self._events = ()  # type: ignore[assignment]
         return events
 
     def _receive_special(self, data: bytes, state: int) -> bytes:
@@ -578,6 +582,11 @@ class H1Connection:
             return  # an upgrade: _upgraded() decides what the message was
         self._events.append(END_OF_MESSAGE)
         self._completed_in_chunk += 1
+        # Nothing of a finished message is kept: an idle connection holds no request, nor the
+        # last piece of input it arrived in.
+        self._last_request = None
+        self._prefix = b""
+        self._headers = self._specials = _NO_FIELDS  # the next message begins with its own
         self._owed_message_done()
 
     def _owed_message_done(self) -> None:
@@ -675,6 +684,7 @@ class H1Connection:
         elif mode == UNTIL_CLOSE:
             out.append(body)
         self._w_mode = NO_BODY
+        self._w_request = None
         self._owed -= 1
         self._idle_since = now
         if self._awaiting_continue and not self._owed:
@@ -792,6 +802,7 @@ class H1Connection:
                 self._w_keep_alive = False
                 raise LocalProtocolError("response body shorter than its Content-Length")
         self._w_mode = NO_BODY
+        self._w_request = None
         self._owed -= 1
         self._idle_since = now
         if not self._owed:

@@ -24,7 +24,6 @@ Rules of this module:
 from __future__ import annotations
 
 import logging
-from collections import deque
 from time import perf_counter
 from typing import Any
 
@@ -101,7 +100,7 @@ class H1Server:
         self.core: H1Connection = None  # type: ignore[assignment]
         self._current: HTTPCycle | None = None
         self._reading: HTTPCycle | None = None
-        self._pipeline: deque[HTTPCycle] = deque()
+        self._pipeline: list[HTTPCycle] = []  # short (max_pipeline) and mostly empty
         self._in_pipeline = False
         self._read_paused = False
         self.write_paused = False
@@ -308,7 +307,7 @@ class H1Server:
         ctx = self.ctx
         try:
             while self._current is None and self._pipeline and not self._closed:
-                cycle = self._pipeline.popleft()
+                cycle = self._pipeline.pop(0)
                 self._current = cycle
                 app = ctx.app
                 if ctx.limit_concurrency is not None and ctx.over_capacity():
@@ -343,6 +342,8 @@ class H1Server:
         if cycle is not self._current:
             return
         self._current = None
+        if cycle is self._reading and cycle.body_complete:
+            self._reading = None  # nothing more is read for it: an idle connection holds no request
         if self._closed:
             return
         if cycle is self._reject_cycle:
