@@ -36,8 +36,6 @@ class Runtime(Protocol):
 
     def create_future(self) -> FutureLike: ...
 
-    def app_runner(self) -> AppRunner: ...
-
     def run_app(
         self,
         app: ASGIApp,
@@ -48,21 +46,6 @@ class Runtime(Protocol):
     ) -> None: ...
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> object: ...
-
-
-class AppRunner(Protocol):
-    """Runs the application calls of one connection, one at a time (see the backend's runtime)."""
-
-    def run(
-        self,
-        app: ASGIApp,
-        scope: Scope,
-        receive: Any,
-        send: Any,
-        on_done: Callable[[BaseException | None], None],
-    ) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class Connection(Protocol):

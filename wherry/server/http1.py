@@ -41,7 +41,7 @@ from ..proto.events import (
     Request,
 )
 from ..proto.http1 import DONE, H2_REFUSAL, IDLE, H1Connection
-from .context import AppRunner, ServerContext, TimerHandle
+from .context import ServerContext, TimerHandle
 from .extensions import h1_send_file, h1_write_informational, h1_write_trailers
 from .http2 import H2Server
 
@@ -82,7 +82,6 @@ class H1Server:
         "_reading",
         "_reject",
         "_reject_cycle",
-        "_runner",
         "_timer",
         "_trusted_peer",
         "client",
@@ -108,7 +107,6 @@ class H1Server:
         self._timer: TimerHandle | None = None
         self._reject: Rejected | None = None
         self._reject_cycle: HTTPCycle | None = None
-        self._runner: AppRunner | None = None
         self._closed = False
         self._eof = False
         self._lingering = False
@@ -212,8 +210,6 @@ class H1Server:
         if reading is not None and reading is not current:
             reading.feed_disconnect()
         self._pipeline.clear()
-        if self._runner is not None:
-            self._runner.close()
         self.write_paused = False
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
@@ -314,10 +310,7 @@ class H1Server:
                     app = _service_unavailable
                 ctx.tasks += 1
                 ctx.total_requests += 1
-                runner = self._runner
-                if runner is None:
-                    runner = self._runner = ctx.runtime.app_runner()
-                runner.run(app, cycle.scope, cycle.receive, cycle.send, cycle.app_finished)
+                ctx.runtime.run_app(app, cycle.scope, cycle.receive, cycle.send, cycle.app_finished)
         finally:
             self._in_pipeline = False
         if self._current is None and (self._reject is not None or self.core.read_state == DONE):

@@ -212,8 +212,8 @@ class AsyncioServer:
         # A closed or aborted transport releases its socket in a later loop iteration: wait for
         # that, so no connection outlives serve() (or is left to the garbage collector).
         await self._connections_closed(ctx, 1.0)
-        # Each connection's runner task ends once its connection is gone and its app returned.
-        runners = [task for task in runtime.runners if not task.done()]
+        # The runners' tasks end (each once its app returned).
+        runners = runtime.close()
         if runners:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait(runners, timeout=5)
