@@ -3,7 +3,6 @@ RFC 9110 §15.5.14 for 413, §15.6.4 for 503)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 import subprocess
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.apps import Release
 from tests.conftest import RunningServer, read_response
 from tests.e2e.test_bad_input import (
     Recorder,
@@ -194,21 +194,16 @@ class Gate:
 
     def __init__(self) -> None:
         self.entered = threading.Semaphore(0)
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.release: asyncio.Event | None = None
+        self.release = Release()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if self.release is None:
-            self.loop = asyncio.get_running_loop()
-            self.release = asyncio.Event()
         self.entered.release()
         await self.release.wait()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"held"})
 
     def open(self) -> None:
-        assert self.loop is not None and self.release is not None
-        self.loop.call_soon_threadsafe(self.release.set)
+        self.release.open()
 
 
 def test_limit_concurrency_trips_503(serve: Serve) -> None:
