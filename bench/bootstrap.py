@@ -30,6 +30,7 @@ REQUIREMENTS: tuple[str, ...] = (
     "fastapi",
     "httptools",
     "uvloop",
+    "trio",
     "matplotlib",
 )
 
@@ -44,6 +45,7 @@ REPORTED_PACKAGES: tuple[str, ...] = (
     "starlette",
     "httptools",
     "uvloop",
+    "trio",
     "h11",
     "h2",
     "twisted",

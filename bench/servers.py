@@ -74,6 +74,11 @@ def _wherry(run: Launch) -> list[str]:
     ]  # fmt: skip
 
 
+def _wherry_trio(run: Launch) -> list[str]:
+    """Wherry on its trio backend: the same drivers, trio streams and nurseries below them."""
+    return [*_wherry(run), "--loop", "trio"]
+
+
 def _wherry_mounted(run: Launch) -> list[str]:
     """Wherry with the scenario's app mounted at / among three other mounts and a method route:
     every request goes through the dispatch of ``--mount``/``--route``."""
@@ -130,6 +135,12 @@ def _hypercorn(run: Launch) -> list[str]:
     ]  # fmt: skip
 
 
+def _hypercorn_trio(run: Launch) -> list[str]:
+    command = _hypercorn(run)
+    command[command.index("uvloop")] = "trio"
+    return command
+
+
 def _daphne(run: Launch) -> list[str]:
     # The endpoint string is the only way to give daphne a backlog.
     endpoint = f"tcp:port={run.port}:interface={run.host}:backlog={run.backlog}"
@@ -154,6 +165,15 @@ SERVERS: tuple[Server, ...] = (
         _wherry,
         "wherry",
         notes="this server; uvloop when installed",
+        protocols=frozenset({"h1", "h2c", "https"}),
+    ),
+    Server(
+        "wherry_trio",
+        "subject",
+        _wherry_trio,
+        "wherry",
+        notes="wherry --loop trio",
+        default=False,
         protocols=frozenset({"h1", "h2c", "https"}),
     ),
     Server(
@@ -194,6 +214,15 @@ SERVERS: tuple[Server, ...] = (
         _hypercorn,
         "hypercorn",
         notes="uvloop worker, h11 (h2 for HTTP/2)",
+        protocols=frozenset({"h1", "h2c", "https"}),
+    ),
+    Server(
+        "hypercorn_trio",
+        "peer",
+        _hypercorn_trio,
+        "hypercorn",
+        notes="hypercorn -k trio: its trio worker, h11 (h2 for HTTP/2)",
+        default=False,
         protocols=frozenset({"h1", "h2c", "https"}),
     ),
     Server("daphne", "peer", _daphne, "daphne", notes="Twisted on the stdlib asyncio loop"),

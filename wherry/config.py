@@ -457,8 +457,8 @@ OPTIONS: tuple[Option, ...] = (
         "loop",
         "choice",
         "auto",
-        "Event loop: auto (uvloop when installed), asyncio or uvloop.",
-        choices=("auto", "asyncio", "uvloop"),
+        "Event loop: auto (uvloop when installed), asyncio, uvloop or trio (with wherry[trio]).",
+        choices=("auto", "asyncio", "uvloop", "trio"),
         group="Implementation",
     ),
     Option(
