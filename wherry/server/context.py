@@ -76,6 +76,8 @@ class ServerContext:
         self.trusted = TrustedHosts(config.forwarded_allow_ips)
         self.read_high_water = 65536
         self.max_pipeline = 16
+        # Upgrade tokens the HTTP/1.1 core hands to a driver instead of treating as plain HTTP.
+        self.accepted_upgrades = frozenset((b"websocket",)) if config.ws != "none" else frozenset()
         self.shutting_down = False
         self.on_empty: Callable[[], None] | None = None
         self.total_requests = 0

@@ -43,6 +43,7 @@ from ..proto.events import (
 )
 from ..proto.http1 import DONE, H2_REFUSAL, IDLE, H1Connection
 from .context import ServerContext, TimerHandle, access_logger
+from .websocket import take_over
 
 logger = logging.getLogger("wherry.error")
 
@@ -82,6 +83,7 @@ class H1Server:
         "_reject_cycle",
         "_timer",
         "_trusted_peer",
+        "_upgrade",
         "client",
         "core",
         "ctx",
@@ -109,6 +111,7 @@ class H1Server:
         self._eof = False
         self._lingering = False
         self._trusted_peer = False
+        self._upgrade: Request | None = None
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int | None] | None = None
         self.scheme = "http"
@@ -119,7 +122,7 @@ class H1Server:
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         ctx = self.ctx
-        self.core = H1Connection(ctx.limits, ctx.default_headers, ctx.runtime.time())
+        self.core = H1Connection(ctx.limits, ctx.default_headers, ctx.runtime.time(), ctx.accepted_upgrades)
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
         if isinstance(peer, tuple) and len(peer) >= 2:
@@ -213,6 +216,12 @@ class H1Server:
     # ------------------------------------------------------------------ requests
 
     def _on_request(self, request: Request) -> None:
+        if request.upgrade is not None and request.method != b"CONNECT":
+            # An upgrade the core accepted: the connection changes hands once nothing is owed.
+            self._upgrade = request
+            if self._current is None and not self._pipeline:
+                self._hand_over()
+            return
         ctx = self.ctx
         client = self.client
         scheme = self.scheme
@@ -301,7 +310,9 @@ class H1Server:
     def _nothing_owed(self) -> None:
         """Every request read so far is answered: answer a pending reject, or close if the peer
         is done sending."""
-        if self._reject is not None:
+        if self._upgrade is not None:
+            self._hand_over()
+        elif self._reject is not None:
             self._write_reject()
         elif self.core.read_state == DONE:
             self._close()  # the peer half-closed and everything it asked is answered
@@ -338,6 +349,29 @@ class H1Server:
             self._nothing_owed()
         self._flow_control()
         self._arm_timer()
+
+    def _hand_over(self) -> None:
+        """Give the transport to the driver of the protocol the client upgraded to."""
+        request = self._upgrade
+        assert request is not None
+        self._upgrade = None
+        self._closed = True  # this driver is done with the connection
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.ctx.connections.discard(self)
+        driver = take_over(
+            self.ctx,
+            self.transport,
+            self.core,
+            request,
+            self.client,
+            self.server,
+            self.scheme,
+            self._trusted_peer,
+            self._read_paused,
+        )
+        self.ctx.connections.add(driver)
 
     def _log_access(self, cycle: HTTPCycle) -> None:
         request = cycle.request

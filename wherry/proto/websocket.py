@@ -1,0 +1,475 @@
+"""WebSocket, sans I/O: the opening handshake (RFC 6455 §4) apart from the session (framing, RFC 6455
+§5-7, and permessage-deflate, RFC 7692).
+
+Rules of this module:
+
+1. The handshake and the session do not know each other. ``parse_offer`` reads what every carrier
+   has (version, subprotocols, extensions) from request headers; ``h1_key`` adds what only the
+   HTTP/1.1 Upgrade has (the ``Sec-WebSocket-Key`` nonce). Over HTTP/2 extended CONNECT (RFC 8441)
+   there is no key and no 101: the HTTP/2 driver builds its own 200 and runs the same
+   ``WebSocketSession`` over a stream's data.
+2. A handshake that breaks a rule raises ``RemoteProtocolError`` with the status to answer (400, or
+   426 for an unsupported version); nothing of it reaches the application.
+3. Framing is the ``websockets`` library's sans-I/O ``Protocol`` (its frame parser, masking in C,
+   close-code checks, permessage-deflate with a bounded inflater). This module adds what that layer
+   leaves to its caller: whole messages (fragments joined, text checked as UTF-8 as it arrives),
+   keepalive pings and their deadline, and a close handshake that answers a Close frame received in
+   the middle of a fragmented message (RFC 6455 §5.4: control frames may come between fragments).
+4. Bytes in, events out: ``receive_data(data, now)`` returns ``Message`` and ``WebSocketClosed``
+   events; ``receive_data(b"", now)`` is the end of input. Every ``send_*`` returns the bytes to
+   write. Time is passed in; ``deadline`` says when ``on_deadline`` is due. No clock, socket or loop.
+5. Size bounds are enforced as bytes arrive: a message (and a compressed message once inflated) may
+   not pass ``max_size`` (close 1009); the inflater is never asked for more than what is left of it.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import hashlib
+import logging
+import os
+import re
+from typing import Final, cast
+
+from websockets.exceptions import InvalidHeader, NegotiationError
+from websockets.extensions.base import Extension
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.frames import CloseCode, Frame, Opcode
+from websockets.headers import build_extension, parse_extension, parse_subprotocol
+from websockets.protocol import OPEN, SERVER, Protocol
+from websockets.typing import ExtensionHeader
+
+from .events import Event, Headers, RemoteProtocolError
+
+GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+VERSION: Final = b"13"
+
+# Bytes that Python's str.splitlines() treats as line breaks: a header value carrying one can be
+# read as two lines by a consumer that decodes and splits (CVE-2026-44546 in daphne). llhttp refuses
+# the C0 controls already; \x85 is obs-text to HTTP, but no WebSocket handshake needs it.
+_LINE_BREAKERS = re.compile(rb"[\x0b\x0c\x1c-\x1e\x85]")
+
+# The library's own per-connection logger at INFO says "connection closed" for every connection.
+_protocol_logger = logging.getLogger("wherry.websocket.frames")
+_protocol_logger.setLevel(logging.WARNING)
+
+TEXT: Final = Opcode.TEXT
+BINARY: Final = Opcode.BINARY
+CONT: Final = Opcode.CONT
+CLOSE: Final = Opcode.CLOSE
+PONG: Final = Opcode.PONG
+
+
+# ---------------------------------------------------------------------------------------- handshake
+
+
+class Offer:
+    """What a client asked for in its opening handshake, whatever carried it."""
+
+    __slots__ = ("extensions", "subprotocols")
+
+    def __init__(self, subprotocols: list[str], extensions: list[ExtensionHeader]) -> None:
+        self.subprotocols = subprotocols
+        self.extensions = extensions
+
+
+def _one(headers: Headers, name: bytes) -> bytes | None:
+    found = None
+    for key, value in headers:
+        if key == name:
+            if found is not None:
+                raise RemoteProtocolError(400, f"more than one {name.decode()} header")
+            found = value
+    return found
+
+
+def _tokens(headers: Headers, name: bytes) -> list[bytes]:
+    out: list[bytes] = []
+    for key, value in headers:
+        if key == name:
+            out.extend(t.strip().lower() for t in value.split(b","))
+    return out
+
+
+def parse_offer(headers: Headers) -> Offer:
+    """Version, subprotocols and extensions from a handshake's header fields (RFC 6455 §4.2.1,
+    RFC 8441 §4). Raises ``RemoteProtocolError`` (400, or 426 for another version)."""
+    for _name, value in headers:
+        if _LINE_BREAKERS.search(value):
+            raise RemoteProtocolError(400, "line-breaking control character in a header value")
+    version = _one(headers, b"sec-websocket-version")
+    if version is None or version.strip() != VERSION:
+        raise RemoteProtocolError(426, "unsupported Sec-WebSocket-Version")
+    subprotocols: list[str] = []
+    extensions: list[ExtensionHeader] = []
+    try:
+        for name, value in headers:
+            if name == b"sec-websocket-protocol":
+                subprotocols.extend(parse_subprotocol(value.decode("ascii")))
+            elif name == b"sec-websocket-extensions":
+                extensions.extend(parse_extension(value.decode("ascii")))
+    except (InvalidHeader, UnicodeDecodeError):
+        raise RemoteProtocolError(400, "malformed Sec-WebSocket-Protocol or -Extensions") from None
+    return Offer(subprotocols, extensions)
+
+
+def h1_key(method: bytes, http_version: str, headers: Headers) -> bytes:
+    """The HTTP/1.1 Upgrade half of the handshake (RFC 6455 §4.2.1): checks the method, version,
+    Upgrade, Connection and body framing, and returns the Sec-WebSocket-Key."""
+    if method != b"GET":
+        raise RemoteProtocolError(400, "a WebSocket handshake must be a GET")
+    if http_version != "1.1":
+        raise RemoteProtocolError(400, "a WebSocket handshake needs HTTP/1.1")
+    if b"websocket" not in _tokens(headers, b"upgrade"):
+        raise RemoteProtocolError(400, "Upgrade does not name websocket")
+    if b"upgrade" not in _tokens(headers, b"connection"):
+        raise RemoteProtocolError(400, "Connection does not name upgrade")
+    for name, value in headers:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            raise RemoteProtocolError(400, "a WebSocket handshake has no body")
+    key = _one(headers, b"sec-websocket-key")
+    if key is None:
+        raise RemoteProtocolError(400, "missing Sec-WebSocket-Key")
+    key = key.strip()
+    try:
+        nonce = base64.b64decode(key, validate=True)
+    except ValueError:
+        nonce = b""
+    if len(nonce) != 16:
+        raise RemoteProtocolError(400, "malformed Sec-WebSocket-Key")
+    return key
+
+
+def accept_key(key: bytes) -> bytes:
+    """Sec-WebSocket-Accept for a Sec-WebSocket-Key (RFC 6455 §4.2.2)."""
+    return base64.b64encode(hashlib.sha1(key + GUID).digest())
+
+
+def deflate_factory() -> ServerPerMessageDeflateFactory:
+    """permessage-deflate with small windows (4 KiB) and memLevel 5: about 1/8 of zlib's default
+    memory per connection for most of its ratio on chat-sized messages."""
+    return ServerPerMessageDeflateFactory(
+        server_max_window_bits=12,
+        client_max_window_bits=12,
+        compress_settings={"memLevel": 5},
+    )
+
+
+def negotiate(offer: Offer, deflate: bool) -> tuple[bytes | None, list[Extension]]:
+    """Accept the first permessage-deflate offer whose parameters we can meet (RFC 7692 §5);
+    returns the Sec-WebSocket-Extensions response value and the extensions to run."""
+    if not deflate or not offer.extensions:
+        return None, []
+    factory = deflate_factory()
+    for name, params in offer.extensions:
+        if name != factory.name:
+            continue
+        try:
+            response, extension = factory.process_request_params(params, [])
+        except NegotiationError:
+            continue
+        return build_extension([(name, response)]).encode("ascii"), [extension]
+    return None, []
+
+
+def _header_block(headers: Headers) -> bytes:
+    return b"".join(b"%b: %b\r\n" % (name, value) for name, value in headers)
+
+
+def h1_accept(
+    key: bytes,
+    subprotocol: bytes | None,
+    extensions: bytes | None,
+    headers: Headers,
+    default_headers: bytes,
+) -> bytes:
+    """The 101 response completing an HTTP/1.1 handshake. ``headers`` are checked by the caller."""
+    out = [
+        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
+        b"sec-websocket-accept: %b\r\n" % accept_key(key)
+    ]
+    if subprotocol is not None:
+        out.append(b"sec-websocket-protocol: %b\r\n" % subprotocol)
+    if extensions is not None:
+        out.append(b"sec-websocket-extensions: %b\r\n" % extensions)
+    out.append(_header_block(headers))
+    out.append(default_headers)
+    out.append(b"\r\n")
+    return b"".join(out)
+
+
+def h1_refusal(status: int, detail: str, default_headers: bytes) -> bytes:
+    """A plain-text answer to a handshake that broke a rule; 426 names the version we speak."""
+    phrase = b"Upgrade Required" if status == 426 else b"Bad Request"
+    body = phrase + b": " + detail.encode("ascii", "replace") + b"\n"
+    version = b"sec-websocket-version: 13\r\n" if status == 426 else b""
+    return b"".join(
+        (
+            b"HTTP/1.1 %d %b\r\n" % (status, phrase),
+            version,
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n",
+            default_headers,
+            b"\r\n",
+            body,
+        )
+    )
+
+
+# ------------------------------------------------------------------------------------------ session
+
+
+class Message(Event):
+    """A whole data message: ``str`` for text, ``bytes`` for binary."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes | str) -> None:
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"Message({self.data!r})"
+
+
+class WebSocketClosed(Event):
+    """The session is over for reading: the peer closed (its code, 1005 when it gave none), the
+    session failed it (the code sent: 1002, 1007, 1009, 1011), or the input ended (1006)."""
+
+    __slots__ = ("code", "reason")
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"WebSocketClosed({self.code}, {self.reason!r})"
+
+
+class _Frames(Protocol):
+    """The library's server-side protocol, with the one rule it reads differently: a Close frame
+    between the fragments of a message is a control frame like any other (RFC 6455 §5.4, §5.5.1),
+    so it is answered with a Close and the unfinished message is dropped."""
+
+    def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is CLOSE and self.current_size is not None:
+            self.current_size = None
+        super().recv_frame(frame)
+
+
+class WebSocketSession:
+    """One WebSocket session, server side, after the handshake."""
+
+    __slots__ = (
+        "_close_sent_at",
+        "_decoder",
+        "_fragments",
+        "_frames",
+        "_last_seen",
+        "_paused",
+        "_ping_data",
+        "_ping_sent_at",
+        "_text",
+        "close_timeout",
+        "closed",
+        "ping_interval",
+        "ping_timeout",
+    )
+
+    def __init__(
+        self,
+        max_size: int | None,
+        extensions: list[Extension],
+        now: float,
+        ping_interval: float | None = None,
+        ping_timeout: float | None = None,
+        close_timeout: float = 10.0,
+    ) -> None:
+        frames = self._frames = _Frames(SERVER, state=OPEN, max_size=max_size, logger=_protocol_logger)
+        frames.extensions = extensions
+        self._fragments: list[bytes] = []
+        self._text = False
+        self._decoder: codecs.IncrementalDecoder | None = None
+        self.closed: WebSocketClosed | None = None
+        self.ping_interval = ping_interval or None
+        self.ping_timeout = ping_timeout or None
+        self.close_timeout = close_timeout
+        self._last_seen = now
+        self._paused = False
+        self._ping_data: bytes | None = None
+        self._ping_sent_at = 0.0
+        self._close_sent_at: float | None = None
+
+    # ----------------------------------------------------------------------------- reading
+
+    def receive_data(self, data: bytes, now: float) -> list[Event]:
+        """Feed bytes from the peer (``b""``: the peer closed its side); returns the events."""
+        if self.closed is not None:
+            return []
+        frames = self._frames
+        self._last_seen = now
+        self._ping_data = None  # anything heard from the peer answers the keepalive ping
+        if data:
+            frames.receive_data(data)
+        else:
+            frames.receive_eof()
+        events: list[Event] = []
+        # After the handshake (state OPEN from the start) the library's events are only frames.
+        for frame in cast("list[Frame]", frames.events_received()):
+            opcode = frame.opcode
+            if opcode is TEXT or opcode is BINARY:
+                if frame.fin:
+                    if opcode is BINARY:
+                        events.append(Message(bytes(frame.data)))
+                        continue
+                    try:
+                        events.append(Message(bytes(frame.data).decode("utf-8")))
+                    except UnicodeDecodeError as exc:
+                        self._fail(CloseCode.INVALID_DATA, f"invalid UTF-8: {exc.reason}")
+                        break
+                    continue
+                self._text = opcode is TEXT
+                self._fragments = []
+                self._decoder = codecs.getincrementaldecoder("utf-8")() if self._text else None
+                if not self._add_fragment(frame.data, False):
+                    break
+            elif opcode is CONT:
+                if not self._add_fragment(frame.data, frame.fin):
+                    break
+                if frame.fin:
+                    fragments = self._fragments
+                    self._fragments = []
+                    if self._text:
+                        events.append(Message("".join(fragments)))  # type: ignore[arg-type]
+                    else:
+                        events.append(Message(b"".join(fragments)))
+            elif opcode is CLOSE:
+                self._fragments = []
+                close = frames.close_rcvd
+                assert close is not None
+                self.closed = WebSocketClosed(close.code, close.reason)
+        if self.closed is None and frames.state is not OPEN:
+            # The library failed the session (a protocol error, a size bound) or the input ended.
+            sent = frames.close_sent
+            if sent is not None:
+                self.closed = WebSocketClosed(sent.code, sent.reason)
+            else:
+                self.closed = WebSocketClosed(CloseCode.ABNORMAL_CLOSURE, "")
+        if self.closed is not None:
+            events.append(self.closed)
+        return events
+
+    def _add_fragment(self, data: bytes | bytearray | memoryview, fin: bool) -> bool:
+        decoder = self._decoder
+        if decoder is not None:
+            try:
+                self._fragments.append(decoder.decode(data, fin))  # type: ignore[arg-type]
+            except UnicodeDecodeError as exc:
+                self._fail(CloseCode.INVALID_DATA, f"invalid UTF-8: {exc.reason}")
+                return False
+        else:
+            self._fragments.append(bytes(data))
+        return True
+
+    def _fail(self, code: int, reason: str) -> None:
+        self._fragments = []
+        self._frames.fail(code, reason)
+        self.closed = WebSocketClosed(code, reason)
+
+    def pause_reading(self) -> None:
+        """The driver stopped reading: the peer cannot answer a ping until reading resumes."""
+        self._paused = True
+        self._ping_data = None
+
+    def resume_reading(self, now: float) -> None:
+        self._paused = False
+        self._last_seen = now
+
+    # ----------------------------------------------------------------------------- writing
+
+    def data_to_send(self) -> tuple[bytes, bool]:
+        """The bytes owed to the peer, and whether the transport should be closed after them."""
+        writes = self._frames.data_to_send()
+        if not writes:
+            return b"", False
+        if writes[-1] == b"":
+            return b"".join(writes), True
+        return writes[0] if len(writes) == 1 else b"".join(writes), False
+
+    @property
+    def can_send(self) -> bool:
+        """Whether data frames can still be sent (no Close sent or received)."""
+        return self._frames.state is OPEN
+
+    def send_text(self, text: str) -> bytes:
+        frames = self._frames
+        frames.send_text(text.encode("utf-8"))
+        writes = frames.data_to_send()
+        return writes[0] if len(writes) == 1 else b"".join(writes)
+
+    def send_bytes(self, data: bytes) -> bytes:
+        frames = self._frames
+        frames.send_binary(data)
+        writes = frames.data_to_send()
+        return writes[0] if len(writes) == 1 else b"".join(writes)
+
+    def send_close(self, code: int, reason: str, now: float) -> bytes:
+        """Start the closing handshake; the peer's Close, or ``close_timeout``, ends it.
+        Raises ``ValueError`` for a code that may not be sent (RFC 6455 §7.4)."""
+        frames = self._frames
+        if frames.state is not OPEN:
+            return b""
+        if not (code in _SENDABLE or 3000 <= code < 5000):
+            raise ValueError(f"{code} is not a close code an endpoint may send")
+        encoded = reason.encode("utf-8")
+        if len(encoded) > 123:
+            raise ValueError("a close reason is at most 123 bytes of UTF-8")
+        frames.send_close(code, reason)
+        self._close_sent_at = now
+        return b"".join(frames.data_to_send())
+
+    # ------------------------------------------------------------------------------- time
+
+    @property
+    def deadline(self) -> float | None:
+        """When ``on_deadline`` is due: the end of the wait for the peer's Close or for a pong,
+        or the next keepalive ping."""
+        if self.closed is not None:
+            return None
+        if self._close_sent_at is not None:
+            return self._close_sent_at + self.close_timeout
+        if self._paused:
+            return None
+        if self._ping_data is not None:
+            timeout = self.ping_timeout
+            return None if timeout is None else self._ping_sent_at + timeout
+        interval = self.ping_interval
+        if interval is None or self._frames.state is not OPEN:
+            return None
+        return self._last_seen + interval
+
+    def on_deadline(self, now: float) -> tuple[bytes, bool]:
+        """Send the keepalive ping that is due, or end a session whose peer did not answer in
+        time: 1011 after a ping, a plain end after our Close. Returns ``data_to_send()``."""
+        deadline = self.deadline
+        if deadline is None or now < deadline:
+            return b"", False
+        frames = self._frames
+        if self._close_sent_at is not None:
+            sent = frames.close_sent
+            assert sent is not None
+            self.closed = WebSocketClosed(sent.code, sent.reason)
+            return b"", True
+        if self._ping_data is not None:
+            self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+            return self.data_to_send()
+        self._ping_data = os.urandom(4)
+        self._ping_sent_at = now
+        frames.send_ping(self._ping_data)
+        return self.data_to_send()
+
+
+# Codes an endpoint may put in a Close frame it sends (RFC 6455 §7.4.1; 1004-1006 and 1015 are
+# reserved for reporting).
+_SENDABLE: Final = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014))
