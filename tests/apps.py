@@ -142,3 +142,20 @@ async def failing_startup(scope: Any, receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         await receive()
         await send({"type": "lifespan.startup.failed", "message": "the database is unreachable"})
+
+
+async def ws_echo(scope: Any, receive: Any, send: Any) -> None:
+    """Accept a WebSocket (with the first subprotocol offered) and echo every message."""
+    if scope["type"] != "websocket":
+        return
+    await receive()
+    subprotocols = scope["subprotocols"]
+    await send({"type": "websocket.accept", "subprotocol": subprotocols[0] if subprotocols else None})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": message["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": message["bytes"]})
