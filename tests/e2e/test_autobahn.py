@@ -27,12 +27,8 @@ FULL = os.environ.get("WHERRY_AUTOBAHN_FULL") == "1"
 SMALL_SIZES = [1, 3, 5, 11]  # 16 B, 256 B and 4 KiB whole, and 8 KiB in 256-byte fragments
 GROUPS: dict[str, list[str]] = {
     "core": ["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "10.*"],
-    "deflate-12": (
-        ["12.*"] if FULL else [f"12.{x}.{y}" for x in range(1, 6) for y in SMALL_SIZES]
-    ),
-    "deflate-13": (
-        ["13.*"] if FULL else [f"13.{x}.{y}" for x in range(1, 8) for y in SMALL_SIZES]
-    ),
+    "deflate-12": (["12.*"] if FULL else [f"12.{x}.{y}" for x in range(1, 6) for y in SMALL_SIZES]),
+    "deflate-13": (["13.*"] if FULL else [f"13.{x}.{y}" for x in range(1, 8) for y in SMALL_SIZES]),
 }
 if FULL:
     GROUPS["large-9"] = ["9.*"]

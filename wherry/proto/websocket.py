@@ -30,7 +30,7 @@ import hashlib
 import logging
 import os
 import re
-from typing import Final, cast
+from typing import Any, Final
 
 from websockets.exceptions import InvalidHeader, NegotiationError
 from websockets.extensions.base import Extension
@@ -58,7 +58,6 @@ TEXT: Final = Opcode.TEXT
 BINARY: Final = Opcode.BINARY
 CONT: Final = Opcode.CONT
 CLOSE: Final = Opcode.CLOSE
-PONG: Final = Opcode.PONG
 
 
 # ---------------------------------------------------------------------------------------- handshake
@@ -240,7 +239,7 @@ class WebSocketClosed(Event):
     __slots__ = ("code", "reason")
 
     def __init__(self, code: int, reason: str) -> None:
-        self.code = code
+        self.code = int(code)
         self.reason = reason
 
     def __repr__(self) -> str:
@@ -248,14 +247,55 @@ class WebSocketClosed(Event):
 
 
 class _Frames(Protocol):
-    """The library's server-side protocol, with the one rule it reads differently: a Close frame
-    between the fragments of a message is a control frame like any other (RFC 6455 §5.4, §5.5.1),
-    so it is answered with a Close and the unfinished message is dropped."""
+    """The library's server-side protocol, with what this session adds where frames are read (so
+    an error in a message is reported before anything that follows it in the same bytes):
+
+    - data frames become whole ``Message`` events: fragments joined, text decoded as it arrives
+      (an invalid sequence fails the session with 1007 at the fragment that holds it);
+    - a Close frame between the fragments of a message is a control frame like any other (RFC
+      6455 §5.4, §5.5.1): it is answered with a Close and the unfinished message is dropped;
+    - Ping and Pong frames are not events (the library answers pings).
+    """
+
+    # Set on each instance after the base class's __init__ (which starts the parser).
+    messages: list[Event]
+    _fragments: list[Any]
+    _decoder: Any
 
     def recv_frame(self, frame: Frame) -> None:
-        if frame.opcode is CLOSE and self.current_size is not None:
+        opcode = frame.opcode
+        if opcode is CLOSE and self.current_size is not None:
             self.current_size = None
-        super().recv_frame(frame)
+            self._fragments = []
+        super().recv_frame(frame)  # checks fragment order and size; answers pings and closes
+        if opcode is TEXT:
+            if frame.fin:
+                self.messages.append(Message(bytes(frame.data).decode("utf-8")))
+            else:
+                decoder = self._decoder = _utf8_decoder()
+                self._fragments = [decoder.decode(frame.data)]
+        elif opcode is BINARY:
+            if frame.fin:
+                self.messages.append(Message(bytes(frame.data)))
+            else:
+                self._decoder = None
+                self._fragments = [bytes(frame.data)]
+        elif opcode is CONT:
+            decoder = self._decoder
+            fragments = self._fragments
+            if decoder is not None:
+                fragments.append(decoder.decode(frame.data, frame.fin))
+                if frame.fin:
+                    self.messages.append(Message("".join(fragments)))
+            else:
+                fragments.append(bytes(frame.data))
+                if frame.fin:
+                    self.messages.append(Message(b"".join(fragments)))
+            if frame.fin:
+                self._fragments = []
+
+
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 
 class WebSocketSession:
@@ -263,14 +303,11 @@ class WebSocketSession:
 
     __slots__ = (
         "_close_sent_at",
-        "_decoder",
-        "_fragments",
         "_frames",
         "_last_seen",
         "_paused",
         "_ping_data",
         "_ping_sent_at",
-        "_text",
         "close_timeout",
         "closed",
         "ping_interval",
@@ -288,9 +325,9 @@ class WebSocketSession:
     ) -> None:
         frames = self._frames = _Frames(SERVER, state=OPEN, max_size=max_size, logger=_protocol_logger)
         frames.extensions = extensions
-        self._fragments: list[bytes] = []
-        self._text = False
-        self._decoder: codecs.IncrementalDecoder | None = None
+        frames.messages = []
+        frames._fragments = []
+        frames._decoder = None
         self.closed: WebSocketClosed | None = None
         self.ping_interval = ping_interval or None
         self.ping_timeout = ping_timeout or None
@@ -314,68 +351,30 @@ class WebSocketSession:
             frames.receive_data(data)
         else:
             frames.receive_eof()
-        events: list[Event] = []
-        # After the handshake (state OPEN from the start) the library's events are only frames.
-        for frame in cast("list[Frame]", frames.events_received()):
-            opcode = frame.opcode
-            if opcode is TEXT or opcode is BINARY:
-                if frame.fin:
-                    if opcode is BINARY:
-                        events.append(Message(bytes(frame.data)))
-                        continue
-                    try:
-                        events.append(Message(bytes(frame.data).decode("utf-8")))
-                    except UnicodeDecodeError as exc:
-                        self._fail(CloseCode.INVALID_DATA, f"invalid UTF-8: {exc.reason}")
-                        break
-                    continue
-                self._text = opcode is TEXT
-                self._fragments = []
-                self._decoder = codecs.getincrementaldecoder("utf-8")() if self._text else None
-                if not self._add_fragment(frame.data, False):
-                    break
-            elif opcode is CONT:
-                if not self._add_fragment(frame.data, frame.fin):
-                    break
-                if frame.fin:
-                    fragments = self._fragments
-                    self._fragments = []
-                    if self._text:
-                        events.append(Message("".join(fragments)))  # type: ignore[arg-type]
-                    else:
-                        events.append(Message(b"".join(fragments)))
-            elif opcode is CLOSE:
-                self._fragments = []
-                close = frames.close_rcvd
-                assert close is not None
-                self.closed = WebSocketClosed(close.code, close.reason)
-        if self.closed is None and frames.state is not OPEN:
-            # The library failed the session (a protocol error, a size bound) or the input ended.
+        frames.events.clear()  # the library's frame events: what matters is in ``messages``
+        events = frames.messages
+        if events:
+            frames.messages = []
+        else:
+            events = []
+        close = frames.close_rcvd
+        if close is not None:
+            self.closed = WebSocketClosed(close.code, close.reason)
+            events.append(self.closed)
+            return events
+        if frames.state is not OPEN and self._close_sent_at is None:
+            # The library failed the session (a protocol error, a size bound, invalid UTF-8) or
+            # the input ended.
             sent = frames.close_sent
             if sent is not None:
                 self.closed = WebSocketClosed(sent.code, sent.reason)
             else:
-                self.closed = WebSocketClosed(CloseCode.ABNORMAL_CLOSURE, "")
-        if self.closed is not None:
+                self.closed = WebSocketClosed(1006, "")
+            events.append(self.closed)
+        elif not data:
+            self.closed = WebSocketClosed(1006, "")
             events.append(self.closed)
         return events
-
-    def _add_fragment(self, data: bytes | bytearray | memoryview, fin: bool) -> bool:
-        decoder = self._decoder
-        if decoder is not None:
-            try:
-                self._fragments.append(decoder.decode(data, fin))  # type: ignore[arg-type]
-            except UnicodeDecodeError as exc:
-                self._fail(CloseCode.INVALID_DATA, f"invalid UTF-8: {exc.reason}")
-                return False
-        else:
-            self._fragments.append(bytes(data))
-        return True
-
-    def _fail(self, code: int, reason: str) -> None:
-        self._fragments = []
-        self._frames.fail(code, reason)
-        self.closed = WebSocketClosed(code, reason)
 
     def pause_reading(self) -> None:
         """The driver stopped reading: the peer cannot answer a ping until reading resumes."""
@@ -462,7 +461,8 @@ class WebSocketSession:
             self.closed = WebSocketClosed(sent.code, sent.reason)
             return b"", True
         if self._ping_data is not None:
-            self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+            frames.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+            self.closed = WebSocketClosed(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
             return self.data_to_send()
         self._ping_data = os.urandom(4)
         self._ping_sent_at = now
