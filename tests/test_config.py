@@ -45,6 +45,13 @@ UVICORN_FLAGS = {
     "--log-level": "log_level",
     "--access-log": "access_log",
     "--no-access-log": "access_log",
+    "--ws": "ws",
+    "--ws-max-size": "ws_max_size",
+    "--ws-max-queue": "ws_max_queue",
+    "--ws-ping-interval": "ws_ping_interval",
+    "--ws-ping-timeout": "ws_ping_timeout",
+    "--ws-per-message-deflate": "ws_per_message_deflate",
+    "--no-ws-per-message-deflate": "ws_per_message_deflate",
 }
 
 # Aliases from gunicorn and hypercorn.
@@ -53,6 +60,7 @@ ALIASES = {
     "-w": "workers",
     "--keep-alive": "timeout_keep_alive",
     "--graceful-timeout": "timeout_graceful_shutdown",
+    "--websocket-ping-interval": "ws_ping_interval",
 }
 
 # Parameters the command has that are not options of a server (click's own).
