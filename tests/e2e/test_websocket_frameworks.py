@@ -16,10 +16,11 @@ from websockets.sync.client import connect
 
 from tests.conftest import RunningServer
 
-if not settings.configured:
+if not settings.configured:  # the same settings as test_frameworks, whichever module comes first
     settings.configure(
         DEBUG=False,
         SECRET_KEY="only-for-tests",
+        ROOT_URLCONF="tests.e2e.test_frameworks",
         ALLOWED_HOSTS=["*"],
         INSTALLED_APPS=[],
         MIDDLEWARE=[],
