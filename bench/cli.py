@@ -360,7 +360,13 @@ class Runner:
 
     def start(self, scenario: Scenario, server: Server, point: Point) -> ServerProcess | None:
         port = self._port()
-        launch = Launch(python=self.python, app=scenario.app_spec, host=HOST, port=port)
+        launch = Launch(
+            python=self.python,
+            app=scenario.app_spec,
+            host=HOST,
+            port=port,
+            websocket=scenario.tool == "wsload",
+        )
         point.command = server.command(launch)
         try:
             return ServerProcess(

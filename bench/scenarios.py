@@ -19,6 +19,7 @@ APPS: dict[str, str] = {
     "hello": "bench.apps:hello",
     "download": "bench.apps:download",
     "fastapi": "bench.fastapi_app:app",
+    "wsecho": "bench.apps:ws_echo",
 }
 
 Metric = Literal["rps", "upload", "download"]
@@ -100,6 +101,25 @@ SCENARIOS: tuple[Scenario, ...] = (
         connections=16,
         metric="download",
         payload=DOWNLOAD_SIZE,
+    ),
+    Scenario(
+        "ws64",
+        "wsecho",
+        "WebSocket echo of 32-byte text messages, 64 connections, one message in flight on each.",
+        tool="wsload",
+        duration=3,
+        extra=("--size", "32"),
+    ),
+    Scenario(
+        "ws1m",
+        "wsecho",
+        "WebSocket echo of 1 MiB binary messages, 8 connections.",
+        tool="wsload",
+        connections=8,
+        duration=3,
+        metric="download",
+        payload=MIB,
+        extra=("--size", str(MIB)),
     ),
 )
 

@@ -32,6 +32,8 @@ class Launch:
     host: str
     port: int
     backlog: int = BACKLOG
+    websocket: bool = False
+    """The scenario speaks WebSocket: servers that can turn it off keep it on."""
 
     def script(self, name: str) -> str:
         return str(self.python.parent / name)
@@ -79,7 +81,8 @@ def _granian(run: Launch) -> list[str]:
         run.script("granian"), "--interface", "asgi",
         "--host", run.host, "--port", str(run.port),
         "--workers", "1", "--runtime-threads", "1", "--runtime-mode", "st",
-        "--no-ws", "--http", "1", "--loop", "uvloop", "--log-level", "warning",
+        *([] if run.websocket else ["--no-ws"]),
+        "--http", "1", "--loop", "uvloop", "--log-level", "warning",
         "--backlog", str(run.backlog), "--backpressure", str(run.backlog),
         run.app,
     ]  # fmt: skip

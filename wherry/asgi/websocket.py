@@ -46,6 +46,7 @@ class WebSocketStream(Protocol):
     """What a protocol driver provides to carry one WebSocket."""
 
     write_paused: bool
+    read_paused: bool  # when set, the cycle calls message_consumed() as the app takes messages
 
     def create_future(self) -> FutureLike: ...
 
@@ -141,7 +142,8 @@ class WebSocketCycle:
         while True:
             if queue:
                 data = queue.popleft()
-                self.stream.message_consumed(self)
+                if self.stream.read_paused:
+                    self.stream.message_consumed(self)
                 if type(data) is str:
                     return {"type": "websocket.receive", "text": data}
                 return {"type": "websocket.receive", "bytes": data}
@@ -162,8 +164,8 @@ class WebSocketCycle:
             raise ClientDisconnected("the WebSocket is closed")
         if state == CONNECTED:
             if kind == "websocket.send":
-                data = message.get("bytes")
                 text = message.get("text")
+                data = message.get("bytes")
                 if (data is None) == (text is None):
                     raise ValueError("websocket.send needs exactly one of 'bytes' and 'text'")
                 if text is not None:

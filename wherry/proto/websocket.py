@@ -30,6 +30,7 @@ import hashlib
 import logging
 import os
 import re
+import struct
 from typing import Any, Final
 
 from websockets.exceptions import InvalidHeader, NegotiationError
@@ -41,6 +42,11 @@ from websockets.protocol import OPEN, SERVER, Protocol
 from websockets.typing import ExtensionHeader
 
 from .events import Event, Headers, RemoteProtocolError
+
+try:  # the library's C masking, as its own parser uses it
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - a build without the extension
+    from websockets.utils import apply_mask
 
 GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 VERSION: Final = b"13"
@@ -302,12 +308,16 @@ class WebSocketSession:
     """One WebSocket session, server side, after the handshake."""
 
     __slots__ = (
+        "_at_start",
         "_close_sent_at",
         "_frames",
         "_last_seen",
+        "_max_size",
         "_paused",
         "_ping_data",
         "_ping_sent_at",
+        "_plain",
+        "can_send",
         "close_timeout",
         "closed",
         "ping_interval",
@@ -325,6 +335,10 @@ class WebSocketSession:
     ) -> None:
         frames = self._frames = _Frames(SERVER, state=OPEN, max_size=max_size, logger=_protocol_logger)
         frames.extensions = extensions
+        self._plain = not extensions
+        self._max_size = max_size
+        self.can_send = True  # no Close sent or received: data frames can be sent
+        self._at_start = self._plain  # the fast path may read (see _library_moved)
         frames.messages = []
         frames._fragments = []
         frames._decoder = None
@@ -347,16 +361,24 @@ class WebSocketSession:
         frames = self._frames
         self._last_seen = now
         self._ping_data = None  # anything heard from the peer answers the keepalive ping
+        fast: list[Event] | None = None
+        if self._at_start and data:
+            fast, data = self._simple_frames(data)
+            if not data:
+                return fast
         if data:
             frames.receive_data(data)
         else:
             frames.receive_eof()
+        self._library_moved()
         frames.events.clear()  # the library's frame events: what matters is in ``messages``
         events = frames.messages
         if events:
             frames.messages = []
         else:
             events = []
+        if fast:
+            events[:0] = fast
         close = frames.close_rcvd
         if close is not None:
             self.closed = WebSocketClosed(close.code, close.reason)
@@ -376,6 +398,58 @@ class WebSocketSession:
             events.append(self.closed)
         return events
 
+    def _library_moved(self) -> None:
+        """The library parsed or sent something: note whether data frames can still be sent, and
+        whether the fast path may read the next bytes (the library is between frames)."""
+        frames = self._frames
+        self.can_send = frames.state is OPEN
+        self._at_start = (
+            self._plain
+            and self.can_send
+            and frames.current_size is None
+            and not frames.reader.buffer
+            and _at_frame_start(frames)
+        )
+
+    def _simple_frames(self, data: bytes) -> tuple[list[Event], bytes]:
+        """The fast path for the commonest input: whole, final, masked text or binary frames
+        with no reserved bit, a 7- or 16-bit length within the size bound, outside a fragmented
+        message, with no extension, read from a frame boundary (the caller checks the last
+        four). Returns their messages and the bytes from the first frame that is anything else
+        (a control frame, a fragment, a bad frame, invalid UTF-8, an incomplete frame), which
+        the library then parses and judges."""
+        messages: list[Event] = []
+        limit = self._max_size
+        pos = 0
+        end = len(data)
+        while end - pos >= 6:
+            first = data[pos]
+            second = data[pos + 1]
+            if (first != 0x81 and first != 0x82) or second < 0x80:
+                break
+            size = second & 0x7F
+            start = pos + 2
+            if size == 126:
+                if end - pos < 8:
+                    break
+                size = (data[pos + 2] << 8) | data[pos + 3]
+                start = pos + 4
+            elif size == 127:
+                break
+            stop = start + 4 + size
+            if stop > end or (limit is not None and size > limit):
+                break
+            payload = apply_mask(data[start + 4 : stop], data[start : start + 4])
+            if first == 0x81:
+                try:
+                    messages.append(Message(payload.decode("utf-8")))
+                except UnicodeDecodeError:
+                    break
+            else:
+                messages.append(Message(payload))
+            pos = stop
+        return messages, data[pos:] if pos else data
+
     def pause_reading(self) -> None:
         """The driver stopped reading: the peer cannot answer a ping until reading resumes."""
         self._paused = True
@@ -389,26 +463,32 @@ class WebSocketSession:
 
     def data_to_send(self) -> tuple[bytes, bool]:
         """The bytes owed to the peer, and whether the transport should be closed after them."""
-        writes = self._frames.data_to_send()
-        if not writes:
+        frames = self._frames
+        if not frames.writes:
             return b"", False
+        writes = frames.data_to_send()
         if writes[-1] == b"":
             return b"".join(writes), True
         return writes[0] if len(writes) == 1 else b"".join(writes), False
 
-    @property
-    def can_send(self) -> bool:
-        """Whether data frames can still be sent (no Close sent or received)."""
-        return self._frames.state is OPEN
-
     def send_text(self, text: str) -> bytes:
+        """One text message as a single frame. With no extension the frame is the 2-10 byte
+        head (FIN, opcode, length; a server does not mask) and the payload, built here; with one,
+        the library encodes it."""
         frames = self._frames
-        frames.send_text(text.encode("utf-8"))
+        data = text.encode("utf-8")
+        if self._plain and self.can_send:
+            size = len(data)
+            return (_TEXT_HEADS[size] if size < 126 else _head(0x81, size)) + data
+        frames.send_text(data)
         writes = frames.data_to_send()
         return writes[0] if len(writes) == 1 else b"".join(writes)
 
     def send_bytes(self, data: bytes) -> bytes:
         frames = self._frames
+        if self._plain and self.can_send:
+            size = len(data)
+            return (_BINARY_HEADS[size] if size < 126 else _head(0x82, size)) + data
         frames.send_binary(data)
         writes = frames.data_to_send()
         return writes[0] if len(writes) == 1 else b"".join(writes)
@@ -426,6 +506,7 @@ class WebSocketSession:
             raise ValueError("a close reason is at most 123 bytes of UTF-8")
         frames.send_close(code, reason)
         self._close_sent_at = now
+        self._library_moved()
         return b"".join(frames.data_to_send())
 
     # ------------------------------------------------------------------------------- time
@@ -462,6 +543,7 @@ class WebSocketSession:
             return b"", True
         if self._ping_data is not None:
             frames.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+            self._library_moved()
             self.closed = WebSocketClosed(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
             return self.data_to_send()
         self._ping_data = os.urandom(4)
@@ -469,6 +551,27 @@ class WebSocketSession:
         frames.send_ping(self._ping_data)
         return self.data_to_send()
 
+
+def _at_frame_start(frames: Protocol) -> bool:
+    """Whether the library's parser waits for the first byte of a frame (its generator is
+    suspended in the reader's ``at_eof``), so that bytes can be parsed outside it. Anything
+    else, including a library that names its generators differently, answers False: the library
+    then parses everything."""
+    inner = getattr(frames.parser, "gi_yieldfrom", None)
+    return getattr(inner, "__name__", None) == "at_eof"
+
+
+def _head(first: int, size: int) -> bytes:
+    """The head of an unmasked frame of ``size`` bytes (RFC 6455 §5.2)."""
+    if size < 126:
+        return bytes((first, size))
+    if size < 65536:
+        return struct.pack("!BBH", first, 126, size)
+    return struct.pack("!BBQ", first, 127, size)
+
+
+_TEXT_HEADS: Final = tuple(_head(0x81, size) for size in range(126))
+_BINARY_HEADS: Final = tuple(_head(0x82, size) for size in range(126))
 
 # Codes an endpoint may put in a Close frame it sends (RFC 6455 §7.4.1; 1004-1006 and 1015 are
 # reserved for reporting).

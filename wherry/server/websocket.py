@@ -84,13 +84,15 @@ class WebSocketServer:
         "_key",
         "_lingering",
         "_pending",
-        "_read_paused",
         "_started_at",
         "_timer",
         "client",
         "core",
+        "create_future",
         "ctx",
         "cycle",
+        "max_queue",
+        "read_paused",
         "request",
         "scheme",
         "server",
@@ -110,6 +112,8 @@ class WebSocketServer:
         scheme: str,
     ) -> None:
         self.ctx = ctx
+        self.create_future = ctx.runtime.create_future
+        self.max_queue = ctx.config.ws_max_queue
         self.transport = transport
         self.core = core
         self.request = request
@@ -123,7 +127,7 @@ class WebSocketServer:
         self._timer: TimerHandle | None = None
         self._closed = False
         self._lingering = False
-        self._read_paused = False
+        self.read_paused = False  # reading is paused (the cycle then reports what it consumed)
         self._pending = b""
         self._key = b""
         self._extensions_header: bytes | None = None
@@ -223,8 +227,8 @@ class WebSocketServer:
     def _hold(self, data: bytes) -> None:
         """Bytes from before the handshake is answered: kept for the session, bounded."""
         self._pending += data
-        if len(self._pending) > PENDING_LIMIT and not self._read_paused:
-            self._read_paused = True
+        if len(self._pending) > PENDING_LIMIT and not self.read_paused:
+            self.read_paused = True
             self.transport.pause_reading()
 
     def _feed(self, session: WebSocketSession, data: bytes) -> None:
@@ -241,16 +245,14 @@ class WebSocketServer:
         if close:
             self._close()
             return
-        if not self._read_paused and cycle.queued >= self.ctx.config.ws_max_queue:
-            self._read_paused = True
+        if not self.read_paused and cycle.queued >= self.max_queue:
+            self.read_paused = True
             session.pause_reading()
             self.transport.pause_reading()
-        self._arm_timer()
+        if self._timer is None:  # an armed timer fires at or before the deadline and re-arms
+            self._arm_timer()
 
     # ------------------------------------------------------------------ WebSocketStream
-
-    def create_future(self) -> FutureLike:
-        return self.ctx.runtime.create_future()
 
     def accept(self, cycle: WebSocketCycle, subprotocol: str | None, headers: Headers) -> None:
         if self._closed:
@@ -278,8 +280,8 @@ class WebSocketServer:
         self._log(101)
         pending = self._pending
         self._pending = b""
-        if self._read_paused:
-            self._read_paused = False
+        if self.read_paused:
+            self.read_paused = False
             self.transport.resume_reading()
         if pending:
             self._feed(session, pending)
@@ -304,8 +306,8 @@ class WebSocketServer:
             return
         if out:
             self.transport.write(out)
-        if self._read_paused:  # the peer's Close must be read
-            self._read_paused = False
+        if self.read_paused:  # the peer's Close must be read
+            self.read_paused = False
             session.resume_reading(self.ctx.runtime.time())
             self.transport.resume_reading()
         self._arm_timer()
@@ -348,9 +350,9 @@ class WebSocketServer:
             self._close_after_answer()
 
     def message_consumed(self, cycle: WebSocketCycle) -> None:
-        if self._read_paused and cycle.queued <= self.ctx.config.ws_max_queue // 2 and not self._closed:
+        if self.read_paused and cycle.queued <= self.max_queue // 2 and not self._closed:
             session = self.session
-            self._read_paused = False
+            self.read_paused = False
             if session is not None:
                 session.resume_reading(self.ctx.runtime.time())
             self.transport.resume_reading()
@@ -437,8 +439,8 @@ class WebSocketServer:
             transport.close()
             return
         self._lingering = True
-        if self._read_paused:
-            self._read_paused = False
+        if self.read_paused:
+            self.read_paused = False
             transport.resume_reading()
         runtime = self.ctx.runtime
         self._timer = runtime.call_at(runtime.time() + LINGER, transport.close)
