@@ -25,6 +25,10 @@ from bench.servers import SERVERS_BY_NAME, Launch
 HOST = "127.0.0.1"
 
 
+class NotNegotiated(RuntimeError):
+    pass
+
+
 def open_websockets(port: int, count: int, deflate: bool) -> list[socket.socket]:
     extra = b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" if deflate else b""
     socks = []
@@ -44,7 +48,7 @@ def open_websockets(port: int, count: int, deflate: bool) -> list[socket.socket]
         if not head.startswith(b"HTTP/1.1 101"):
             raise RuntimeError(f"handshake refused: {head[:80]!r}")
         if deflate and b"permessage-deflate" not in head.lower():
-            raise RuntimeError("compression was not negotiated")
+            raise NotNegotiated("compression was not negotiated")
         socks.append(sock)
     return socks
 
@@ -96,8 +100,11 @@ def main() -> int:
     print(f"{'server':<10} {'plain KiB/conn':>15} {'deflate KiB/conn':>17}")
     for name in args.servers.split(","):
         plain = measure(name, python, args.port, args.connections, False, workdir)
-        compressed = measure(name, python, args.port + 1, args.connections, True, workdir)
-        print(f"{name:<10} {plain / 1024:>15.1f} {compressed / 1024:>17.1f}", flush=True)
+        try:
+            compressed = f"{measure(name, python, args.port + 1, args.connections, True, workdir) / 1024:.1f}"
+        except NotNegotiated:
+            compressed = "not offered"
+        print(f"{name:<10} {plain / 1024:>15.1f} {compressed:>17}", flush=True)
     return 0
 
 

@@ -297,6 +297,31 @@ def test_compressed_message_is_inflated(mode: str) -> None:
     assert len(out[0][1]) < 50
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        [],
+        [("server_no_context_takeover", None)],
+        [("client_no_context_takeover", None), ("client_max_window_bits", "9")],
+        [("server_no_context_takeover", None), ("client_no_context_takeover", None)],
+    ],
+)
+def test_deflate_round_trips_with_every_context_setting(params: list[tuple[str, str | None]]) -> None:
+    """RFC 7692 §7.1.1-7.1.2: with or without context takeover on either side, messages inflate
+    and the server's compressed answers inflate on the client's side."""
+    _, extensions = negotiate(Offer([], [("permessage-deflate", params)]), True)
+    session = WebSocketSession(MAX, extensions, 0.0)
+    client = zlib.decompressobj(wbits=-15)
+    for text in ("first " * 20, "second " * 20, "third"):
+        events = session.receive_data(frame(TEXT, deflated(text.encode()), rsv=4), 0.0)
+        assert summary(events) == [text]
+        ((opcode, payload),) = parse_frames(session.send_text(text.upper()))
+        assert opcode == TEXT
+        if "server_no_context_takeover" in dict(params):
+            client = zlib.decompressobj(wbits=-15)  # each message starts a fresh context
+        assert client.decompress(payload + b"\x00\x00\xff\xff") == text.upper().encode()
+
+
 def test_compression_bomb_is_closed_with_1009_without_inflating_it() -> None:
     """RFC 7692 §8.1 and RFC 6455 §10.4: 64 MiB of zeros compressed to ~64 KiB are refused (1009)
     after inflating at most the limit: memory never holds the inflated message."""
