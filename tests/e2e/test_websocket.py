@@ -157,6 +157,38 @@ def test_accept_with_a_sec_websocket_protocol_header_is_an_app_error(serve: Serv
     assert "subprotocol" in app.records[0]
 
 
+@pytest.mark.parametrize(
+    "accept",
+    [
+        {"type": "websocket.accept", "headers": [(b"x-a", b"1\r\nset-cookie: evil=1")]},
+        {"type": "websocket.accept", "headers": [(b"x a", b"1")]},
+        {"type": "websocket.accept", "subprotocol": "chat\r\nx-evil: 1"},
+    ],
+)
+def test_accept_cannot_split_the_response(serve: Serve, accept: dict[str, Any]) -> None:
+    """RFC 9110 §5.5: header names are tokens and values hold no CR/LF; an accept that would split
+    the 101 is an app error (the handshake is answered 500), and nothing of it is written."""
+
+    async def script(receive: Any, send: Any, record: Any, app: Recorder) -> None:
+        await receive()
+        try:
+            await send(accept)
+        except Exception as exc:
+            record(type(exc).__name__)
+            raise
+
+    app = Recorder(script)
+    server = serve(app)
+    with server.connect() as sock:
+        sock.sendall(handshake())
+        status, headers, _ = read_response(sock)
+        rest = read_until_closed(sock, 3)
+    assert status == 500
+    assert "set-cookie" not in headers and b"evil" not in rest
+    wait(app.done)
+    assert app.records == ["LocalProtocolError"]
+
+
 def test_close_before_accept_is_403_and_the_app_sees_a_disconnect(serve: Serve) -> None:
     """ASGI www spec, websocket.close: before accept the server answers 403 and never completes
     the handshake; the app's next receive() is websocket.disconnect."""
@@ -381,6 +413,39 @@ def test_frames_sent_before_the_101_are_read_after_accept(serve: Serve) -> None:
     head, _, rest = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101 ")
     assert parse_frames(rest) == [(TEXT, b"early")]
+
+
+def test_upgrade_behind_pipelined_requests_waits_for_their_answers(serve: Serve) -> None:
+    """RFC 9112 §9.3.2, RFC 6455 §4.1: requests pipelined before an upgrade are answered first, in
+    order; then the connection switches protocols and carries the WebSocket."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await receive()
+            body = scope["path"].encode()
+            headers = [(b"content-length", b"%d" % len(body))]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+        elif scope["type"] == "websocket":
+            await ws_echo(scope, receive, send)
+
+    server = serve(app)
+    pipelined = b"GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\n\r\n"
+    with server.connect() as sock:
+        sock.sendall(pipelined + handshake())
+        sock.settimeout(5)
+        buf = b""
+        while b"101 Switching Protocols" not in buf or not buf.endswith(b"\r\n\r\n"):
+            data = sock.recv(65536)
+            assert data, buf
+            buf += data
+        one, two, switch = buf.index(b"\r\n\r\n/one"), buf.index(b"\r\n\r\n/two"), buf.index(b"HTTP/1.1 101")
+        assert one < two < switch
+        sock.sendall(frame(TEXT, b"after the upgrade"))
+        data = b""
+        while not parse_frames(data):
+            data += sock.recv(65536)
+        assert parse_frames(data) == [(TEXT, b"after the upgrade")]
 
 
 # ------------------------------------------------------------------------------ deflate

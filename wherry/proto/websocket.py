@@ -42,7 +42,7 @@ from websockets.headers import build_extension, parse_extension, parse_subprotoc
 from websockets.protocol import OPEN, SERVER, Protocol
 from websockets.typing import ExtensionHeader
 
-from .events import Event, Headers, RemoteProtocolError
+from .events import Event, Headers, LocalProtocolError, RemoteProtocolError
 
 try:  # the library's C masking, as its own parser uses it
     from websockets.speedups import apply_mask
@@ -227,7 +227,18 @@ def negotiate(offer: Offer, deflate: bool) -> tuple[bytes | None, list[Extension
     return None, []
 
 
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def _header_block(headers: Headers) -> bytes:
+    """Extra response headers from the app, checked: a name is a token, a value has no control
+    character (no response splitting)."""
+    for name, value in headers:
+        if not _TOKEN.fullmatch(name):
+            raise LocalProtocolError(f"invalid header name {name!r}")
+        if _BAD_VALUE.search(value):
+            raise LocalProtocolError(f"invalid header value for {name!r}")
     return b"".join(b"%b: %b\r\n" % (name, value) for name, value in headers)
 
 
@@ -239,6 +250,9 @@ def h1_accept(
     default_headers: bytes,
 ) -> bytes:
     """The 101 response completing an HTTP/1.1 handshake. ``headers`` are checked by the caller."""
+    if subprotocol is not None and not _TOKEN.fullmatch(subprotocol):
+        raise LocalProtocolError(f"invalid subprotocol {subprotocol!r}")
+    block = _header_block(headers)
     out = [
         b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
         b"sec-websocket-accept: %b\r\n" % accept_key(key)
@@ -247,7 +261,7 @@ def h1_accept(
         out.append(b"sec-websocket-protocol: %b\r\n" % subprotocol)
     if extensions is not None:
         out.append(b"sec-websocket-extensions: %b\r\n" % extensions)
-    out.append(_header_block(headers))
+    out.append(block)
     out.append(default_headers)
     out.append(b"\r\n")
     return b"".join(out)

@@ -78,6 +78,7 @@ class WebSocketServer:
 
     __slots__ = (
         "_closed",
+        "_denied_size",
         "_drain_waiter",
         "_extensions",
         "_extensions_header",
@@ -133,6 +134,7 @@ class WebSocketServer:
         self._extensions_header: bytes | None = None
         self._extensions: list[Extension] = []
         self._started_at = 0.0
+        self._denied_size = 0
 
     def start(self, trusted_peer: bool, pending: bytes) -> None:
         ctx = self.ctx
@@ -260,7 +262,7 @@ class WebSocketServer:
         ctx = self.ctx
         response = h1_accept(
             self._key,
-            subprotocol.encode("ascii") if subprotocol is not None else None,
+            subprotocol.encode("latin-1", "replace") if subprotocol is not None else None,
             self._extensions_header,
             headers,
             ctx.default_headers.block,
@@ -320,6 +322,7 @@ class WebSocketServer:
             raise ClientDisconnected("the connection is closed")
         core = self.core
         self._pending = b""
+        self._denied_size = len(body)
         if more_body:
             data = core.response_head(self.request, status, headers, False)
             if body:
@@ -329,7 +332,7 @@ class WebSocketServer:
             self.transport.write(
                 core.response(self.request, status, headers, body, False, self.ctx.runtime.time())
             )
-            self._log(status)
+            self._log(status, len(body))
             self._close_after_answer()
 
     def respond_body(self, cycle: WebSocketCycle, body: bytes, more_body: bool) -> None:
@@ -345,8 +348,9 @@ class WebSocketServer:
             raise
         if data:
             self.transport.write(data)
+        self._denied_size += len(body)
         if not more_body:
-            self._log(cycle.status)
+            self._log(cycle.status, self._denied_size)
             self._close_after_answer()
 
     def message_consumed(self, cycle: WebSocketCycle) -> None:
@@ -376,7 +380,7 @@ class WebSocketServer:
     def cycle_finished(self, cycle: WebSocketCycle) -> None:
         self.ctx.tasks -= 1
         if self.ctx.access_log and cycle.status == 101:
-            self._log_end()
+            self._log_line(101, 0)
 
     # ------------------------------------------------------------------ time
 
@@ -419,7 +423,7 @@ class WebSocketServer:
 
     def _refuse(self, response: bytes, status: int) -> None:
         self.transport.write(response)
-        self._log(status)
+        self._log(status, len(response) - response.index(b"\r\n\r\n") - 4)
         self._close_after_answer()
 
     def _close_after_answer(self) -> None:
@@ -466,24 +470,22 @@ class WebSocketServer:
 
     # ------------------------------------------------------------------ access log
 
-    def _log(self, status: int) -> None:
-        if not self.ctx.access_log or status == 101:
-            return
-        self._log_line(status)
+    def _log(self, status: int, size: int = 0) -> None:
+        """The access line of a handshake answered with an HTTP response (a denial or a refusal);
+        an accepted WebSocket is logged as 101 when it ends, with the time it lasted."""
+        if self.ctx.access_log and status != 101:
+            self._log_line(status, size)
 
-    def _log_end(self) -> None:
-        self._log_line(101)
-
-    def _log_line(self, status: int) -> None:
+    def _log_line(self, status: int, size: int) -> None:
         request = self.request
         elapsed = (perf_counter() - self._started_at) * 1000.0 if self._started_at else 0.0
         access_logger.info(
-            '%s - "%s %s HTTP/%s" %d %s %.1fms',
+            '%s - "%s %s HTTP/%s" %d %d %.1fms',
             format_client(self.cycle.scope.get("client") if self.cycle is not None else self.client),
             printable(request.method),
             printable(request.target),
             request.http_version,
             status,
-            "websocket" if status == 101 else "-",
+            size,
             elapsed,
         )
