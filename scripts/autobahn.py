@@ -26,14 +26,16 @@ VIRTUALENV = "virtualenv>=20.15,<20.16"
 
 
 def cache_dir() -> Path:
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "wherry" / f"autobahn-{VERSION}"
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    default = cache / "wherry" / f"autobahn-{VERSION}"
     return Path(os.environ.get("WHERRY_AUTOBAHN_DIR", default))
 
 
 def find_python2() -> str | None:
     pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
     candidates = [shutil.which("python2.7"), shutil.which("python2")]
-    candidates += [str(p / "bin" / "python") for p in sorted((pyenv_root / "versions").glob("2.7.*"), reverse=True)]
+    installs = sorted((pyenv_root / "versions").glob("2.7.*"), reverse=True)
+    candidates += [str(install / "bin" / "python") for install in installs]
     for candidate in candidates:
         if not candidate:
             continue

@@ -448,6 +448,18 @@ def test_upgrade_behind_pipelined_requests_waits_for_their_answers(serve: Serve)
         assert parse_frames(data) == [(TEXT, b"after the upgrade")]
 
 
+def test_limit_concurrency_refuses_a_websocket_with_503(serve: Serve) -> None:
+    """--limit-concurrency: a WebSocket holds its app call for its whole life; past the limit a
+    handshake is answered 503 and its app is not called."""
+    server = serve(ws_echo, limit_concurrency=1)
+    with connect(ws_url(server)) as first:
+        first.send("hold")
+        assert first.recv(timeout=5) == "hold"
+        with pytest.raises(InvalidStatus) as caught:
+            connect(ws_url(server))
+        assert caught.value.response.status_code == 503
+
+
 # ------------------------------------------------------------------------------ deflate
 
 

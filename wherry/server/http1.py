@@ -360,7 +360,7 @@ class H1Server:
             self._timer.cancel()
             self._timer = None
         self.ctx.connections.discard(self)
-        driver = take_over(
+        take_over(
             self.ctx,
             self.transport,
             self.core,
@@ -371,7 +371,6 @@ class H1Server:
             self._trusted_peer,
             self._read_paused,
         )
-        self.ctx.connections.add(driver)
 
     def _log_access(self, cycle: HTTPCycle) -> None:
         request = cycle.request

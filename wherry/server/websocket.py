@@ -67,6 +67,7 @@ def take_over(
     """Hand ``transport`` (whose HTTP/1.1 driver parsed the upgrade ``request``) to a new driver."""
     driver = WebSocketServer(ctx, transport, core, request, client, server, scheme)
     transport.set_protocol(driver)
+    ctx.connections.add(driver)
     if read_paused:
         transport.resume_reading()
     driver.start(trusted_peer, core.trailing_data)
@@ -173,7 +174,7 @@ class WebSocketServer:
             self._hold(pending)
         if ctx.access_log:
             self._started_at = perf_counter()
-        if ctx.limit_concurrency is not None and ctx.over_capacity():
+        if ctx.shutting_down or (ctx.limit_concurrency is not None and ctx.over_capacity()):
             self._refuse(self.core.error_response(503, "Service Unavailable"), 503)
             return
         ctx.tasks += 1
