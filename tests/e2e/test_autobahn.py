@@ -3,8 +3,8 @@
 Cases 1-7 (framing, pings, reserved bits, opcodes, fragmentation, UTF-8, closing) and 10 (limits)
 run whole; 12 and 13 (permessage-deflate, RFC 7692) run at message sizes up to 4 KiB and with
 256-byte fragments of 8 KiB messages. With ``WHERRY_AUTOBAHN_FULL=1`` every size of 12 and 13
-and case 9 (messages up to 16 MiB, sent whole and in pieces) run too: about half an hour on two
-cores. Each group is a test of its own, so pytest-xdist runs them side by side.
+and case 9 (messages up to 16 MiB, sent whole and in pieces) run too: about 8 minutes per event loop
+on two cores. Each group is a test of its own, so pytest-xdist runs them side by side.
 """
 
 from __future__ import annotations
