@@ -15,6 +15,8 @@ Rules of this module:
    leaves to its caller: whole messages (fragments joined, text checked as UTF-8 as it arrives),
    keepalive pings and their deadline, and a close handshake that answers a Close frame received in
    the middle of a fragmented message (RFC 6455 §5.4: control frames may come between fragments).
+   One fast path skips the library's generators for the commonest frame (whole, final, masked text
+   or binary, no extension) and builds unmasked frames directly; any other byte goes to the library.
 4. Bytes in, events out: ``receive_data(data, now)`` returns ``Message`` and ``WebSocketClosed``
    events; ``receive_data(b"", now)`` is the end of input. Every ``send_*`` returns the bytes to
    write. Time is passed in; ``deadline`` says when ``on_deadline`` is due. No clock, socket or loop.
@@ -249,7 +251,8 @@ def h1_accept(
     headers: Headers,
     default_headers: bytes,
 ) -> bytes:
-    """The 101 response completing an HTTP/1.1 handshake. ``headers`` are checked by the caller."""
+    """The 101 response completing an HTTP/1.1 handshake. The app's ``headers`` and subprotocol
+    are checked (``LocalProtocolError``): nothing can split the response."""
     if subprotocol is not None and not _TOKEN.fullmatch(subprotocol):
         raise LocalProtocolError(f"invalid subprotocol {subprotocol!r}")
     block = _header_block(headers)
