@@ -246,6 +246,23 @@ def test_denial_response_is_a_normal_http_response(serve: Serve) -> None:
     assert app.records == [{"type": "websocket.disconnect", "code": 1006, "reason": ""}]
 
 
+def test_denial_with_a_header_that_would_split_it_is_500(serve: Serve) -> None:
+    """RFC 9110 §5.5: a denial response whose header value holds CR LF is an app error: nothing of
+    it is written, the handshake is answered 500."""
+
+    async def script(receive: Any, send: Any, record: Any, app: Recorder) -> None:
+        await receive()
+        headers = [(b"x", b"1\r\nx-evil: 1")]
+        await send({"type": "websocket.http.response.start", "status": 401, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": b"no"})
+
+    server = serve(Recorder(script))
+    with server.connect() as sock:
+        sock.sendall(handshake())
+        status, headers, _ = read_response(sock)
+    assert status == 500 and "x-evil" not in headers
+
+
 def test_app_returning_without_answering_is_500(serve: Serve) -> None:
     """ASGI: an app that returns before accepting or closing has failed the handshake: 500."""
     server = serve(Recorder(lambda receive, send, record, app: receive()))

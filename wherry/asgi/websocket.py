@@ -221,13 +221,15 @@ class WebSocketCycle:
             if self._closed is not None:
                 raise ClientDisconnected("the client is gone")
             start = self._start
-            if not more:
-                self.state = CLOSED
             if start is not None:
-                self._start = None
+                # The protocol checks the headers: if it refuses them nothing was written, and
+                # the app's error is still answered with a 500 (app_finished).
                 stream.respond(self, start["status"], start["headers"], body, more)
+                self._start = None
             else:
                 stream.respond_body(self, body, more)
+            if not more:
+                self.state = CLOSED
         else:
             raise ClientDisconnected("the WebSocket is closed")
         if stream.write_paused:
