@@ -668,23 +668,25 @@ def test_flooding_client_is_paused_and_memory_stays_flat(serve: Serve) -> None:
         open_websocket(sock)
         wait(app.mark)
         sock.settimeout(0.5)
-        sent = 0
-        while sent < 4096:
+        chunk = memoryview(message * 16)  # sent again and again: 4,096 messages, 256 MiB
+        offset = 0
+        while offset < 4096 * len(message):
             try:
-                sock.sendall(message)
+                offset += sock.send(chunk[offset % len(message) :])
             except TimeoutError:
                 break  # blocked for 0.5 s: the server stopped reading
-            sent += 1
+        sent = offset // len(message)
         grown = rss() - before
         assert sent < 256, f"the server kept reading: {sent} messages of 64 KiB accepted"
         assert grown < 32 * MB, f"memory grew by {grown} bytes"
         assert app.loop is not None
         app.loop.call_soon_threadsafe(app.records[0].set)
         sock.settimeout(5)
+        sock.sendall(message[offset % len(message) :])  # the rest of the message cut short
         sock.sendall(close_frame(1000))
-        read_until_closed(sock)
+        assert parse_frames(read_until_closed(sock)) == [(CLOSE, b"\x03\xe8")]
     wait(app.done)
-    assert app.records[1] >= sent
+    assert app.records[1] == sent + 1
 
 
 def test_send_waits_while_the_client_does_not_read(serve: Serve) -> None:
