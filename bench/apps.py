@@ -21,6 +21,8 @@ HELLO_HEADERS = [
     (b"content-length", str(len(HELLO_BODY)).encode("ascii")),
 ]
 
+NOT_FOUND_HEADERS = [(b"content-type", b"text/plain"), (b"content-length", b"9")]
+
 DOWNLOAD_SIZE = 1024 * 1024
 DOWNLOAD_BODY = b"x" * DOWNLOAD_SIZE
 DOWNLOAD_HEADERS = [
@@ -90,3 +92,11 @@ async def ws_echo(scope: Scope, receive: Receive, send: Send) -> None:
             await send({"type": "websocket.send", "text": text})
         else:
             await send({"type": "websocket.send", "bytes": message.get("bytes")})
+async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
+    """Read the request body, answer 404 ``Not Found`` (the default app of the fallback hop)."""
+    if scope["type"] == "lifespan":
+        await lifespan(receive, send)
+        return
+    await read_body(receive)
+    await send({"type": "http.response.start", "status": 404, "headers": NOT_FOUND_HEADERS})
+    await send({"type": "http.response.body", "body": b"Not Found"})

@@ -48,7 +48,7 @@ from bench.scenarios import (
     SCENARIOS_BY_NAME,
     Scenario,
 )
-from bench.servers import ALL_NAMES, CEILING_APP, SERVERS_BY_NAME, Launch, Server
+from bench.servers import ALL_NAMES, CEILING_APP, DEFAULT_NAMES, SERVERS_BY_NAME, Launch, Server
 
 RESULTS_VERSION = 1
 HOST = "127.0.0.1"
@@ -101,7 +101,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--servers",
         type=lambda value: _names(value, ALL_NAMES, "server"),
-        help=f"comma-separated, default all: {','.join(ALL_NAMES)}",
+        help=f"comma-separated, from {','.join(ALL_NAMES)}; default {','.join(DEFAULT_NAMES)}",
     )
     parser.add_argument(
         "--scenarios",
@@ -167,7 +167,7 @@ class Plan:
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
-    names: list[str] = args.servers or list(ALL_NAMES)
+    names: list[str] = args.servers or list(DEFAULT_NAMES)
     if args.scenarios:
         scenarios = [SCENARIOS_BY_NAME[name] for name in args.scenarios]
     elif args.quick:
@@ -360,12 +360,16 @@ class Runner:
 
     def start(self, scenario: Scenario, server: Server, point: Point) -> ServerProcess | None:
         port = self._port()
+        certfile, keyfile = self.certificate() if scenario.protocol == "https" else ("", "")
         launch = Launch(
             python=self.python,
             app=scenario.app_spec,
             host=HOST,
             port=port,
             websocket=scenario.tool == "wsload",
+            protocol=scenario.protocol,
+            certfile=certfile,
+            keyfile=keyfile,
         )
         point.command = server.command(launch)
         try:
@@ -378,6 +382,7 @@ class Runner:
                 env=self.env,
                 log_path=self.workdir / f"{scenario.name}-{server.name}.log",
                 cpu=self.server_cpu,
+                tls=scenario.protocol == "https",
             )
         except OSError as exc:
             point.fail(f"failed to start: {exc}")
@@ -458,7 +463,19 @@ class Runner:
         return waited
 
     def url(self, proc: ServerProcess) -> str:
-        return f"http://{proc.host}:{proc.port}/"
+        return f"{'https' if proc.tls else 'http'}://{proc.host}:{proc.port}/"
+
+    def certificate(self) -> tuple[str, str]:
+        """A self-signed ECDSA P-256 certificate for the TLS scenarios (made once per run)."""
+        cert, key = self.workdir / "cert.pem", self.workdir / "key.pem"
+        if not cert.exists():
+            argv = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"
+            subprocess.run(
+                [*argv.split(), "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"],
+                check=True,
+                capture_output=True,
+            )
+        return str(cert), str(key)
 
     def measure(
         self,
@@ -530,11 +547,11 @@ class Runner:
 def list_all() -> None:
     print("servers:")
     for server in SERVERS_BY_NAME.values():
-        print(f"  {server.name:<14} {server.kind:<8} {server.notes}")
-    print(f"  {CEILING_APP:<14} {'ceiling':<8} in-process: app calls per second, no network")
+        print(f"  {server.name:<16} {server.kind:<8} {server.notes}")
+    print(f"  {CEILING_APP:<16} {'ceiling':<8} in-process: app calls per second, no network")
     print("scenarios:")
     for scenario in SCENARIOS:
-        print(f"  {scenario.name:<14} {scenario.description}")
+        print(f"  {scenario.name:<16} {scenario.description}")
 
 
 def choose_cpus(server_cpu: int, client_cpu: int) -> tuple[int | None, int | None]:

@@ -99,6 +99,8 @@ class Wrk:
 
     def script(self, scenario: Scenario) -> str:
         lines = [f'wrk.method = "{scenario.method}"']
+        if scenario.close:
+            lines.append('wrk.headers["Connection"] = "close"')
         if scenario.body_size:
             lines.append(f'wrk.body = string.rep("x", {scenario.body_size})')
             lines.append('wrk.headers["Content-Type"] = "application/octet-stream"')
@@ -243,4 +245,84 @@ class WsLoad:
 
 WSLOAD_MARK = "WSLOAD_RESULT "
 
-TOOLS: dict[str, LoadTool] = {"wrk": Wrk(), "wsload": WsLoad()}
+_H2_FINISHED = re.compile(r"finished in ([\d.]+)s, ([\d.]+) req/s, ([\d.]+)([KMG]?B)/s")
+_H2_REQUESTS = re.compile(
+    r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+    r"(\d+) errored, (\d+) timeout"
+)
+_H2_STATUS = re.compile(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx")
+_H2_TRAFFIC = re.compile(r"traffic: .*?\((\d+)\) total")
+_H2_TIME = re.compile(r"time for request:\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)")
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+class H2Load:
+    """h2load (nghttp2) for HTTP/2: ``-c`` connections with ``-m`` streams in flight each, h2c by
+    prior knowledge on an http:// URL. h2load reports min/max/mean request times, not
+    percentiles: the mean stands in the p50 column and the max in p99 and p99.9."""
+
+    name = "h2load"
+
+    def command(self, scenario: Scenario, url: str, duration: int) -> list[str]:
+        return [
+            "h2load",
+            "-c", str(scenario.connections),
+            "-m", str(scenario.streams),
+            "-t", str(scenario.threads),
+            "-D", str(duration),
+            *scenario.extra,
+            url.rstrip("/") + scenario.path,
+        ]  # fmt: skip
+
+    def run(self, scenario: Scenario, url: str, duration: int, cpu: int | None, workdir: Path) -> LoadResult:
+        argv = _pinned(cpu, self.command(scenario, url, duration))
+        try:
+            done = subprocess.run(
+                argv, check=False, capture_output=True, text=True, timeout=duration + scenario.timeout + 60
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise LoadError(f"h2load did not finish: {' '.join(argv)}") from exc
+        return parse_h2load(done.stdout, done.stderr, done.returncode)
+
+    def version(self) -> str:
+        done = subprocess.run(["h2load", "--version"], check=False, capture_output=True, text=True)
+        return (done.stdout + done.stderr).strip().splitlines()[0] if done.stdout or done.stderr else "h2load"
+
+
+def parse_h2load(stdout: str, stderr: str, returncode: int) -> LoadResult:
+    finished = _H2_FINISHED.search(stdout)
+    requests = _H2_REQUESTS.search(stdout)
+    if finished is None or requests is None:
+        tail = "\n".join((stdout + stderr).strip().splitlines()[-15:])
+        raise LoadError(f"h2load exited {returncode} without a result:\n{tail}")
+    status = _H2_STATUS.search(stdout)
+    traffic = _H2_TRAFFIC.search(stdout)
+    timing = _H2_TIME.search(stdout)
+    succeeded = int(requests.group(4))
+    non_2xx = sum(int(g) for g in status.groups()[2:]) if status else 0
+    low = mean = high = 0.0
+    if timing:
+        values = timing.groups()
+        low = float(values[0]) * _UNIT_MS[values[1]]
+        high = float(values[2]) * _UNIT_MS[values[3]]
+        mean = float(values[4]) * _UNIT_MS[values[5]]
+    del low
+    return LoadResult(
+        requests=succeeded,
+        duration_s=float(finished.group(1)),
+        bytes_read=int(traffic.group(1)) if traffic else 0,
+        errors_connect=0,
+        errors_read=int(requests.group(6)),
+        errors_write=int(requests.group(5)),
+        errors_timeout=int(requests.group(7)),
+        non_2xx=non_2xx,
+        latency_mean_ms=mean,
+        latency_max_ms=high,
+        p50_ms=mean,
+        p90_ms=high,
+        p99_ms=high,
+        p999_ms=high,
+    )
+
+
+TOOLS: dict[str, LoadTool] = {"wrk": Wrk(), "h2load": H2Load(), "wsload": WsLoad()}

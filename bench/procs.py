@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -106,8 +107,10 @@ class ServerProcess:
         env: Mapping[str, str],
         log_path: Path,
         cpu: int | None,
+        tls: bool = False,
     ) -> None:
         self.name = name
+        self.tls = tls  # the probe speaks TLS
         self.argv = list(argv)
         self.host = host
         self.port = port
@@ -149,7 +152,13 @@ class ServerProcess:
     def probe(self) -> bool:
         """True once the server answers an HTTP request (any status) on its port."""
         try:
-            with socket.create_connection((self.host, self.port), timeout=1.0) as conn:
+            with socket.create_connection((self.host, self.port), timeout=1.0) as plain:
+                conn = plain
+                if self.tls:
+                    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                    context.check_hostname = False
+                    context.verify_mode = ssl.CERT_NONE
+                    conn = context.wrap_socket(plain)
                 conn.sendall(
                     b"GET / HTTP/1.1\r\nHost: " + self.host.encode() + b"\r\nConnection: close\r\n\r\n"
                 )

@@ -23,6 +23,7 @@ APPS: dict[str, str] = {
 }
 
 Metric = Literal["rps", "upload", "download"]
+Protocol = Literal["h1", "h2c", "https"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,13 @@ class Scenario:
     warmup_connections: int = 64
     """Connections used to warm up (capped by ``connections``): a warm-up heats the code
     paths; opening 10,000 connections is part of what ``c10k`` measures."""
+    protocol: Protocol = "h1"
+    """What the server must speak: plain HTTP/1.1, h2c (HTTP/2 by prior knowledge) or HTTP/1.1
+    over TLS. Only servers that speak it run the scenario."""
+    streams: int = 1
+    """HTTP/2 streams in flight per connection (h2load ``-m``)."""
+    close: bool = False
+    """Every request on a new connection (``Connection: close``): with TLS, a handshake each."""
 
     @property
     def app_spec(self) -> str:
@@ -62,7 +70,12 @@ class Scenario:
         """One line describing the load, for tables and charts."""
         body = f", {_size(self.body_size)} body" if self.body_size else ""
         plural = "" if self.connections == 1 else "s"
-        return f"{self.method} {self.path}{body}, {self.connections:,} connection{plural}"
+        text = f"{self.method} {self.path}{body}, {self.connections:,} connection{plural}"
+        if self.protocol == "h2c":
+            text += f" x {self.streams} stream{'s' if self.streams > 1 else ''} (h2c)"
+        elif self.protocol == "https":
+            text += ", TLS" + (", a new connection per request" if self.close else "")
+        return text
 
 
 def _size(size: int) -> str:
@@ -102,6 +115,45 @@ SCENARIOS: tuple[Scenario, ...] = (
         metric="download",
         payload=DOWNLOAD_SIZE,
     ),
+)
+
+# HTTP/2 and TLS: run by name (``--scenarios h2x10,h2x1,https64,tls_handshake``); their report
+# is docs/benchmarks/http2.md. WebSocket likewise (``--scenarios ws64,ws1m``): docs/benchmarks/websocket.md.
+EXTRA_SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "h2x10",
+        "hello",
+        "HTTP/2 (h2c), 64 connections with 10 streams in flight each.",
+        tool="h2load",
+        protocol="h2c",
+        streams=10,
+        duration=3,
+    ),
+    Scenario(
+        "h2x1",
+        "hello",
+        "HTTP/2 (h2c), 64 connections with 1 stream in flight each.",
+        tool="h2load",
+        protocol="h2c",
+        streams=1,
+        duration=3,
+    ),
+    Scenario(
+        "https64",
+        "hello",
+        "HTTPS (HTTP/1.1 over TLS), keep-alive, 64 connections.",
+        protocol="https",
+        duration=3,
+    ),
+    Scenario(
+        "tls_handshake",
+        "hello",
+        "A TLS handshake per request (Connection: close), 16 connections: handshakes per second.",
+        protocol="https",
+        close=True,
+        connections=16,
+        duration=3,
+    ),
     Scenario(
         "ws64",
         "wsecho",
@@ -123,7 +175,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
 )
 
-SCENARIOS_BY_NAME: dict[str, Scenario] = {scenario.name: scenario for scenario in SCENARIOS}
+SCENARIOS_BY_NAME: dict[str, Scenario] = {scenario.name: scenario for scenario in SCENARIOS + EXTRA_SCENARIOS}
 
 # What --quick runs: one short point per server.
 QUICK_SCENARIOS: tuple[str, ...] = ("get64",)

@@ -34,6 +34,11 @@ class Launch:
     backlog: int = BACKLOG
     websocket: bool = False
     """The scenario speaks WebSocket: servers that can turn it off keep it on."""
+    protocol: str = "h1"
+    """The scenario's protocol: ``h1``, ``h2c`` or ``https``."""
+    certfile: str = ""
+    keyfile: str = ""
+    """The certificate and key for ``https``."""
 
     def script(self, name: str) -> str:
         return str(self.python.parent / name)
@@ -52,18 +57,44 @@ class Server:
     apps: frozenset[str] | None = None
     """App keys (see ``bench.scenarios.APPS``) it can serve; None means any."""
     notes: str = ""
+    default: bool = True
+    """In the default set; the others run only when named with ``--servers``."""
+    protocols: frozenset[str] = frozenset({"h1"})
+    """Protocols it serves in the benchmark (see ``Scenario.protocol``)."""
 
     def supports(self, scenario: Scenario) -> bool:
-        return self.apps is None or scenario.app in self.apps
+        return (self.apps is None or scenario.app in self.apps) and scenario.protocol in self.protocols
 
 
 def _wherry(run: Launch) -> list[str]:
+    tls = ["--ssl-certfile", run.certfile, "--ssl-keyfile", run.keyfile] if run.protocol == "https" else []
     return [
         str(run.python), "-m", "wherry", run.app,
         "--host", run.host, "--port", str(run.port),
         "--no-access-log", "--log-level", "warning", "--lifespan", "on",
-        "--backlog", str(run.backlog),
+        "--backlog", str(run.backlog), *tls,
     ]  # fmt: skip
+
+
+def _wherry_mounted(run: Launch) -> list[str]:
+    """Wherry with the scenario's app mounted at / among three other mounts and a method route:
+    every request goes through the dispatch of ``--mount``/``--route``."""
+    other = "bench.apps:not_found"
+    command = _wherry(run)
+    command.remove(run.app)
+    return [
+        *command,
+        "--mount", f"/={run.app}", "--mount", f"/admin={other}", "--mount", f"/static={other}",
+        "--mount", f"/api/v1={other}", "--route", f"POST /orders={other}",
+    ]  # fmt: skip
+
+
+def _wherry_fallback(run: Launch) -> list[str]:
+    """Wherry whose default app answers every request 404, and the scenario's app as
+    ``--fallback``: every request is a fallback hop (the body, if any, replayed)."""
+    command = _wherry(run)
+    command[command.index(run.app)] = "bench.apps:not_found"
+    return [*command, "--fallback", run.app]
 
 
 def _uvicorn(run: Launch) -> list[str]:
@@ -73,6 +104,7 @@ def _uvicorn(run: Launch) -> list[str]:
         "--no-access-log", "--log-level", "warning",
         "--loop", "uvloop", "--http", "httptools", "--lifespan", "on",
         "--backlog", str(run.backlog),
+        *(["--ssl-certfile", run.certfile, "--ssl-keyfile", run.keyfile] if run.protocol == "https" else []),
     ]  # fmt: skip
 
 
@@ -82,8 +114,11 @@ def _granian(run: Launch) -> list[str]:
         "--host", run.host, "--port", str(run.port),
         "--workers", "1", "--runtime-threads", "1", "--runtime-mode", "st",
         *([] if run.websocket else ["--no-ws"]),
-        "--http", "1", "--loop", "uvloop", "--log-level", "warning",
+        "--http", "auto" if run.protocol == "h2c" else "1",
+        "--loop", "uvloop", "--log-level", "warning",
         "--backlog", str(run.backlog), "--backpressure", str(run.backlog),
+        *(["--ssl-certificate", run.certfile, "--ssl-keyfile", run.keyfile] if run.protocol == "https"
+          else []),
         run.app,
     ]  # fmt: skip
 
@@ -93,6 +128,7 @@ def _hypercorn(run: Launch) -> list[str]:
         run.script("hypercorn"), "-k", "uvloop", "-w", "1",
         "-b", f"{run.host}:{run.port}", "--log-level", "warning",
         "--backlog", str(run.backlog),
+        *(["--certfile", run.certfile, "--keyfile", run.keyfile] if run.protocol == "https" else []),
         run.app,
     ]  # fmt: skip
 
@@ -115,16 +151,54 @@ def _ceiling(mode: str) -> Callable[[Launch], list[str]]:
 
 
 SERVERS: tuple[Server, ...] = (
-    Server("wherry", "subject", _wherry, "wherry", notes="this server; uvloop when installed"),
-    Server("uvicorn", "peer", _uvicorn, "uvicorn", notes="uvloop + httptools"),
+    Server(
+        "wherry",
+        "subject",
+        _wherry,
+        "wherry",
+        notes="this server; uvloop when installed",
+        protocols=frozenset({"h1", "h2c", "https"}),
+    ),
+    Server(
+        "wherry_mounted",
+        "subject",
+        _wherry_mounted,
+        "wherry",
+        notes="wherry, the app behind --mount/--route dispatch (4 mounts, 1 route)",
+        default=False,
+    ),
+    Server(
+        "wherry_fallback",
+        "subject",
+        _wherry_fallback,
+        "wherry",
+        notes="wherry, the app reached as --fallback after a 404 from the default app",
+        default=False,
+    ),
+    Server(
+        "uvicorn",
+        "peer",
+        _uvicorn,
+        "uvicorn",
+        notes="uvloop + httptools",
+        protocols=frozenset({"h1", "https"}),
+    ),
     Server(
         "granian",
         "peer",
         _granian,
         "granian",
         notes="Rust (hyper/tokio) server; single-threaded runtime, uvloop for the app",
+        protocols=frozenset({"h1", "h2c", "https"}),
     ),
-    Server("hypercorn", "peer", _hypercorn, "hypercorn", notes="uvloop worker, h11"),
+    Server(
+        "hypercorn",
+        "peer",
+        _hypercorn,
+        "hypercorn",
+        notes="uvloop worker, h11 (h2 for HTTP/2)",
+        protocols=frozenset({"h1", "h2c", "https"}),
+    ),
     Server("daphne", "peer", _daphne, "daphne", notes="Twisted on the stdlib asyncio loop"),
     Server(
         "ceiling_bare",
@@ -146,3 +220,5 @@ SERVERS: tuple[Server, ...] = (
 
 SERVERS_BY_NAME: dict[str, Server] = {server.name: server for server in SERVERS}
 ALL_NAMES: tuple[str, ...] = (*(server.name for server in SERVERS), CEILING_APP)
+DEFAULT_NAMES: tuple[str, ...] = (*(server.name for server in SERVERS if server.default), CEILING_APP)
+"""What runs when --servers is not given."""

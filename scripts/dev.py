@@ -17,8 +17,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SUPPORTED = ("3.11", "3.12", "3.13")
-# command -> Debian package, used by the end-to-end tests
-SYSTEM_TOOLS = {"curl": "curl", "chromium-headless-shell": "chromium-headless-shell"}
+# command -> Debian package, used by the end-to-end tests (nginx and haproxy live in /usr/sbin).
+SYSTEM_TOOLS = {
+    "curl": "curl",
+    "nginx": "nginx",
+    "haproxy": "haproxy",
+    "openssl": "openssl",
+    "nghttp": "nghttp2-client",
+    "chromium-headless-shell": "chromium-headless-shell",
+}
 
 
 def run(cmd: list[str], **kwargs: object) -> None:
@@ -67,7 +74,8 @@ def venv_for(python: str, version: str, extras: str) -> Path:
 
 
 def ensure_system_tools() -> None:
-    missing = [pkg for cmd, pkg in SYSTEM_TOOLS.items() if shutil.which(cmd) is None]
+    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+    missing = [pkg for cmd, pkg in SYSTEM_TOOLS.items() if shutil.which(cmd, path=path) is None]
     if not missing:
         return
     if os.geteuid() != 0 or shutil.which("apt-get") is None:

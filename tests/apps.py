@@ -144,8 +144,58 @@ async def failing_startup(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "lifespan.startup.failed", "message": "the database is unreachable"})
 
 
+_HELD: list[bytes] = []
+
+
+async def ops(scope: Any, receive: Any, send: Any) -> None:
+    """For process tests: ``/block`` blocks the event loop, ``/grow`` keeps 96 MB alive, ``/ids``
+    answers 'uid gid', ``/slow?delay=S&mark=PATH`` creates PATH then answers after S seconds;
+    anything else answers the pid."""
+    import os
+    import time
+
+    if scope["type"] != "http":
+        return
+    await read_body(receive)
+    path = scope["path"]
+    if path == "/block":
+        time.sleep(30)  # a stuck worker: its event loop cannot answer pings
+    elif path == "/grow":
+        _HELD.append(b"x" * (96 * 1024 * 1024))
+    elif path == "/slow":
+        params = dict(p.split("=") for p in scope["query_string"].decode().split("&") if "=" in p)
+        if "mark" in params:  # tell the test the request is in flight
+            with open(params["mark"], "w"):
+                pass
+        await asyncio.sleep(float(params.get("delay", "0.5")))
+    body = f"{os.getuid()} {os.getgid()}".encode() if path == "/ids" else str(os.getpid()).encode()
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
 async def ws_echo(scope: Any, receive: Any, send: Any) -> None:
-    """Accept a WebSocket (with the first subprotocol offered) and echo every message."""
+    """WebSocket: accept, echo every text message with the client address in front; HTTP: the
+    echo app."""
+    if scope["type"] == "http":
+        await echo(scope, receive, send)
+        return
+    if scope["type"] != "websocket":
+        return
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        client = scope["client"][0] if scope.get("client") else "-"
+        await send({"type": "websocket.send", "text": f"{client} {scope['scheme']} {message.get('text')}"})
+
+
+async def ws_echo_exact(scope: Any, receive: Any, send: Any) -> None:
+    """Accept a WebSocket (with the first subprotocol offered) and send every message back as it
+    came: text as text, bytes as bytes (the Autobahn|Testsuite echo app)."""
     if scope["type"] != "websocket":
         return
     await receive()

@@ -13,7 +13,7 @@ import click
 import pytest
 
 import wherry.cli
-from wherry.config import OPTIONS, OPTIONS_BY_NAME, Config, ConfigError, Option, read_toml
+from wherry.config import OPTIONS, OPTIONS_BY_NAME, Config, ConfigError, Option, file_mode, read_toml
 
 # Flags uvicorn has for options Wherry shares with it, and the option each one sets.
 UVICORN_FLAGS = {
@@ -52,6 +52,14 @@ UVICORN_FLAGS = {
     "--ws-ping-timeout": "ws_ping_timeout",
     "--ws-per-message-deflate": "ws_per_message_deflate",
     "--no-ws-per-message-deflate": "ws_per_message_deflate",
+    "--timeout-worker-healthcheck": "timeout_worker_healthcheck",
+    "--limit-max-requests": "limit_max_requests",
+    "--limit-max-requests-jitter": "limit_max_requests_jitter",
+    "--reload": "reload",
+    "--reload-dir": "reload_dirs",
+    "--reload-include": "reload_includes",
+    "--reload-exclude": "reload_excludes",
+    "--reload-delay": "reload_delay",
 }
 
 # Aliases from gunicorn and hypercorn.
@@ -61,6 +69,12 @@ ALIASES = {
     "--keep-alive": "timeout_keep_alive",
     "--graceful-timeout": "timeout_graceful_shutdown",
     "--websocket-ping-interval": "ws_ping_interval",
+    "--max-requests": "limit_max_requests",
+    "--max-requests-jitter": "limit_max_requests_jitter",
+    "--access-logformat": "access_log_format",
+    "--pid": "pid_file",
+    "-u": "user",
+    "-g": "group",
 }
 
 # Parameters the command has that are not options of a server (click's own).
@@ -90,6 +104,14 @@ def sample(option: Option, toml_file: Path) -> Any:
         return "tests.apps:hello"
     if option.name == "config":
         return str(toml_file)
+    if option.name == "fallback":
+        return "tests.apps:echo"
+    if option.name == "uds_permissions":
+        return "660"
+    if option.name == "metrics_bind":
+        return "127.0.0.1:9100"
+    if option.name == "access_log_format":
+        return "%(h)s %(r)s %(s)s %(D)s"
     kind = option.kind
     if kind == "bool":
         return not option.default
@@ -104,6 +126,12 @@ def sample(option: Option, toml_file: Path) -> Any:
     if kind == "list":
         if option.name == "bind":
             return ["127.0.0.1:8001", "unix:/tmp/wherry-sample.sock"]
+        if option.name == "mount":
+            return ["/legacy=tests.apps:echo", "/v2=tests.apps:hello"]
+        if option.name == "route":
+            return ["GET,POST /orders=tests.apps:echo", "/any=tests.apps:hello"]
+        if option.name == "fallback_on":
+            return [404, 405]
         return ["x-one:1", "x-two: 2"]
     return "sample-text"
 
@@ -115,7 +143,7 @@ def cli_args(option: Option, value: Any) -> list[str]:
     if option.kind == "bool":
         return [flag] if value else ["--no-" + flag[2:]]
     if option.kind == "list":
-        return [part for item in value for part in (flag, item)]
+        return [part for item in value for part in (flag, str(item))]
     return [flag, str(value)]
 
 
@@ -123,7 +151,7 @@ def env_text(option: Option, value: Any) -> str:
     if option.kind == "bool":
         return "true" if value else "false"
     if option.kind == "list":
-        return ("\n" if option.name == "headers" else ",").join(value)
+        return ("\n" if option.name in ("headers", "route") else ",").join(map(str, value))
     return str(value)
 
 
@@ -351,9 +379,33 @@ def test_command_line_defaults_do_not_mask_the_environment(run_cli: Any, monkeyp
         {"log_level": "loud"},
         {"access_log": "perhaps"},
         {"headers": ["no-colon"]},
+        {"interface": "cgi"},
+        {"wsgi_threads": 0},
+        {"mount": ["api=x:app"]},
+        {"mount": ["/api"]},
+        {"mount": ["/api=module-only"]},
+        {"mount": ["/a b=x:app"]},
+        {"route": ["GET POST /x=a:b"]},
+        {"route": ["G3T /x=a:b"]},
+        {"route": ["GET x=a:b"]},
+        {"fallback": "no-colon"},
+        {"fallback_on": ["200"]},
+        {"fallback_on": ["4o4"]},
+        {"fallback_body_limit": -1},
         {"headers": [":empty-name"]},
         {"headers": ["x-a: 1\r\nx-b: 2"]},
         {"headers": ["x-a: \x00"]},
+        {"uds_permissions": "rw-rw----"},
+        {"uds_permissions": "99"},
+        {"limit_worker_rss": "lots"},
+        {"limit_worker_rss": 0},
+        {"limit_max_requests": 0},
+        {"limit_max_requests_jitter": -1},
+        {"timeout_worker_healthcheck": -1},
+        {"metrics_bind": "unix:/tmp/m.sock"},
+        {"access_log_format": "%(h"},
+        {"log_format": "xml"},
+        {"proxy_headers_style": "both"},
         {"no_such_option": 1},
     ],
 )
@@ -384,6 +436,20 @@ def test_defaults() -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "mib"), [("512", 512), ("512M", 512), ("2G", 2048), ("2GiB", 2048), ("4096K", 4), (64, 64)]
+)
+def test_worker_rss_limit_takes_sizes(text: object, mib: int) -> None:
+    """--limit-worker-rss is in MiB, or with a K/M/G suffix."""
+    assert Config(limit_worker_rss=text).limit_worker_rss == mib
+
+
+@pytest.mark.parametrize(("text", "mode"), [("660", 0o660), ("0o600", 0o600), ("0777", 0o777)])
+def test_uds_permissions_are_octal(text: str, mode: int) -> None:
+    """--uds-permissions takes an octal mode, as chmod does."""
+    assert file_mode(Config(uds_permissions=text).uds_permissions or "") == mode
+
+
+@pytest.mark.parametrize(
     ("address", "parsed"),
     [
         ("127.0.0.1:8001", ("tcp", ("127.0.0.1", 8001))),
@@ -407,3 +473,41 @@ def test_bad_bind_addresses_are_config_errors(address: str) -> None:
     """A malformed -b value is a clear configuration error, never a traceback."""
     with pytest.raises(ConfigError):
         Config(bind=[address])
+
+
+def test_composition_in_the_config_file_as_tables(tmp_path: Path) -> None:
+    """--mount and --route can be TOML tables (PATH or 'METHODS PATH' -> app), and --fallback-on a
+    list of integers; they mean what the repeated flags mean."""
+    path = tmp_path / "compose.toml"
+    path.write_text(
+        'app = "new:app"\n'
+        'fallback = "legacy:app"\n'
+        "fallback_on = [404, 405]\n"
+        "[mount]\n"
+        '"/admin" = "legacy:app"\n'
+        "[route]\n"
+        '"POST /orders" = "legacy:app"\n'
+    )
+    config = Config(**read_toml(str(path)))
+    assert config.mount == ["/admin=legacy:app"]
+    assert config.route == ["POST /orders=legacy:app"]
+    assert config.fallback == "legacy:app" and config.fallback_on == [404, 405]
+
+
+def test_fallback_on_takes_a_comma_separated_list(run_cli: Any) -> None:
+    """--fallback-on 404,405 (one flag) and --fallback-on 404 --fallback-on 405 are the same."""
+    assert run_cli(["--fallback-on", "404,405", "x:app"]).fallback_on == [404, 405]
+    assert run_cli(["--fallback-on", "404", "--fallback-on", "405", "x:app"]).fallback_on == [404, 405]
+
+
+def test_routes_in_the_environment_are_one_per_line() -> None:
+    """WHERRY_ROUTE holds one route a line, since a route's methods are comma-separated."""
+    config = Config.from_sources({}, environ={"WHERRY_ROUTE": "GET,HEAD /a=x:a\nPOST /b=x:b\n"})
+    assert config.route == ["GET,HEAD /a=x:a", "POST /b=x:b"]
+
+
+def test_proxy_protocol_with_tls_is_refused_at_configuration() -> None:
+    """The PROXY header comes before the TLS handshake on the wire; until the two are chained, asking
+    for both is a configuration error, not a silently ignored option."""
+    with pytest.raises(ConfigError, match="proxy-protocol"):
+        Config(proxy_protocol=True, ssl_certfile="cert.pem", ssl_keyfile="key.pem")

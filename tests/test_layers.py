@@ -89,7 +89,7 @@ RULES = [
     Rule(
         "server",
         allowed=("wherry.server", "wherry.asgi", "wherry.proto", "wherry.logs"),
-        typing_allowed=("wherry.config",),
+        typing_allowed=("wherry.config", "wherry.tls"),
         forbidden=(),
         why="connection drivers sit on the protocol and ASGI layers only",
     ),
@@ -102,6 +102,7 @@ RULES = [
             "wherry.proto",
             "wherry.config",
             "wherry.sockets",
+            "wherry.tls",
             "wherry.logs",
         ),
         typing_allowed=(),
@@ -168,3 +169,12 @@ def test_the_import_reader_resolves_relative_imports(tmp_path: Path) -> None:
     found = {(i.module, i.typing_only) for i in imports_of(source)}
     assert ("wherry.asgi.http", False) in found
     assert ("wherry.config", True) in found
+
+
+def test_compose_uses_no_server_internals() -> None:
+    """wherry/compose.py is a plain ASGI app (it must run under any ASGI server): it builds on the
+    ASGI layer, the option parsers, the importer and the log helpers, never on the server, the
+    backends or the entry points."""
+    allowed = ("wherry.asgi", "wherry.config", "wherry.importer", "wherry.logs")
+    found = [i.module for i in imports_of(PACKAGE / "compose.py") if i.module.startswith("wherry")]
+    assert found and all(within(name, allowed) for name in found), found

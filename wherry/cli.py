@@ -67,8 +67,10 @@ def _build() -> click.Command:
             config = Config.from_sources(given)
         except (ConfigError, OSError) as exc:
             raise click.UsageError(str(exc)) from None
-        if not config.app:
-            raise click.UsageError("missing APP ('module:attribute'), or WHERRY_APP, or 'app' in --config")
+        if not config.app and not (config.mount or config.route):
+            raise click.UsageError(
+                "missing APP ('module:attribute'), or WHERRY_APP, or 'app' in --config (or --mount / --route)"
+            )
         run(config=config)
 
     from . import __version__
@@ -77,7 +79,7 @@ def _build() -> click.Command:
         "wherry",
         params=params,
         callback=callback,
-        help="Serve the ASGI application APP ('module:attribute').",
+        help="Serve the ASGI or WSGI application APP ('module:attribute').",
     )
     return click.version_option(__version__, prog_name="wherry")(command)
 

@@ -48,6 +48,27 @@ def _non_negative_float(value: Any) -> float:
     return number
 
 
+def _positive_float(value: Any) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError(f"must be more than 0, got {number}")
+    return number
+
+
+def _window_size(value: Any) -> int:
+    number = int(value)
+    if not 1 <= number <= 2**31 - 1:
+        raise ValueError(f"must be between 1 and 2147483647, got {number}")
+    return number
+
+
+def _frame_size(value: Any) -> int:
+    number = int(value)
+    if not 16384 <= number <= 16777215:
+        raise ValueError(f"must be between 16384 and 16777215 (RFC 9113 §6.5.2), got {number}")
+    return number
+
+
 def _header(value: Any) -> str:
     text = str(value)
     name, sep, val = text.partition(":")
@@ -57,6 +78,68 @@ def _header(value: Any) -> str:
         if any(c in part for c in "\r\n\x00"):
             raise ValueError(f"control characters in header {text!r}")
     return text
+
+
+def _status_codes(value: Any) -> list[int]:
+    """``404`` or ``404,405``: statuses, each 400-599 (an answer that is not an error never falls
+    back)."""
+    codes = []
+    for part in str(value).split(","):
+        code = int(part.strip())
+        if not 400 <= code <= 599:
+            raise ValueError(f"must be statuses from 400 to 599, got {code}")
+        codes.append(code)
+    return codes
+
+
+def _app_spec(text: str) -> str:
+    module, sep, attr = text.partition(":")
+    if not sep or not module.strip() or not attr.strip():
+        raise ValueError(f"expected 'module:attribute', got {text!r}")
+    return text.strip()
+
+
+def _mount_path(path: str, text: str) -> str:
+    if not path.startswith("/") or any(c in path for c in "?# \t\r\n"):
+        raise ValueError(f"the path must start with '/' and hold no '?', '#' or spaces, in {text!r}")
+    return path
+
+
+def parse_mount(text: str) -> tuple[str, str]:
+    """``PATH=module:app`` -> (path, app)."""
+    path, sep, app = str(text).partition("=")
+    if not sep:
+        raise ValueError(f"expected 'PATH=module:app', got {text!r}")
+    return _mount_path(path.strip(), text), _app_spec(app)
+
+
+def parse_route(text: str) -> tuple[tuple[str, ...], str, str]:
+    """``[METHOD[,METHOD...] ]PATH=module:app`` -> (methods, path, app); no methods: any."""
+    target, sep, app = str(text).partition("=")
+    if not sep:
+        raise ValueError(f"expected '[METHODS ]PATH=module:app', got {text!r}")
+    words = target.split()
+    if len(words) == 2:
+        methods = tuple(m for m in words[0].upper().split(",") if m)
+        path = words[1]
+    elif len(words) == 1:
+        methods, path = (), words[0]
+    else:
+        raise ValueError(f"expected '[METHODS ]PATH=module:app', got {text!r}")
+    for method in methods:
+        if not method.isascii() or not method.isalpha():
+            raise ValueError(f"not an HTTP method: {method!r} in {text!r}")
+    return methods, _mount_path(path, text), _app_spec(app)
+
+
+def _mount(value: Any) -> str:
+    parse_mount(str(value))
+    return str(value).strip()
+
+
+def _route(value: Any) -> str:
+    parse_route(str(value))
+    return str(value).strip()
 
 
 def parse_bind(address: str) -> tuple[str, str | int | tuple[str, int]]:
@@ -95,6 +178,60 @@ def parse_bind(address: str) -> tuple[str, str | int | tuple[str, int]]:
 def _bind(value: Any) -> str:
     text = str(value).strip()
     parse_bind(text)
+    return text
+
+
+def file_mode(text: str) -> int:
+    """An octal file mode (``660``, ``0660``, ``0o660``) as a number."""
+    digits = text.strip().lower().removeprefix("0o")
+    if not digits or len(digits) > 4 or any(c not in "01234567" for c in digits):
+        raise ValueError(f"expected an octal file mode such as 660, got {text!r}")
+    return int(digits, 8)
+
+
+def _octal_mode(value: Any) -> str:
+    text = str(value).strip()
+    file_mode(text)
+    return text
+
+
+def _size_mib(value: Any) -> int:
+    """A size in MiB: a whole number, or with a suffix K, M or G (``512M``, ``2G``)."""
+    if isinstance(value, int):
+        number = value
+    else:
+        text = str(value).strip().upper().removesuffix("B").removesuffix("I")
+        factors = {"K": 1 / 1024, "M": 1, "G": 1024}
+        factor = factors.get(text[-1:])
+        digits = text[:-1] if factor is not None else text
+        if not digits.isdigit():
+            raise ValueError(f"expected a size in MiB (or with K, M, G), got {value!r}")
+        number = int(int(digits) * (factor or 1))
+    if number < 1:
+        raise ValueError(f"must be at least 1 MiB, got {value!r}")
+    return number
+
+
+class _AnyAtom(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "-"
+
+
+def _access_format(value: Any) -> str:
+    """A gunicorn-style access log format; it must format (unknown atoms print as ``-``)."""
+    text = str(value)
+    try:
+        text % _AnyAtom()
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"malformed access log format {text!r}: {exc}") from None
+    return text
+
+
+def _metrics_bind(value: Any) -> str:
+    text = str(value).strip()
+    kind, _target = parse_bind(text)
+    if kind != "tcp":
+        raise ValueError(f"the metrics address must be HOST:PORT, got {text!r}")
     return text
 
 
@@ -142,14 +279,20 @@ class Option:
             if isinstance(value, str):
                 items = (
                     [v for v in value.split(",") if v.strip()]
-                    if self.name != "headers"
+                    if self.name not in _ONE_PER_LINE
                     else [v for v in value.splitlines() if v.strip()]
                 )
+            elif isinstance(value, Mapping):  # a TOML table: {"/api" = "svc:app"}
+                items = [f"{key}={item}" for key, item in value.items()]
             else:
                 items = value
             converted = [str(v).strip() if self.name != "headers" else str(v) for v in items]
             if self.convert is not None:
-                converted = [self.convert(v) for v in converted]
+                parsed = []
+                for v in converted:
+                    result = self.convert(v)  # one item may stand for several ("404,405")
+                    parsed.extend(result) if isinstance(result, list) else parsed.append(result)
+                converted = parsed
             return converted
         if kind == "choice":
             text = str(value)
@@ -165,6 +308,9 @@ class Option:
             return float(value)
         return str(value)
 
+
+# List options whose environment variable holds one item per line (their items may hold commas).
+_ONE_PER_LINE = ("headers", "route")
 
 OPTIONS: tuple[Option, ...] = (
     # Application
@@ -183,8 +329,17 @@ OPTIONS: tuple[Option, ...] = (
         "interface",
         "choice",
         "auto",
-        "Application interface; ASGI 2 apps are adapted.",
-        choices=("auto", "asgi3", "asgi2"),
+        "Application interface; auto tells ASGI 3, ASGI 2 and WSGI apart (WSGI runs on a thread pool).",
+        choices=("auto", "asgi3", "asgi2", "wsgi"),
+        group="Application",
+    ),
+    Option(
+        "wsgi_threads",
+        "int",
+        10,
+        "Threads that run a WSGI application's requests (per worker process).",
+        flags=("--wsgi-threads", "--threads"),
+        convert=_positive_int,
         group="Application",
     ),
     Option(
@@ -208,6 +363,52 @@ OPTIONS: tuple[Option, ...] = (
         "",
         "The ASGI root_path: the prefix the app is mounted under.",
         group="Application",
+    ),
+    # Composition: several applications behind one server
+    Option(
+        "mount",
+        "list",
+        [],
+        "Serve the ASGI or WSGI app under PATH (repeatable; the longest matching prefix wins).",
+        convert=_mount,
+        group="Composition",
+        metavar="PATH=MODULE:APP",
+    ),
+    Option(
+        "route",
+        "list",
+        [],
+        "Send requests for PATH (and below it) with one of METHODS to the app, path unchanged "
+        "(repeatable), e.g. 'POST /orders=legacy:app'.",
+        convert=_route,
+        group="Composition",
+        metavar="'[METHODS ]PATH=MODULE:APP'",
+    ),
+    Option(
+        "fallback",
+        "str",
+        None,
+        "Replay to this app the requests APP answers with a --fallback-on status.",
+        convert=_app_spec,
+        group="Composition",
+        metavar="MODULE:APP",
+    ),
+    Option(
+        "fallback_on",
+        "list",
+        [404],
+        "Statuses of APP that send the request to --fallback (comma-separated or repeated).",
+        convert=_status_codes,
+        group="Composition",
+        metavar="STATUS[,STATUS]",
+    ),
+    Option(
+        "fallback_body_limit",
+        "int",
+        1048576,
+        "Request body bytes kept for a replay to --fallback; above it APP's answer stands.",
+        convert=_non_negative_int,
+        group="Composition",
     ),
     # Binding
     Option("host", "str", "127.0.0.1", "Bind to this address (IPv4 or IPv6).", group="Binding"),
@@ -415,9 +616,277 @@ OPTIONS: tuple[Option, ...] = (
         convert=_non_negative_float,
         group="Timeouts",
     ),
+    # TLS
+    Option(
+        "ssl_certfile",
+        "path",
+        None,
+        "Serve TLS with this certificate (PEM; the chain may follow it).",
+        flags=("--ssl-certfile", "--certfile"),
+        group="TLS",
+    ),
+    Option(
+        "ssl_keyfile",
+        "path",
+        None,
+        "The private key of --ssl-certfile (PEM), when not in the same file.",
+        flags=("--ssl-keyfile", "--keyfile"),
+        group="TLS",
+    ),
+    Option(
+        "ssl_keyfile_password",
+        "str",
+        None,
+        "Password of an encrypted --ssl-keyfile.",
+        flags=("--ssl-keyfile-password", "--keyfile-password"),
+        group="TLS",
+    ),
+    Option(
+        "ssl_ca_certs",
+        "path",
+        None,
+        "CA certificates (PEM) that client certificates are verified against (mTLS).",
+        flags=("--ssl-ca-certs", "--ca-certs"),
+        group="TLS",
+    ),
+    Option(
+        "ssl_cert_reqs",
+        "choice",
+        "none",
+        "Client certificates: none, optional or required (or 0, 1, 2 as in the ssl module).",
+        flags=("--ssl-cert-reqs", "--cert-reqs"),
+        choices=("none", "optional", "required", "0", "1", "2"),
+        group="TLS",
+    ),
+    Option(
+        "ssl_ciphers",
+        "str",
+        None,
+        "OpenSSL cipher list for TLS 1.2 (default: OpenSSL's secure defaults).",
+        flags=("--ssl-ciphers", "--ciphers"),
+        group="TLS",
+    ),
+    Option(
+        "ssl_min_version",
+        "choice",
+        "1.2",
+        "Lowest TLS version accepted.",
+        choices=("1.2", "1.3"),
+        group="TLS",
+    ),
+    Option(
+        "ssl_handshake_timeout",
+        "float",
+        10.0,
+        "Seconds a client has to complete the TLS handshake.",
+        convert=_positive_float,
+        group="TLS",
+    ),
+    # HTTP/2
+    Option(
+        "http2",
+        "bool",
+        True,
+        "Serve HTTP/2: ALPN h2 over TLS; h2c by prior knowledge and by Upgrade on plain TCP.",
+        group="HTTP/2",
+    ),
+    Option(
+        "h2_max_concurrent_streams",
+        "int",
+        100,
+        "Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).",
+        convert=_positive_int,
+        group="HTTP/2",
+    ),
+    Option(
+        "h2_initial_window_size",
+        "int",
+        65535,
+        "Request body bytes a client may send on a stream before the app reads them.",
+        convert=_window_size,
+        group="HTTP/2",
+    ),
+    Option(
+        "h2_max_frame_size",
+        "int",
+        16384,
+        "Largest frame payload a client may send (16384 to 16777215).",
+        convert=_frame_size,
+        group="HTTP/2",
+    ),
+    Option(
+        "h2_max_header_list_size",
+        "int",
+        65536,
+        "Largest decoded request header list, in bytes (SETTINGS_MAX_HEADER_LIST_SIZE).",
+        convert=_positive_int,
+        group="HTTP/2",
+    ),
+    Option(
+        "timeout_send",
+        "float",
+        30.0,
+        "Seconds a response may wait for a client that reads nothing or keeps its window shut.",
+        convert=_positive_float,
+        group="HTTP/2",
+    ),
     # Logging
     Option("log_level", "choice", "info", "Log level.", choices=LOG_LEVELS, group="Logging"),
     Option("access_log", "bool", True, "Write an access log line per request.", group="Logging"),
+    # Processes and operations
+    Option(
+        "timeout_worker_healthcheck",
+        "float",
+        5.0,
+        "Seconds a worker has to answer the supervisor's ping before it is killed and replaced.",
+        convert=_non_negative_float,
+        group="Processes",
+    ),
+    Option(
+        "limit_max_requests",
+        "int",
+        None,
+        "Replace a worker (without dropping a request) after it has served this many requests.",
+        flags=("--limit-max-requests", "--max-requests"),
+        convert=_positive_int,
+        group="Processes",
+    ),
+    Option(
+        "limit_max_requests_jitter",
+        "int",
+        0,
+        "Add a random 0..N to --limit-max-requests per worker, so workers are not replaced together.",
+        flags=("--limit-max-requests-jitter", "--max-requests-jitter"),
+        convert=_non_negative_int,
+        group="Processes",
+    ),
+    Option(
+        "limit_worker_rss",
+        "int",
+        None,
+        "Replace a worker (without dropping a request) once its resident memory passes this many MiB.",
+        convert=_size_mib,
+        group="Processes",
+        metavar="MIB",
+    ),
+    Option(
+        "reload",
+        "bool",
+        False,
+        "Restart the workers when a watched file changes (development; needs watchfiles).",
+        group="Processes",
+    ),
+    Option(
+        "reload_dirs",
+        "list",
+        [],
+        "Directory to watch with --reload (repeatable; default: the current directory).",
+        flags=("--reload-dir",),
+        group="Processes",
+        metavar="PATH",
+    ),
+    Option(
+        "reload_includes",
+        "list",
+        [],
+        "Glob pattern of files to watch with --reload (repeatable; default: *.py).",
+        flags=("--reload-include",),
+        group="Processes",
+        metavar="GLOB",
+    ),
+    Option(
+        "reload_excludes",
+        "list",
+        [],
+        "Glob pattern of files not to watch with --reload (repeatable; default: .*, .py[cod], .sw.*, ~*).",
+        flags=("--reload-exclude",),
+        group="Processes",
+        metavar="GLOB",
+    ),
+    Option(
+        "reload_delay",
+        "float",
+        0.25,
+        "Seconds to wait for more changes before restarting with --reload.",
+        convert=_non_negative_float,
+        group="Processes",
+    ),
+    Option(
+        "pid_file",
+        "path",
+        None,
+        "Write the server's process id to this file (removed on exit).",
+        flags=("--pid-file", "--pid"),
+        group="Processes",
+    ),
+    Option(
+        "uds_permissions",
+        "str",
+        None,
+        "File mode of the Unix socket, in octal (e.g. 660).",
+        convert=_octal_mode,
+        group="Binding",
+        metavar="MODE",
+    ),
+    Option(
+        "user",
+        "str",
+        None,
+        "When started as root, run the workers as this user (name or uid) once the sockets are bound.",
+        flags=("--user", "-u"),
+        group="Processes",
+    ),
+    Option(
+        "group",
+        "str",
+        None,
+        "When started as root, run the workers with this group (name or gid).",
+        flags=("--group", "-g"),
+        group="Processes",
+    ),
+    # Behind load balancers
+    Option(
+        "proxy_protocol",
+        "bool",
+        False,
+        "Expect a PROXY protocol header (v1 or v2) from peers in --forwarded-allow-ips.",
+        group="HTTP",
+    ),
+    Option(
+        "proxy_headers_style",
+        "choice",
+        "x-forwarded",
+        "Which proxy headers to read: X-Forwarded-For/-Proto/-Host/-Prefix, or RFC 7239 Forwarded.",
+        choices=("x-forwarded", "forwarded"),
+        group="HTTP",
+    ),
+    # Observability
+    Option(
+        "access_log_format",
+        "str",
+        None,
+        "Access log line with gunicorn-style atoms: %(h)s %(r)s %(s)s %(b)s %(D)s %({name}i)s ...",
+        flags=("--access-log-format", "--access-logformat"),
+        convert=_access_format,
+        group="Logging",
+    ),
+    Option(
+        "log_format",
+        "choice",
+        "text",
+        "Log lines as text or as one JSON object per line.",
+        choices=("text", "json"),
+        group="Logging",
+    ),
+    Option(
+        "metrics_bind",
+        "str",
+        None,
+        "Serve Prometheus metrics (/metrics) and health probes (/healthz, /readyz) on HOST:PORT.",
+        convert=_metrics_bind,
+        group="Logging",
+        metavar="HOST:PORT",
+    ),
     Option(
         "config",
         "path",
@@ -442,6 +911,12 @@ class Config:
     factory: bool
     app_dir: str
     interface: str
+    wsgi_threads: int
+    mount: list[str]
+    route: list[str]
+    fallback: str | None
+    fallback_on: list[int]
+    fallback_body_limit: int
     env_file: str | None
     lifespan: str
     root_path: str
@@ -473,8 +948,40 @@ class Config:
     timeout_request_head: float
     timeout_request_body: float
     timeout_graceful_shutdown: float
+    ssl_certfile: str | None
+    ssl_keyfile: str | None
+    ssl_keyfile_password: str | None
+    ssl_ca_certs: str | None
+    ssl_cert_reqs: str
+    ssl_ciphers: str | None
+    ssl_min_version: str
+    ssl_handshake_timeout: float
+    http2: bool
+    h2_max_concurrent_streams: int
+    h2_initial_window_size: int
+    h2_max_frame_size: int
+    h2_max_header_list_size: int
+    timeout_send: float
     log_level: str
     access_log: bool
+    timeout_worker_healthcheck: float
+    limit_max_requests: int | None
+    limit_max_requests_jitter: int
+    limit_worker_rss: int | None
+    reload: bool
+    reload_dirs: list[str]
+    reload_includes: list[str]
+    reload_excludes: list[str]
+    reload_delay: float
+    pid_file: str | None
+    uds_permissions: str | None
+    user: str | None
+    group: str | None
+    proxy_protocol: bool
+    proxy_headers_style: str
+    access_log_format: str | None
+    log_format: str
+    metrics_bind: str | None
     config: str | None
 
     def __init__(self, **options: Any) -> None:
@@ -497,6 +1004,11 @@ class Config:
                     value = list(value)
             setattr(self, option.name, value)
         self.source: dict[str, str] = {}
+        if self.proxy_protocol and self.ssl_certfile:
+            raise ConfigError(
+                "--proxy-protocol cannot be combined with TLS (--ssl-certfile) yet: "
+                "terminate TLS at the proxy, or serve TLS without the PROXY protocol"
+            )
 
     @classmethod
     def from_sources(

@@ -8,17 +8,24 @@ Rules of this module:
    (CVE-2020-7694).
 2. The handlers ``configure`` installs format with ``SafeFormatter``, which escapes control
    characters in the final text again, traceback text from applications included, keeping only the
-   newlines and tabs of tracebacks.
+   newlines and tabs of tracebacks; or, with ``--log-format json``, with ``JSONFormatter``: one
+   JSON object per line, in which ``json`` escapes every control character.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
 TRACE = 5
+
+# The scope key under which a composite of several apps (wherry.compose) names the app that
+# answered, for the access log: a one-item list shared by the copies of the scope it makes.
+ANSWERED_BY = "wherry.answered_by"
 logging.addLevelName(TRACE, "TRACE")
 
 LEVELS = {
@@ -45,6 +52,12 @@ def printable(data: bytes | str) -> str:
     return text.translate(_ESCAPES)
 
 
+def answered_by(scope: Any) -> str:
+    """`` app=NAME`` for an access line: the app of a composite that answered (`` app=-`` if none)."""
+    cell = scope.get(ANSWERED_BY)
+    return f" app={printable(cell[0]) if cell and cell[0] else '-'}"
+
+
 def format_client(client: Sequence[Any] | None) -> str:
     """``host:port`` of a scope's client (IPv6 in brackets), or ``-`` without one (Unix sockets)."""
     if not client:
@@ -67,13 +80,39 @@ class SafeFormatter(logging.Formatter):
         return super().format(record).translate(_ESCAPES_BUT_LINES)
 
 
-def configure(log_level: str, access_log: bool) -> None:
-    """Send ``wherry.error`` to stderr and ``wherry.access`` to stdout (only when ``access_log``).
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line: time (RFC 3339, UTC), level, logger, message, the structured
+    fields of an access record (``record.access``) and the traceback, if any. ``json.dumps``
+    escapes every control character (C0, DEL and, with ``ensure_ascii``, C1)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        created = time.gmtime(record.created)
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", created) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "access", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=True, default=str)
+
+
+def configure(log_level: str, access_log: bool, log_format: str = "text") -> None:
+    """Send ``wherry.error`` to stderr and ``wherry.access`` to stdout (only when ``access_log``),
+    as text or as JSON lines (``log_format``).
 
     Calling it again replaces the handlers it installed before and leaves other handlers alone.
     """
     level = LEVELS[log_level]
-    formatter = SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    formatter: logging.Formatter
+    if log_format == "json":
+        formatter = JSONFormatter()
+    else:
+        formatter = SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name, enabled in (("wherry.error", True), ("wherry.access", access_log)):
         logger = logging.getLogger(name)
         logger.setLevel(level if enabled else logging.CRITICAL + 1)

@@ -49,8 +49,26 @@ class Server:
         config = self.config
         if config.env_file:
             load_env_file(config.env_file)
-        app = load_app(self.target, factory=config.factory, app_dir=config.app_dir)
-        return adapt(app, config.interface)
+        primary = None
+        if self.target is not None:
+            app = load_app(self.target, factory=config.factory, app_dir=config.app_dir)
+            primary = adapt(
+                app,
+                config.interface,
+                current_loop=asyncio.get_running_loop,
+                wsgi_threads=config.wsgi_threads,
+                multiprocess=config.workers > 1,
+            )
+        if config.mount or config.route or config.fallback:
+            from .compose import from_config
+
+            try:
+                return from_config(primary, config)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        if primary is None:
+            raise ConfigError("no application given")
+        return primary
 
     async def serve(
         self,
@@ -69,7 +87,10 @@ class Server:
             self.addresses = [s.getsockname() for s in socks]
             self.started = True
             for sock in socks:
-                logger.info("Wherry running on %s (Press CTRL+C to quit)", describe(sock))
+                where = describe(sock)
+                if self.config.ssl_certfile:
+                    where = where.replace("http://", "https://", 1)
+                logger.info("Wherry running on %s (Press CTRL+C to quit)", where)
             for waiter in self._started_waiters:
                 if not waiter.done():
                     waiter.set_result(None)
@@ -143,34 +164,91 @@ def run(app: Any = None, config: Config | None = None, **options: Any) -> None:
         raise TypeError("pass either a Config or keyword options, not both")
     if app is not None:
         config.app = app
-    if config.app is None:
+    if config.app is None and not (config.mount or config.route):
         raise ConfigError("no application given")
-    configure(config.log_level, config.access_log)
+    configure(config.log_level, config.access_log, config.log_format)
     if config.env_file:
         try:
             load_env_file(config.env_file)
         except AppImportError as exc:
             logger.error("Error loading application: %s", exc)
             sys.exit(1)
-    if config.workers > 1:
-        from .supervisor import Supervisor
+    from .supervisor import Supervisor, needs_supervisor
+    from .supervisor.ops import (
+        PrivilegeError,
+        check_privileges,
+        drop_privileges,
+        remove_pid_file,
+        write_pid_file,
+    )
+
+    try:
+        check_privileges(config.user, config.group)
+        sockets = create_sockets(config)
+    except PrivilegeError as exc:
+        logger.error("%s", exc)
+        sys.exit(1)
+    except BindError as exc:
+        logger.error("%s", exc.strerror or exc)
+        sys.exit(1)
+    if config.pid_file:
+        write_pid_file(config.pid_file)
+    try:
+        if needs_supervisor(config):
+            sys.exit(Supervisor(config, sockets).run())
+        drop_privileges(config.user, config.group)
+        run_in_process(config, sockets)
+    finally:
+        if config.pid_file:
+            remove_pid_file(config.pid_file)
+
+
+def run_in_process(
+    config: Config, sockets: list[socket.socket] | None, control: socket.socket | None = None
+) -> None:
+    """Serve in this process (a single server, or one worker of several) until told to stop.
+
+    ``control`` is a worker's end of the supervisor's control channel; without one, this process
+    serves ``--metrics-bind`` itself."""
+    configure(config.log_level, config.access_log, config.log_format)
+    server = Server(config.app, config)
+    hooks: list[Any] = []
+    exporter: Any = None
+    if control is None and config.metrics_bind:
+        from .supervisor.exporter import Exporter, render
+
+        def metrics() -> str:
+            ctx = server._impl.ctx if server._impl is not None else None
+            if ctx is None or ctx.metrics is None:
+                return render([])
+            return render([ctx.metrics.snapshot(len(ctx.connections), ctx.tasks)])
+
+        def ready() -> bool:
+            impl = server._impl
+            return server.started and impl is not None and not impl.should_exit
 
         try:
-            sockets = create_sockets(config)
+            exporter = Exporter(config.metrics_bind, metrics, ready)  # bound now: errors come first
         except BindError as exc:
             logger.error("%s", exc.strerror or exc)
             sys.exit(1)
-        sys.exit(Supervisor(config, sockets).run())
-    run_in_process(config, None)
+        hooks.append(exporter.stop)
 
+    def on_started(srv: Server) -> None:
+        impl = srv._impl
+        assert impl is not None
+        if control is not None:
+            from .backends.asyncio.control import ControlChannel
 
-def run_in_process(config: Config, sockets: list[socket.socket] | None) -> None:
-    """Serve in this process (a single server, or one worker of several) until told to stop."""
-    configure(config.log_level, config.access_log)
-    server = Server(config.app, config)
+            channel = ControlChannel(asyncio.get_running_loop(), control, impl)
+            channel.start()
+            hooks.append(channel.close)
+        elif exporter is not None:
+            exporter.start()
+
     try:
         with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
-            runner.run(server.serve(sockets))
+            runner.run(server.serve(sockets, on_started))
     except ConfigError as exc:
         logger.error("%s", exc)
         sys.exit(1)
@@ -185,3 +263,6 @@ def run_in_process(config: Config, sockets: list[socket.socket] | None) -> None:
         sys.exit(1)
     except KeyboardInterrupt:  # pragma: no cover - a signal before handlers were installed
         pass
+    finally:
+        for hook in hooks:
+            hook()

@@ -1,4 +1,5 @@
-"""Listening sockets from the binding options: TCP (IPv4/IPv6), Unix sockets and inherited fds."""
+"""Listening sockets from the binding options: TCP (IPv4/IPv6), Unix sockets, inherited fds and
+systemd socket activation (``LISTEN_FDS``/``LISTEN_PID``)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import contextlib
 import os
 import socket
 import stat
+from collections.abc import MutableMapping
 
-from .config import Config, parse_bind
+from .config import Config, file_mode, parse_bind
+
+SD_LISTEN_FDS_START = 3  # systemd passes its sockets from this descriptor on (sd_listen_fds(3))
 
 
 class BindError(OSError):
@@ -32,13 +36,15 @@ def _tcp(host: str, port: int, backlog: int) -> socket.socket:
     return sock
 
 
-def _unix(path: str, backlog: int) -> socket.socket:
+def _unix(path: str, backlog: int, mode: str | None = None) -> socket.socket:
     with contextlib.suppress(FileNotFoundError):
         if stat.S_ISSOCK(os.stat(path).st_mode):
             os.unlink(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(path)
+        if mode is not None:
+            os.chmod(path, file_mode(mode))
         sock.listen(backlog)
     except OSError as exc:
         sock.close()
@@ -57,15 +63,48 @@ def _fd(fd: int, backlog: int) -> socket.socket:
     return sock
 
 
+def systemd_sockets(environ: MutableMapping[str, str] = os.environ) -> list[socket.socket]:
+    """The sockets systemd passed (socket activation), or none.
+
+    Taken only when ``LISTEN_PID`` is this process (the variables may have been inherited by a
+    process they were not meant for); the variables are then removed so that no child takes the
+    sockets for its own.
+    """
+    count = environ.get("LISTEN_FDS", "")
+    pid = environ.get("LISTEN_PID", "")
+    if not count.isdigit() or not pid.isdigit() or int(pid) != os.getpid():
+        return []
+    for name in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
+        environ.pop(name, None)
+    sockets: list[socket.socket] = []
+    for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + int(count)):
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError as exc:
+            for done in sockets:
+                done.close()
+            raise BindError(
+                exc.errno, f"LISTEN_FDS: fd {fd} is not a usable socket: {exc.strerror}"
+            ) from None
+        sock.set_inheritable(False)
+        sock.setblocking(False)
+        sockets.append(sock)
+    return sockets
+
+
 def create_sockets(config: Config) -> list[socket.socket]:
-    """Bind every listening socket the options ask for."""
+    """Bind every listening socket the options ask for; with systemd socket activation, take
+    the sockets systemd passed instead (its unit decides the addresses)."""
+    activated = systemd_sockets()
+    if activated:
+        return activated
     sockets: list[socket.socket] = []
     try:
         if config.bind:
             for address in config.bind:
                 kind, target = parse_bind(address)
                 if kind == "unix":
-                    sockets.append(_unix(str(target), config.backlog))
+                    sockets.append(_unix(str(target), config.backlog, config.uds_permissions))
                 elif kind == "fd":
                     assert isinstance(target, int)
                     sockets.append(_fd(target, config.backlog))
@@ -75,7 +114,7 @@ def create_sockets(config: Config) -> list[socket.socket]:
         elif config.fd is not None:
             sockets.append(_fd(config.fd, config.backlog))
         elif config.uds:
-            sockets.append(_unix(config.uds, config.backlog))
+            sockets.append(_unix(config.uds, config.backlog, config.uds_permissions))
         else:
             sockets.append(_tcp(config.host, config.port, config.backlog))
     except BaseException:

@@ -368,3 +368,95 @@ def test_websocket_handshakes_are_logged(serve: Serve, logs: pytest.LogCaptureFi
     by_target = {m["target"]: m for m in parsed if m}
     assert by_target["/chat?room=1"]["status"] == "101"
     assert by_target["/bad"]["status"] == "426"
+
+
+# ------------------------------------------------------------ --access-log-format, --log-format json
+
+GUNICORN_FORMAT = (
+    '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s %(B)s "%(f)s" "%(a)s" %(m)s %(U)s %(q)s %(H)s '
+    "%(T)s %(M)s %(D)s %(L)s %(p)s %({x-request-id}i)s %({Content-Type}o)s %({WHERRY_TEST_ENV}e)s %(nope)s"
+)
+
+
+def test_access_log_format_atoms(
+    serve: Serve, logs: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--access-log-format takes gunicorn's atoms, durations included; unknown atoms are '-'."""
+    monkeypatch.setenv("WHERRY_TEST_ENV", "prod")
+    server = serve(apps.slow, access_log=True, access_log_format=GUNICORN_FORMAT)
+    one_request(
+        server,
+        b"GET /s?delay=0.05 HTTP/1.1\r\nHost: a\r\nReferer: http://r.example/\r\n"
+        b"User-Agent: probe/1.0\r\nX-Request-Id: abc-123\r\n",
+    )
+    [line] = access_lines(logs)
+    pattern = (
+        r"^127\.0\.0\.1 - - \[\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] "
+        r'"GET /s\?delay=0\.05 HTTP/1\.1" 200 4 4 "http://r\.example/" "probe/1\.0" '
+        r"GET /s delay=0\.05 HTTP/1\.1 "
+        r"0 (?P<ms>\d+) (?P<us>\d+) (?P<s>\d+\.\d{6}) <\d+> abc-123 - prod -$"
+    )
+    match = re.match(pattern, line)
+    assert match, line
+    assert 50 <= int(match["ms"]) < 5000
+    assert int(match["us"]) // 1000 == int(match["ms"])
+    assert abs(float(match["s"]) - int(match["us"]) / 1e6) < 1e-5
+
+
+def test_access_log_format_response_header_and_empty_body(
+    serve: Serve, logs: pytest.LogCaptureFixture
+) -> None:
+    """%({name}o)s reads the app's response headers; %(b)s is '-' for an empty body (CLF)."""
+
+    async def empty(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": [(b"X-Trace", b"t1")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    server = serve(empty, access_log=True, access_log_format="%(s)s %(b)s %(B)s %({x-trace}o)s")
+    one_request(server, b"GET / HTTP/1.1\r\nHost: a\r\n")
+    assert access_lines(logs) == ["204 - 0 t1"]
+
+
+def test_access_log_format_escapes_peer_text(serve: Serve, logs: pytest.LogCaptureFixture) -> None:
+    """Header atoms go through the same escaping as the default line (CVE-2020-7694)."""
+    server = serve(apps.hello, access_log=True, access_log_format="%(a)s|%({x-a}i)s")
+    one_request(server, b"GET / HTTP/1.1\r\nHost: a\r\nUser-Agent: a\x80\xff\r\nX-A: \x9b31m\r\n")
+    [line] = access_lines(logs)
+    assert not CONTROL.search(line)
+    assert line == "a\\x80\xff|\\x9b31m"
+
+
+def test_json_log_format(serve: Serve, monkeypatch: pytest.MonkeyPatch, restore_loggers: None) -> None:
+    """--log-format json: one JSON object per line, with the access fields, escaping controls."""
+    import io
+    import json
+
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    configure("info", True, "json")
+    server = serve(apps.hello, access_log=True, log_format="json")
+    one_request(server, b"GET /p%1b HTTP/1.1\r\nHost: a\r\nUser-Agent: t\x9b[31m\r\n")
+    [text] = out.getvalue().splitlines()
+    assert not CONTROL.search(text)
+    entry = json.loads(text)
+    assert entry["logger"] == "wherry.access" and entry["level"] == "info"
+    assert entry["method"] == "GET" and entry["target"] == "/p%1b"
+    assert entry["status"] == 200 and entry["bytes"] == 13 and entry["duration_ms"] >= 0
+    assert entry["user_agent"] == "t\\x9b[31m" and entry["client"].startswith("127.0.0.1:")
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", entry["time"])
+
+
+def test_json_error_log_carries_the_traceback(
+    restore_loggers: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Errors in JSON: the traceback is a field of the one line, not lines of its own."""
+    import json
+
+    configure("info", False, "json")
+    try:
+        raise ValueError("boom\x1b")
+    except ValueError:
+        logging.getLogger("wherry.error").exception("Exception in ASGI application")
+    [text] = capsys.readouterr().err.splitlines()
+    entry = json.loads(text)
+    assert entry["level"] == "error" and "ValueError: boom" in entry["exception"]

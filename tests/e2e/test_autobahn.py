@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.apps import ws_echo
+from tests.apps import ws_echo_exact
 from tests.conftest import LOOPS, run_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +58,7 @@ def wstest() -> Path:
 def test_autobahn_cases_pass(wstest: Path, tmp_path: Path, loop: str, group: str) -> None:
     """RFC 6455 and RFC 7692 as the Autobahn|Testsuite fuzzing client checks them: no case FAILED
     (NON-STRICT and INFORMATIONAL are passes in its own grading)."""
-    with run_server(ws_echo, loop, ws_ping_interval=0) as server:
+    with run_server(ws_echo_exact, loop, ws_ping_interval=0) as server:
         spec = {
             "outdir": str(tmp_path / "report"),
             "servers": [{"agent": "wherry", "url": f"ws://127.0.0.1:{server.port}"}],

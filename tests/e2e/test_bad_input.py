@@ -361,10 +361,10 @@ def h2_frames(data: bytes) -> list[tuple[int, int, bytes]]:
 
 
 def test_h2_preface_refused_with_goaway(serve: Serve) -> None:
-    """The HTTP/2 preface on an HTTP/1.1-only port gets SETTINGS and GOAWAY(HTTP_1_1_REQUIRED),
-    then the close, at once (RFC 9113 §3.4, §7)."""
+    """The HTTP/2 preface on an HTTP/1.1-only port (--no-http2) gets SETTINGS and
+    GOAWAY(HTTP_1_1_REQUIRED), then the close, at once (RFC 9113 §3.4, §7)."""
     app = Recorder()
-    server = serve(app, lifespan="off")
+    server = serve(app, lifespan="off", http2=False)
     settings = b"\x00\x00\x06\x04\x00\x00\x00\x00\x00" + b"\x00\x03\x00\x00\x00\x64"
     started = time.monotonic()
     reply, closed = talk(server, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + settings)
@@ -379,10 +379,10 @@ def test_h2_preface_refused_with_goaway(serve: Serve) -> None:
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_http2_prior_knowledge_fails_fast(serve: Serve) -> None:
-    """A client speaking HTTP/2 with prior knowledge is told off at once and does not hang (RFC 9113
-    §3.3)."""
+    """With --no-http2, a client speaking HTTP/2 with prior knowledge is told off at once and does
+    not hang (RFC 9113 §3.3)."""
     app = Recorder()
-    server = serve(app, lifespan="off")
+    server = serve(app, lifespan="off", http2=False)
     started = time.monotonic()
     result = subprocess.run(
         ["curl", "-sS", "--http2-prior-knowledge", "--max-time", "10", server.url + "/"],

@@ -61,7 +61,24 @@ def django_stream(request: HttpRequest) -> StreamingHttpResponse:
     return StreamingHttpResponse(chunks(), content_type="text/plain")
 
 
+def django_form(request: HttpRequest) -> HttpResponse:
+    return JsonResponse(
+        {
+            "name": request.POST.get("name", ""),
+            "script_name": request.META["SCRIPT_NAME"],
+            "path": request.path,
+            "path_info": request.path_info,
+        }
+    )
+
+
+def django_sync_stream(request: HttpRequest) -> StreamingHttpResponse:
+    return StreamingHttpResponse((b"line%d;" % i for i in range(3)), content_type="text/plain")
+
+
 urlpatterns = [
+    django_path("form/", django_form),
+    django_path("sync-stream/", django_sync_stream),
     django_path("hello/", django_hello),
     django_path("echo/", django_async_echo),
     django_path("stream/", django_stream),
@@ -73,6 +90,13 @@ def django_app() -> Any:
     from django.core.asgi import get_asgi_application
 
     return get_asgi_application()
+
+
+@pytest.fixture(scope="module")
+def django_wsgi_app() -> Any:
+    from django.core.wsgi import get_wsgi_application
+
+    return get_wsgi_application()
 
 
 # ---------------------------------------------------------------- FastAPI
@@ -307,3 +331,76 @@ def test_django_with_root_path(serve: Serve, django_app: Any) -> None:
     server = serve(django_app, root_path="/app")
     response = httpx.get(server.url + "/hello/")
     assert json.loads(response.content)["path"] == "/app/hello/"
+
+
+def test_django_wsgi_application_runs_unchanged(serve: Serve, django_wsgi_app: Any) -> None:
+    """get_wsgi_application() is detected as WSGI and served on the thread pool: sync and async
+    views, a form POST, SCRIPT_NAME from root_path, a streaming response and Django's 404."""
+    server = serve(django_wsgi_app, root_path="/app")
+    with httpx.Client(base_url=server.url, timeout=WAIT) as client:
+        assert client.get("/hello/", params={"q": "x"}).json() == {
+            "method": "GET",
+            "path": "/app/hello/",
+            "query": "x",
+        }
+        assert client.post("/form/", data={"name": "Zoë"}).json() == {
+            "name": "Zoë",
+            "script_name": "/app",
+            "path": "/app/form/",
+            "path_info": "/form/",
+        }
+        assert client.post("/echo/", content=b"abc").content == b"cba"
+        assert client.get("/sync-stream/").text == "line0;line1;line2;"
+        assert client.get("/nowhere/").status_code == 404
+
+
+# ---------------------------------------------------------------- Flask (WSGI)
+
+
+@pytest.fixture(scope="module")
+def flask_app() -> Any:
+    from flask import Flask, Response, jsonify, request, url_for
+
+    app = Flask("flask_under_test")
+
+    @app.get("/items/<int:item_id>")
+    def item(item_id: int) -> Any:
+        return jsonify(
+            id=item_id,
+            url=url_for("item", item_id=item_id),
+            script_root=request.script_root,
+            path=request.path,
+        )
+
+    @app.post("/upload")
+    def upload() -> Any:
+        uploaded = request.files["file"]
+        return jsonify(name=request.form["name"], size=len(uploaded.read()), filename=uploaded.filename)
+
+    @app.get("/stream")
+    def stream() -> Response:
+        return Response((f"row{i}\n" for i in range(3)), mimetype="text/plain")
+
+    @app.get("/boom")
+    def boom() -> Any:
+        raise RuntimeError("flask view failed")
+
+    return app
+
+
+def test_flask_application_runs_unchanged(serve: Serve, flask_app: Any) -> None:
+    """A Flask app is detected as WSGI: routes and url_for under root_path (SCRIPT_NAME), a
+    multipart upload, a streamed response, Flask's own 404 and 500, lifespan on."""
+    server = serve(flask_app, root_path="/shop", lifespan="on")
+    with httpx.Client(base_url=server.url, timeout=WAIT) as client:
+        assert client.get("/items/7").json() == {
+            "id": 7,
+            "url": "/shop/items/7",
+            "script_root": "/shop",
+            "path": "/items/7",
+        }
+        response = client.post("/upload", data={"name": "n"}, files={"file": ("a.bin", b"x" * 300_000)})
+        assert response.json() == {"name": "n", "size": 300_000, "filename": "a.bin"}
+        assert client.get("/stream").text == "row0\nrow1\nrow2\n"
+        assert client.get("/missing").status_code == 404
+        assert client.get("/boom").status_code == 500

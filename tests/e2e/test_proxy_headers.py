@@ -20,7 +20,13 @@ import pytest
 
 from tests import apps
 from tests.conftest import RunningServer, exchange
-from wherry.asgi.scope import TrustedHosts, apply_proxy_headers, parse_forwarded_node
+from wherry.asgi.scope import (
+    ProxyView,
+    TrustedHosts,
+    apply_proxy_headers,
+    parse_forwarded,
+    parse_forwarded_node,
+)
 
 Serve = Callable[..., RunningServer]
 PEER = ("127.0.0.1", 50000)
@@ -436,3 +442,252 @@ def test_unix_socket_peer_trusted(serve: Serve, uds_path: str, spec: str) -> Non
     info = uds_scope(uds_path, SPOOF)
     assert info["client"] == ["203.0.113.7", 0]
     assert info["scheme"] == "https"
+
+
+# ------------------------------------------------------- RFC 7239 Forwarded, X-Forwarded-Host/-Prefix
+
+
+def fwd(*values: str) -> H:
+    return [(b"forwarded", v.encode("latin-1")) for v in values]
+
+
+PARSE_FORWARDED_TABLE: list[tuple[str, list[str], list[dict[str, str]] | None]] = [
+    ("one pair", ["for=192.0.2.60"], [{"for": "192.0.2.60"}]),
+    (
+        "RFC 7239 §4 example",
+        ["for=192.0.2.60;proto=http;by=203.0.113.43"],
+        [{"for": "192.0.2.60", "proto": "http", "by": "203.0.113.43"}],
+    ),
+    ("names are case-insensitive", ["For=192.0.2.1;PROTO=https"], [{"for": "192.0.2.1", "proto": "https"}]),
+    ("quoted IPv6 with port", ['for="[2001:db8:cafe::17]:4711"'], [{"for": "[2001:db8:cafe::17]:4711"}]),
+    ("list", ["for=192.0.2.43, for=198.51.100.17"], [{"for": "192.0.2.43"}, {"for": "198.51.100.17"}]),
+    (
+        "lines are one list",
+        ["for=192.0.2.43", "for=198.51.100.17"],
+        [{"for": "192.0.2.43"}, {"for": "198.51.100.17"}],
+    ),
+    ("comma inside quotes", ['for="a,b";host=x'], [{"for": "a,b", "host": "x"}]),
+    ("escaped quote", ['for="a\\"b"'], [{"for": 'a"b'}]),
+    ("empty elements ignored", [" , for=192.0.2.1 ,"], [{"for": "192.0.2.1"}]),
+    ("pair without '='", ["for"], None),
+    ("duplicate parameter", ["for=192.0.2.1;for=192.0.2.2"], None),
+    ("open quote", ['for="192.0.2.1'], None),
+    ("quote inside a token", ['for=192"0.2.1'], None),
+]
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"), [c[1:] for c in PARSE_FORWARDED_TABLE], ids=[c[0] for c in PARSE_FORWARDED_TABLE]
+)
+def test_parse_forwarded_table(lines: list[str], expected: list[dict[str, str]] | None) -> None:
+    """RFC 7239 §4: elements of ';'-separated pairs, values tokens or quoted strings."""
+    assert parse_forwarded([line.encode() for line in lines]) == expected
+
+
+VIEW_TABLE: list[tuple[str, str, str, H, tuple[str, int] | None, str, str | None, str]] = [
+    # (case, style, forwarded_allow_ips, headers, client, scheme, host header, root_path)
+    (
+        "forwarded: for and proto",
+        "forwarded",
+        "127.0.0.1",
+        fwd("for=203.0.113.7;proto=https"),
+        ("203.0.113.7", 0),
+        "https",
+        None,
+        "",
+    ),
+    (
+        "forwarded: right-most untrusted",
+        "forwarded",
+        "127.0.0.1, 10.0.0.0/8",
+        fwd("for=192.0.2.66;proto=http, for=203.0.113.7;proto=https, for=10.0.0.2;proto=http"),
+        ("203.0.113.7", 0),
+        "https",
+        None,
+        "",
+    ),
+    (
+        "forwarded: host",
+        "forwarded",
+        "127.0.0.1",
+        fwd('for=203.0.113.7;host="shop.example:8443"'),
+        ("203.0.113.7", 0),
+        "http",
+        "shop.example:8443",
+        "",
+    ),
+    (
+        "forwarded: quoted v6 with port",
+        "forwarded",
+        "127.0.0.1",
+        fwd('for="[2001:db8::7]:4711"'),
+        ("2001:db8::7", 4711),
+        "http",
+        None,
+        "",
+    ),
+    ("forwarded: obfuscated stops", "forwarded", "127.0.0.1", fwd("for=_hidden"), PEER, "http", None, ""),
+    (
+        "forwarded: malformed ignored",
+        "forwarded",
+        "127.0.0.1",
+        fwd("for=203.0.113.7;for=1.2.3.4"),
+        PEER,
+        "http",
+        None,
+        "",
+    ),
+    (
+        "forwarded style ignores X-Forwarded-For",
+        "forwarded",
+        "127.0.0.1",
+        xff("203.0.113.7"),
+        PEER,
+        "http",
+        None,
+        "",
+    ),
+    (
+        "x-forwarded style ignores Forwarded",
+        "x-forwarded",
+        "127.0.0.1",
+        fwd("for=203.0.113.7"),
+        PEER,
+        "http",
+        None,
+        "",
+    ),
+    (
+        "x-forwarded-host",
+        "x-forwarded",
+        "127.0.0.1",
+        [(b"x-forwarded-host", b"shop.example")],
+        PEER,
+        "http",
+        "shop.example",
+        "",
+    ),
+    (
+        "x-forwarded-host right-most",
+        "x-forwarded",
+        "127.0.0.1",
+        [(b"x-forwarded-host", b"evil.example, shop.example")],
+        PEER,
+        "http",
+        "shop.example",
+        "",
+    ),
+    (
+        "bad host ignored",
+        "x-forwarded",
+        "127.0.0.1",
+        [(b"x-forwarded-host", b"a b/c")],
+        PEER,
+        "http",
+        None,
+        "",
+    ),
+    ("prefix", "x-forwarded", "127.0.0.1", [(b"x-forwarded-prefix", b"/api/")], PEER, "http", None, "/api"),
+    (
+        "prefix in forwarded style",
+        "forwarded",
+        "127.0.0.1",
+        [(b"x-forwarded-prefix", b"/api")],
+        PEER,
+        "http",
+        None,
+        "/api",
+    ),
+    (
+        "relative prefix ignored",
+        "x-forwarded",
+        "127.0.0.1",
+        [(b"x-forwarded-prefix", b"api")],
+        PEER,
+        "http",
+        None,
+        "",
+    ),
+    (
+        "dot segments ignored",
+        "x-forwarded",
+        "127.0.0.1",
+        [(b"x-forwarded-prefix", b"/a/../b")],
+        PEER,
+        "http",
+        None,
+        "",
+    ),
+    (
+        "control characters ignored",
+        "x-forwarded",
+        "127.0.0.1",
+        [(b"x-forwarded-prefix", b"/a\x1b[31m")],
+        PEER,
+        "http",
+        None,
+        "",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("style", "spec", "headers", "client", "scheme", "host", "root_path"),
+    [c[1:] for c in VIEW_TABLE],
+    ids=[c[0] for c in VIEW_TABLE],
+)
+def test_proxy_view_table(
+    style: str,
+    spec: str,
+    headers: H,
+    client: tuple[str, int] | None,
+    scheme: str,
+    host: str | None,
+    root_path: str,
+) -> None:
+    """RFC 7239 Forwarded or X-Forwarded-For/-Proto/-Host, never both; X-Forwarded-Prefix is
+    put before --root-path; a value that is not plainly a host or an absolute path is ignored."""
+    view = ProxyView(TrustedHosts(spec), style, "")
+    got_client, got_scheme, got_headers, got_root = view([(b"host", b"backend:8000"), *headers], PEER, "http")
+    assert (got_client, got_scheme, got_root) == (client, scheme, root_path)
+    assert dict(got_headers)[b"host"] == (host or "backend:8000").encode()
+
+
+def test_prefix_goes_before_the_root_path() -> None:
+    """--root-path names where the app is mounted behind the proxy's prefix."""
+    view = ProxyView(TrustedHosts("*"), "x-forwarded", "/app")
+    assert view([(b"x-forwarded-prefix", b"/api")], PEER, "http")[3] == "/api/app"
+
+
+def test_forwarded_host_and_prefix_over_the_wire(serve: Serve) -> None:
+    """A trusted proxy's X-Forwarded-Host reaches the app as Host, its prefix as root_path (and
+    path, which includes root_path)."""
+    server = serve(apps.echo)
+    info = get_scope(server, [("X-Forwarded-Host", "shop.example"), ("X-Forwarded-Prefix", "/api")])
+    assert ["host", "shop.example"] in info["headers"]
+    assert info["root_path"] == "/api"
+    assert info["path"] == "/api/"
+
+
+def test_rfc7239_over_the_wire(serve: Serve) -> None:
+    """--proxy-headers-style forwarded reads RFC 7239 Forwarded from a trusted peer."""
+    server = serve(apps.echo, proxy_headers_style="forwarded")
+    info = get_scope(server, [("Forwarded", 'for="[2001:db8::7]:4711";proto=https;host=shop.example')])
+    assert info["client"] == ["2001:db8::7", 4711]
+    assert info["scheme"] == "https"
+    assert ["host", "shop.example"] in info["headers"]
+
+
+def test_spoofed_host_and_prefix_from_an_untrusted_peer_are_ignored(serve: Serve) -> None:
+    """An untrusted peer's Forwarded, X-Forwarded-Host and -Prefix change nothing."""
+    server = serve(apps.echo, forwarded_allow_ips="192.0.2.1", proxy_headers_style="forwarded")
+    info = get_scope(
+        server,
+        [
+            ("Forwarded", "for=203.0.113.7;proto=https"),
+            ("X-Forwarded-Host", "evil.example"),
+            ("X-Forwarded-Prefix", "/x"),
+        ],
+    )
+    assert info["client"][0] == "127.0.0.1" and info["scheme"] == "http"
+    assert info["root_path"] == "" and ["host", "evil.example"] not in info["headers"]

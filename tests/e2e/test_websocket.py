@@ -14,7 +14,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.apps import ws_echo
+from tests.apps import ws_echo_exact
 from tests.conftest import RunningServer, read_response
 from tests.wsframes import (
     BINARY,
@@ -78,7 +78,7 @@ def wait(event: threading.Event, timeout: float = 5.0) -> None:
 
 def test_echo_text_binary_and_large_messages(serve: Serve) -> None:
     """RFC 6455 §5.6: text and binary messages, small and of 1 MiB, come back as sent."""
-    server = serve(ws_echo)
+    server = serve(ws_echo_exact)
     with connect(ws_url(server)) as ws:
         ws.send("héllo")
         assert ws.recv(timeout=5) == "héllo"
@@ -423,7 +423,7 @@ def test_ws_none_answers_upgrades_as_plain_http(serve: Serve) -> None:
 def test_frames_sent_before_the_101_are_read_after_accept(serve: Serve) -> None:
     """RFC 6455 §4.1: a client should wait for the 101; one that does not has its frames parsed
     after the handshake completes, none lost."""
-    server = serve(ws_echo)
+    server = serve(ws_echo_exact)
     with server.connect() as sock:
         sock.sendall(handshake() + frame(TEXT, b"early"))
         data = read_until_closed(sock, 1.0)
@@ -444,7 +444,7 @@ def test_upgrade_behind_pipelined_requests_waits_for_their_answers(serve: Serve)
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": body})
         elif scope["type"] == "websocket":
-            await ws_echo(scope, receive, send)
+            await ws_echo_exact(scope, receive, send)
 
     server = serve(app)
     pipelined = b"GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\n\r\n"
@@ -468,7 +468,7 @@ def test_upgrade_behind_pipelined_requests_waits_for_their_answers(serve: Serve)
 def test_limit_concurrency_refuses_a_websocket_with_503(serve: Serve) -> None:
     """--limit-concurrency: a WebSocket holds its app call for its whole life; past the limit a
     handshake is answered 503 and its app is not called."""
-    server = serve(ws_echo, limit_concurrency=1)
+    server = serve(ws_echo_exact, limit_concurrency=1)
     with connect(ws_url(server)) as first:
         first.send("hold")
         assert first.recv(timeout=5) == "hold"
@@ -482,12 +482,12 @@ def test_limit_concurrency_refuses_a_websocket_with_503(serve: Serve) -> None:
 
 def test_permessage_deflate_is_negotiated_and_switchable(serve: Serve) -> None:
     """RFC 7692: compression when offered, unless --no-ws-per-message-deflate."""
-    on = serve(ws_echo)
+    on = serve(ws_echo_exact)
     with connect(ws_url(on)) as ws:
         assert "permessage-deflate" in ws.response.headers["sec-websocket-extensions"]
         ws.send("a" * 10000)
         assert ws.recv(timeout=5) == "a" * 10000
-    off = serve(ws_echo, ws_per_message_deflate=False)
+    off = serve(ws_echo_exact, ws_per_message_deflate=False)
     with connect(ws_url(off)) as ws:
         assert "sec-websocket-extensions" not in ws.response.headers
         ws.send("a" * 10000)

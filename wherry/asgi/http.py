@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 
 from ..proto.events import Headers, LocalProtocolError
+from .extensions import send_extension
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -40,10 +41,13 @@ ERROR_500_HEADERS: Headers = [
 ]
 ERROR_500_BODY = b"Internal Server Error\n"
 
+_NO_FIELDS: Headers = []
+
 # Response states.
 START = 0
 BODY = 1
 COMPLETE = 2
+TRAILERS = 3  # the body is complete, the trailers announced in http.response.start are not
 
 
 class ClientDisconnected(OSError):
@@ -81,21 +85,33 @@ class HTTPStream(Protocol):
 
     def cycle_finished(self, cycle: HTTPCycle) -> None: ...
 
+    # ASGI extensions (wherry/asgi/extensions.py says when each is called)
+
+    def write_trailers(self, cycle: HTTPCycle, headers: Headers) -> None: ...
+
+    def write_informational(self, cycle: HTTPCycle, status: int, headers: Headers) -> None: ...
+
+    def push(self, cycle: HTTPCycle, path: bytes, headers: Headers) -> None: ...
+
+    async def send_file(self, cycle: HTTPCycle, path: str, more_body: bool) -> None: ...
+
 
 class HTTPCycle:
     """One request and its response, seen from the application."""
 
     __slots__ = (
         "_body",
-        "_body_size",
         "_continue",
         "_disconnected",
         "_eof",
         "_request_sent",
         "_start",
         "_state",
+        "_trailer_fields",
+        "_trailers",
         "_waiter",
         "body_complete",
+        "buffered",
         "request",
         "scope",
         "sent_bytes",
@@ -112,7 +128,7 @@ class HTTPCycle:
         self.request = request  # the protocol's own record, for the driver and the access log
         self.started_at = now
         self._body: list[bytes] = []
-        self._body_size = 0
+        self.buffered = 0  # request body bytes received and not yet read by the app
         self.body_complete = False
         self._request_sent = False
         self._disconnected = False
@@ -121,6 +137,8 @@ class HTTPCycle:
         self._waiter: FutureLike | None = None
         self._state = START
         self._start: Message | None = None
+        self._trailers = False  # http.response.start said trailers: True
+        self._trailer_fields: Headers = _NO_FIELDS  # replaced, never appended to
         self.status = 0
         self.sent_bytes = 0
 
@@ -128,12 +146,14 @@ class HTTPCycle:
 
     def feed_body(self, data: bytes) -> None:
         self._body.append(data)
-        self._body_size += len(data)
-        self._wake()
+        self.buffered += len(data)
+        if self._waiter is not None:
+            self._wake()
 
     def feed_end(self) -> None:
         self.body_complete = True
-        self._wake()
+        if self._waiter is not None:
+            self._wake()
 
     def feed_disconnect(self) -> None:
         self._disconnected = True
@@ -143,11 +163,6 @@ class HTTPCycle:
         """The peer will send nothing more (it may still read the response)."""
         self._eof = True
         self._wake()
-
-    @property
-    def buffered(self) -> int:
-        """Request body bytes received and not yet read by the app."""
-        return self._body_size
 
     @property
     def disconnected(self) -> bool:
@@ -176,8 +191,8 @@ class HTTPCycle:
             if body:
                 data = body[0] if len(body) == 1 else b"".join(body)
                 body.clear()
-                size = self._body_size
-                self._body_size = 0
+                size = self.buffered
+                self.buffered = 0
                 self.stream.body_consumed(self, size)
                 more = not self.body_complete
                 if not more:
@@ -214,13 +229,19 @@ class HTTPCycle:
             self._start = message
             self.status = status
             self._continue = False
+            if message.get("trailers") is True:
+                self._trailers = True
             return
         if state == COMPLETE:
             raise RuntimeError(f"unexpected {kind!r}: the response is already complete")
-        if kind != "http.response.body":
-            raise RuntimeError(f"expected 'http.response.body', got {kind!r}")
+        if kind != "http.response.body" or state == TRAILERS:
+            await send_extension(self, message)
+            return
         body = message.get("body", b"")
         more = message.get("more_body", False)
+        ending = self._trailers and not more
+        if ending:
+            more = True  # the trailers end the response
         if type(body) is not bytes:
             if not isinstance(body, bytes | bytearray | memoryview):
                 raise TypeError(f"http.response.body 'body' must be bytes, got {type(body)!r}")
@@ -240,8 +261,10 @@ class HTTPCycle:
             if not more:
                 self._state = COMPLETE
             stream.write_body(self, body, more)
+        if ending:
+            self._state = TRAILERS
         self.sent_bytes += len(body)
-        if not more:
+        if not more and self._waiter is not None:
             self._wake()
         if stream.write_paused:
             await stream.drain()
@@ -272,10 +295,11 @@ class HTTPCycle:
                 self._state = COMPLETE
                 self.stream.write_response(self, 500, ERROR_500_HEADERS, ERROR_500_BODY, False)
                 self.sent_bytes = len(ERROR_500_BODY)
-        elif self._state == BODY:
+        elif self._state == BODY or self._state == TRAILERS:
             if exc is None and not self._disconnected:
                 logger.error("ASGI application returned before the response was complete")
             self._state = COMPLETE
             self.stream.abort(self)
-        self._wake()
+        if self._waiter is not None:
+            self._wake()
         self.stream.cycle_finished(self)

@@ -180,6 +180,173 @@ def apply_proxy_headers(
     return client, scheme
 
 
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:[]")
+_PREFIX_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/-._~%!$&'()*+,;=:@")
+
+
+def _valid_host(text: str) -> bool:
+    """A host[:port] as a Host header may carry it: no spaces, slashes or control characters."""
+    return 0 < len(text) <= 255 and all(c in _HOST_CHARS for c in text)
+
+
+def _valid_prefix(text: str) -> bool:
+    """A path prefix: absolute, path characters only, no dot segments (it becomes root_path)."""
+    if not text.startswith("/") or len(text) > 1024 or not all(c in _PREFIX_CHARS for c in text):
+        return False
+    return not any(part in (".", "..") for part in text.split("/"))
+
+
+def _split_quoted(text: str, separator: str) -> list[str] | None:
+    """Split on ``separator`` outside quoted strings; None when a quote is left open."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
+    escaped = False
+    for char in text:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif quoted and char == "\\":
+            current.append(char)
+            escaped = True
+        elif char == '"':
+            current.append(char)
+            quoted = not quoted
+        elif char == separator and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    if quoted:
+        return None
+    parts.append("".join(current))
+    return parts
+
+
+def _unescape(quoted: str) -> str:
+    """The text of a quoted-string's inside (RFC 9110 §5.6.4): ``\\x`` stands for ``x``."""
+    out: list[str] = []
+    escaped = False
+    for char in quoted:
+        if escaped or char != "\\":
+            out.append(char)
+            escaped = False
+        else:
+            escaped = True
+    return "".join(out)
+
+
+def parse_forwarded(lines: list[bytes]) -> list[dict[str, str]] | None:
+    """RFC 7239 ``Forwarded`` field lines as one list of elements (parameter -> value, names
+    lowercased, quoted values unquoted), left to right. None when the field is malformed: a pair
+    without ``=``, a parameter given twice in one element, an open quote (§4)."""
+    text = b",".join(lines).decode("latin-1")
+    raw_elements = _split_quoted(text, ",")
+    if raw_elements is None:
+        return None
+    elements: list[dict[str, str]] = []
+    for raw in raw_elements:
+        if not raw.strip():
+            continue  # empty list elements are ignored (RFC 9110 §5.6.1.2)
+        pairs = _split_quoted(raw, ";")
+        if pairs is None:
+            return None
+        element: dict[str, str] = {}
+        for pair in pairs:
+            pair = pair.strip()
+            if not pair:
+                continue
+            name, sep, value = pair.partition("=")
+            name = name.strip().lower()
+            if not sep or not name or name in element:
+                return None
+            value = value.strip()
+            if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+                value = _unescape(value[1:-1])
+            elif '"' in value:
+                return None
+            element[name] = value
+        elements.append(element)
+    return elements
+
+
+class ProxyView:
+    """What a trusted peer's proxy headers say: client, scheme, Host and root_path.
+
+    ``style`` "x-forwarded" reads X-Forwarded-For and -Proto (as ``apply_proxy_headers``), then
+    X-Forwarded-Host (replaces the Host header the app sees) and X-Forwarded-Prefix (put before
+    ``--root-path``). ``style`` "forwarded" reads RFC 7239 ``Forwarded`` instead of the
+    X-Forwarded-For/-Proto/-Host trio: the client is chosen by the same walk from the right over
+    the ``for=`` parameters, and ``proto=`` and ``host=`` come from the element of the chosen
+    client. X-Forwarded-Prefix has no RFC 7239 counterpart and is read in both styles. Only one
+    style is read, because a proxy that writes one kind passes the other kind from the client
+    untouched, and reading both would let a client choose its own address.
+
+    Hosts and prefixes that are not plainly a host or an absolute path are ignored.
+    """
+
+    __slots__ = ("root_path", "style", "trusted")
+
+    def __init__(self, trusted: TrustedHosts, style: str, root_path: str) -> None:
+        self.trusted = trusted
+        self.style = style
+        self.root_path = root_path
+
+    def __call__(
+        self, headers: Headers, client: tuple[str, int] | None, scheme: str
+    ) -> tuple[tuple[str, int] | None, str, Headers, str]:
+        hosts: list[bytes] = []
+        prefixes: list[bytes] = []
+        forwarded: list[bytes] = []
+        for name, value in headers:
+            if name == b"x-forwarded-host":
+                hosts.append(value)
+            elif name == b"x-forwarded-prefix":
+                prefixes.append(value)
+            elif name == b"forwarded":
+                forwarded.append(value)
+        host: str | None = None
+        if self.style == "forwarded":
+            if forwarded:
+                client, scheme, host = self._rfc7239(forwarded, client, scheme)
+        else:
+            client, scheme = apply_proxy_headers(headers, client, scheme, self.trusted)
+            if hosts:
+                elements = _list_elements(hosts)
+                host = elements[-1] if elements else None
+        root_path = self.root_path
+        if prefixes:
+            elements = _list_elements(prefixes)
+            if elements and _valid_prefix(elements[-1]):
+                root_path = elements[-1].rstrip("/") + root_path
+        if host is not None and _valid_host(host):
+            encoded = host.encode("ascii")
+            headers = [(n, encoded if n == b"host" else v) for n, v in headers]
+        return client, scheme, headers, root_path
+
+    def _rfc7239(
+        self, lines: list[bytes], client: tuple[str, int] | None, scheme: str
+    ) -> tuple[tuple[str, int] | None, str, str | None]:
+        elements = parse_forwarded(lines)
+        if not elements:
+            return client, scheme, None
+        chosen: dict[str, str] | None = None
+        for element in reversed(elements):
+            node = parse_forwarded_node(element.get("for", ""))
+            if node is None:
+                break
+            client = node
+            chosen = element
+            if node[0] not in self.trusted:
+                break
+        if chosen is None:
+            return client, scheme, None
+        proto = chosen.get("proto")
+        if proto is not None:
+            scheme = _SCHEMES.get(proto.lower(), scheme)
+        return client, scheme, chosen.get("host")
+
+
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 
 
@@ -238,9 +405,10 @@ def websocket_scope(
     root_path: str,
     state: dict[str, Any] | None,
     subprotocols: list[str],
+    extensions: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``websocket`` connection scope (www spec 2.5); ``scheme`` is the HTTP one (http/https),
-    given as ws/wss. The denial-response extension is advertised."""
+    given as ws/wss. The denial-response extension is advertised, beside ``extensions`` (tls)."""
     text = raw_path.decode("utf-8", "replace")
     path = unquote(text) if "%" in text else text
     if root_path:
@@ -259,7 +427,10 @@ def websocket_scope(
         "query_string": query_string,
         "headers": headers,
         "subprotocols": subprotocols,
-        "extensions": {name: dict(value) for name, value in WEBSOCKET_EXTENSIONS.items()},
+        "extensions": {
+            **(extensions or {}),
+            **{name: dict(value) for name, value in WEBSOCKET_EXTENSIONS.items()},
+        },
     }
     if state is not None:
         scope["state"] = state.copy()

@@ -11,6 +11,8 @@ Rules of this module:
 
 from __future__ import annotations
 
+from typing import Final
+
 Headers = list[tuple[bytes, bytes]]
 
 
@@ -30,6 +32,7 @@ class Request(Event):
         "method",
         "query_string",
         "raw_path",
+        "stream_id",
         "target",
         "upgrade",
     )
@@ -45,6 +48,7 @@ class Request(Event):
         keep_alive: bool,
         expect_continue: bool,
         upgrade: bytes | None,
+        stream_id: int = 0,
     ) -> None:
         self.method = method
         self.target = target
@@ -56,30 +60,38 @@ class Request(Event):
         self.expect_continue = expect_continue
         self.upgrade = upgrade
         self.forwarded = False  # the request carries proxy headers (X-Forwarded-*, Forwarded)
+        self.stream_id = stream_id  # HTTP/2 stream (0 on HTTP/1.1)
 
     def __repr__(self) -> str:
         return f"Request({self.method!r}, {self.target!r}, {self.http_version!r})"
 
 
 class Data(Event):
-    """A piece of the current message's body."""
+    """A piece of the current message's body (on HTTP/2: of stream ``stream_id``)."""
 
-    __slots__ = ("data",)
+    __slots__ = ("data", "stream_id")
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, stream_id: int = 0) -> None:
         self.data = data
+        self.stream_id = stream_id
 
     def __repr__(self) -> str:
         return f"Data({self.data!r})"
 
 
 class EndOfMessage(Event):
-    """The current message's body is complete."""
+    """The current message's body is complete (on HTTP/2: the body of stream ``stream_id``)."""
 
-    __slots__ = ()
+    __slots__ = ("stream_id",)
+
+    def __init__(self, stream_id: int = 0) -> None:
+        self.stream_id = stream_id
 
     def __repr__(self) -> str:
         return "EndOfMessage()"
+
+
+END_OF_MESSAGE: Final = EndOfMessage()  # it carries nothing: one instance serves every message
 
 
 class ConnectionClosed(Event):
@@ -97,11 +109,12 @@ class Rejected(Event):
     ``status`` is the response to send (if a response can still be sent) before closing.
     """
 
-    __slots__ = ("detail", "status")
+    __slots__ = ("detail", "status", "stream_id")
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, stream_id: int = 0) -> None:
         self.status = status
         self.detail = detail
+        self.stream_id = stream_id  # HTTP/2: only this stream is refused (0: the connection)
 
     def __repr__(self) -> str:
         return f"Rejected({self.status}, {self.detail!r})"
@@ -114,6 +127,40 @@ class H2Preface(Event):
 
     def __init__(self, data: bytes) -> None:
         self.data = data
+
+
+class StreamReset(Event):
+    """HTTP/2: the peer reset stream ``stream_id`` (RST_STREAM); nothing more comes or goes on it."""
+
+    __slots__ = ("error_code", "stream_id")
+
+    def __init__(self, stream_id: int, error_code: int) -> None:
+        self.stream_id = stream_id
+        self.error_code = error_code
+
+    def __repr__(self) -> str:
+        return f"StreamReset({self.stream_id}, {self.error_code})"
+
+
+class WindowOpened(Event):
+    """HTTP/2: the peer gave more room to send on stream ``stream_id`` (0: on every stream)."""
+
+    __slots__ = ("stream_id",)
+
+    def __init__(self, stream_id: int) -> None:
+        self.stream_id = stream_id
+
+    def __repr__(self) -> str:
+        return f"WindowOpened({self.stream_id})"
+
+
+class GoAway(Event):
+    """HTTP/2: the peer will open no more streams (GOAWAY with NO_ERROR); the open ones go on."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "GoAway()"
 
 
 class ProtocolError(Exception):

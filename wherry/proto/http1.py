@@ -26,9 +26,9 @@ from typing import Final
 import httptools
 
 from .events import (
+    END_OF_MESSAGE,
     ConnectionClosed,
     Data,
-    EndOfMessage,
     Event,
     H2Preface,
     Headers,
@@ -58,9 +58,11 @@ STATUS_LINES_11: Final = {code: _status_line(code, b"1.1") for code in range(100
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-_DIGITS = re.compile(rb"[0-9]{1,18}")
-_good_names: set[bytes] = set()
-_good_values: set[bytes] = set()
+# Response fields already checked, and the line each one is written as: an app that sends the
+# same fields every time pays one dict lookup per field. Bounded; short fields only.
+_lines: dict[tuple[bytes, bytes], bytes | tuple[bytes, int]] = {}
+_LINES_MAX = 4096
+_NO_FIELDS: Headers = []  # between messages: never appended to (on_message_begin comes first)
 _OWS = (b" ", b"\t")
 # Response fields that change framing or replace a default; the rest are copied as they are.
 _FRAMING = frozenset((b"content-length", b"connection", b"transfer-encoding", b"date", b"server"))
@@ -74,6 +76,8 @@ _SPECIAL = frozenset(
         b"upgrade",
         b"x-forwarded-for",
         b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-forwarded-prefix",
         b"forwarded",
     )
 )
@@ -228,7 +232,7 @@ class H1Connection:
         self.default_headers = default_headers
         self.accepted_upgrades = accepted_upgrades
         self._parser = httptools.HttpRequestParser(self)
-        self._events: list[Event] = []
+        self._events: list[Event] = []  # during receive_data only; () between reads
         self.read_state = IDLE
         self.trailing_data = b""
         self._now = now
@@ -268,6 +272,7 @@ class H1Connection:
             events = self._events = []
             data = self._receive_special(data, state)
             if not data:
+                self._events = ()  # type: ignore[assignment]
                 return events
         else:
             events = self._events = []
@@ -290,6 +295,8 @@ class H1Connection:
         else:
             if self.read_state == HEAD:
                 self._check_partial_head(len(data))
+        # The caller owns the events now; a connection between reads holds none of them.
+        self._events = ()  # type: ignore[assignment]
         return events
 
     def _receive_special(self, data: bytes, state: int) -> bytes:
@@ -378,11 +385,13 @@ class H1Connection:
         if request.method == b"CONNECT":
             # No tunnels: the request goes to the app; nothing after it is read.
             request.keep_alive = False
-            self._events.append(EndOfMessage())
+            self._events.append(END_OF_MESSAGE)
             self.read_state = DONE
             return
         token = (request.upgrade or b"").lower()
-        if token in self.accepted_upgrades:
+        # An accepted upgrade with a chunked body is declined: after the head, only HTTP/1.1
+        # framing can say where such a body ends.
+        if token in self.accepted_upgrades and self._framing_of(request) != b"transfer-encoding: chunked\r\n":
             self.read_state = UPGRADED
             self.trailing_data = rest
             return
@@ -394,7 +403,7 @@ class H1Connection:
         self.read_state = IDLE
         if framing is None:
             self._parser = httptools.HttpRequestParser(self)
-            self._events.append(EndOfMessage())
+            self._events.append(END_OF_MESSAGE)
             self._owed_message_done()
             if rest:
                 self._continue(rest)
@@ -467,17 +476,18 @@ class H1Connection:
         url = self._url
         # The head is at most what arrived since it began; measured exactly only when that is over
         # the limit: "METHOD SP target SP HTTP/x.y CRLF", the fields, the empty line.
-        measure = self._head_raw + self._chunk_size > limits.max_head
-        size = len(method) + len(url) + 14
-        if measure:
+        if self._head_raw + self._chunk_size > limits.max_head:
+            size = len(method) + len(url) + 14
             for name, value in headers:
                 size += len(name) + len(value) + 4
+            if size > limits.max_head:
+                raise _Reject(431, "request head too large")
         hosts = 0
-        te: list[bytes] | None = None
         length = -1
         expect = False
         forwarded = False
         upgrade: bytes | None = None
+        te: list[bytes] | None = None
         for name, value in self._specials:
             if name == b"host":
                 hosts += 1
@@ -495,8 +505,6 @@ class H1Connection:
                 upgrade = value
             else:
                 forwarded = True
-        if size > limits.max_head:
-            raise _Reject(431, "request head too large")
         if hosts != 1 and (hosts or version == "1.1"):
             raise _Reject(400, "more than one Host header" if hosts else "missing Host header")
         if te is not None:
@@ -505,34 +513,23 @@ class H1Connection:
             codings = [c.strip().lower() for c in b",".join(te).split(b",")]
             if codings != [b"chunked"]:
                 raise _Reject(self._te_status(), "unsupported Transfer-Encoding")
-        if url[:1] == b"/":
+        if url.startswith(b"/"):
             path, sep, query = url.partition(b"?")
-            if b"#" in query:
+            # bytes.find, not "in": "in" first tries the operand as an int, at the cost of an
+            # exception raised and cleared on every call (CPython 3.11).
+            if query.find(b"#") >= 0:
                 query = query.partition(b"#")[0]
-            elif not sep and b"#" in path:
+            elif not sep and path.find(b"#") >= 0:
                 path = path.partition(b"#")[0]
-        elif url == b"*":
-            if method != b"OPTIONS":
-                raise _Reject(400, "asterisk-form target outside OPTIONS")
-            path, query = b"*", b""
-        elif method == b"CONNECT":
-            path, query = url, b""
         else:
-            try:
-                parsed = httptools.parse_url(url)
-            except httptools.HttpParserInvalidURLError:
-                raise _Reject(400, "malformed request target") from None
-            if not parsed.schema or not parsed.host:
-                raise _Reject(400, "malformed request target")
-            path = parsed.path or b"/"
-            query = parsed.query or b""
+            path, query = self._other_target(method, url)
         max_body = limits.max_body
         if max_body is not None and length > max_body:
             raise _Reject(413, "request body too large")
-        upgrading = (upgrade is not None or method == b"CONNECT") and parser.should_upgrade()
-        if not upgrading:
-            upgrade = None
-        self._upgrading = upgrading
+        if upgrade is not None or method == b"CONNECT":
+            self._upgrading = parser.should_upgrade()
+            if not self._upgrading:
+                upgrade = None
         request = Request(
             method,
             url,
@@ -553,6 +550,23 @@ class H1Connection:
         # A client that expects 100-continue may hold its body back until it gets the 100.
         self._awaiting_continue = expect
 
+    @staticmethod
+    def _other_target(method: bytes, url: bytes) -> tuple[bytes, bytes]:
+        """Path and query of a target not in origin form (RFC 9112 §3.2)."""
+        if url == b"*":
+            if method != b"OPTIONS":
+                raise _Reject(400, "asterisk-form target outside OPTIONS")
+            return b"*", b""
+        if method == b"CONNECT":
+            return url, b""
+        try:
+            parsed = httptools.parse_url(url)
+        except httptools.HttpParserInvalidURLError:
+            raise _Reject(400, "malformed request target") from None
+        if not parsed.schema or not parsed.host:
+            raise _Reject(400, "malformed request target")
+        return parsed.path or b"/", parsed.query or b""
+
     def on_body(self, body: bytes) -> None:
         max_body = self.limits.max_body
         if max_body is not None:
@@ -566,8 +580,13 @@ class H1Connection:
     def on_message_complete(self) -> None:
         if self._upgrading:
             return  # an upgrade: _upgraded() decides what the message was
-        self._events.append(EndOfMessage())
+        self._events.append(END_OF_MESSAGE)
         self._completed_in_chunk += 1
+        # Nothing of a finished message is kept: an idle connection holds no request, nor the
+        # last piece of input it arrived in.
+        self._last_request = None
+        self._prefix = b""
+        self._headers = self._specials = _NO_FIELDS  # the next message begins with its own
         self._owed_message_done()
 
     def _owed_message_done(self) -> None:
@@ -665,6 +684,7 @@ class H1Connection:
         elif mode == UNTIL_CLOSE:
             out.append(body)
         self._w_mode = NO_BODY
+        self._w_request = None
         self._owed -= 1
         self._idle_since = now
         if self._awaiting_continue and not self._owed:
@@ -682,40 +702,41 @@ class H1Connection:
         default_block = defaults.block
         out = [line]
         append = out.append
-        for name, value in headers:
-            if value not in _good_values:
-                if _BAD_VALUE.search(value):
-                    raise LocalProtocolError(f"invalid response header value for {name!r}")
-                if len(value) < 100 and len(_good_values) < 4096:
-                    _good_values.add(value)
-            lname = name.lower()
-            if lname not in _good_names:
-                if not _TOKEN.fullmatch(name):
-                    raise LocalProtocolError(f"invalid response header name {name!r}")
-                if len(_good_names) < 1024:
-                    _good_names.add(lname)
-            if lname in _FRAMING:
-                if lname == b"content-length":
-                    if not _DIGITS.fullmatch(value) or length >= 0:
-                        raise LocalProtocolError(f"invalid content-length {value!r}")
-                    length = int(value)
-                elif lname == b"connection":
-                    if b"close" in value.lower():
-                        keep_alive = False
-                elif lname == b"date" or lname == b"server":
-                    # The app's own date or server replaces the default one.
-                    default_block = defaults.without(lname)
-                    append(name + b": " + value + b"\r\n")
+        lines = _lines
+        length_line = b""
+        for pair in headers:
+            try:
+                known = lines.get(pair)
+            except TypeError:  # a list, not a tuple: checked like any new field
+                known = None
+            if known is None:
+                name, value = pair
+                known = _field_line(name, value)
+            if type(known) is tuple:  # content-length: its line and its value
+                if length >= 0:
+                    raise LocalProtocolError("more than one content-length")
+                length_line, length = known
                 continue
-            append(name + b": " + value + b"\r\n")
+            if known:
+                append(known)  # type: ignore[arg-type]
+                continue
+            name, value = pair
+            lname = name.lower()
+            if lname == b"connection":
+                if value.lower().find(b"close") >= 0:
+                    keep_alive = False
+            elif lname != b"transfer-encoding":
+                # The app's own date or server replaces the default one.
+                default_block = defaults.without(lname)
+                append(name + b": " + value + b"\r\n")
         if status < 200 or status == 204 or status == 304:
             mode = NO_BODY
             if length >= 0 and status == 304:
-                append(b"content-length: %d\r\n" % length)
+                append(length_line)
             length = 0
         elif length >= 0:
             mode = LENGTH
-            append(b"content-length: %d\r\n" % length)
+            append(length_line)
         elif request.http_version == "1.1":
             mode = CHUNKED
             append(b"transfer-encoding: chunked\r\n")
@@ -753,6 +774,21 @@ class H1Connection:
             return data
         return b""
 
+    def response_file_framing(self, size: int) -> tuple[bytes, bytes] | None:
+        """Framing around ``size`` body bytes the driver writes itself (a file, by sendfile):
+        the bytes to write before and after them, or None when the response has no body."""
+        mode = self._w_mode
+        if mode == LENGTH:
+            if size > self._w_remaining:
+                raise LocalProtocolError("response body longer than its Content-Length")
+            self._w_remaining -= size
+            return b"", b""
+        if mode == CHUNKED:
+            return (b"%x\r\n" % size, b"\r\n") if size else (b"", b"")
+        if mode == UNTIL_CLOSE:
+            return b"", b""
+        return None
+
     def response_end(self, now: float) -> bytes:
         """Finish the response; returns the closing bytes (the last chunk).
 
@@ -766,6 +802,7 @@ class H1Connection:
                 self._w_keep_alive = False
                 raise LocalProtocolError("response body shorter than its Content-Length")
         self._w_mode = NO_BODY
+        self._w_request = None
         self._owed -= 1
         self._idle_since = now
         if not self._owed:
@@ -798,6 +835,34 @@ class H1Connection:
                 body,
             )
         )
+
+
+def _field_line(name: bytes, value: bytes) -> bytes | tuple[bytes, int]:
+    """How a response field is written: its line; for content-length, its line and its value;
+    b"" for one that touches framing or replaces a default (connection, transfer-encoding, date,
+    server). Raises ``LocalProtocolError`` for a name that is not a token, a value with CR, LF,
+    NUL or another control byte (an app must never split a response), or a content-length that
+    is not a number."""
+    if type(name) is not bytes or type(value) is not bytes:
+        raise LocalProtocolError(f"response header fields must be bytes, got {name!r}: {value!r}")
+    if not _TOKEN.fullmatch(name):
+        raise LocalProtocolError(f"invalid response header name {name!r}")
+    if _BAD_VALUE.search(value):
+        raise LocalProtocolError(f"invalid response header value for {name!r}")
+    lname = name.lower()
+    line: bytes | tuple[bytes, int]
+    if lname == b"content-length":
+        if not (value.isdigit() and len(value) <= 18):
+            raise LocalProtocolError(f"invalid content-length {value!r}")
+        length = int(value)
+        line = (b"content-length: %d\r\n" % length, length)
+    elif lname in _FRAMING:
+        line = b""
+    else:
+        line = name + b": " + value + b"\r\n"
+    if len(name) + len(value) <= 256 and len(_lines) < _LINES_MAX:
+        _lines[(name, value)] = line
+    return line
 
 
 def _encode_headers(headers: Headers) -> bytes:

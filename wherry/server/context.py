@@ -8,11 +8,15 @@ from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..asgi.http import ASGIApp, FutureLike, Scope
-from ..asgi.scope import TrustedHosts
+from ..asgi.scope import ProxyView, TrustedHosts
 from ..proto.http1 import DefaultHeaders, H1Limits
+from ..proto.http2 import H2Limits
+from .observe import Metrics, RequestObserver
+from .tls import tls_extension
 
 if TYPE_CHECKING:
     from ..config import Config
+    from ..tls import TLSContext
 
 access_logger = logging.getLogger("wherry.access")
 
@@ -32,6 +36,8 @@ class Runtime(Protocol):
 
     def create_future(self) -> FutureLike: ...
 
+    def app_runner(self) -> AppRunner: ...
+
     def run_app(
         self,
         app: ASGIApp,
@@ -42,6 +48,21 @@ class Runtime(Protocol):
     ) -> None: ...
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> object: ...
+
+
+class AppRunner(Protocol):
+    """Runs the application calls of one connection, one at a time (see the backend's runtime)."""
+
+    def run(
+        self,
+        app: ASGIApp,
+        scope: Scope,
+        receive: Any,
+        send: Any,
+        on_done: Callable[[BaseException | None], None],
+    ) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class Connection(Protocol):
@@ -65,19 +86,45 @@ class ServerContext:
             body_timeout=config.timeout_request_body,
             keep_alive_timeout=config.timeout_keep_alive,
         )
+        self.h2_limits = H2Limits(
+            max_concurrent_streams=config.h2_max_concurrent_streams,
+            initial_window_size=config.h2_initial_window_size,
+            max_frame_size=config.h2_max_frame_size,
+            max_header_list_size=config.h2_max_header_list_size,
+            max_body=config.limit_request_body,
+            head_timeout=config.timeout_request_head,
+            body_timeout=config.timeout_request_body,
+            keep_alive_timeout=max(config.timeout_keep_alive, 1.0),
+            send_timeout=config.timeout_send,
+        )
+        # Upgrade tokens the HTTP/1.1 core hands to another driver instead of serving as plain
+        # HTTP: h2c on plain connections only (ALPN decides over TLS), websocket on both.
+        websocket = frozenset((b"websocket",)) if config.ws != "none" else frozenset()
+        self.h1_tls_upgrades: frozenset[bytes] = websocket
+        h2c = frozenset((b"h2c",)) if config.http2 else frozenset()
+        self.h1_upgrades: frozenset[bytes] = h2c | websocket
+        self.tls: TLSContext | None = None  # set by the backend when serving TLS
         self.default_headers = DefaultHeaders()
         self.root_path = config.root_path
         self.lifespan_state: dict[str, Any] | None = None
         self.connections: set[Connection] = set()
         self.tasks = 0  # requests whose app is running
         self.limit_concurrency = config.limit_concurrency
-        self.access_log = config.access_log and access_logger.isEnabledFor(logging.INFO)
+        access = config.access_log and access_logger.isEnabledFor(logging.INFO)
+        self.metrics = Metrics() if config.metrics_bind else None
+        # Several apps behind one server (wherry.compose): access lines name the one that answered.
+        log_app_name = bool(getattr(app, "logs_app_name", False))
+        self.observer = RequestObserver(
+            access, config.access_log_format, config.log_format, self.metrics, log_app_name
+        )
+        # Whether requests are timed and handed to the observer when they end (access log or
+        # metrics); decided once here so a server with both off does nothing per request.
+        self.access_log = access or self.metrics is not None
         self.proxy_headers = config.proxy_headers
         self.trusted = TrustedHosts(config.forwarded_allow_ips)
+        self.proxy_view = ProxyView(self.trusted, config.proxy_headers_style, config.root_path)
         self.read_high_water = 65536
         self.max_pipeline = 16
-        # Upgrade tokens the HTTP/1.1 core hands to a driver instead of treating as plain HTTP.
-        self.accepted_upgrades = frozenset((b"websocket",)) if config.ws != "none" else frozenset()
         self.shutting_down = False
         self.on_empty: Callable[[], None] | None = None
         self.total_requests = 0
@@ -103,6 +150,26 @@ class ServerContext:
             self.default_headers.set_date(b"date: " + date + b"\r\n")
         else:
             self.default_headers.set_date(b"")
+
+    def tls_extension(self, transport: Any) -> dict[str, Any] | None:
+        """The ASGI ``tls`` scope extension of a TLS connection (None on plain TCP)."""
+        tls = self.tls
+        ssl_object = transport.get_extra_info("ssl_object")
+        if tls is None or ssl_object is None:
+            return None
+        return tls_extension(ssl_object, tls.server_cert, tls.cipher_ids)
+
+    def h1_extensions(self, transport: Any) -> dict[str, Any]:
+        """``scope["extensions"]`` for the HTTP/1.1 requests of one connection."""
+        extensions: dict[str, Any] = {
+            "http.response.trailers": {},
+            "http.response.early_hint": {},
+            "http.response.pathsend": {},
+        }
+        tls = self.tls_extension(transport)
+        if tls is not None:
+            extensions["tls"] = tls
+        return extensions
 
     def connection_closed(self, conn: Connection) -> None:
         self.connections.discard(conn)

@@ -24,17 +24,16 @@ Rules of this module:
 from __future__ import annotations
 
 import logging
-from collections import deque
 from time import perf_counter
 from typing import Any
 
 from ..asgi.http import ClientDisconnected, FutureLike, HTTPCycle
-from ..asgi.scope import apply_proxy_headers, http_scope
-from ..logs import format_client, printable
+from ..asgi.scope import http_scope
+from ..logs import printable
 from ..proto.events import (
+    END_OF_MESSAGE,
     ConnectionClosed,
     Data,
-    EndOfMessage,
     H2Preface,
     Headers,
     LocalProtocolError,
@@ -42,7 +41,9 @@ from ..proto.events import (
     Request,
 )
 from ..proto.http1 import DONE, H2_REFUSAL, IDLE, H1Connection
-from .context import ServerContext, TimerHandle, access_logger
+from .context import AppRunner, ServerContext, TimerHandle
+from .extensions import h1_send_file, h1_write_informational, h1_write_trailers
+from .http2 import H2Server
 from .websocket import take_over
 
 logger = logging.getLogger("wherry.error")
@@ -74,6 +75,7 @@ class H1Server:
         "_current",
         "_drain_waiter",
         "_eof",
+        "_extensions",
         "_in_pipeline",
         "_lingering",
         "_pipeline",
@@ -81,6 +83,7 @@ class H1Server:
         "_reading",
         "_reject",
         "_reject_cycle",
+        "_runner",
         "_timer",
         "_trusted_peer",
         "_upgrade",
@@ -99,7 +102,7 @@ class H1Server:
         self.core: H1Connection = None  # type: ignore[assignment]
         self._current: HTTPCycle | None = None
         self._reading: HTTPCycle | None = None
-        self._pipeline: deque[HTTPCycle] = deque()
+        self._pipeline: list[HTTPCycle] = []  # short (max_pipeline) and mostly empty
         self._in_pipeline = False
         self._read_paused = False
         self.write_paused = False
@@ -107,6 +110,7 @@ class H1Server:
         self._timer: TimerHandle | None = None
         self._reject: Rejected | None = None
         self._reject_cycle: HTTPCycle | None = None
+        self._runner: AppRunner | None = None
         self._closed = False
         self._eof = False
         self._lingering = False
@@ -116,13 +120,16 @@ class H1Server:
         self.server: tuple[str, int | None] | None = None
         self.scheme = "http"
         self._client_text = "-"
+        self._extensions: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ backend side
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         ctx = self.ctx
-        self.core = H1Connection(ctx.limits, ctx.default_headers, ctx.runtime.time(), ctx.accepted_upgrades)
+        tls = transport.get_extra_info("sslcontext") is not None
+        upgrades = ctx.h1_tls_upgrades if tls else ctx.h1_upgrades
+        self.core = H1Connection(ctx.limits, ctx.default_headers, ctx.runtime.time(), upgrades)
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
         if isinstance(peer, tuple) and len(peer) >= 2:
@@ -134,6 +141,7 @@ class H1Server:
             self.server = (sock, None)
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
+        self._extensions = ctx.h1_extensions(transport)
         self._trusted_peer = ctx.proxy_headers and (
             (self.client[0] if self.client else "unix") in ctx.trusted
         )
@@ -155,7 +163,7 @@ class H1Server:
                     reading.feed_body(event.data)  # type: ignore[attr-defined]
             elif kind is Request:
                 self._on_request(event)  # type: ignore[arg-type]
-            elif kind is EndOfMessage:
+            elif event is END_OF_MESSAGE:
                 reading = self._reading
                 if reading is not None:
                     reading.feed_end()
@@ -171,12 +179,21 @@ class H1Server:
                 for waiting in self._pipeline:
                     waiting.feed_eof()
             elif kind is H2Preface:
+                if self.ctx.config.http2:
+                    self._switch_to_h2(event.data)  # type: ignore[attr-defined]
+                    return
                 self.transport.write(H2_REFUSAL)
                 self._close_after_answer()
                 return
         if self._current is None and self._pipeline:
             self._run_pipeline()
-        self._flow_control()
+        if (
+            self._read_paused
+            or self._reject is not None
+            or len(self._pipeline) >= self.ctx.max_pipeline
+            or (self._reading is not None and self._reading.buffered > self.ctx.read_high_water)
+        ):
+            self._flow_control()
         self._arm_timer()
 
     def eof_received(self) -> bool:
@@ -199,6 +216,8 @@ class H1Server:
         if reading is not None and reading is not current:
             reading.feed_disconnect()
         self._pipeline.clear()
+        if self._runner is not None:
+            self._runner.close()
         self.write_paused = False
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
@@ -216,18 +235,23 @@ class H1Server:
     # ------------------------------------------------------------------ requests
 
     def _on_request(self, request: Request) -> None:
+        if request.upgrade is not None and request.upgrade.lower() == b"h2c":
+            self._upgrade_h2c(request)
+            return
         if request.upgrade is not None and request.method != b"CONNECT":
-            # An upgrade the core accepted: the connection changes hands once nothing is owed.
+            # A WebSocket upgrade the core accepted: the connection changes hands once nothing
+            # is owed.
             self._upgrade = request
             if self._current is None and not self._pipeline:
-                self._hand_over()
+                self._to_websocket()
             return
         ctx = self.ctx
         client = self.client
         scheme = self.scheme
         headers = request.headers
+        root_path = ctx.root_path
         if request.forwarded and self._trusted_peer:
-            client, scheme = apply_proxy_headers(headers, client, scheme, ctx.trusted)
+            client, scheme, headers, root_path = ctx.proxy_view(headers, client, scheme)
         scope = http_scope(
             request.method,
             request.http_version,
@@ -237,9 +261,9 @@ class H1Server:
             scheme,
             client,
             self.server,
-            ctx.root_path,
+            root_path,
             ctx.lifespan_state,
-            {},
+            self._extensions.copy(),
         )
         cycle = HTTPCycle(
             scope, self, request, request.expect_continue, perf_counter() if ctx.access_log else 0.0
@@ -294,24 +318,31 @@ class H1Server:
         ctx = self.ctx
         try:
             while self._current is None and self._pipeline and not self._closed:
-                cycle = self._pipeline.popleft()
+                cycle = self._pipeline.pop(0)
                 self._current = cycle
                 app = ctx.app
                 if ctx.limit_concurrency is not None and ctx.over_capacity():
                     app = _service_unavailable
                 ctx.tasks += 1
                 ctx.total_requests += 1
-                ctx.runtime.run_app(app, cycle.scope, cycle.receive, cycle.send, cycle.app_finished)
+                runner = self._runner
+                if runner is None:
+                    runner = self._runner = ctx.runtime.app_runner()
+                runner.run(app, cycle.scope, cycle.receive, cycle.send, cycle.app_finished)
         finally:
             self._in_pipeline = False
-        if self._current is None and not self._closed:
+        if self._current is None and (
+            self._reject is not None or self.core.read_state == DONE or self._upgrade is not None
+        ):
             self._nothing_owed()
 
     def _nothing_owed(self) -> None:
         """Every request read so far is answered: answer a pending reject, or close if the peer
         is done sending."""
+        if self._closed:
+            return
         if self._upgrade is not None:
-            self._hand_over()
+            self._to_websocket()
         elif self._reject is not None:
             self._write_reject()
         elif self.core.read_state == DONE:
@@ -326,6 +357,8 @@ class H1Server:
         if cycle is not self._current:
             return
         self._current = None
+        if cycle is self._reading and cycle.body_complete:
+            self._reading = None  # nothing more is read for it: an idle connection holds no request
         if self._closed:
             return
         if cycle is self._reject_cycle:
@@ -350,8 +383,8 @@ class H1Server:
         self._flow_control()
         self._arm_timer()
 
-    def _hand_over(self) -> None:
-        """Give the transport to the driver of the protocol the client upgraded to."""
+    def _to_websocket(self) -> None:
+        """Give the transport to the WebSocket driver (server/websocket.py)."""
         request = self._upgrade
         assert request is not None
         self._upgrade = None
@@ -373,24 +406,12 @@ class H1Server:
         )
 
     def _log_access(self, cycle: HTTPCycle) -> None:
-        request = cycle.request
-        elapsed = (perf_counter() - cycle.started_at) * 1000.0
-        client = cycle.scope.get("client")
-        access_logger.info(
-            '%s - "%s %s HTTP/%s" %d %d %.1fms',
-            format_client(client),
-            printable(request.method),
-            printable(request.target),
-            request.http_version,
-            cycle.status,
-            cycle.sent_bytes,
-            elapsed,
-        )
+        self.ctx.observer.request_done(cycle)  # access line and metrics (wherry/server/observe.py)
 
     def _log_rejected(self, status: int, response: bytes) -> None:
         """The access line of a request the server answered itself: its line is unknown, so "-"."""
         size = len(response) - response.index(b"\r\n\r\n") - 4
-        access_logger.info('%s - "-" %d %d -', format_client(self.client), status, size)
+        self.ctx.observer.request_rejected(self.client, status, size)
 
     # ------------------------------------------------------------------ HTTPStream
 
@@ -466,6 +487,58 @@ class H1Server:
         if not self._closed:
             self._closed = True
             self.transport.abort() if hasattr(self.transport, "abort") else self.transport.close()
+
+    # ------------------------------------------------------------------ ASGI extensions
+
+    def write_trailers(self, cycle: HTTPCycle, headers: Headers) -> None:
+        h1_write_trailers(self, cycle, headers)
+
+    def write_informational(self, cycle: HTTPCycle, status: int, headers: Headers) -> None:
+        h1_write_informational(self, cycle, status, headers)
+
+    def push(self, cycle: HTTPCycle, path: bytes, headers: Headers) -> None:
+        pass  # HTTP/1.1 has no server push
+
+    async def send_file(self, cycle: HTTPCycle, path: str, more_body: bool) -> None:
+        await h1_send_file(self, cycle, path, more_body)
+
+    # ------------------------------------------------------------------ switching to HTTP/2
+
+    def _switch_to_h2(self, data: bytes) -> None:
+        """The connection opened with the HTTP/2 preface: HTTP/2 takes the transport over."""
+        self._hand_over().take_over(self.transport, data, self._extensions.get("tls"))
+
+    def _upgrade_h2c(self, request: Request) -> None:
+        """h2c by Upgrade (RFC 7540 §3.2): the core stopped after the head (a chunked body is
+        declined there, and served as HTTP/1.1); HTTP/2 answers 101 and serves the request as
+        stream 1, reading its Content-Length body first."""
+        settings = [value for name, value in request.headers if name == b"http2-settings"]
+        size = 0
+        for name, value in request.headers:
+            if name == b"content-length":
+                size = int(value)
+        if len(settings) != 1 or self._current is not None or self._pipeline:
+            self._refuse(Rejected(400, "h2c upgrade without one HTTP2-Settings, or behind other requests"))
+            return
+        rest = self.core.trailing_data
+        self.core.trailing_data = b""
+        request.upgrade = None
+        request.keep_alive = True
+        self._hand_over().take_over_upgrade(self.transport, request, settings[0], size, rest)
+
+    def _hand_over(self) -> H2Server:
+        self._closed = True  # this driver is done; callbacks now go to the HTTP/2 driver
+        timer = self._timer
+        if timer is not None:
+            timer.cancel()
+            self._timer = None
+        self.ctx.connections.discard(self)
+        successor = H2Server(self.ctx)
+        self.transport.set_protocol(successor)
+        if self._read_paused:
+            self._read_paused = False
+            self.transport.resume_reading()
+        return successor
 
     # ------------------------------------------------------------------ flow and time
 

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import logging
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..asgi.http import ClientDisconnected, FutureLike
-from ..asgi.scope import apply_proxy_headers, websocket_scope
+from ..asgi.scope import websocket_scope
 from ..asgi.websocket import ABNORMAL, WebSocketCycle
 from ..logs import format_client, printable
 from ..proto.events import Headers, LocalProtocolError, RemoteProtocolError, Request
@@ -39,7 +39,7 @@ from ..proto.websocket import (
     negotiate,
     parse_offer,
 )
-from .context import ServerContext, TimerHandle, access_logger
+from .context import ServerContext, TimerHandle
 
 if TYPE_CHECKING:
     from websockets.extensions.base import Extension
@@ -154,9 +154,10 @@ class WebSocketServer:
             self._refuse(h1_refusal(exc.status, exc.detail, ctx.default_headers.block), exc.status)
             return
         self._extensions_header, self._extensions = negotiate(offer, ctx.config.ws_per_message_deflate)
-        client, scheme = self.client, self.scheme
+        client, scheme, root_path = self.client, self.scheme, ctx.root_path
         if request.forwarded and trusted_peer:
-            client, scheme = apply_proxy_headers(headers, client, scheme, ctx.trusted)
+            client, scheme, headers, root_path = ctx.proxy_view(headers, client, scheme)
+        tls = ctx.tls_extension(self.transport)
         scope = websocket_scope(
             request.http_version,
             request.raw_path,
@@ -165,9 +166,10 @@ class WebSocketServer:
             scheme,
             client,
             self.server,
-            ctx.root_path,
+            root_path,
             ctx.lifespan_state,
             offer.subprotocols,
+            {"tls": tls} if tls is not None else None,
         )
         cycle = self.cycle = WebSocketCycle(scope, self)
         if pending:
@@ -472,21 +474,32 @@ class WebSocketServer:
     # ------------------------------------------------------------------ access log
 
     def _log(self, status: int, size: int = 0) -> None:
-        """The access line of a handshake answered with an HTTP response (a denial or a refusal);
-        an accepted WebSocket is logged as 101 when it ends, with the time it lasted."""
+        """The access line (and metrics) of a handshake answered with an HTTP response (a denial or
+        a refusal); an accepted WebSocket is logged as 101 when it ends, with the time it lasted."""
         if self.ctx.access_log and status != 101:
             self._log_line(status, size)
 
     def _log_line(self, status: int, size: int) -> None:
-        request = self.request
-        elapsed = (perf_counter() - self._started_at) * 1000.0 if self._started_at else 0.0
-        access_logger.info(
-            '%s - "%s %s HTTP/%s" %d %d %.1fms',
-            format_client(self.cycle.scope.get("client") if self.cycle is not None else self.client),
-            printable(request.method),
-            printable(request.target),
-            request.http_version,
+        """Through the server's observer, as an HTTP request is (--access-log-format, metrics)."""
+        record = _AccessRecord(
+            self.cycle.scope if self.cycle is not None else {"client": self.client, "headers": []},
+            self.request,
             status,
             size,
-            elapsed,
+            self._started_at or perf_counter(),
         )
+        self.ctx.observer.request_done(cast(Any, record))
+
+
+class _AccessRecord:
+    """What the observer reads of a finished request, for a WebSocket handshake."""
+
+    __slots__ = ("_start", "request", "scope", "sent_bytes", "started_at", "status")
+
+    def __init__(self, scope: Any, request: Request, status: int, size: int, started_at: float) -> None:
+        self.scope = scope
+        self.request = request
+        self.status = status
+        self.sent_bytes = size
+        self.started_at = started_at
+        self._start = None  # the response headers an access format may ask for: none kept

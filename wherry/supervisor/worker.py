@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 
 from ..config import Config
 from ..main import run_in_process
+from .process import WORKER_ENV
 
 
 def main() -> None:
-    payload = json.loads(os.environ.pop("WHERRY_WORKER_CONFIG"))
+    # The supervisor's own signals: a terminal hangup or a resize of the pool is its business.
+    for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+        signal.signal(sig, signal.SIG_IGN)
+    payload = json.loads(os.environ.pop(WORKER_ENV))
     config = Config(**payload["options"])
     sockets = [socket.socket(fileno=fd) for fd in payload["fds"]]
     for sock in sockets:
         sock.setblocking(False)
-    run_in_process(config, sockets)
+    control = socket.socket(fileno=payload["control"])
+    run_in_process(config, sockets, control)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,10 @@ from ...asgi.http import ASGIApp
 from ...asgi.lifespan import Lifespan
 from ...config import Config
 from ...server.context import ServerContext
+from ...server.dispatch import TLSConnection
 from ...server.http1 import H1Server
+from ...server.proxy_protocol import ProxyProtocolStage
+from ...tls import create_tls_context
 from .runtime import AsyncioRuntime
 
 logger = logging.getLogger("wherry.error")
@@ -37,14 +40,20 @@ class AsyncioServer:
         self.ctx: ServerContext | None = None
         self.should_exit = False
         self.force_exit = False
+        self.drain = False
         self._exit_event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._servers: list[asyncio.base_events.Server] = []
         self._tick: asyncio.TimerHandle | None = None
         self._idle: asyncio.Future[None] | None = None
 
-    def request_exit(self, force: bool = False) -> None:
-        """Ask the server to shut down; safe from any thread."""
+    def request_exit(self, force: bool = False, drain: bool = False) -> None:
+        """Ask the server to shut down; safe from any thread. ``drain`` (a worker handing over
+        to its replacement) keeps idle keep-alive connections open: each is closed after its
+        next response or when its keep-alive deadline passes, so a client never sends a request
+        on a connection the server is closing."""
+        if drain and not self.should_exit:
+            self.drain = True
         loop = self._loop
         if loop is None:
             self.should_exit = True
@@ -73,6 +82,7 @@ class AsyncioServer:
             self._exit_event.set()
         runtime = AsyncioRuntime(loop)
         ctx = self.ctx = ServerContext(self.config, self.app, runtime)
+        ctx.tls = create_tls_context(self.config)
         lifespan = Lifespan(self.app, self.config.lifespan, loop.create_future, runtime.spawn)
         with self._signals(loop):
             if not await self._startup(lifespan, runtime):
@@ -123,12 +133,30 @@ class AsyncioServer:
         def factory() -> H1Server:
             return H1Server(ctx)
 
+        if self.config.proxy_protocol:
+
+            def factory() -> ProxyProtocolStage:  # type: ignore[misc]
+                return ProxyProtocolStage(ctx)
+
+        def tls_factory() -> TLSConnection:
+            return TLSConnection(ctx)
+
+        tls = ctx.tls
         for sock in sockets:
-            server = await loop.create_server(
-                factory,  # type: ignore[arg-type]
-                sock=sock,
-                backlog=self.config.backlog,
-            )
+            if tls is None:
+                server = await loop.create_server(
+                    factory,  # type: ignore[arg-type]
+                    sock=sock,
+                    backlog=self.config.backlog,
+                )
+            else:
+                server = await loop.create_server(
+                    tls_factory,  # type: ignore[arg-type]
+                    sock=sock,
+                    backlog=self.config.backlog,
+                    ssl=tls.context,
+                    ssl_handshake_timeout=self.config.ssl_handshake_timeout,
+                )
             self._servers.append(server)
             self.sockets.append(sock)
 
@@ -145,8 +173,10 @@ class AsyncioServer:
         self._tick = loop.call_at(now + delay, tick)
 
     async def _shutdown(self, ctx: ServerContext, runtime: AsyncioRuntime) -> None:
-        ctx.shutting_down = True
         loop = asyncio.get_running_loop()
+        drain = self.drain
+        if not drain:
+            ctx.shutting_down = True
         # Stop accepting first, and close the listening sockets only once the connections already
         # accepted have their transports (two loop iterations): asyncio cannot attach a transport
         # to a closed Server, and would leave such a socket open with nobody to close it. Each of
@@ -158,10 +188,16 @@ class AsyncioServer:
                 loop.remove_reader(sock.fileno())
         for _ in range(2):
             await asyncio.sleep(0)
+        # A worker handing over to its replacement (drain) serves the connections it accepted:
+        # from here each response says connection: close, and idle keep-alive connections are
+        # left to their deadline, since closing one races with a request being sent on it
+        # (docs/discussion/processes.md).
+        ctx.shutting_down = True
         for server in self._servers:
             server.close()
-        for conn in list(ctx.connections):
-            conn.shutdown()
+        if not drain:
+            for conn in list(ctx.connections):
+                conn.shutdown()
         if not self.force_exit:
             closed = await self._connections_closed(ctx, self.config.timeout_graceful_shutdown)
             if not closed and not self.force_exit:
@@ -171,15 +207,16 @@ class AsyncioServer:
                 )
         for conn in list(ctx.connections):
             conn.abort_all()
-        tasks = [t for t in runtime.tasks if not t.done()]
-        if tasks:
-            for task in tasks:
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait(tasks, timeout=5)
+        for runner in list(runtime.busy):
+            runner.cancel()
         # A closed or aborted transport releases its socket in a later loop iteration: wait for
         # that, so no connection outlives serve() (or is left to the garbage collector).
         await self._connections_closed(ctx, 1.0)
+        # Each connection's runner task ends once its connection is gone and its app returned.
+        runners = [task for task in runtime.runners if not task.done()]
+        if runners:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait(runners, timeout=5)
 
     async def _connections_closed(self, ctx: ServerContext, timeout: float) -> bool:
         """Wait until every connection is gone (True), or ``timeout`` or a forced exit (False)."""

@@ -1,0 +1,141 @@
+"""In-process probe of Wherry's HTTP/1.1 request path: no sockets, no load generator.
+
+A fake transport stands in for the socket; requests are fed to the connection driver's
+``data_received`` exactly as the event loop would, on a real (uv)loop. It prints the CPU time per
+request, and with ``--profile`` a cProfile listing. It is a tool for working on the hot path
+(repeatable, quick, runs under ``valgrind --tool=callgrind`` for instruction counts); claims about
+speed come from ``bench/run.py``, side by side with the other servers.
+
+    python -m bench.probe                       # GET, 200k requests over 64 connections
+    python -m bench.probe --post --profile      # POST with a 4-byte body, cProfile output
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import sys
+import time
+from typing import Any
+
+from bench.apps import hello
+from wherry.config import Config
+from wherry.server.context import ServerContext
+from wherry.server.http1 import H1Server
+
+GET = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
+POST = (
+    b"POST / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: wrk\r\nContent-Length: 4\r\n"
+    b"Content-Type: text/plain\r\n\r\nping"
+)
+
+
+class FakeTransport:
+    """The few transport methods the driver uses; writes are counted and dropped."""
+
+    def __init__(self) -> None:
+        self.written = 0
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written += 1
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
+
+    def close(self) -> None:
+        self.closed = True
+
+    abort = close
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def drive(requests: int, connections: int, payload: bytes, profile: bool) -> float:
+    loop = asyncio.get_running_loop()
+    config = Config(app="bench.apps:hello", access_log=False)
+    ctx = ServerContext(config, hello, _runtime(loop))
+    conns = []
+    for _ in range(connections):
+        conn = H1Server(ctx)
+        transport = FakeTransport()
+        conn.connection_made(transport)
+        conns.append((conn, transport))
+    rounds = max(1, requests // connections)
+    profiler = cProfile.Profile() if profile else None
+    start = time.process_time()
+    if profiler is not None:
+        profiler.enable()
+    finished = loop.create_future()
+    left = rounds
+
+    def one_round() -> None:
+        # A loop callback, as data_received is under a real socket (not inside a task).
+        nonlocal left
+        for conn, _transport in conns:
+            conn.data_received(payload)
+        left -= 1
+        if left:
+            loop.call_soon(one_round)
+        else:
+            finished.set_result(None)
+
+    loop.call_soon(one_round)
+    await finished
+    if profiler is not None:
+        profiler.disable()
+    elapsed = time.process_time() - start
+    written = sum(t.written for _c, t in conns)
+    if written != rounds * connections:
+        raise SystemExit(f"expected {rounds * connections} responses, got {written}")
+    for conn, _transport in conns:
+        conn.connection_lost(None)
+    await asyncio.sleep(0)
+    if profiler is not None:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+    return elapsed / (rounds * connections)
+
+
+def _runtime(loop: asyncio.AbstractEventLoop) -> Any:
+    from wherry.backends.asyncio.runtime import AsyncioRuntime
+
+    return AsyncioRuntime(loop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.probe", description=__doc__)
+    parser.add_argument("--requests", type=int, default=200_000)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--post", action="store_true", help="POST with a 4-byte body")
+    parser.add_argument("--profile", action="store_true", help="print a cProfile listing")
+    parser.add_argument("--asyncio", action="store_true", help="the stdlib loop instead of uvloop")
+    args = parser.parse_args(argv)
+    payload = POST if args.post else GET
+    coro = drive(args.requests, args.connections, payload, args.profile)
+    if args.asyncio:
+        per_request = asyncio.run(coro)
+    else:
+        import uvloop
+
+        per_request = uvloop.run(coro)
+    print(f"{per_request * 1e6:.2f} us/request (Python {sys.version.split()[0]})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,764 @@
+"""Drives one HTTP/2 connection: the sans-IO core below, one ASGI ``HTTPCycle`` per stream above.
+
+Rules of this module:
+
+1. A connection reaches this driver three ways: ALPN ``h2`` over TLS (``connection_made``), the
+   client preface on a plain connection (``H1Server`` hands the transport over with the bytes it
+   read), and h2c Upgrade (``H1Server`` hands over the upgraded request, which becomes stream 1).
+2. Each stream is an ``HTTPCycle`` of ``wherry.asgi.http`` with an ``H2Stream`` as its
+   ``HTTPStream``: the ASGI rules are the same objects as on HTTP/1.1. Streams run concurrently;
+   the core bounds how many.
+3. Backpressure, both ways. Reading: the body a stream's app has not read stays unacknowledged,
+   so the client's window closes; nothing here buffers more than the windows allow. Writing: a
+   response message that does not fit the peer's windows is kept (one per stream) and the app's
+   ``send()`` waits until a WINDOW_UPDATE takes it; while the transport pauses writing every
+   ``send()`` waits and the connection stops reading (a client that does not read gets no more
+   PING or SETTINGS answers queued for it).
+4. Deadlines come from the core (header blocks, body gaps, zero-window stalls, idle) plus one of
+   the driver's own: a transport that stays paused (the client stopped reading) for
+   ``timeout_send`` ends the connection.
+5. App errors reset their stream (RST_STREAM INTERNAL_ERROR), never the connection. Graceful
+   shutdown sends GOAWAY naming the last stream served and closes once the open ones finish.
+6. An extended CONNECT stream (RFC 8441, ``Request.upgrade`` holds ``:protocol``) is refused
+   today; SETTINGS_ENABLE_CONNECT_PROTOCOL is not advertised. ``_start_stream`` is where such a
+   stream would be handed to a WebSocket session instead of an ``HTTPCycle``: the session would
+   receive the stream's events through ``on_data``/``on_end``/``on_gone`` and send through the
+   same flow-controlled ``_send``/``drain`` as a response body.
+"""
+
+from __future__ import annotations
+
+import logging
+from time import perf_counter
+from typing import Any
+
+from ..asgi.http import ClientDisconnected, FutureLike, HTTPCycle
+from ..asgi.scope import apply_proxy_headers, http_scope
+from ..logs import format_client, printable
+from ..proto.events import (
+    ConnectionClosed,
+    Data,
+    EndOfMessage,
+    GoAway,
+    Headers,
+    LocalProtocolError,
+    Rejected,
+    Request,
+    StreamReset,
+    WindowOpened,
+)
+from ..proto.http1 import DefaultHeaders
+from ..proto.http2 import INTERNAL_ERROR, NO_ERROR, REFUSED_STREAM, H2Connection
+from .context import ServerContext, TimerHandle, access_logger
+from .extensions import read_chunks
+
+logger = logging.getLogger("wherry.error")
+
+LINGER = 2.0
+_SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
+
+
+def default_pairs(defaults: DefaultHeaders, cache: dict[bytes, Headers] = {}) -> Headers:  # noqa: B006
+    """The server/date/--header lines of ``DefaultHeaders`` as HTTP/2 fields (cached per block:
+    the block changes once a second, with the date)."""
+    block = defaults.block
+    pairs = cache.get(block)
+    if pairs is None:
+        cache.clear()
+        pairs = []
+        for line in block.split(b"\r\n"):
+            name, sep, value = line.partition(b": ")
+            if sep:
+                pairs.append((name.lower(), value))
+        cache[block] = pairs
+    return pairs
+
+
+class H2Stream:
+    """The ``HTTPStream`` of one HTTP/2 stream: the cycle's writes go to the connection."""
+
+    __slots__ = (
+        "_pending",
+        "_pending_end",
+        "_trailers",
+        "_waiter",
+        "conn",
+        "cycle",
+        "gone",
+        "sid",
+        "untracked",
+        "write_paused",
+    )
+
+    def __init__(self, conn: H2Server, sid: int) -> None:
+        self.conn = conn
+        self.sid = sid
+        self.cycle: HTTPCycle = None  # type: ignore[assignment]
+        self.write_paused = conn.transport_paused
+        self.gone = False  # reset by either side, or the connection is lost
+        self.untracked = 0  # body bytes outside HTTP/2 flow control (an h2c Upgrade's body)
+        self._pending = b""
+        self._pending_end = False
+        self._trailers: Headers | None = None
+        self._waiter: FutureLike | None = None
+
+    # ---------------------------------------------------------------- from the connection
+    # What arrives for the stream. An HTTP request feeds its HTTPCycle; a stream handed to
+    # another session (an RFC 8441 WebSocket) would take these three instead.
+
+    def on_data(self, data: bytes) -> None:
+        self.cycle.feed_body(data)
+
+    def on_end(self) -> None:
+        self.cycle.feed_end()
+
+    def on_gone(self) -> None:
+        self.cycle.feed_disconnect()
+        self.wake()
+
+    # ---------------------------------------------------------------- HTTPStream
+
+    def create_future(self) -> FutureLike:
+        return self.conn.ctx.runtime.create_future()
+
+    def write_response(
+        self, cycle: HTTPCycle, status: int, headers: Headers, body: bytes, more_body: bool
+    ) -> None:
+        conn = self.conn
+        if self.gone or conn.closed:
+            raise ClientDisconnected("the stream is closed")
+        core = conn.core
+        ended = core.send_response(
+            self.sid, status, headers, default_pairs(conn.ctx.default_headers), not more_body and not body
+        )
+        if not ended and (body or not more_body):
+            self._send(body, not more_body)
+        conn.flush_soon()
+
+    def write_body(self, cycle: HTTPCycle, body: bytes, more_body: bool) -> None:
+        conn = self.conn
+        if self.gone or conn.closed:
+            raise ClientDisconnected("the stream is closed")
+        try:
+            self._send(body, not more_body)
+        except LocalProtocolError:
+            self.abort(cycle)
+            raise
+        conn.flush_soon()
+
+    def _send(self, data: bytes, end: bool) -> None:
+        conn = self.conn
+        if self._pending:  # only after a cut-short drain; keep the order
+            data = self._pending + data
+        rest = conn.core.send_data(self.sid, data, end, conn.ctx.runtime.time())
+        conn.unflushed += len(data) - len(rest)
+        self._pending = rest
+        self._pending_end = end
+        if rest:
+            self.write_paused = True
+            conn.blocked[self.sid] = self
+            conn._arm_timer()  # the stall has a deadline
+        elif end and self._trailers is not None:
+            self._send_trailers()
+
+    def window_opened(self) -> None:
+        if not self._pending or self.gone:
+            return
+        data, self._pending = self._pending, b""
+        self._send(data, self._pending_end)
+        if not self._pending:
+            self.conn.blocked.pop(self.sid, None)
+            if self._trailers is not None:
+                self._send_trailers()
+            self.write_paused = self.conn.transport_paused
+            self.wake()
+
+    def write_trailers(self, cycle: HTTPCycle, headers: Headers) -> None:
+        if self.gone or self.conn.closed:
+            raise ClientDisconnected("the stream is closed")
+        self._trailers = list(headers)
+        if not self._pending:
+            self._send_trailers()
+            self.conn.flush_soon()
+
+    def _send_trailers(self) -> None:
+        headers, self._trailers = self._trailers, None
+        self.conn.core.send_trailers(self.sid, headers or [])
+
+    def write_informational(self, cycle: HTTPCycle, status: int, headers: Headers) -> None:
+        if not self.gone and not self.conn.closed:
+            self.conn.core.informational(self.sid, status, headers)
+            self.conn.flush_soon()
+
+    def write_continue(self, cycle: HTTPCycle) -> None:
+        self.write_informational(cycle, 100, [])
+
+    def push(self, cycle: HTTPCycle, path: bytes, headers: Headers) -> None:
+        if not self.gone:
+            self.conn.push(self, path, headers)
+
+    async def send_file(self, cycle: HTTPCycle, path: str, more_body: bool) -> None:
+        """A file body (pathsend): read in window-sized pieces, never whole."""
+        if self.conn.core.bodyless(self.sid):
+            self.write_body(cycle, b"", more_body)  # HEAD, 204, 304: the file is not read
+            return
+        async for chunk, last in read_chunks(path, 65536):
+            self.write_body(cycle, chunk, more_body or not last)
+            if self.write_paused:
+                await self.drain()
+
+    def body_consumed(self, cycle: HTTPCycle, size: int) -> None:
+        conn = self.conn
+        if self.untracked:
+            taken = min(size, self.untracked)
+            self.untracked -= taken
+            size -= taken
+            conn.upgrade_body_read(cycle)
+            if not size:
+                return
+        if not self.gone and not conn.closed:
+            conn.core.acknowledge(self.sid, size, conn.ctx.runtime.time())
+            conn.flush_soon()
+            conn._arm_timer()  # the app waits for the body again: its gap deadline runs
+
+    async def drain(self) -> None:
+        while self.write_paused and not self.gone and not self.conn.closed:
+            waiter = self._waiter
+            if waiter is None or waiter.done():
+                waiter = self._waiter = self.conn.ctx.runtime.create_future()
+            await waiter
+        if self.gone or self.conn.closed:
+            raise ClientDisconnected("the stream is closed")
+
+    def wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def abort(self, cycle: HTTPCycle) -> None:
+        """The response cannot be finished: reset the stream (the connection goes on)."""
+        cycle.feed_disconnect()
+        if not self.gone:
+            self.gone = True
+            self.conn.core.reset(self.sid, INTERNAL_ERROR)
+            self.conn.flush_soon()
+        self.wake()
+
+    def cycle_finished(self, cycle: HTTPCycle) -> None:
+        self.conn.stream_finished(self)
+
+
+class H2Server:
+    """One HTTP/2 connection on the server side."""
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+        self.transport: Any = None
+        self.core: H2Connection = None  # type: ignore[assignment]
+        self.streams: dict[int, H2Stream] = {}
+        self.blocked: dict[int, H2Stream] = {}  # streams with a message waiting for a window
+        self.transport_paused = False
+        self.closed = False
+        self._paused_since = 0.0
+        self._read_paused = False
+        self._timer: TimerHandle | None = None
+        self._upgrade_body: H2Stream | None = None  # h2c Upgrade: stream 1 still reading its body
+        self._upgrade_left = 0
+        self._upgrade_since = 0.0  # when upgrade body bytes last arrived
+        self._upgrade_paused = False  # reading paused: the app has not read the upgrade body
+        self._lingering = False
+        self._eof = False
+        self._flush_scheduled = False
+        self.unflushed = 0  # DATA bytes queued since the last write
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int | None] | None = None
+        self.scheme = "http"
+        self._client_text = "-"
+        self._trusted_peer = False
+        self._tls: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ starting
+
+    def connection_made(self, transport: Any) -> None:
+        """ALPN chose h2."""
+        self._attach(transport)
+        if self.closed:
+            return
+        self.core.initiate()
+        self.flush()
+        self._arm_timer()
+
+    def take_over(self, transport: Any, data: bytes, tls: dict[str, Any] | None) -> None:
+        """A plain connection that opened with the client preface (``data`` holds what was read)."""
+        self._tls = tls
+        self._attach(transport)
+        if self.closed:
+            return
+        self.core.initiate()
+        self.flush()
+        self.data_received(data)
+
+    def take_over_upgrade(
+        self,
+        transport: Any,
+        request: Request,
+        settings: bytes,
+        body_size: int,
+        rest: bytes,
+    ) -> None:
+        """h2c Upgrade (RFC 7540 §3.2): answer 101, then serve ``request`` as stream 1. Its body
+        (``body_size`` bytes, still HTTP/1.1 framing) comes before the client preface."""
+        self._attach(transport)
+        if self.closed:
+            return
+        self.transport.write(_SWITCHING)
+        now = self.ctx.runtime.time()
+        try:
+            self.core.initiate_upgrade(settings, request, now)
+        except Exception as exc:  # h2 refuses a malformed HTTP2-Settings
+            logger.info("Bad h2c upgrade from %s: %s", self._client_text, exc)
+            self._close()
+            return
+        self.flush()
+        stream = self._start_stream(request)
+        if stream is not None:
+            if body_size:
+                self._upgrade_body = stream
+                self._upgrade_left = body_size
+                self._upgrade_since = now
+            else:
+                stream.cycle.feed_end()
+            self._run(stream)
+        if rest:
+            self.data_received(rest)
+        else:
+            self._arm_timer()
+
+    def _attach(self, transport: Any) -> None:
+        self.transport = transport
+        ctx = self.ctx
+        limits = ctx.h2_limits
+        self.core = H2Connection(limits, ctx.runtime.time())
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.client = (str(peer[0]), int(peer[1]))
+            self._client_text = f"{peer[0]}:{peer[1]}"
+        if isinstance(sock, tuple) and len(sock) >= 2:
+            self.server = (str(sock[0]), int(sock[1]))
+        elif isinstance(sock, str) and sock:
+            self.server = (sock, None)
+        if transport.get_extra_info("sslcontext") is not None:
+            self.scheme = "https"
+            if self._tls is None:
+                self._tls = ctx.tls_extension(transport)
+        self._trusted_peer = ctx.proxy_headers and (
+            (self.client[0] if self.client else "unix") in ctx.trusted
+        )
+        ctx.connections.add(self)
+        if ctx.shutting_down:
+            self.core.close(NO_ERROR)
+            self.flush()
+            self._close()
+
+    # ------------------------------------------------------------------ backend side
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if self._upgrade_left:
+            data = self._upgrade_body_data(data)
+            if not data:
+                self._arm_timer()
+                return
+        core = self.core
+        events = core.receive_data(data, self.ctx.runtime.time())
+        started: list[H2Stream] = []
+        streams = self.streams
+        for event in events:
+            kind = type(event)
+            if kind is Data:
+                stream = streams.get(event.stream_id)  # type: ignore[attr-defined]
+                if stream is not None:
+                    stream.on_data(event.data)  # type: ignore[attr-defined]
+            elif kind is Request:
+                stream = self._start_stream(event)  # type: ignore[arg-type]
+                if stream is not None:
+                    started.append(stream)
+            elif kind is EndOfMessage:
+                stream = streams.get(event.stream_id)  # type: ignore[attr-defined]
+                if stream is not None:
+                    stream.on_end()
+            elif kind is WindowOpened:
+                self._window_opened(event.stream_id)  # type: ignore[attr-defined]
+            elif kind is StreamReset:
+                stream = streams.get(event.stream_id)  # type: ignore[attr-defined]
+                if stream is not None:
+                    self._stream_gone(stream)
+            elif kind is Rejected:
+                self._rejected(event)  # type: ignore[arg-type]
+            elif kind is GoAway:
+                pass  # the core stops pushing; open streams go on
+            elif kind is ConnectionClosed:
+                self._lost()
+                self._close()
+                return
+        for stream in started:
+            self._run(stream)
+        self.flush()
+        if core.closed and not self.closed:
+            self._close()
+            return
+        self._arm_timer()
+
+    def _upgrade_body_data(self, data: bytes) -> bytes:
+        """Body bytes of the upgraded request (HTTP/1.1 framing); returns what follows them."""
+        take = min(len(data), self._upgrade_left)
+        stream = self._upgrade_body
+        self._upgrade_left -= take
+        self._upgrade_since = self.ctx.runtime.time()
+        if stream is not None and not stream.gone:
+            stream.untracked += take
+            cycle = stream.cycle
+            cycle.feed_body(data[:take])
+            if not self._upgrade_left:
+                cycle.feed_end()
+            elif cycle.buffered > self.ctx.read_high_water and not self._upgrade_paused:
+                # Outside HTTP/2 flow control: held back the HTTP/1.1 way, by not reading.
+                self._upgrade_paused = True
+                self.transport.pause_reading()
+        return data[take:]
+
+    def upgrade_body_read(self, cycle: HTTPCycle) -> None:
+        """The app read some of the upgrade body: read more once it is below the mark."""
+        if self._upgrade_paused and cycle.buffered <= self.ctx.read_high_water and not self.closed:
+            self._upgrade_paused = False
+            self._upgrade_since = self.ctx.runtime.time()
+            self.transport.resume_reading()
+            self._arm_timer()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        if self._lingering:
+            self.transport.close()
+            return False
+        self.data_received(b"")
+        return False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.closed = True
+        self.ctx.connection_closed(self)
+        timer = self._timer
+        if timer is not None:
+            timer.cancel()
+            self._timer = None
+        self._lost()
+
+    def pause_writing(self) -> None:
+        self.transport_paused = True
+        self._paused_since = self.ctx.runtime.time()
+        for stream in self.streams.values():
+            stream.write_paused = True
+        if not self._read_paused and not self.closed:
+            self._read_paused = True
+            self.transport.pause_reading()
+        self._arm_timer()
+
+    def resume_writing(self) -> None:
+        self.transport_paused = False
+        for stream in list(self.streams.values()):
+            if not stream._pending:
+                stream.write_paused = False
+                stream.wake()
+        if self._read_paused and not self.closed:
+            self._read_paused = False
+            self.transport.resume_reading()
+
+    # ------------------------------------------------------------------ streams
+
+    def _start_stream(self, request: Request) -> H2Stream | None:
+        ctx = self.ctx
+        sid = request.stream_id
+        if request.upgrade is not None:
+            # Extended CONNECT (RFC 8441) is not offered: SETTINGS_ENABLE_CONNECT_PROTOCOL is
+            # never sent, so a client that sends :protocol anyway is refused here.
+            self.core.reset(sid, REFUSED_STREAM)
+            return None
+        if len(self.streams) >= ctx.h2_limits.max_concurrent_streams:
+            # Streams the client reset still count while their apps run: resetting streams does
+            # not get a client more running apps than it may have open streams.
+            self.core.reset(sid, REFUSED_STREAM)
+            return None
+        client = self.client
+        scheme = self.scheme
+        headers = request.headers
+        if request.forwarded and self._trusted_peer:
+            client, scheme = apply_proxy_headers(headers, client, scheme, ctx.trusted)
+        extensions: dict[str, Any] = {
+            "http.response.trailers": {},
+            "http.response.early_hint": {},
+            "http.response.pathsend": {},
+        }
+        if self.core.push_allowed:
+            extensions["http.response.push"] = {}
+        if self._tls is not None:
+            extensions["tls"] = self._tls
+        scope = http_scope(
+            request.method,
+            "2",
+            request.raw_path,
+            request.query_string,
+            headers,
+            scheme,
+            client,
+            self.server,
+            ctx.root_path,
+            ctx.lifespan_state,
+            extensions,
+        )
+        stream = H2Stream(self, sid)
+        stream.cycle = HTTPCycle(
+            scope, stream, request, request.expect_continue, perf_counter() if ctx.access_log else 0.0
+        )
+        self.streams[sid] = stream
+        return stream
+
+    def _run(self, stream: H2Stream) -> None:
+        ctx = self.ctx
+        cycle = stream.cycle
+        app = ctx.app
+        if ctx.limit_concurrency is not None and ctx.over_capacity():
+            from .http1 import _service_unavailable
+
+            app = _service_unavailable
+        ctx.tasks += 1
+        ctx.total_requests += 1
+        ctx.runtime.run_app(app, cycle.scope, cycle.receive, cycle.send, cycle.app_finished)
+
+    def push(self, parent: H2Stream, path: bytes, headers: Headers) -> None:
+        """Promise ``path`` on ``parent`` and serve it as a request of its own."""
+        request = parent.cycle.request
+        authority = b""
+        for name, value in request.headers:
+            if name == b"host":
+                authority = value
+                break
+        scheme = parent.cycle.scope["scheme"].encode("ascii")
+        promised = self.core.push(parent.sid, path, authority, scheme, headers, self.ctx.runtime.time())
+        self.flush()
+        if promised is None:
+            return
+        stream = self._start_stream(promised)
+        if stream is not None:
+            stream.cycle.feed_end()
+            self._run(stream)
+
+    def _window_opened(self, sid: int) -> None:
+        if sid == 0:
+            for blocked in list(self.blocked.values()):
+                blocked.window_opened()
+        else:
+            stream = self.blocked.get(sid)
+            if stream is not None:
+                stream.window_opened()
+
+    def _stream_gone(self, stream: H2Stream) -> None:
+        stream.gone = True
+        self.blocked.pop(stream.sid, None)
+        stream.on_gone()
+
+    def _rejected(self, event: Rejected) -> None:
+        stream = self.streams.get(event.stream_id) if event.stream_id else None
+        if stream is None:
+            logger.info(
+                "HTTP/2 connection error from %s: %s",
+                self._client_text,
+                printable(event.detail.encode("utf-8", "replace")),
+            )
+            self._lost()
+            return
+        # One stream broke a limit (its body is too large): a status if nothing was answered yet.
+        cycle = stream.cycle
+        if not cycle.response_started:
+            body = b"Request Entity Too Large\n"
+            self.core.send_response(
+                stream.sid,
+                event.status,
+                [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))],
+                default_pairs(self.ctx.default_headers),
+                False,
+            )
+            self.core.send_data(stream.sid, body, True, self.ctx.runtime.time())
+        self.core.reset(stream.sid, NO_ERROR if not cycle.response_started else INTERNAL_ERROR)
+        self._stream_gone(stream)
+
+    def stream_finished(self, stream: H2Stream) -> None:
+        """The app of ``stream`` returned."""
+        ctx = self.ctx
+        ctx.tasks -= 1
+        if ctx.access_log:
+            self._log_access(stream.cycle)
+        self.streams.pop(stream.sid, None)
+        self.blocked.pop(stream.sid, None)
+        if self.closed:
+            return
+        self.core.stream_done(stream.sid, ctx.runtime.time())
+        if ctx.shutting_down and not self.streams:
+            self.flush()
+            self._close()
+            return
+        self.flush_soon()
+        self._arm_timer()
+
+    def _log_access(self, cycle: HTTPCycle) -> None:
+        request = cycle.request
+        elapsed = (perf_counter() - cycle.started_at) * 1000.0
+        access_logger.info(
+            '%s - "%s %s HTTP/2" %d %d %.1fms',
+            format_client(cycle.scope.get("client")),
+            printable(request.method),
+            printable(request.target),
+            cycle.status,
+            cycle.sent_bytes,
+            elapsed,
+        )
+
+    # ------------------------------------------------------------------ writing and time
+
+    def flush(self) -> None:
+        self.unflushed = 0
+        data = self.core.data_to_send()
+        if data and not self.closed:
+            self.transport.write(data)
+
+    def flush_soon(self) -> None:
+        """Write what the streams queued once per loop iteration: responses of many streams
+        finishing together leave in one write, not one each. Past 64 KiB it is written at once,
+        so the transport's backpressure reaches an app that sends without pausing."""
+        if self.unflushed > 65536:
+            self.flush()
+        elif not self._flush_scheduled and not self.closed:
+            self._flush_scheduled = True
+            runtime = self.ctx.runtime
+            runtime.call_at(runtime.time(), self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flush_scheduled = False
+        self.flush()
+
+    def _arm_timer(self) -> None:
+        if self.closed:
+            return
+        deadline = self.core.deadline
+        if self.transport_paused:
+            stall = self._paused_since + self.ctx.config.timeout_send
+            deadline = stall if deadline is None else min(deadline, stall)
+        if self._upgrade_left and not self._upgrade_paused:
+            gap = self._upgrade_since + self.ctx.config.timeout_request_body
+            deadline = gap if deadline is None else min(deadline, gap)
+        if deadline is None:
+            return
+        timer = self._timer
+        if timer is not None:
+            if timer.when() <= deadline:
+                return
+            timer.cancel()
+        self._timer = self.ctx.runtime.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.closed:
+            return
+        now = self.ctx.runtime.time()
+        if self.transport_paused and now >= self._paused_since + self.ctx.config.timeout_send:
+            logger.info("HTTP/2 client %s stopped reading; closing", self._client_text)
+            self._lost()
+            self.closed = True
+            self.transport.abort()
+            return
+        if (
+            self._upgrade_left
+            and not self._upgrade_paused
+            and now >= self._upgrade_since + self.ctx.config.timeout_request_body
+        ):
+            logger.info("h2c upgrade body from %s not received in time", self._client_text)
+            self._lost()
+            self.closed = True
+            self.transport.close()
+            return
+        deadline = self.core.deadline
+        if deadline is not None and now >= deadline:
+            expired, reason = self.core.timed_out(now)
+            for sid in expired:
+                stream = self.streams.get(sid)
+                if stream is not None:
+                    self._stream_gone(stream)
+            if reason == "idle":
+                if self.streams:
+                    pass  # an app is still running after its response: wait for it
+                else:
+                    self.core.close(NO_ERROR)
+            elif reason is not None:
+                logger.info("HTTP/2 timeout from %s: %s", self._client_text, reason)
+            self.flush()
+            if self.core.closed:
+                self._lost()
+                self._close()
+                return
+        self._arm_timer()
+
+    # ------------------------------------------------------------------ closing
+
+    def _lost(self) -> None:
+        """Every stream's app learns the peer is gone."""
+        for stream in list(self.streams.values()):
+            self._stream_gone(stream)
+        self.blocked.clear()
+
+    def _close(self) -> None:
+        """Close once what is written is sent; half-close first where possible, so that input
+        still arriving does not turn into a reset that destroys the last frames."""
+        if self.closed:
+            return
+        self.closed = True
+        transport = self.transport
+        timer = self._timer
+        if timer is not None:
+            timer.cancel()
+            self._timer = None
+        try:
+            can_linger = not self._eof and transport.can_write_eof() and not transport.is_closing()
+        except (AttributeError, NotImplementedError):
+            can_linger = False
+        if can_linger:
+            try:
+                transport.write_eof()
+            except OSError:
+                can_linger = False
+        if not can_linger:
+            transport.close()
+            return
+        self._lingering = True
+        if self._read_paused:
+            self._read_paused = False
+            transport.resume_reading()
+        runtime = self.ctx.runtime
+        self._timer = runtime.call_at(runtime.time() + LINGER, transport.close)
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: GOAWAY now; close when the streams in flight are done."""
+        if self._lingering:
+            self.transport.close()
+            return
+        if self.closed:
+            return
+        self.core.graceful_shutdown()
+        self.flush()
+        if not self.streams:
+            self._close()
+
+    def abort_all(self) -> None:
+        self._lost()
+        if not self.closed or self._lingering:
+            self.closed = True
+            self.transport.abort()

@@ -1,0 +1,253 @@
+"""What the server records when a request ends: the access line and the metrics.
+
+Rules of this module:
+
+1. Nothing here runs unless it was asked for. The connection driver times a request and calls
+   ``RequestObserver.request_done`` only when the access log or the metrics are on (the server
+   context decides once, at start), so a server with both off pays nothing per request.
+2. Counting is plain integer arithmetic on preallocated lists (a list indexed by status code, one
+   histogram bucket found by bisection): no locks, no dictionaries, no objects per request. Readers
+   (the metrics exporter, the worker's control channel) take ``snapshot()``; under the GIL a
+   snapshot may be one request behind, never torn within a counter.
+3. Access lines hold no raw text from the peer: every field that came from it goes through
+   ``printable`` (and JSON escapes again).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from ..logs import answered_by, format_client, printable
+
+if TYPE_CHECKING:
+    from ..asgi.http import HTTPCycle
+
+access_logger = logging.getLogger("wherry.access")
+
+# Upper bounds (seconds) of the latency histogram's buckets; the last bucket is +Inf.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+_ATOM = re.compile(r"%\((\{[^}]*\}[ioe]|[^)]*)\)")
+
+
+class Metrics:
+    """Counters of one server (one worker process)."""
+
+    __slots__ = ("buckets", "duration_sum", "statuses")
+
+    def __init__(self) -> None:
+        self.statuses = [0] * 600  # requests answered, by status code (0 for anything >= 600)
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # not cumulative; the renderer adds up
+        self.duration_sum = 0.0
+
+    def observe(self, status: int, seconds: float) -> None:
+        self.statuses[status if status < 600 else 0] += 1
+        self.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.duration_sum += seconds
+
+    def rejected(self, status: int) -> None:
+        """A request the server answered itself (400, 408, 413, 431...): counted, not timed."""
+        self.statuses[status if status < 600 else 0] += 1
+
+    def snapshot(self, connections: int, in_flight: int) -> dict[str, Any]:
+        """A JSON-ready copy: requests by status, the histogram, open connections, in flight."""
+        statuses = self.statuses
+        return {
+            "requests": {str(code): n for code, n in enumerate(statuses) if n},
+            "buckets": list(self.buckets),
+            "duration_sum": self.duration_sum,
+            "connections": connections,
+            "in_flight": in_flight,
+        }
+
+
+class _Atoms(dict[str, Any]):
+    """The atoms of one line; anything the format names that is not computed is ``-``."""
+
+    def __missing__(self, key: str) -> str:
+        return "-"
+
+
+def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str:
+    values = [value for key, value in headers if key == name]
+    return printable(b", ".join(values)) if values else "-"
+
+
+def _request_date(seconds_ago: float) -> str:
+    return time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(time.time() - seconds_ago))
+
+
+Getter = Callable[["HTTPCycle", float], Any]
+
+
+def _simple_getters() -> dict[str, Getter]:
+    def client_host(c: HTTPCycle, _s: float) -> str:
+        client = c.scope.get("client")
+        return printable(str(client[0])) if client else "-"
+
+    def request_line(c: HTTPCycle, _s: float) -> str:
+        r = c.request
+        return f"{printable(r.method)} {printable(r.target)} HTTP/{r.http_version}"
+
+    pid = str(os.getpid())
+    return {
+        "h": client_host,
+        "l": lambda _c, _s: "-",
+        "u": lambda _c, _s: "-",
+        "t": lambda _c, s: _request_date(s),
+        "r": request_line,
+        "m": lambda c, _s: printable(c.request.method),
+        "U": lambda c, _s: printable(c.request.raw_path),
+        "q": lambda c, _s: printable(c.request.query_string),
+        "H": lambda c, _s: f"HTTP/{c.request.http_version}",
+        "s": lambda c, _s: c.status,
+        "B": lambda c, _s: c.sent_bytes,
+        "b": lambda c, _s: c.sent_bytes or "-",
+        "f": lambda c, _s: _header(c.scope["headers"], b"referer"),
+        "a": lambda c, _s: _header(c.scope["headers"], b"user-agent"),
+        "T": lambda _c, s: int(s),
+        "D": lambda _c, s: int(s * 1_000_000),
+        "M": lambda _c, s: int(s * 1000),
+        "L": lambda _c, s: f"{s:.6f}",
+        "p": lambda _c, _s: f"<{pid}>",
+    }
+
+
+def _response_headers(cycle: HTTPCycle) -> Sequence[tuple[bytes, bytes]]:
+    start = cycle._start  # the app's http.response.start, kept by the cycle
+    return start.get("headers", ()) if start is not None else ()
+
+
+def _request_header(name: bytes) -> Getter:
+    def get(cycle: HTTPCycle, _s: float) -> str:
+        return _header(cycle.scope["headers"], name)
+
+    return get
+
+
+def _response_header(name: bytes) -> Getter:
+    def get(cycle: HTTPCycle, _s: float) -> str:
+        return _header([(n.lower(), v) for n, v in _response_headers(cycle)], name)
+
+    return get
+
+
+def _constant(value: str) -> Getter:
+    def get(_c: HTTPCycle, _s: float) -> str:
+        return value
+
+    return get
+
+
+def _compile(fmt: str) -> list[tuple[str, Getter]]:
+    """The atoms ``fmt`` names, each with the function that computes it (only those)."""
+    simple = _simple_getters()
+    getters: list[tuple[str, Getter]] = []
+    for key in dict.fromkeys(_ATOM.findall(fmt)):
+        if key in simple:
+            getters.append((key, simple[key]))
+        elif key.startswith("{") and len(key) > 3:
+            name, kind = key[1:-2], key[-1]
+            if kind == "i":
+                getters.append((key, _request_header(name.lower().encode("latin-1"))))
+            elif kind == "o":
+                getters.append((key, _response_header(name.lower().encode("latin-1"))))
+            else:
+                getters.append((key, _constant(printable(os.environ.get(name, "-")))))
+    return getters
+
+
+class RequestObserver:
+    """Access line and metrics for each finished request (rule 1: called only when needed)."""
+
+    __slots__ = ("_access", "_app_name", "_format", "_getters", "_json", "metrics")
+
+    def __init__(
+        self,
+        access: bool,
+        access_format: str | None,
+        log_format: str,
+        metrics: Metrics | None,
+        app_name: bool = False,
+    ) -> None:
+        self._access = access
+        self._app_name = app_name  # add " app=NAME" (the app of a composite that answered)
+        self._format = access_format
+        self._getters = _compile(access_format) if access_format else []
+        self._json = log_format == "json"
+        self.metrics = metrics
+
+    def request_done(self, cycle: HTTPCycle) -> None:
+        seconds = perf_counter() - cycle.started_at
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.observe(cycle.status, seconds)
+        if self._access:
+            self._log(cycle, seconds)
+
+    def request_rejected(self, client: Sequence[Any] | None, status: int, size: int) -> None:
+        """A request the server answered itself: its line is unknown, so "-"."""
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.rejected(status)
+        if not self._access:
+            return
+        text = format_client(client)
+        if self._json:
+            fields = {"client": text, "request": None, "status": status, "bytes": size}
+            access_logger.info('%s - "-" %d %d -', text, status, size, extra={"access": fields})
+        else:
+            access_logger.info('%s - "-" %d %d -', text, status, size)
+
+    def _log(self, cycle: HTTPCycle, seconds: float) -> None:
+        fmt = self._format
+        if fmt is not None:
+            atoms = _Atoms({key: get(cycle, seconds) for key, get in self._getters})
+            line = fmt % atoms
+            if self._json:
+                access_logger.info("%s", line, extra={"access": self._fields(cycle, seconds)})
+            else:
+                access_logger.info("%s", line)
+            return
+        request = cycle.request
+        client = format_client(cycle.scope.get("client"))
+        method = printable(request.method)
+        target = printable(request.target)
+        args = (
+            client,
+            method,
+            target,
+            request.http_version,
+            cycle.status,
+            cycle.sent_bytes,
+            seconds * 1000.0,
+            answered_by(cycle.scope) if self._app_name else "",
+        )
+        if self._json:
+            access_logger.info(
+                '%s - "%s %s HTTP/%s" %d %d %.1fms%s', *args, extra={"access": self._fields(cycle, seconds)}
+            )
+        else:
+            access_logger.info('%s - "%s %s HTTP/%s" %d %d %.1fms%s', *args)
+
+    @staticmethod
+    def _fields(cycle: HTTPCycle, seconds: float) -> dict[str, Any]:
+        request = cycle.request
+        client = cycle.scope.get("client")
+        return {
+            "client": format_client(client),
+            "method": printable(request.method),
+            "target": printable(request.target),
+            "http_version": request.http_version,
+            "status": cycle.status,
+            "bytes": cycle.sent_bytes,
+            "duration_ms": round(seconds * 1000.0, 3),
+            "user_agent": _header(cycle.scope["headers"], b"user-agent"),
+        }

@@ -1,0 +1,162 @@
+"""The PROXY protocol in front of the HTTP/1.1 driver: read the header, then step aside.
+
+Rules of this module:
+
+1. Only peers in ``--forwarded-allow-ips`` may send a PROXY header, and from them it is required
+   (a load balancer configured for it always sends one). A connection from any other peer is handed
+   to the HTTP/1.1 driver at once, untouched: a PROXY line from it is just a bad request.
+2. The header must arrive whole within ``--timeout-request-head``; a malformed or late header
+   closes the connection with nothing written (there is no protocol yet in which to answer).
+3. Once the header is read, the driver is given the connection with the addresses the header
+   names (``peername``/``sockname``), the bytes that followed the header are passed on, and the
+   transport is pointed at the driver (``set_protocol``): from then on this stage is out of the
+   path, and requests cost what they cost without the PROXY protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..proto.proxy_protocol import ProxyHeaderParser, ProxyProtocolError
+from .context import ServerContext, TimerHandle
+from .http1 import H1Server
+
+logger = logging.getLogger("wherry.error")
+
+
+class AddressedTransport:
+    """A transport whose ``get_extra_info`` answers the addresses of the PROXY header. Its methods
+    are the wrapped transport's own bound methods, so a call costs no more than a direct one."""
+
+    __slots__ = (
+        "_extra",
+        "_transport",
+        "abort",
+        "can_write_eof",
+        "close",
+        "is_closing",
+        "pause_reading",
+        "resume_reading",
+        "write",
+        "write_eof",
+    )
+
+    def __init__(self, transport: Any, extra: dict[str, Any]) -> None:
+        self._transport = transport
+        self._extra = extra
+        self.write = transport.write
+        self.write_eof = transport.write_eof
+        self.can_write_eof = transport.can_write_eof
+        self.close = transport.close
+        self.abort = transport.abort
+        self.is_closing = transport.is_closing
+        self.pause_reading = transport.pause_reading
+        self.resume_reading = transport.resume_reading
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name in self._extra:
+            return self._extra[name]
+        return self._transport.get_extra_info(name, default)
+
+
+class ProxyProtocolStage:
+    """The protocol a listener runs with ``--proxy-protocol``; becomes an ``H1Server`` (rule 3)."""
+
+    __slots__ = ("_closed", "_parser", "_peer", "_timer", "ctx", "transport")
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+        self.transport: Any = None
+        self._parser = ProxyHeaderParser()
+        self._timer: TimerHandle | None = None
+        self._closed = False
+        self._peer = "-"
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        ctx = self.ctx
+        peer = transport.get_extra_info("peername")
+        host = str(peer[0]) if isinstance(peer, tuple) and len(peer) >= 2 else "unix"
+        if host not in ctx.trusted:
+            self._hand_over(transport, b"")  # rule 1: no PROXY header from this peer
+            return
+        self._peer = f"{peer[0]}:{peer[1]}" if host != "unix" else "unix"
+        ctx.connections.add(self)
+        if ctx.shutting_down:
+            self._close()
+            return
+        runtime = ctx.runtime
+        self._timer = runtime.call_at(runtime.time() + ctx.limits.head_timeout, self._on_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return
+        try:
+            header = self._parser.feed(data)
+        except ProxyProtocolError as exc:
+            logger.info("Bad PROXY protocol header from %s: %s", self._peer, exc)
+            self._close()
+            return
+        if header is None:
+            return
+        extra: dict[str, Any] = {}
+        if header.source is not None and header.destination is not None:
+            if header.family == "UNIX":
+                extra["peername"] = ""
+                extra["sockname"] = header.destination[0]
+            else:
+                extra["peername"] = header.source
+                extra["sockname"] = header.destination
+        self._cancel_timer()
+        self.ctx.connections.discard(self)
+        transport = self.transport
+        self._hand_over(AddressedTransport(transport, extra) if extra else transport, self._parser.rest)
+
+    def _hand_over(self, transport: Any, rest: bytes) -> None:
+        driver = H1Server(self.ctx)
+        self.transport.set_protocol(driver)
+        driver.connection_made(transport)
+        if rest:
+            driver.data_received(rest)
+
+    def eof_received(self) -> bool:
+        logger.info("Connection from %s closed before a complete PROXY header", self._peer)
+        self._close()
+        return False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._closed = True
+        self._cancel_timer()
+        self.ctx.connection_closed(self)
+
+    def pause_writing(self) -> None:
+        pass  # nothing is written before the header is read
+
+    def resume_writing(self) -> None:
+        pass
+
+    def _on_timeout(self) -> None:
+        self._timer = None
+        if not self._closed:
+            logger.info("PROXY protocol header timeout from %s", self._peer)
+            self._close()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._cancel_timer()
+            self.transport.close()
+
+    def shutdown(self) -> None:
+        self._close()  # nothing is owed on a connection that has not sent its first request
+
+    def abort_all(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.transport.abort()
