@@ -717,3 +717,25 @@ def test_send_waits_while_the_client_does_not_read(serve: Serve) -> None:
             assert len(ws.recv(timeout=10)) == MB
     wait(app.done)
     assert app.records[-1]["code"] == 1000
+
+
+def test_websocket_over_tls_is_wss_with_the_tls_extension(serve: Serve, tmp_path: Any) -> None:
+    """RFC 6455 §3 (wss), ASGI TLS extension: a WebSocket over TLS (ALPN http/1.1) has scheme wss
+    and the connection's tls extension beside the denial-response one."""
+    from tests.h2util import make_certs
+
+    certs = make_certs(tmp_path)
+    seen: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        seen.append((scope["scheme"], sorted(scope["extensions"])))
+        await ws_echo_exact(scope, receive, send)
+
+    server = serve(app, ssl_certfile=str(certs.server_file))
+    context = certs.client_context(alpn=("http/1.1",))
+    with connect(f"wss://localhost:{server.port}/", ssl=context) as ws:
+        ws.send("over tls")
+        assert ws.recv(timeout=5) == "over tls"
+    assert seen == [("wss", ["tls", "websocket.http.response"])]

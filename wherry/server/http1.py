@@ -392,6 +392,9 @@ class H1Server:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._runner is not None:  # it ran the requests pipelined before the upgrade
+            self._runner.close()
+            self._runner = None
         self.ctx.connections.discard(self)
         take_over(
             self.ctx,
