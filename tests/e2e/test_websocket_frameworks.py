@@ -205,3 +205,19 @@ def test_django_channels_consumer_closing(serve: Serve) -> None:
         with pytest.raises(ConnectionClosed):
             ws.recv(timeout=5)
         assert ws.close_code == 4200
+
+
+def test_composition_falls_back_for_a_websocket_route_the_new_app_lacks(serve: Serve) -> None:
+    """wherry.compose over a real WebSocket: the new app (Starlette without the route) closes
+    before accept, and the legacy app (a Channels consumer) takes the handshake instead."""
+    import wherry
+
+    ChatConsumer.disconnects = []
+    ChatConsumer.done = threading.Event()
+    server = serve(wherry.compose(make_starlette([], threading.Event()), fallback=channels_app()))
+    with connect(url(server, "/upper"), subprotocols=["upper"]) as ws:  # type: ignore[list-item]
+        ws.send("new")
+        assert ws.recv(timeout=5) == "NEW"
+    with connect(url(server, "/chat/legacy/")) as ws:  # only the legacy app has it
+        ws.send("old")
+        assert ws.recv(timeout=5) == "legacy: old"
