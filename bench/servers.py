@@ -32,6 +32,8 @@ class Launch:
     host: str
     port: int
     backlog: int = BACKLOG
+    websocket: bool = False
+    """The scenario speaks WebSocket: servers that can turn it off keep it on."""
     protocol: str = "h1"
     """The scenario's protocol: ``h1``, ``h2c`` or ``https``."""
     certfile: str = ""
@@ -116,7 +118,8 @@ def _granian(run: Launch) -> list[str]:
         run.script("granian"), "--interface", "asgi",
         "--host", run.host, "--port", str(run.port),
         "--workers", "1", "--runtime-threads", "1", "--runtime-mode", "st",
-        "--no-ws", "--http", "auto" if run.protocol == "h2c" else "1",
+        *([] if run.websocket else ["--no-ws"]),
+        "--http", "auto" if run.protocol == "h2c" else "1",
         "--loop", "uvloop", "--log-level", "warning",
         "--backlog", str(run.backlog), "--backpressure", str(run.backlog),
         *(["--ssl-certificate", run.certfile, "--ssl-keyfile", run.keyfile] if run.protocol == "https"

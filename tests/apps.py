@@ -213,3 +213,21 @@ async def ws_echo(scope: Any, receive: Any, send: Any) -> None:
             return
         client = scope["client"][0] if scope.get("client") else "-"
         await send({"type": "websocket.send", "text": f"{client} {scope['scheme']} {message.get('text')}"})
+
+
+async def ws_echo_exact(scope: Any, receive: Any, send: Any) -> None:
+    """Accept a WebSocket (with the first subprotocol offered) and send every message back as it
+    came: text as text, bytes as bytes (the Autobahn|Testsuite echo app)."""
+    if scope["type"] != "websocket":
+        return
+    await receive()
+    subprotocols = scope["subprotocols"]
+    await send({"type": "websocket.accept", "subprotocol": subprotocols[0] if subprotocols else None})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": message["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": message["bytes"]})

@@ -201,11 +201,21 @@ def run(app: Any = None, config: Config | None = None, **options: Any) -> None:
     try:
         if needs_supervisor(config):
             sys.exit(Supervisor(config, sockets).run())
+        _load_server_modules(config)
         drop_privileges(config.user, config.group)
         run_in_process(config, sockets)
     finally:
         if config.pid_file:
             remove_pid_file(config.pid_file)
+
+
+def _load_server_modules(config: Config) -> None:
+    """Import the server's own modules (and the standard library they need) before privileges
+    are dropped: the unprivileged user may not be able to read the installation."""
+    from .backends.asyncio import serve  # noqa: F401
+
+    if config.loop == "trio":
+        from .backends.trio import serve as trio_serve  # noqa: F401
 
 
 def _import_trio() -> Any:

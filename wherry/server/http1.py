@@ -44,6 +44,7 @@ from ..proto.http1 import DONE, H2_REFUSAL, IDLE, H1Connection
 from .context import ServerContext, TimerHandle
 from .extensions import h1_send_file, h1_write_informational, h1_write_trailers
 from .http2 import H2Server
+from .websocket import take_over
 
 logger = logging.getLogger("wherry.error")
 
@@ -84,6 +85,7 @@ class H1Server:
         "_reject_cycle",
         "_timer",
         "_trusted_peer",
+        "_upgrade",
         "client",
         "core",
         "ctx",
@@ -111,6 +113,7 @@ class H1Server:
         self._eof = False
         self._lingering = False
         self._trusted_peer = False
+        self._upgrade: Request | None = None
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int | None] | None = None
         self.scheme = "http"
@@ -122,7 +125,8 @@ class H1Server:
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         ctx = self.ctx
-        upgrades = ctx.h1_upgrades if transport.get_extra_info("sslcontext") is None else frozenset()
+        tls = transport.get_extra_info("sslcontext") is not None
+        upgrades = ctx.h1_tls_upgrades if tls else ctx.h1_upgrades
         self.core = H1Connection(ctx.limits, ctx.default_headers, ctx.runtime.time(), upgrades)
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
@@ -230,6 +234,13 @@ class H1Server:
         if request.upgrade is not None and request.upgrade.lower() == b"h2c":
             self._upgrade_h2c(request)
             return
+        if request.upgrade is not None and request.method != b"CONNECT":
+            # A WebSocket upgrade the core accepted: the connection changes hands once nothing
+            # is owed.
+            self._upgrade = request
+            if self._current is None and not self._pipeline:
+                self._to_websocket()
+            return
         ctx = self.ctx
         client = self.client
         scheme = self.scheme
@@ -313,7 +324,9 @@ class H1Server:
                 ctx.runtime.run_app(app, cycle.scope, cycle.receive, cycle.send, cycle.app_finished)
         finally:
             self._in_pipeline = False
-        if self._current is None and (self._reject is not None or self.core.read_state == DONE):
+        if self._current is None and (
+            self._reject is not None or self.core.read_state == DONE or self._upgrade is not None
+        ):
             self._nothing_owed()
 
     def _nothing_owed(self) -> None:
@@ -321,7 +334,9 @@ class H1Server:
         is done sending."""
         if self._closed:
             return
-        if self._reject is not None:
+        if self._upgrade is not None:
+            self._to_websocket()
+        elif self._reject is not None:
             self._write_reject()
         elif self.core.read_state == DONE:
             self._close()  # the peer half-closed and everything it asked is answered
@@ -360,6 +375,28 @@ class H1Server:
             self._nothing_owed()
         self._flow_control()
         self._arm_timer()
+
+    def _to_websocket(self) -> None:
+        """Give the transport to the WebSocket driver (server/websocket.py)."""
+        request = self._upgrade
+        assert request is not None
+        self._upgrade = None
+        self._closed = True  # this driver is done with the connection
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.ctx.connections.discard(self)
+        take_over(
+            self.ctx,
+            self.transport,
+            self.core,
+            request,
+            self.client,
+            self.server,
+            self.scheme,
+            self._trusted_peer,
+            self._read_paused,
+        )
 
     def _log_access(self, cycle: HTTPCycle) -> None:
         self.ctx.observer.request_done(cycle)  # access line and metrics (wherry/server/observe.py)
