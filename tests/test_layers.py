@@ -94,9 +94,17 @@ RULES = [
         why="connection drivers sit on the protocol and ASGI layers only",
     ),
     Rule(
+        "loops",
+        allowed=("wherry.loops",),
+        typing_allowed=("wherry.asgi",),
+        forbidden=(),
+        why="the loop primitives are neutral ground for the server and for wherry.compose alike",
+    ),
+    Rule(
         "backends",
         allowed=(
             "wherry.backends",
+            "wherry.loops",
             "wherry.server",
             "wherry.asgi",
             "wherry.proto",
@@ -173,8 +181,8 @@ def test_the_import_reader_resolves_relative_imports(tmp_path: Path) -> None:
 
 def test_compose_uses_no_server_internals() -> None:
     """wherry/compose.py is a plain ASGI app (it must run under any ASGI server): it builds on the
-    ASGI layer, the option parsers, the importer and the log helpers, never on the server, the
-    backends or the entry points."""
-    allowed = ("wherry.asgi", "wherry.config", "wherry.importer", "wherry.logs")
+    ASGI layer, the option parsers, the importer, the log helpers and the neutral loop primitives,
+    never on the server, the backends or the entry points."""
+    allowed = ("wherry.asgi", "wherry.config", "wherry.importer", "wherry.logs", "wherry.loops")
     found = [i.module for i in imports_of(PACKAGE / "compose.py") if i.module.startswith("wherry")]
     assert found and all(within(name, allowed) for name in found), found

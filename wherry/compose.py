@@ -3,8 +3,9 @@
 Rules of this module:
 
 1. A ``Composite`` is a plain ASGI 3 application. It uses nothing of the server but the scope,
-   ``receive`` and ``send`` it is called with, so it runs under any asyncio ASGI server, and it can
-   be mounted inside another one.
+   ``receive`` and ``send`` it is called with, so it runs under any ASGI server, on asyncio or on
+   trio, and it can be mounted inside another one. Requests are dispatched without a call to
+   either library; the one that runs is asked once per lifespan (``wherry.loops``).
 2. Dispatch: of the entries whose prefix matches the request path on a segment boundary (``/api``
    takes ``/api`` and ``/api/x``, never ``/apiary``) and whose methods include the request's, the
    longest prefix wins; at equal length an entry with methods beats one without. ``GET`` takes
@@ -23,9 +24,14 @@ Rules of this module:
    answer stands. A WebSocket that
    the default app closes before accepting, or refuses with a denial response of such a status,
    is replayed the same way.
-5. Lifespan: every distinct app gets its own lifespan (spec 2.0), started in declaration order
-   (default, entries, fallback) and shut down in reverse; the first startup that fails stops the
-   rest and fails the composite's startup with that app's message. Each app's requests carry a
+5. Lifespan: every distinct app gets its own lifespan (spec 2.0, in ``auto`` mode: an app that
+   does not speak it is not started), started in declaration order (default, entries, fallback)
+   and shut down in reverse; the first startup that fails stops the rest and fails the
+   composite's startup with that app's message. An app whose lifespan failed inside the other
+   event loop library (a trio app under asyncio) fails it too, whether or not it had read
+   ``lifespan.startup``: its requests would fail the same way. Each app's lifespan call is a task
+   of a group that lives as long as the composite's own lifespan call: cancelling that call
+   cancels them, and one still running when it ends is cancelled. Each app's requests carry a
    copy of its own lifespan state.
 6. The app that answered is written in the scope (``ANSWERED_BY``, innermost composite last), for
    the access log.
@@ -33,9 +39,8 @@ Rules of this module:
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .asgi.adapters import ASGI2Adapter, adapt
@@ -45,6 +50,7 @@ from .asgi.wsgi import DEFAULT_THREADS, WSGIAdapter
 from .config import parse_mount, parse_route
 from .importer import load_app
 from .logs import ANSWERED_BY
+from .loops import current_loop, foreign_loop, primitives
 
 logger = logging.getLogger("wherry.error")
 
@@ -120,7 +126,6 @@ class Composite:
             if app is not None and all(app is not a for a in apps):
                 apps.append(app)
         self.apps = apps
-        self._tasks: set[asyncio.Task[None]] = set()
 
     logs_app_name = True  # the server adds the answering app's name to access lines
 
@@ -190,35 +195,48 @@ class Composite:
 
     # ---------------------------------------------------------------- lifespan
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()
         if message["type"] != "lifespan.startup":
             raise RuntimeError(f"expected 'lifespan.startup', got {message['type']!r}")
-        started: list[App] = []
-        create_future = asyncio.get_running_loop().create_future
-        for app in self.apps:
-            lifespan = Lifespan(app.asgi, "auto", create_future, self._spawn)
-            try:
-                await lifespan.startup()
-            except LifespanFailure as exc:
-                for done in reversed(started):
-                    await _shutdown(done)
-                await send({"type": "lifespan.startup.failed", "message": f"{app.name}: {exc}"})
-                return
-            app.lifespan = lifespan
-            app.state = lifespan.state if lifespan.supported else None
-            started.append(app)
-        await send({"type": "lifespan.startup.complete"})
-        message = await receive()
-        for app in reversed(started):
-            await _shutdown(app)
-        await send({"type": "lifespan.shutdown.complete"})
+        loop = primitives()  # asyncio's or trio's, for this lifespan
+        failure: str | None = None
+        async with loop.task_group() as spawn:
+            started: list[App] = []
+            for app in self.apps:
+                lifespan = Lifespan(app.asgi, "auto", loop.create_future, spawn)
+                failed: str | None = None
+                try:
+                    await lifespan.startup()
+                except LifespanFailure as exc:
+                    failed = str(exc)
+                # Failing inside the other loop library is a failure even where ``auto`` would
+                # take it for "no lifespan": the app's requests would fail the same way.
+                failed = _wrong_loop(lifespan, loop.name) or failed
+                if failed is not None:
+                    failure = f"{app.name}: {failed}"
+                    break
+                app.lifespan = lifespan
+                app.state = lifespan.state if lifespan.supported else None
+                started.append(app)
+            else:
+                await send({"type": "lifespan.startup.complete"})
+                await receive()  # lifespan.shutdown
+            for app in reversed(started):
+                await _shutdown(app)
+        if failure is not None:
+            await send({"type": "lifespan.startup.failed", "message": failure})
+        else:
+            await send({"type": "lifespan.shutdown.complete"})
+
+
+def _wrong_loop(lifespan: Lifespan, running: str) -> str | None:
+    """What to say when the app's lifespan failed inside the other event loop library."""
+    error = lifespan.app_error
+    needed = foreign_loop(error, running)
+    if needed is None:
+        return None
+    return f"the application runs on {needed}, not {running} ({error!r})"
 
 
 def _first_segment(path: str) -> str:
@@ -388,10 +406,6 @@ class _Replay:
 # ------------------------------------------------------------------ building composites
 
 
-def _loop() -> asyncio.AbstractEventLoop:
-    return asyncio.get_running_loop()
-
-
 class _Builder:
     """Turns application objects and ``module:attr`` strings into ``App``s, each object once."""
 
@@ -417,7 +431,7 @@ class _Builder:
             asgi = adapt(
                 target,
                 interface,
-                current_loop=_loop,
+                current_loop=current_loop,
                 wsgi_threads=self.wsgi_threads,
                 multiprocess=self.multiprocess,
             )
@@ -437,7 +451,8 @@ def compose(
     fallback_body_limit: int = DEFAULT_BODY_LIMIT,
     wsgi_threads: int = DEFAULT_THREADS,
 ) -> Composite:
-    """An ASGI application serving several others; it runs under any asyncio ASGI server.
+    """An ASGI application serving several others; it runs under any ASGI server, on asyncio or
+    trio.
 
     ``app`` is the default application. ``mount`` maps path prefixes to applications mounted
     there (``{"/legacy": legacy_app}``); ``route`` maps ``"[METHODS ]PATH"`` to applications that

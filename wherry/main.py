@@ -14,11 +14,12 @@ from typing import Any
 from .asgi.adapters import adapt
 from .asgi.http import ASGIApp, FutureLike
 from .asgi.lifespan import LifespanFailure
-from .backends.current import current_loop, new_future, running, server_class
+from .backends.current import server_class
 from .backends.serving import ServerBase
 from .config import Config, ConfigError, read_toml
 from .importer import AppImportError, load_app, load_env_file
 from .logs import configure
+from .loops import current_loop, new_future, running
 from .sockets import BindError, create_sockets, describe
 
 logger = logging.getLogger("wherry.error")

@@ -7,16 +7,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import httpx
 import pytest
+import trio
 
 import wherry
 from tests.conftest import RunningServer, read_response, run_server
 from wherry.asgi.lifespan import LifespanFailure
+from wherry.compose import app_name
 
 Serve = Callable[..., RunningServer]
 WAIT = 5.0
@@ -133,7 +137,6 @@ def test_unmatched_request_without_a_default_app_is_404(serve: Serve) -> None:
 # ---------------------------------------------------------------- paths at every depth
 
 
-@pytest.mark.asyncio_only("wherry.compose runs each app's lifespan in asyncio tasks (an asyncio ASGI app)")
 def test_mounted_apps_see_root_path_and_full_path_at_every_depth(serve: Serve) -> None:
     """www spec 2.5: root_path is where the app is mounted and path stays the whole request path
     (PATH_INFO = path less root_path), at depths 1, 2 and 3, under a server --root-path too; raw_path
@@ -274,6 +277,38 @@ def test_default_app_failing_after_refusing_still_falls_back(serve: Serve, caplo
     assert any("after the answer" in str(r.exc_info) for r in caplog.records if r.exc_info)
 
 
+def test_a_websocket_the_default_app_lacks_is_replayed_to_the_fallback(serve: Serve) -> None:
+    """www spec 2.5 (WebSocket): over a real WebSocket connection, a handshake the default app
+    (Starlette, without that route) closes before accepting is replayed to the fallback; one it
+    has a route for stays its own."""
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket
+    from websockets.sync.client import connect
+
+    async def upper(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text((await websocket.receive_text()).upper())
+        await websocket.close()
+
+    async def legacy(scope: Any, receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        text = (await receive())["text"]
+        await send({"type": "websocket.send", "text": f"legacy {scope['path']}: {text}"})
+        await send({"type": "websocket.close", "code": 1000})
+
+    app = wherry.compose(Starlette(routes=[WebSocketRoute("/new", upper)]), fallback=legacy)
+    server = serve(app, lifespan="off")
+    base = f"ws://{server.host}:{server.port}"
+    with connect(base + "/new", open_timeout=WAIT) as ws:
+        ws.send("x")
+        assert ws.recv(timeout=WAIT) == "X"
+    with connect(base + "/old", open_timeout=WAIT) as ws:
+        ws.send("x")
+        assert ws.recv(timeout=WAIT) == "legacy /old: x"
+
+
 # ---------------------------------------------------------------- lifespan, state, access log
 
 
@@ -296,7 +331,6 @@ def recording(label: str, events: list[str], fail: bool = False) -> Any:
     return app
 
 
-@pytest.mark.asyncio_only("wherry.compose runs each app's lifespan in asyncio tasks (an asyncio ASGI app)")
 def test_every_app_has_its_lifespan_in_order_and_its_own_state(loop_name: str) -> None:
     """Lifespan spec 2.0 for each app: startups in declaration order, shutdowns in reverse, and
     each app's requests carry its own state."""
@@ -316,7 +350,6 @@ def test_every_app_has_its_lifespan_in_order_and_its_own_state(loop_name: str) -
     assert events[3:] == ["stop legacy", "stop admin", "stop new"]
 
 
-@pytest.mark.asyncio_only("wherry.compose runs each app's lifespan in asyncio tasks (an asyncio ASGI app)")
 def test_one_app_failing_startup_stops_the_server_with_its_message(loop_name: str) -> None:
     """A failed startup of any app fails the server's startup with that app's message; the apps
     already started are shut down."""
@@ -325,6 +358,107 @@ def test_one_app_failing_startup_stops_the_server_with_its_message(loop_name: st
     with pytest.raises(LifespanFailure, match="old cannot start"), run_server(app, loop_name, lifespan="on"):
         pass
     assert events == ["start new", "stop new"]
+
+
+def hangs_in_lifespan(entered: threading.Event, ended: threading.Event, fail: bool = False) -> Any:
+    """An app whose lifespan call reads ``lifespan.startup`` (and with ``fail`` answers that it
+    failed), then waits for ever; ``ended`` is set when that call ends, cancelled."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            return
+        await receive()
+        try:
+            if fail:
+                await send({"type": "lifespan.startup.failed", "message": "hangs cannot start"})
+            entered.set()
+            await anyio.sleep_forever()
+        finally:
+            ended.set()
+
+    return app
+
+
+def test_a_lifespan_call_left_running_after_a_failed_startup_is_cancelled(loop_name: str) -> None:
+    """Lifespan spec 2.0, startup.failed: the composite's startup fails with the app's message and
+    ends only once the lifespan call of that app (still running) is cancelled, on every loop."""
+    entered, ended = threading.Event(), threading.Event()
+    app = wherry.compose(labelled("new"), mount={"/old": hangs_in_lifespan(entered, ended, fail=True)})
+    with pytest.raises(LifespanFailure, match="hangs cannot start"), run_server(app, loop_name):
+        pass
+    assert entered.is_set() and ended.is_set()
+
+
+def test_stopping_during_a_hanging_startup_cancels_every_apps_lifespan(loop_name: str) -> None:
+    """A server asked to stop while a mounted app's startup hangs cancels the composite's lifespan
+    call, and with it each app's own (their finally blocks run before serve() returns)."""
+    entered, ended = threading.Event(), threading.Event()
+    app = wherry.compose(labelled("new"), mount={"/slow": hangs_in_lifespan(entered, ended)})
+    server = wherry.Server(app, host="127.0.0.1", port=0, lifespan="on", access_log=False)
+    failures: list[BaseException] = []
+    ended_when_serve_returned: list[bool] = []
+
+    async def main() -> None:
+        await server.serve()
+        ended_when_serve_returned.append(ended.is_set())  # not left to the loop's own clean-up
+
+    def target() -> None:
+        try:
+            if loop_name == "trio":
+                trio.run(main)
+                return
+            factory = asyncio.new_event_loop
+            if loop_name == "uvloop":
+                import uvloop
+
+                factory = uvloop.new_event_loop
+            with asyncio.Runner(loop_factory=factory) as runner:
+                runner.run(main())
+        except BaseException as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    assert entered.wait(WAIT)
+    assert not ended.is_set()
+    server.shutdown()
+    thread.join(WAIT)
+    assert not thread.is_alive() and not failures, failures
+    assert ended_when_serve_returned == [True] and not server.started
+
+
+async def trio_lifespan(scope: Any, receive: Any, send: Any) -> None:
+    """An app written for trio: its lifespan opens a nursery before reading anything."""
+    if scope["type"] == "lifespan":
+        async with trio.open_nursery():
+            await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+async def asyncio_lifespan(scope: Any, receive: Any, send: Any) -> None:
+    """An app written for asyncio: it sleeps the asyncio way once it has read the startup."""
+    if scope["type"] == "lifespan":
+        await receive()
+        await asyncio.sleep(0)
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+def test_an_app_for_the_other_loop_fails_the_startup_with_a_clear_message(loop_name: str) -> None:
+    """A trio app mounted under asyncio (an asyncio app under trio) fails the composite's startup,
+    naming the app and the loop it needs, also where its lifespan failed before reading the
+    startup (which ``auto`` would otherwise take for "no lifespan")."""
+    running, needed, foreign = ("trio", "asyncio", asyncio_lifespan)
+    if loop_name != "trio":
+        running, needed, foreign = ("asyncio", "trio", trio_lifespan)
+    app = wherry.compose(labelled("new"), mount={"/other": foreign})
+    name = app_name(foreign)
+    expected = f"{name}: the application runs on {needed}, not {running}"
+    with pytest.raises(LifespanFailure, match=re.escape(expected)), run_server(app, loop_name):
+        pass
 
 
 def test_access_log_names_the_app_that_answered(serve: Serve, caplog: Any) -> None:
@@ -337,8 +471,8 @@ def test_access_log_names_the_app_that_answered(serve: Serve, caplog: Any) -> No
         fallback=labelled("legacy"),
     )
     server = serve(app, lifespan="off", access_log=True)
-    call(server, "GET", "/anything")
-    call(server, "GET", "/w/x")
+    assert who(server, "/anything") == "legacy"
+    assert who(server, "/w/x") == "wsgi"
     plain = serve(labelled("plain"), lifespan="off", access_log=True)
     call(plain, "GET", "/")
     server.stop()  # an access line is written when its app ends, maybe after the client has read

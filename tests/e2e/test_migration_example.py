@@ -1,6 +1,7 @@
-"""examples/migration end to end: the one ``wherry`` command of its README (and the same setup from
-its TOML file) serves a Flask app and the FastAPI app replacing it; every route is answered by the
-right app, bodies survive the fallback replay, and mounted apps see the right paths."""
+"""examples/migration end to end: the one ``wherry`` command of its README (on asyncio and on
+trio, and the same setup from its TOML file) serves a Flask app and the FastAPI app replacing it;
+every route is answered by the right app, bodies survive the fallback replay, and mounted apps see
+the right paths."""
 
 from __future__ import annotations
 
@@ -30,15 +31,20 @@ def readme_toml() -> str:
     return match.group(1)
 
 
-@pytest.fixture(params=["command", "config"])
+@pytest.fixture(
+    params=[("command", "auto"), ("config", "auto"), ("command", "trio")], ids=lambda p: "-".join(p)
+)
 def migration(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    if request.param == "command":
+    """The README's command (on asyncio and on trio) or its TOML file, served by a ``wherry``
+    process."""
+    how, loop = request.param
+    if how == "command":
         args = readme_command()
     else:
         path = tmp_path / "migration.toml"
         path.write_text(readme_toml())
         args = ["--config", str(path)]
-    process = WherryProcess([*args, "--port", "0", "--lifespan", "on"])
+    process = WherryProcess([*args, "--port", "0", "--lifespan", "on", "--loop", loop])
     try:
         url = process.url()
         with httpx.Client(base_url=url, timeout=WAIT) as client:

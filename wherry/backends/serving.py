@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -31,6 +29,7 @@ from typing import Any, Protocol
 from ..asgi.http import ASGIApp, FutureLike
 from ..asgi.lifespan import Lifespan, LifespanFailure
 from ..config import Config
+from ..loops import foreign_loop
 from ..server.context import Runtime, ServerContext, TimerHandle
 from ..tls import create_tls_context
 
@@ -38,8 +37,6 @@ logger = logging.getLogger("wherry.error")
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 GIVE_UP_AFTER = 5.0  # seconds to wait for cancelled work to end before serve() returns
-
-_OTHER = {"asyncio": "trio", "trio": "asyncio"}
 
 
 class Waitable(Protocol):
@@ -54,36 +51,6 @@ class Waitable(Protocol):
 
 class ServingRuntime(Runtime, Protocol):
     background: Any  # the spawned work not yet finished (the lifespan driver)
-
-
-def foreign_loop(error: BaseException | None, running: str) -> str | None:
-    """The name of the event loop library an application needs when ``error`` was raised inside
-    that library while ``running`` serves it (a trio app on asyncio, say): trio outside trio
-    raises "must be called from async context", asyncio outside asyncio "no running event loop",
-    and a coroutine yielding to the wrong loop has the error thrown in at the other library's
-    ``yield``. Each has its innermost frame in the library's own package; None otherwise."""
-    needed = _OTHER.get(running)
-    module = sys.modules.get(needed or "")
-    where = getattr(module, "__file__", None)
-    if needed is None or where is None:
-        return None
-    package = os.path.dirname(where) + os.sep
-    seen: set[int] = set()
-    stack = [error]
-    while stack:
-        exc = stack.pop()
-        if exc is None or id(exc) in seen:
-            continue
-        seen.add(id(exc))
-        tb = exc.__traceback__
-        while tb is not None and tb.tb_next is not None:
-            tb = tb.tb_next
-        if tb is not None and tb.tb_frame.f_code.co_filename.startswith(package):
-            return needed
-        if isinstance(exc, BaseExceptionGroup):
-            stack.extend(exc.exceptions)
-        stack.extend((exc.__cause__, exc.__context__))
-    return None
 
 
 async def wait_all(runtime: Runtime, work: Iterable[Waitable], timeout: float) -> None:

@@ -1,5 +1,6 @@
-"""The trio Runtime: trio's clock, timers on one task, a small future, and the application calls
-as tasks of their connection's nursery.
+"""The trio Runtime: trio's clock, timers on one task, a small future (``TrioFuture``, in
+``wherry.loops.on_trio`` with the other primitives code above the backends may use), and the
+application calls as tasks of their connection's nursery.
 
 Rules of this module:
 
@@ -27,12 +28,13 @@ import contextvars
 import heapq
 import logging
 import math
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ...asgi.http import ASGIApp, Scope
+from ...loops.on_trio import TrioFuture
 
 if TYPE_CHECKING:
     from .transport import TrioTransport
@@ -43,57 +45,6 @@ OnDone = Callable[[BaseException | None], None]
 
 # The transport of the connection whose task is running (rule 3).
 CONNECTION: contextvars.ContextVar[TrioTransport] = contextvars.ContextVar("wherry_connection")
-
-
-class TrioFuture:
-    """A one-shot event carrying no value, awaited by at most one task at a time."""
-
-    __slots__ = ("_done", "_task")
-
-    def __init__(self) -> None:
-        self._done = False
-        self._task: trio.lowlevel.Task | None = None
-
-    def done(self) -> bool:
-        return self._done
-
-    def set_result(self, result: None) -> None:
-        if self._done:
-            raise RuntimeError("the future is already done")
-        self._done = True
-        task = self._task
-        if task is not None:
-            self._task = None
-            trio.lowlevel.reschedule(task)
-
-    def result(self) -> None:
-        return None
-
-    def _abort(self, _raise_cancel: Any) -> trio.lowlevel.Abort:
-        self._task = None
-        return trio.lowlevel.Abort.SUCCEEDED
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        if not self._done:
-            if self._task is not None:
-                raise RuntimeError("a future is awaited by one task at a time")
-            self._task = trio.lowlevel.current_task()
-            yield from trio.lowlevel.wait_task_rescheduled(self._abort).__await__()
-
-
-class TrioLoop:
-    """What a WSGI app's pool threads use to reach the trio thread (``wherry.asgi.wsgi``)."""
-
-    __slots__ = ("_token",)
-
-    def __init__(self) -> None:
-        self._token = trio.lowlevel.current_trio_token()
-
-    def create_future(self) -> TrioFuture:
-        return TrioFuture()
-
-    def call_soon_threadsafe(self, callback: Callable[..., object], *args: Any) -> None:
-        self._token.run_sync_soon(callback, *args)  # RunFinishedError (a RuntimeError) once over
 
 
 class Timer:

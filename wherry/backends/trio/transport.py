@@ -35,7 +35,8 @@ from typing import Any
 
 import trio
 
-from .runtime import CONNECTION, TrioFuture, TrioRuntime
+from ...loops.on_trio import TrioFuture
+from .runtime import CONNECTION, TrioRuntime
 
 HIGH_WATER = 65536
 LOW_WATER = 16384
