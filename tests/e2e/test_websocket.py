@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
@@ -32,8 +34,6 @@ from tests.wsframes import (
     read_until_closed,
 )
 
-pytestmark = pytest.mark.asyncio_only("the WebSocket driver is not yet run on the trio transport")
-
 Serve = Callable[..., RunningServer]
 MB = 1024 * 1024
 
@@ -52,7 +52,6 @@ class Recorder:
         self.scope: dict[str, Any] = {}
         self.done = threading.Event()
         self.mark = threading.Event()
-        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "websocket":
@@ -64,7 +63,6 @@ class Recorder:
                 await send({"type": "http.response.body", "body": body.encode()})
             return
         self.scope = scope
-        self.loop = asyncio.get_running_loop()
         try:
             await self.script(receive, send, self.records.append, self)
         finally:
@@ -649,8 +647,8 @@ def test_flooding_client_is_paused_and_memory_stays_flat(serve: Serve) -> None:
 
     async def script(receive: Any, send: Any, record: Any, app: Recorder) -> None:
         await receive()
-        release = asyncio.Event()
-        app.records.append(release)
+        release = anyio.Event()
+        app.records.append((release, anyio.lowlevel.current_token()))
         await send({"type": "websocket.accept"})
         app.mark.set()
         await release.wait()
@@ -681,8 +679,8 @@ def test_flooding_client_is_paused_and_memory_stays_flat(serve: Serve) -> None:
         grown = rss() - before
         assert sent < 256, f"the server kept reading: {sent} messages of 64 KiB accepted"
         assert grown < 32 * MB, f"memory grew by {grown} bytes"
-        assert app.loop is not None
-        app.loop.call_soon_threadsafe(app.records[0].set)
+        release, token = app.records[0]
+        anyio.from_thread.run_sync(release.set, token=token)
         sock.settimeout(5)
         sock.sendall(message[offset % len(message) :])  # the rest of the message cut short
         sock.sendall(close_frame(1000))
@@ -700,13 +698,20 @@ def test_send_waits_while_the_client_does_not_read(serve: Serve) -> None:
         await receive()
         await send({"type": "websocket.accept"})
         payload = b"s" * MB
+
+        async def send_one(sent: anyio.Event) -> None:
+            await send({"type": "websocket.send", "bytes": payload})
+            sent.set()
+
         for i in range(count):
-            pending = asyncio.ensure_future(send({"type": "websocket.send", "bytes": payload}))
-            done, _ = await asyncio.wait({pending}, timeout=0.5)
-            if not done:
-                record(i)
-                app.mark.set()
-                await pending
+            sent = anyio.Event()
+            async with anyio.create_task_group() as group:
+                group.start_soon(send_one, sent)
+                with anyio.move_on_after(0.5):
+                    await sent.wait()
+                if not sent.is_set():
+                    record(i)
+                    app.mark.set()
         record(await receive())
 
     app = Recorder(script)
