@@ -40,7 +40,7 @@ from __future__ import annotations
 import base64
 import re
 from struct import Struct
-from typing import Final
+from typing import Any, Final
 
 import hpack
 
@@ -379,6 +379,40 @@ def _check_trailers(fields: list[tuple[bytes, bytes]]) -> None:
             raise _ConnectionError(PROTOCOL_ERROR, f"invalid trailer field {name!r}")
         if value and _BAD_VALUE.search(value):
             raise _ConnectionError(PROTOCOL_ERROR, f"invalid value in trailer field {name!r}")
+
+
+def _check_response(
+    status: int, headers: Headers
+) -> tuple[tuple[tuple[bytes, bytes], ...], int, frozenset[bytes]]:
+    """Check and lowercase an app's response fields, dropping connection-specific ones (RFC 9113
+    §8.2.2); return them after ``:status``, the content-length (-1: none) and which of the
+    server's own fields (server, date) the app set."""
+    code = _STATUS.get(status)
+    if code is None:
+        raise LocalProtocolError(f"invalid status code {status!r}")
+    block: Headers = [(b":status", code)]
+    length = -1
+    own: set[bytes] = set()
+    for name, value in headers:
+        lname = name.lower()
+        if lname in CONNECTION_SPECIFIC:
+            continue
+        if not _TOKEN.fullmatch(lname):
+            raise LocalProtocolError(f"invalid response header name {name!r}")
+        if value and _BAD_VALUE.search(value):
+            raise LocalProtocolError(f"invalid response header value for {name!r}")
+        if lname == b"content-length":
+            if not _DIGITS.fullmatch(value) or length >= 0:
+                raise LocalProtocolError(f"invalid content-length {value!r}")
+            length = int(value)
+        elif lname == b"server" or lname == b"date":
+            own.add(lname)
+        block.append((lname, bytes(value)))
+    return tuple(block), length, frozenset(own)
+
+
+# Checked response fields by (status, fields): apps send the same few again and again.
+_CHECKED: dict[tuple[Any, ...], tuple[tuple[tuple[bytes, bytes], ...], int, frozenset[bytes]]] = {}
 
 
 class _HeaderCodec:
@@ -949,28 +983,24 @@ class H2Connection:
         if not self._closed:
             self._credit(sid, size)
 
-    def _response_block(self, status: int, headers: Headers, default: Headers) -> tuple[Headers, int]:
-        code = _STATUS.get(status)
-        if code is None:
-            raise LocalProtocolError(f"invalid status code {status!r}")
-        block: Headers = [(b":status", code)]
-        length = -1
-        own: set[bytes] = set()
-        for name, value in headers:
-            lname = name.lower()
-            if lname in CONNECTION_SPECIFIC:
-                continue
-            if not _TOKEN.fullmatch(lname):
-                raise LocalProtocolError(f"invalid response header name {name!r}")
-            if value and _BAD_VALUE.search(value):
-                raise LocalProtocolError(f"invalid response header value for {name!r}")
-            if lname == b"content-length":
-                if not _DIGITS.fullmatch(value) or length >= 0:
-                    raise LocalProtocolError(f"invalid content-length {value!r}")
-                length = int(value)
-            elif lname == b"server" or lname == b"date":
-                own.add(lname)
-            block.append((lname, value))
+    @staticmethod
+    def _response_block(status: int, headers: Headers, default: Headers) -> tuple[Headers, int]:
+        """The response fields, checked, lowercased and without connection-specific fields, with
+        the server's defaults; and the content-length (-1: none). An app that sends the same
+        fields again (most do) finds them checked already."""
+        try:
+            key: tuple[Any, ...] | None = (status, tuple(headers))
+            done = _CHECKED.get(key)
+        except TypeError:  # fields that are lists, not tuples: checked each time
+            key = done = None
+        if done is None:
+            done = _check_response(status, headers)
+            if key is not None:
+                if len(_CHECKED) >= 256:
+                    _CHECKED.clear()
+                _CHECKED[key] = done
+        fields, length, own = done
+        block = list(fields)
         for name, value in default:
             if name not in own:
                 block.append((name, value))

@@ -84,9 +84,9 @@ class H2Stream:
         "_trailers",
         "_waiter",
         "conn",
-        "runner",
         "cycle",
         "gone",
+        "runner",
         "sid",
         "untracked",
         "write_paused",
@@ -288,6 +288,7 @@ class H2Server:
         self._trusted_peer = False
         self._tls: dict[str, Any] | None = None
         self._idle_runners: list[AppRunner] = []
+        self._extensions: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ starting
 
@@ -509,15 +510,18 @@ class H2Server:
         headers = request.headers
         if request.forwarded and self._trusted_peer:
             client, scheme = apply_proxy_headers(headers, client, scheme, ctx.trusted)
-        extensions: dict[str, Any] = {
-            "http.response.trailers": {},
-            "http.response.early_hint": {},
-            "http.response.pathsend": {},
-        }
+        extensions = self._extensions
+        if extensions is None:
+            extensions = self._extensions = {
+                "http.response.trailers": {},
+                "http.response.early_hint": {},
+                "http.response.pathsend": {},
+            }
+            if self._tls is not None:
+                extensions["tls"] = self._tls
+        extensions = extensions.copy()  # one per request, as on HTTP/1.1
         if self.core.push_allowed:
             extensions["http.response.push"] = {}
-        if self._tls is not None:
-            extensions["tls"] = self._tls
         scope = http_scope(
             request.method,
             "2",
