@@ -134,15 +134,16 @@ async def drive(requests: int, connections: int, streams: int, profile: bool) ->
     loop = asyncio.get_running_loop()
     config = Config(app="bench.apps:hello", access_log=False)
     ctx = ServerContext(config, hello, _runtime(loop))
+    rounds = max(1, requests // (connections * streams))
+    clients = [ClientBytes() for _ in range(connections)]
+    # Made before the connections: the idle deadline runs from their first bytes.
+    batches = [[client.requests(streams) for _ in range(rounds)] for client in clients]
     conns = []
-    for _ in range(connections):
+    for client in clients:
         conn = H2Server(ctx)
         transport = FakeTransport()
-        client = ClientBytes()
         conn.take_over(transport, client.opening(), None)
         conns.append((conn, transport, client))
-    rounds = max(1, requests // (connections * streams))
-    batches = [[client.requests(streams) for _ in range(rounds)] for _c, _t, client in conns]
     for _conn, transport, _client in conns:
         transport.chunks.clear()  # the server preface and SETTINGS ACK: not per request
     profiler = cProfile.Profile() if profile else None

@@ -988,14 +988,16 @@ class H2Connection:
         """The response fields, checked, lowercased and without connection-specific fields, with
         the server's defaults; and the content-length (-1: none). An app that sends the same
         fields again (most do) finds them checked already."""
+        key = (status, tuple(headers))
+        cacheable = True
         try:
-            key: tuple[Any, ...] | None = (status, tuple(headers))
             done = _CHECKED.get(key)
         except TypeError:  # fields that are lists, not tuples: checked each time
-            key = done = None
+            cacheable = False
+            done = None
         if done is None:
             done = _check_response(status, headers)
-            if key is not None:
+            if cacheable:
                 if len(_CHECKED) >= 256:
                     _CHECKED.clear()
                 _CHECKED[key] = done

@@ -280,6 +280,7 @@ class H2Server:
         self._lingering = False
         self._eof = False
         self._flush_scheduled = False
+        self._reading = False  # starting the apps of one read: data_received flushes after them
         self.unflushed = 0  # DATA bytes queued since the last write
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int | None] | None = None
@@ -416,8 +417,15 @@ class H2Server:
                 self._lost()
                 self._close()
                 return
-        for stream in started:
-            self._run(stream)
+        if started:
+            # The apps that answer at once do so inside this call: their frames leave with the
+            # flush below, and the timer is set once for all of them (``_reading``).
+            self._reading = True
+            try:
+                for stream in started:
+                    self._run(stream)
+            finally:
+                self._reading = False
         self.flush()
         if core.closed and not self.closed:
             self._close()
@@ -637,8 +645,9 @@ class H2Server:
             self.flush()
             self._close()
             return
-        self.flush_soon()
-        self._arm_timer()
+        if not self._reading:
+            self.flush_soon()
+            self._arm_timer()
 
     def _log_access(self, cycle: HTTPCycle) -> None:
         request = cycle.request
@@ -667,7 +676,7 @@ class H2Server:
         so the transport's backpressure reaches an app that sends without pausing."""
         if self.unflushed > 65536:
             self.flush()
-        elif not self._flush_scheduled and not self.closed:
+        elif not self._flush_scheduled and not self._reading and not self.closed:
             self._flush_scheduled = True
             runtime = self.ctx.runtime
             runtime.call_at(runtime.time(), self._flush_now)
