@@ -778,6 +778,8 @@ class H2Connection:
             # Opened after our GOAWAY: never processed, the client may retry it elsewhere.
             self._reset_frame(sid, REFUSED_STREAM)
             return
+        if end and head.content_length > 0:
+            raise _ConnectionError(PROTOCOL_ERROR, "request body shorter than its content-length")
         if head.expect and head.headers and not _expect_ok(head.headers):
             self._reset_frame(sid, PROTOCOL_ERROR)
             return
@@ -801,8 +803,6 @@ class H2Connection:
             stream.bodyless = True
         out.append(request)
         if end:
-            if stream.expected > 0:
-                raise _ConnectionError(PROTOCOL_ERROR, "request body shorter than its content-length")
             stream.state = HALF_CLOSED_REMOTE
             stream.read_since = None
             out.append(EndOfMessage(sid))
