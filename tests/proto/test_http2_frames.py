@@ -260,3 +260,46 @@ def test_window_update_frames_sent_are_well_formed() -> None:
     assert isinstance(frames[0], SettingsFrame)
     assert isinstance(frames[1], WindowUpdateFrame) and frames[1].stream_id == 0
     assert frames[1].window_increment == 65535 * 16 - 65535
+
+
+@pytest.mark.parametrize(("name", "split"), FEEDS[:2], ids=[f[0] for f in FEEDS[:2]])
+def test_frames_after_the_server_reset_a_stream_are_ignored(
+    name: str, split: Callable[[bytes], list[bytes]]
+) -> None:
+    """RFC 9113 §5.1 (closed), §8.1: after the server answered early and reset the upload
+    (RST_STREAM NO_ERROR), the client's DATA and trailers already in flight are ignored, and the
+    trailers' header block still updates the HPACK table the next request refers to."""
+    encoder = hpack.Encoder()
+    server = H2Connection(H2Limits(), 0.0)
+    server.initiate()
+    server.receive_data(START + frame(0x1, 0x4, 1, encoder.encode(POST)), 0.0)
+    server.send_response(1, 200, [], [], True)
+    server.stream_done(1, 0.0)
+    resets = [f for f in written(server.data_to_send()) if isinstance(f, RstStreamFrame)]
+    assert [(f.stream_id, f.error_code) for f in resets] == [(1, 0)]
+    late = frame(0x0, 0, 1, b"body") + frame(0x1, 0x5, 1, encoder.encode([(b"x-trailer", b"indexed now")]))
+    fields = [*GET, (b"x-trailer", b"indexed now")]  # the last field comes from the dynamic table
+    wire = late + frame(0x1, 0x5, 3, encoder.encode(fields))
+    events: list[Event] = []
+    for piece in split(wire):
+        events += server.receive_data(piece, 0.0)
+    assert [type(e) for e in events] == [Request, EndOfMessage]
+    request = events[0]
+    assert isinstance(request, Request) and request.stream_id == 3
+    assert (b"x-trailer", b"indexed now") in request.headers
+    assert not server.closed
+    assert not any(isinstance(f, (GoAwayFrame, RstStreamFrame)) for f in written(server.data_to_send()))
+
+
+def test_a_large_frame_in_small_reads_is_parsed_once_complete() -> None:
+    """RFC 9113 §4.1: a DATA frame of the largest allowed size arriving a few bytes per read gives
+    its body once, when its last byte arrives."""
+    server = H2Connection(H2Limits(max_frame_size=2**20, initial_window_size=2**21), 0.0)
+    server.initiate()
+    server.receive_data(START + frame(0x4, 0x1, 0) + headers(1, POST, 0x4), 0.0)
+    wire = frame(0x0, 0x1, 1, b"y" * 2**20)
+    events: list[Event] = []
+    for offset in range(0, len(wire), 1000):
+        events += server.receive_data(wire[offset : offset + 1000], 0.0)
+    assert [type(e) for e in events] == [Data, EndOfMessage]
+    assert isinstance(events[0], Data) and events[0].data == b"y" * 2**20

@@ -496,7 +496,10 @@ class H2Connection:
         self._out: list[bytes] = []
         self.peer_goaway = False
         # Reading.
-        self._buffer = b""
+        self._buffer = b""  # less than a frame header
+        self._parts: list[bytes] = []  # a frame whose header was read: the bytes so far
+        self._have = 0
+        self._need = 0  # the size of that frame, header included (0: none pending)
         self._preface = False  # the client preface was read
         self._first_settings = False  # the client's first frame (SETTINGS) was read
         self._highest_inbound = 0
@@ -564,8 +567,18 @@ class H2Connection:
         if not data:
             self._closed = True
             return [ConnectionClosed()]
-        buffer = self._buffer + data if self._buffer else data
         out: list[Event] = []
+        if self._need:
+            # The rest of a frame whose header was read: gathered, joined once it is complete
+            # (a large frame in many small reads is not copied again with each read).
+            self._parts.append(data)
+            self._have += len(data)
+            if self._have < self._need:
+                return out
+            data = b"".join(self._parts)
+            self._parts = []
+            self._have = self._need = 0
+        buffer = self._buffer + data if self._buffer else data
         try:
             if not self._preface:
                 if len(buffer) < 24:
@@ -577,9 +590,17 @@ class H2Connection:
                     raise _ConnectionError(PROTOCOL_ERROR, "not the HTTP/2 client preface")
                 self._preface = True
                 buffer = buffer[24:]
-            self._buffer = self._frames(buffer, now, out)
+            rest = self._frames(buffer, now, out)
+            if len(rest) >= 9:
+                self._need = 9 + (int.from_bytes(rest[:3], "big"))
+                self._parts = [rest]
+                self._have = len(rest)
+                self._buffer = b""
+            else:
+                self._buffer = rest
         except _ConnectionError as exc:
             self._buffer = b""
+            self._parts = []
             self.close(exc.code)
             out.append(Rejected(400, str(exc)))
             return out
@@ -753,6 +774,8 @@ class H2Connection:
                 raise _ConnectionError(PROTOCOL_ERROR, "a client opened a stream with an even id")
             if sid <= self._highest_inbound:
                 self._codec.decode_raw(block)  # keeps the HPACK table in step
+                if sid in self._recent_resets:
+                    return  # RFC 9113 §5.1: frames after our RST_STREAM are ignored
                 raise _ConnectionError(STREAM_CLOSED, "HEADERS on a closed stream")
             self._new_stream(sid, block, end, now, out)
             return
