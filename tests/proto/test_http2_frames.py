@@ -303,3 +303,36 @@ def test_a_large_frame_in_small_reads_is_parsed_once_complete() -> None:
         events += server.receive_data(wire[offset : offset + 1000], 0.0)
     assert [type(e) for e in events] == [Data, EndOfMessage]
     assert isinstance(events[0], Data) and events[0].data == b"y" * 2**20
+
+
+def test_connection_window_held_by_other_streams_still_opens_for_a_reading_app() -> None:
+    """RFC 9113 §6.9, §5.2.2: when bodies that other apps have not read fill the connection window,
+    what a reading app consumes is credited to the connection at once, so its stream is not
+    stalled by credits held back."""
+    config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+    client = h2.connection.H2Connection(config)
+    client.initiate_connection()
+    server = H2Connection(H2Limits(max_concurrent_streams=16), 0.0)
+    server.initiate()
+    client.receive_data(server.data_to_send())
+    sids = []
+    for _ in range(16):
+        sid = client.get_next_available_stream_id()
+        client.send_headers(sid, POST)
+        client.send_data(sid, b"x" * 16384)
+        sids.append(sid)
+    server.receive_data(client.data_to_send(), 0.0)
+    for _ in range(3):  # fill every stream window: the connection window is then empty too
+        for sid in sids:
+            client.send_data(sid, b"x" * min(16384, client.local_flow_control_window(sid)))
+        server.receive_data(client.data_to_send(), 0.0)
+    for sid in sids:
+        client.send_data(sid, b"x" * client.local_flow_control_window(sid))
+    server.receive_data(client.data_to_send(), 0.0)
+    client.receive_data(server.data_to_send())
+    assert client.outbound_flow_control_window == 0
+    reader = sids[-1]
+    server.acknowledge(reader, 30000, 0.0)  # one app reads part of its body; the others hold theirs
+    client.receive_data(server.data_to_send())
+    assert client.outbound_flow_control_window == 30000
+    assert client.local_flow_control_window(reader) == 30000

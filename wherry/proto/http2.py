@@ -961,11 +961,15 @@ class H2Connection:
 
     def _credit(self, sid: int, size: int) -> None:
         """``size`` bytes of received DATA are read (or dropped): give them back to the peer.
-        Small credits are gathered until they make a quarter of the window."""
+        Small credits are gathered until they make a quarter of the window. A stream's own window
+        can only be emptied by its own body, which its app has then read: the credit is at least a
+        quarter. The connection's can be emptied by bodies that other apps hold, so once less than
+        a quarter of it is left every credit goes out at once."""
         if size <= 0:
             return
         unacked = self._recv_unacked + size
-        if unacked >= self._connection_threshold():
+        threshold = self._connection_threshold()
+        if unacked >= threshold or self._recv_window < threshold:
             self._recv_window += unacked
             self._out.append(_frame(WINDOW_UPDATE, 0, 0, _U32.pack(unacked)))
             unacked = 0
@@ -976,7 +980,7 @@ class H2Connection:
         if stream is None or stream.state in (HALF_CLOSED_REMOTE, CLOSED) or stream.refused:
             return
         pending = self._stream_unacked.get(sid, 0) + size
-        if pending >= max(self._local_window // 4, 1) or stream.recv_window + pending <= 0:
+        if pending >= max(self._local_window // 4, 1):
             stream.recv_window += pending
             self._stream_unacked.pop(sid, None)
             self._out.append(_frame(WINDOW_UPDATE, 0, sid, _U32.pack(pending)))
