@@ -10,6 +10,7 @@ from collections.abc import Callable
 import h2.config
 import h2.connection
 import h2.events
+import h2.settings
 import hpack
 import pytest
 from hyperframe.frame import Frame, GoAwayFrame, RstStreamFrame, SettingsFrame, WindowUpdateFrame
@@ -336,3 +337,45 @@ def test_connection_window_held_by_other_streams_still_opens_for_a_reading_app()
     client.receive_data(server.data_to_send())
     assert client.outbound_flow_control_window == 30000
     assert client.local_flow_control_window(reader) == 30000
+
+
+def test_many_window_updates_in_one_read_open_each_window_once() -> None:
+    """RFC 9113 §6.9 (CVE-2019-9511 class, data dribble): a read full of tiny WINDOW_UPDATE frames
+    makes the driver retry its blocked streams once per window, not once per frame."""
+    server = H2Connection(H2Limits(), 0.0)
+    server.initiate()
+    server.receive_data(START + headers(1, GET), 0.0)
+    wire = (frame(0x8, 0, 0, u32(1)) + frame(0x8, 0, 1, u32(1))) * 500
+    events = server.receive_data(wire, 0.0)
+    assert [(type(e).__name__, getattr(e, "stream_id", None)) for e in events] == [
+        ("WindowOpened", 0),
+        ("WindowOpened", 1),
+    ]
+    assert server.receive_data(frame(0x8, 0, 0, u32(1)), 0.0)  # the next read reports again
+
+
+def test_the_encoder_table_stays_at_4096_bytes_whatever_the_client_allows() -> None:
+    """RFC 7541 §4.2, §6.3: a client's large SETTINGS_HEADER_TABLE_SIZE does not make the server's
+    encoder keep more than 4,096 bytes; the table size it uses is announced and the responses
+    decode."""
+    client_config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+    client = h2.connection.H2Connection(client_config)
+    client.initiate_connection()
+    client.update_settings({h2.settings.SettingCodes.HEADER_TABLE_SIZE: 2**20})
+    server = H2Connection(H2Limits(), 0.0)
+    server.initiate()
+    server.receive_data(client.data_to_send(), 0.0)
+    client.receive_data(server.data_to_send())
+    for index in range(40):
+        sid = client.get_next_available_stream_id()
+        client.send_headers(sid, GET, end_stream=True)
+        server.receive_data(client.data_to_send(), 0.0)
+        fields = [(b"x-big", b"%d" % index * 200)]
+        server.send_response(sid, 200, fields, [], True)
+        server.stream_done(sid, 0.0)
+        got = [
+            e for e in client.receive_data(server.data_to_send()) if isinstance(e, h2.events.ResponseReceived)
+        ]
+        assert got[0].headers == [(b":status", b"200"), *fields]
+    assert server._codec.encoder.header_table.maxsize == 4096
+    assert server._codec.encoder.header_table._current_size <= 4096

@@ -505,6 +505,7 @@ class H2Connection:
         self._highest_inbound = 0
         self._open_inbound = 0  # client streams not closed (SETTINGS_MAX_CONCURRENT_STREAMS)
         self._recent_resets: dict[int, None] = {}
+        self._opened: set[int] = set()  # windows a WindowOpened was given for in this read
         self._block_sid = 0  # a header block continues in CONTINUATION frames on this stream
         self._block_end = False
         self._block: list[bytes] = []
@@ -568,6 +569,8 @@ class H2Connection:
             self._closed = True
             return [ConnectionClosed()]
         out: list[Event] = []
+        if self._opened:
+            self._opened.clear()
         if self._need:
             # The rest of a frame whose header was read: gathered, joined once it is complete
             # (a large frame in many small reads is not copied again with each read).
@@ -683,7 +686,7 @@ class H2Connection:
                     self._calm("too many SETTINGS frames", out)
                     break
                 if self._apply_settings(payload):
-                    out.append(WindowOpened(0))
+                    self._opened_window(0, out)
                 self._out.append(_frame(SETTINGS, ACK, 0))
             elif kind == CONTINUATION:
                 if not self._block_sid or sid != self._block_sid:
@@ -898,7 +901,7 @@ class H2Connection:
             self._send_window += increment
             if self._send_window > MAX_WINDOW:
                 raise _ConnectionError(FLOW_CONTROL_ERROR, "connection window above 2^31-1")
-            out.append(WindowOpened(0))
+            self._opened_window(0, out)
             return
         stream = self._streams.get(sid)
         if stream is None or stream.state == CLOSED:
@@ -912,7 +915,16 @@ class H2Connection:
         if stream.send_window > MAX_WINDOW:
             self._stream_error(sid, FLOW_CONTROL_ERROR, out)
             return
-        out.append(WindowOpened(sid))
+        self._opened_window(sid, out)
+
+    def _opened_window(self, sid: int, out: list[Event]) -> None:
+        """One ``WindowOpened`` per window per read: the driver acts on the events after the
+        whole read is parsed, so many small WINDOW_UPDATE frames make it retry once, not once
+        each."""
+        opened = self._opened
+        if sid not in opened:
+            opened.add(sid)
+            out.append(WindowOpened(sid))
 
     def _apply_settings(self, payload: bytes) -> bool:
         """The peer's SETTINGS; True when its initial window changed."""
@@ -920,7 +932,9 @@ class H2Connection:
         for offset in range(0, len(payload), 6):
             ident, value = _SETTING.unpack_from(payload, offset)
             if ident == HEADER_TABLE_SIZE:
-                self._codec.set_encoder_table_size(value)
+                # RFC 7541 §4.2: the encoder may use less than the peer allows; more than the
+                # default 4,096 bytes would be memory per connection spent on the peer's say-so.
+                self._codec.set_encoder_table_size(min(value, 4096))
             elif ident == ENABLE_PUSH:
                 if value > 1:
                     raise _ConnectionError(PROTOCOL_ERROR, "ENABLE_PUSH other than 0 or 1")
