@@ -73,6 +73,25 @@ async def download(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": DOWNLOAD_BODY})
 
 
+async def ws_echo(scope: Scope, receive: Receive, send: Send) -> None:
+    """Accept a WebSocket and send every message back as it came (text as text, bytes as bytes)."""
+    if scope["type"] == "lifespan":
+        await lifespan(receive, send)
+        return
+    if scope["type"] != "websocket":
+        await hello(scope, receive, send)
+        return
+    await receive()
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return
+        text = message.get("text")
+        if text is not None:
+            await send({"type": "websocket.send", "text": text})
+        else:
+            await send({"type": "websocket.send", "bytes": message.get("bytes")})
 async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
     """Read the request body, answer 404 ``Not Found`` (the default app of the fallback hop)."""
     if scope["type"] == "lifespan":

@@ -30,6 +30,7 @@ REQUIREMENTS: tuple[str, ...] = (
     "fastapi",
     "httptools",
     "uvloop",
+    "trio",
     "matplotlib",
 )
 
@@ -44,6 +45,7 @@ REPORTED_PACKAGES: tuple[str, ...] = (
     "starlette",
     "httptools",
     "uvloop",
+    "trio",
     "h11",
     "h2",
     "twisted",
@@ -84,7 +86,8 @@ def ensure_tools(tools: Iterable[str]) -> None:
     """Make sure every load tool (and taskset) is on PATH, installing them with apt when root."""
     if shutil.which("taskset") is None:
         raise BootstrapError("taskset is missing (Debian package util-linux)")
-    missing = sorted({tool for tool in tools if shutil.which(tool) is None})
+    # Tools that are not in APT_PACKAGES are the harness's own (bench/wsload.py).
+    missing = sorted({tool for tool in tools if tool in APT_PACKAGES and shutil.which(tool) is None})
     if not missing:
         return
     # wrk and h2load are installed together: later scenarios need both.

@@ -366,6 +366,7 @@ class Runner:
             app=scenario.app_spec,
             host=HOST,
             port=port,
+            websocket=scenario.tool == "wsload",
             protocol=scenario.protocol,
             certfile=certfile,
             keyfile=keyfile,

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import threading
 import zlib
 from dataclasses import asdict, dataclass
@@ -187,6 +188,63 @@ def parse_wrk(stdout: str, stderr: str, returncode: int) -> LoadResult:
     return result
 
 
+class WsLoad:
+    """``bench/wsload.py``, a closed-loop WebSocket echo client on one core (see its docstring).
+    ``Scenario.extra`` carries its ``--size``."""
+
+    name = "wsload"
+
+    def run(self, scenario: Scenario, url: str, duration: int, cpu: int | None, workdir: Path) -> LoadResult:
+        ws_url = "ws" + url.rstrip("/")[len("http") :] + scenario.path
+        argv = _pinned(
+            cpu,
+            [
+                sys.executable, "-m", "bench.wsload",
+                "--url", ws_url,
+                "--connections", str(scenario.connections),
+                "--duration", str(duration),
+                *scenario.extra,
+            ],
+        )  # fmt: skip
+        try:
+            done = subprocess.run(
+                argv,
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=duration + 60,
+                cwd=Path(__file__).resolve().parent.parent,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise LoadError(f"wsload did not finish: {' '.join(argv)}") from exc
+        line = next((ln for ln in done.stdout.splitlines() if ln.startswith(WSLOAD_MARK)), None)
+        if line is None:
+            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+            raise LoadError(f"wsload exited {done.returncode} without a result:\n{tail}")
+        raw = json.loads(line[len(WSLOAD_MARK) :])
+        return LoadResult(
+            requests=int(raw["messages"]),
+            duration_s=float(raw["duration_s"]),
+            bytes_read=int(raw["bytes"]),
+            errors_connect=0,
+            errors_read=int(raw["errors"]),
+            errors_write=0,
+            errors_timeout=0,
+            non_2xx=0,
+            latency_mean_ms=raw["mean_ms"],
+            latency_max_ms=raw["max_ms"],
+            p50_ms=raw["p50_ms"],
+            p90_ms=raw["p90_ms"],
+            p99_ms=raw["p99_ms"],
+            p999_ms=raw["p999_ms"],
+        )
+
+    def version(self) -> str:
+        return "bench/wsload.py (asyncio Protocol, uvloop when installed)"
+
+
+WSLOAD_MARK = "WSLOAD_RESULT "
+
 _H2_FINISHED = re.compile(r"finished in ([\d.]+)s, ([\d.]+) req/s, ([\d.]+)([KMG]?B)/s")
 _H2_REQUESTS = re.compile(
     r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
@@ -267,4 +325,4 @@ def parse_h2load(stdout: str, stderr: str, returncode: int) -> LoadResult:
     )
 
 
-TOOLS: dict[str, LoadTool] = {"wrk": Wrk(), "h2load": H2Load()}
+TOOLS: dict[str, LoadTool] = {"wrk": Wrk(), "h2load": H2Load(), "wsload": WsLoad()}

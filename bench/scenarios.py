@@ -19,6 +19,7 @@ APPS: dict[str, str] = {
     "hello": "bench.apps:hello",
     "download": "bench.apps:download",
     "fastapi": "bench.fastapi_app:app",
+    "wsecho": "bench.apps:ws_echo",
 }
 
 Metric = Literal["rps", "upload", "download"]
@@ -117,7 +118,7 @@ SCENARIOS: tuple[Scenario, ...] = (
 )
 
 # HTTP/2 and TLS: run by name (``--scenarios h2x10,h2x1,https64,tls_handshake``); their report
-# is docs/benchmarks/http2.md.
+# is docs/benchmarks/http2.md. WebSocket likewise (``--scenarios ws64,ws1m``): docs/benchmarks/websocket.md.
 EXTRA_SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "h2x10",
@@ -152,6 +153,25 @@ EXTRA_SCENARIOS: tuple[Scenario, ...] = (
         close=True,
         connections=16,
         duration=3,
+    ),
+    Scenario(
+        "ws64",
+        "wsecho",
+        "WebSocket echo of 32-byte text messages, 64 connections, one message in flight on each.",
+        tool="wsload",
+        duration=3,
+        extra=("--size", "32"),
+    ),
+    Scenario(
+        "ws1m",
+        "wsecho",
+        "WebSocket echo of 1 MiB binary messages, 8 connections.",
+        tool="wsload",
+        connections=8,
+        duration=3,
+        metric="download",
+        payload=MIB,
+        extra=("--size", str(MIB)),
     ),
 )
 

@@ -32,6 +32,8 @@ class Launch:
     host: str
     port: int
     backlog: int = BACKLOG
+    websocket: bool = False
+    """The scenario speaks WebSocket: servers that can turn it off keep it on."""
     protocol: str = "h1"
     """The scenario's protocol: ``h1``, ``h2c`` or ``https``."""
     certfile: str = ""
@@ -74,6 +76,11 @@ def _wherry(run: Launch) -> list[str]:
     ]  # fmt: skip
 
 
+def _wherry_trio(run: Launch) -> list[str]:
+    """Wherry on its trio backend: the same drivers, trio streams and nurseries below them."""
+    return [*_wherry(run), "--loop", "trio"]
+
+
 def _wherry_mounted(run: Launch) -> list[str]:
     """Wherry with the scenario's app mounted at / among three other mounts and a method route:
     every request goes through the dispatch of ``--mount``/``--route``."""
@@ -111,7 +118,8 @@ def _granian(run: Launch) -> list[str]:
         run.script("granian"), "--interface", "asgi",
         "--host", run.host, "--port", str(run.port),
         "--workers", "1", "--runtime-threads", "1", "--runtime-mode", "st",
-        "--no-ws", "--http", "auto" if run.protocol == "h2c" else "1",
+        *([] if run.websocket else ["--no-ws"]),
+        "--http", "auto" if run.protocol == "h2c" else "1",
         "--loop", "uvloop", "--log-level", "warning",
         "--backlog", str(run.backlog), "--backpressure", str(run.backlog),
         *(["--ssl-certificate", run.certfile, "--ssl-keyfile", run.keyfile] if run.protocol == "https"
@@ -128,6 +136,12 @@ def _hypercorn(run: Launch) -> list[str]:
         *(["--certfile", run.certfile, "--keyfile", run.keyfile] if run.protocol == "https" else []),
         run.app,
     ]  # fmt: skip
+
+
+def _hypercorn_trio(run: Launch) -> list[str]:
+    command = _hypercorn(run)
+    command[command.index("uvloop")] = "trio"
+    return command
 
 
 def _daphne(run: Launch) -> list[str]:
@@ -154,6 +168,15 @@ SERVERS: tuple[Server, ...] = (
         _wherry,
         "wherry",
         notes="this server; uvloop when installed",
+        protocols=frozenset({"h1", "h2c", "https"}),
+    ),
+    Server(
+        "wherry_trio",
+        "subject",
+        _wherry_trio,
+        "wherry",
+        notes="wherry --loop trio",
+        default=False,
         protocols=frozenset({"h1", "h2c", "https"}),
     ),
     Server(
@@ -194,6 +217,15 @@ SERVERS: tuple[Server, ...] = (
         _hypercorn,
         "hypercorn",
         notes="uvloop worker, h11 (h2 for HTTP/2)",
+        protocols=frozenset({"h1", "h2c", "https"}),
+    ),
+    Server(
+        "hypercorn_trio",
+        "peer",
+        _hypercorn_trio,
+        "hypercorn",
+        notes="hypercorn -k trio: its trio worker, h11 (h2 for HTTP/2)",
+        default=False,
         protocols=frozenset({"h1", "h2c", "https"}),
     ),
     Server("daphne", "peer", _daphne, "daphne", notes="Twisted on the stdlib asyncio loop"),

@@ -1,4 +1,5 @@
-"""The demo application served by the README: an HTML page, JSON, a stream and an echo POST.
+"""The demo application served by the README: an HTML page, JSON, a stream, an echo POST and a
+WebSocket chat page.
 
 Plain ASGI, no framework: ``wherry examples.demo:app``.
 """
@@ -18,11 +19,77 @@ PAGE = b"""<!doctype html>
   <li><a href="/json">/json</a>: a JSON document</li>
   <li><a href="/stream">/stream</a>: a streamed response, one line every 100 ms</li>
   <li>POST to <code>/echo</code>: the body comes back as it was sent</li>
+  <li><a href="/chat">/chat</a>: a page that talks to the server over a WebSocket (<code>/ws</code>)</li>
 </ul>
 <form method="post" action="/echo"><input name="message" value="hello"><button>Echo</button></form>
 </body>
 </html>
 """
+
+
+CHAT_PAGE = b"""<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Wherry WebSocket demo</title></head>
+<body>
+<h1>WebSocket</h1>
+<p id="status">connecting</p>
+<form id="form"><input id="text" value="hello"><button>Send</button></form>
+<ol id="log"></ol>
+<script>
+const log = (text) => {
+  const item = document.createElement("li");
+  item.textContent = text;
+  document.getElementById("log").appendChild(item);
+};
+const status = document.getElementById("status");
+const socket = new WebSocket(`ws://${location.host}/ws`, ["demo"]);
+socket.binaryType = "arraybuffer";
+// The page says hello, sends a large text and a few bytes, then waits for the answers.
+const expected = 3;
+let answers = 0;
+window.chatDone = new Promise((resolve) => {
+  socket.onopen = () => {
+    status.textContent = `open (${socket.protocol}; ${socket.extensions || "no extensions"})`;
+    socket.send("hello from the browser");
+    socket.send("wherry ".repeat(20000));
+    socket.send(new Uint8Array([1, 2, 3, 250]));
+  };
+  socket.onmessage = (event) => {
+    if (typeof event.data === "string") {
+      log(event.data.length > 100 ? `text of ${event.data.length} characters` : event.data);
+    } else {
+      log(`bytes ${Array.from(new Uint8Array(event.data)).join(",")}`);
+    }
+    answers += 1;
+    if (answers === expected) {
+      status.textContent = "done";
+      resolve();
+    }
+  };
+  socket.onclose = (event) => { log(`closed ${event.code}`); resolve(); };
+});
+document.getElementById("form").onsubmit = (event) => {
+  event.preventDefault();
+  socket.send(document.getElementById("text").value);
+};
+</script>
+</body>
+</html>
+"""
+
+
+async def chat(receive: Any, send: Any) -> None:
+    """The WebSocket behind /chat: text comes back upper-cased, bytes reversed."""
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept", "subprotocol": "demo"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": "server: " + message["text"].upper()})
+        else:
+            await send({"type": "websocket.send", "bytes": message["bytes"][::-1]})
 
 
 async def _read_body(receive: Any) -> bytes:
@@ -58,12 +125,22 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["type"] == "websocket":
+        if scope["path"] == "/ws":
+            await chat(receive, send)
+        else:
+            await receive()
+            await send({"type": "websocket.close", "code": 1008})
+        return
     if scope["type"] != "http":
         return
     path, method = scope["path"], scope["method"]
     if path == "/" and method in ("GET", "HEAD"):
         await _read_body(receive)
         await _respond(send, 200, b"text/html; charset=utf-8", PAGE)
+    elif path == "/chat" and method in ("GET", "HEAD"):
+        await _read_body(receive)
+        await _respond(send, 200, b"text/html; charset=utf-8", CHAT_PAGE)
     elif path == "/json":
         await _read_body(receive)
         document = {

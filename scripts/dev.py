@@ -106,8 +106,20 @@ def demo(args: argparse.Namespace) -> None:
     )
 
 
+def ensure_autobahn() -> None:
+    """The WebSocket conformance client, on Python 2.7 in a virtualenv of its own (scripts/autobahn.py)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import autobahn
+
+    try:
+        autobahn.ensure_wstest()
+    except RuntimeError as exc:
+        print(f"note: the Autobahn|Testsuite client could not be installed; its tests are skipped: {exc}")
+
+
 def test(args: argparse.Namespace) -> None:
     ensure_system_tools()
+    ensure_autobahn()
     versions = [v for v in SUPPORTED if args.python in (None, v)]
     tested = []
     for version in versions:

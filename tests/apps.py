@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+
+
+class Release:
+    """An event an app waits on and a test thread sets, on any loop the server runs (anyio)."""
+
+    def __init__(self) -> None:
+        self._event: anyio.Event | None = None
+        self._token: anyio.lowlevel.EventLoopToken | None = None
+
+    async def wait(self) -> None:
+        if self._event is None:
+            self._event = anyio.Event()
+            self._token = anyio.lowlevel.current_token()
+        await self._event.wait()
+
+    def open(self) -> None:
+        """Set the event from another thread (once an app has waited on it)."""
+        assert self._event is not None and self._token is not None
+        anyio.from_thread.run_sync(self._event.set, token=self._token)
 
 
 async def read_body(receive: Any) -> bytes:
@@ -86,7 +108,7 @@ async def slow(scope: Any, receive: Any, send: Any) -> None:
         return
     params = dict(p.split("=") for p in scope["query_string"].decode().split("&") if "=" in p)
     await read_body(receive)
-    await asyncio.sleep(float(params.get("delay", "0.5")))
+    await anyio.sleep(float(params.get("delay", "0.5")))
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
     await send({"type": "http.response.body", "body": b"done"})
 
@@ -167,7 +189,7 @@ async def ops(scope: Any, receive: Any, send: Any) -> None:
         if "mark" in params:  # tell the test the request is in flight
             with open(params["mark"], "w"):
                 pass
-        await asyncio.sleep(float(params.get("delay", "0.5")))
+        await anyio.sleep(float(params.get("delay", "0.5")))
     body = f"{os.getuid()} {os.getgid()}".encode() if path == "/ids" else str(os.getpid()).encode()
     await send(
         {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]}
@@ -191,3 +213,21 @@ async def ws_echo(scope: Any, receive: Any, send: Any) -> None:
             return
         client = scope["client"][0] if scope.get("client") else "-"
         await send({"type": "websocket.send", "text": f"{client} {scope['scheme']} {message.get('text')}"})
+
+
+async def ws_echo_exact(scope: Any, receive: Any, send: Any) -> None:
+    """Accept a WebSocket (with the first subprotocol offered) and send every message back as it
+    came: text as text, bytes as bytes (the Autobahn|Testsuite echo app)."""
+    if scope["type"] != "websocket":
+        return
+    await receive()
+    subprotocols = scope["subprotocols"]
+    await send({"type": "websocket.accept", "subprotocol": subprotocols[0] if subprotocols else None})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": message["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": message["bytes"]})

@@ -1,9 +1,11 @@
-"""Shared fixtures: a real Wherry server on a real socket, run in a thread with its own event loop."""
+"""Shared fixtures: a real Wherry server on a real socket, run in a thread with its own event loop
+(asyncio, uvloop, or a ``trio.run`` of its own)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -13,7 +15,7 @@ import pytest
 
 from wherry import Config, Server
 
-LOOPS = ["asyncio", "uvloop"]
+LOOPS = ["asyncio", "uvloop", "trio"]
 
 
 class RunningServer:
@@ -60,11 +62,27 @@ def run_server(app: Any, loop: str = "asyncio", **options: Any) -> Iterator[Runn
     errors: list[Any] = []
     failure: list[BaseException] = []
 
+    def on_started(srv: Server) -> None:
+        runtime = getattr(srv._impl, "runtime", None)
+        if loop == "trio" and runtime is not None:
+            runtime.report = errors.append  # what asyncio gives its exception handler
+        started.set()
+
     def target() -> None:
+        if loop == "trio":
+            import trio
+
+            try:
+                trio.run(functools.partial(server.serve, on_started=on_started))
+            except BaseException as exc:
+                failure.append(exc)
+            finally:
+                started.set()
+            return
         event_loop = _new_loop(loop)
         event_loop.set_exception_handler(lambda _loop, context: errors.append(context))
         try:
-            event_loop.run_until_complete(server.serve(on_started=lambda _s: started.set()))
+            event_loop.run_until_complete(server.serve(on_started=on_started))
         except BaseException as exc:
             failure.append(exc)
         finally:
@@ -88,9 +106,19 @@ def run_server(app: Any, loop: str = "asyncio", **options: Any) -> Iterator[Runn
     assert not errors, f"unhandled errors in the event loop: {errors}"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "asyncio_only(reason): the test needs asyncio itself; skipped on trio with the reason"
+    )
+
+
 @pytest.fixture(params=LOOPS)
 def loop_name(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+    name = str(request.param)
+    marker = request.node.get_closest_marker("asyncio_only")
+    if marker is not None and name == "trio":
+        pytest.skip(marker.args[0])
+    return name
 
 
 @pytest.fixture

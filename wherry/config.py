@@ -457,8 +457,8 @@ OPTIONS: tuple[Option, ...] = (
         "loop",
         "choice",
         "auto",
-        "Event loop: auto (uvloop when installed), asyncio or uvloop.",
-        choices=("auto", "asyncio", "uvloop"),
+        "Event loop: auto (uvloop when installed), asyncio, uvloop or trio (with wherry[trio]).",
+        choices=("auto", "asyncio", "uvloop", "trio"),
         group="Implementation",
     ),
     Option(
@@ -496,6 +496,57 @@ OPTIONS: tuple[Option, ...] = (
         convert=_header,
         group="HTTP",
         metavar="NAME:VALUE",
+    ),
+    # WebSocket
+    Option(
+        "ws",
+        "choice",
+        "auto",
+        "WebSocket implementation: auto or websockets (the websockets library's sans-I/O framing), "
+        "or none to answer upgrade requests as plain HTTP requests.",
+        choices=("auto", "none", "websockets", "websockets-sansio"),
+        group="WebSocket",
+    ),
+    Option(
+        "ws_max_size",
+        "int",
+        16 * 1024 * 1024,
+        "Largest WebSocket message in bytes, after decompression (close 1009 beyond).",
+        convert=_positive_int,
+        group="WebSocket",
+    ),
+    Option(
+        "ws_max_queue",
+        "int",
+        32,
+        "WebSocket messages held for an app that has not received them; reading pauses beyond.",
+        convert=_positive_int,
+        group="WebSocket",
+    ),
+    Option(
+        "ws_ping_interval",
+        "float",
+        20.0,
+        "Send a WebSocket ping after this many seconds without hearing from the peer (0: never).",
+        flags=("--ws-ping-interval", "--websocket-ping-interval"),
+        convert=_non_negative_float,
+        group="WebSocket",
+    ),
+    Option(
+        "ws_ping_timeout",
+        "float",
+        20.0,
+        "Close a WebSocket (1011) whose peer sends nothing for this many seconds after a ping, and "
+        "cut one that does not answer a Close within it (0: wait for ever; a Close then waits 10 s).",
+        convert=_non_negative_float,
+        group="WebSocket",
+    ),
+    Option(
+        "ws_per_message_deflate",
+        "bool",
+        True,
+        "Negotiate WebSocket compression (permessage-deflate) when the client offers it.",
+        group="WebSocket",
     ),
     # Limits
     Option(
@@ -883,6 +934,12 @@ class Config:
     server_header: bool
     date_header: bool
     headers: list[str]
+    ws: str
+    ws_max_size: int
+    ws_max_queue: int
+    ws_ping_interval: float
+    ws_ping_timeout: float
+    ws_per_message_deflate: bool
     limit_concurrency: int | None
     limit_request_head: int
     limit_request_headers: int

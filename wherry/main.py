@@ -1,9 +1,10 @@
 """The programmatic entry points: ``run()`` (blocking, owns the process) and ``Server`` /
-``serve()``."""
+``serve()``, which serve on the loop that awaits them (asyncio, uvloop or trio)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import sys
@@ -11,9 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 from .asgi.adapters import adapt
-from .asgi.http import ASGIApp
+from .asgi.http import ASGIApp, FutureLike
 from .asgi.lifespan import LifespanFailure
-from .backends.asyncio.serve import AsyncioServer
+from .backends.current import current_loop, new_future, running, server_class
+from .backends.serving import ServerBase
 from .config import Config, ConfigError, read_toml
 from .importer import AppImportError, load_app, load_env_file
 from .logs import configure
@@ -25,7 +27,8 @@ STARTUP_FAILURE = 3
 
 
 class Server:
-    """One server: ``await server.serve()`` runs it in the current asyncio loop until shut down.
+    """One server: ``await server.serve()`` runs it in the current asyncio (or uvloop) loop, or
+    in the current trio run, until shut down.
 
     Once listening, ``server.addresses`` holds the bound addresses (``(host, port)`` tuples or Unix
     socket paths), ``server.started`` is True and ``await server.wait_started()`` returns.
@@ -41,8 +44,8 @@ class Server:
         self.addresses: list[Any] = []
         self.sockets: list[socket.socket] = []
         self.started = False
-        self._started_waiters: list[asyncio.Future[None]] = []
-        self._impl: AsyncioServer | None = None
+        self._started_waiters: list[FutureLike] = []
+        self._impl: ServerBase | None = None
         self._exit_requested = False
 
     def load(self) -> ASGIApp:
@@ -55,7 +58,7 @@ class Server:
             primary = adapt(
                 app,
                 config.interface,
-                current_loop=asyncio.get_running_loop,
+                current_loop=current_loop,
                 wsgi_threads=config.wsgi_threads,
                 multiprocess=config.workers > 1,
             )
@@ -75,8 +78,9 @@ class Server:
         sockets: list[socket.socket] | None = None,
         on_started: Callable[[Server], Any] | None = None,
     ) -> None:
+        backend = server_class(running())
         app = self.load()
-        impl = self._impl = AsyncioServer(app, self.config)
+        impl = self._impl = backend(app, self.config)
         if self._exit_requested:
             impl.request_exit()
         if sockets is None:
@@ -106,7 +110,7 @@ class Server:
     async def wait_started(self) -> None:
         if self.started:
             return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter = new_future()
         self._started_waiters.append(waiter)
         await waiter
 
@@ -129,12 +133,13 @@ async def serve(
     on_started: Callable[[Server], Any] | None = None,
     **options: Any,
 ) -> None:
-    """Serve ``app`` inside the running asyncio loop until shut down (SIGINT/SIGTERM in the main
-    thread)."""
+    """Serve ``app`` inside the running asyncio loop or trio run until shut down (SIGINT/SIGTERM
+    in the main thread)."""
     await Server(app, config, **options).serve(on_started=on_started)
 
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The asyncio loop ``--loop`` names (trio is run by ``run_in_process`` itself)."""
     if name in ("auto", "uvloop"):
         try:
             import uvloop
@@ -196,11 +201,29 @@ def run(app: Any = None, config: Config | None = None, **options: Any) -> None:
     try:
         if needs_supervisor(config):
             sys.exit(Supervisor(config, sockets).run())
+        _load_server_modules(config)
         drop_privileges(config.user, config.group)
         run_in_process(config, sockets)
     finally:
         if config.pid_file:
             remove_pid_file(config.pid_file)
+
+
+def _load_server_modules(config: Config) -> None:
+    """Import the server's own modules (and the standard library they need) before privileges
+    are dropped: the unprivileged user may not be able to read the installation."""
+    from .backends.asyncio import serve  # noqa: F401
+
+    if config.loop == "trio":
+        from .backends.trio import serve as trio_serve  # noqa: F401
+
+
+def _import_trio() -> Any:
+    try:
+        import trio
+    except ImportError:
+        raise ConfigError("--loop trio: trio is not installed (pip install 'wherry[trio]')") from None
+    return trio
 
 
 def run_in_process(
@@ -238,17 +261,21 @@ def run_in_process(
         impl = srv._impl
         assert impl is not None
         if control is not None:
-            from .backends.asyncio.control import ControlChannel
+            from .backends.control import ControlChannel
 
-            channel = ControlChannel(asyncio.get_running_loop(), control, impl)
+            channel = ControlChannel(control, impl)
             channel.start()
             hooks.append(channel.close)
         elif exporter is not None:
             exporter.start()
 
     try:
-        with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
-            runner.run(server.serve(sockets, on_started))
+        if config.loop == "trio":
+            trio = _import_trio()
+            trio.run(functools.partial(server.serve, sockets, on_started))
+        else:
+            with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
+                runner.run(server.serve(sockets, on_started))
     except ConfigError as exc:
         logger.error("%s", exc)
         sys.exit(1)

@@ -18,6 +18,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import pytest
 
 from tests import apps
@@ -187,6 +189,7 @@ def test_send_after_the_response_is_complete_raises(serve: Serve) -> None:
         assert nothing_arrives(sock, 0.05), "no stray bytes after the response"
 
 
+@pytest.mark.asyncio_only("asyncio.current_task()/asyncio.timeout(); on trio: tests/e2e/test_app_task.py")
 def test_app_runs_in_one_asyncio_task_from_start_to_end(serve: Serve) -> None:
     """asyncio.current_task() is set from the app's first line and stays the same task after it
     suspends: asyncio.timeout() and anyio cancel scopes (Starlette, FastAPI) depend on it."""
@@ -304,7 +307,7 @@ def test_client_closing_after_its_request_is_seen_as_a_disconnect(serve: Serve) 
             # The write that meets the peer's reset is the last one that passes.
             for _ in range(200):
                 await send({"type": "http.response.body", "body": b"x" * 1024, "more_body": True})
-                await asyncio.sleep(0.01)
+                await anyio.sleep(0.01)
         except OSError as exc:
             seen.put(exc)
         else:
@@ -344,7 +347,7 @@ def test_100_continue_is_sent_when_the_app_first_calls_receive(serve: Serve) -> 
         if scope["type"] != "http":
             return
         started.set()
-        await asyncio.to_thread(gate.wait, WAIT)
+        await anyio.to_thread.run_sync(gate.wait, WAIT, abandon_on_cancel=True)
         body = await apps.read_body(receive)
         await respond(send, body=body)
 

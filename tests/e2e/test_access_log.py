@@ -9,6 +9,7 @@ import re
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -344,6 +345,29 @@ def test_unix_socket_client_is_a_dash(serve: Serve, logs: pytest.LogCaptureFixtu
             pass
     [line] = access_lines(logs)
     assert line.startswith('- - "GET / HTTP/1.1" 200 13 ')
+
+
+def test_websocket_handshakes_are_logged(serve: Serve, logs: pytest.LogCaptureFixture) -> None:
+    """One access line per WebSocket: 101 when the session ends (its duration), a denial's status
+    and body size, and a refused handshake's 400."""
+    from tests.wsframes import close_frame, handshake, open_websocket, read_until_closed
+
+    server = serve(apps.ws_echo, access_log=True)
+    with server.connect() as sock:
+        open_websocket(sock, "/chat?room=1")
+        sock.sendall(close_frame(1000))
+        read_until_closed(sock)
+    exchange(server, handshake("/bad").replace(b"Version: 13", b"Version: 7"))
+    deadline = time.monotonic() + 5
+    while len(access_lines(logs)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)  # the 101 line is written when the app returns, after the close
+    lines = sorted(access_lines(logs))
+    assert len(lines) == 2, lines
+    parsed = [LINE.match(line) for line in lines]
+    assert all(parsed), lines
+    by_target = {m["target"]: m for m in parsed if m}
+    assert by_target["/chat?room=1"]["status"] == "101"
+    assert by_target["/bad"]["status"] == "426"
 
 
 # ------------------------------------------------------------ --access-log-format, --log-format json

@@ -1,9 +1,10 @@
 """The task an application runs in (docs/discussion/performance.md, "one task per connection").
 
-An app starts inside the I/O callback with its connection's task current and goes on in that task
-when it waits, so: ``asyncio.current_task()`` is one task from the app's first line to its last,
-cancelling it cancels the app, ``asyncio.timeout`` and anyio cancel scopes work across a wait, and
-each request has a context (``contextvars``) of its own.
+On asyncio an app starts inside the I/O callback with its connection's task current and goes on in
+that task when it waits; on trio each app call is a task of its connection's nursery. Either way:
+the current task is one task from the app's first line to its last, cancelling it cancels the app,
+anyio cancel scopes (and ``asyncio.timeout`` on asyncio) work across a wait, and each request has a
+context (``contextvars``) of its own. The tests of asyncio's own task API are skipped on trio.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import anyio
 import httpx
+import pytest
 
 from tests.conftest import RunningServer, exchange
 
@@ -44,16 +46,17 @@ async def drain_request(receive: Any) -> None:
 
 
 def test_current_task_is_one_task_across_a_wait(serve: Serve) -> None:
-    """asyncio.current_task() never changes (nor is None) between the app's first and last line."""
+    """The current task (asyncio.current_task(), trio.lowlevel.current_task(), as anyio reports
+    it) never changes between the app's first and last line."""
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        first = asyncio.current_task()
-        await asyncio.sleep(0.001)
-        second = asyncio.current_task()
+        first = anyio.get_current_task().id
+        await anyio.sleep(0.001)
+        second = anyio.get_current_task().id
         await drain_request(receive)
-        body = json.dumps({"task": first is not None, "same": first is second}).encode()
+        body = json.dumps({"task": first is not None, "same": first == second}).encode()
         await respond(send, body)
 
     server = serve(app)
@@ -62,6 +65,7 @@ def test_current_task_is_one_task_across_a_wait(serve: Serve) -> None:
             assert client.get("/").json() == {"task": True, "same": True}
 
 
+@pytest.mark.asyncio_only("asyncio.timeout is asyncio's; the anyio test below covers trio")
 def test_asyncio_timeout_cancels_a_wait(serve: Serve) -> None:
     """asyncio.timeout entered before the first wait cancels that wait (it cancels current_task())."""
 
@@ -121,7 +125,7 @@ def test_each_request_has_its_own_context(serve: Serve) -> None:
         seen = var.get()
         var.set(scope["path"])
         if scope["query_string"] == b"wait":
-            await asyncio.sleep(0.001)
+            await anyio.sleep(0.001)
         await drain_request(receive)
         await respond(send, json.dumps({"seen": seen, "now": var.get()}).encode())
 
@@ -131,6 +135,7 @@ def test_each_request_has_its_own_context(serve: Serve) -> None:
             assert client.get(path).json() == {"seen": "unset", "now": path.partition("?")[0]}
 
 
+@pytest.mark.asyncio_only("Task.cancel()/uncancel() is asyncio's task API; trio cancels through scopes")
 def test_an_app_that_cancels_itself_gets_the_cancellation(serve: Serve) -> None:
     """current_task().cancel() in an app is delivered at its next wait, like in any task; the
     connection's next request is not affected."""
@@ -158,6 +163,7 @@ def test_an_app_that_cancels_itself_gets_the_cancellation(serve: Serve) -> None:
         assert client.get("/cancel").content == b"cancelled"
 
 
+@pytest.mark.asyncio_only("trio.Cancelled cannot be raised by an app; asyncio.CancelledError can")
 def test_an_app_raising_cancelled_error_gets_a_500(serve: Serve) -> None:
     """An app that raises CancelledError without being cancelled failed: 500, the server goes on."""
 
@@ -178,6 +184,7 @@ def test_an_app_raising_cancelled_error_gets_a_500(serve: Serve) -> None:
         assert client.get("/ok").content == b"ok"
 
 
+@pytest.mark.asyncio_only("the app returns an asyncio future (asyncio.ensure_future)")
 def test_an_app_returning_a_future_is_awaited(serve: Serve) -> None:
     """An ASGI callable may return any awaitable, not only a coroutine."""
 
@@ -205,8 +212,8 @@ def test_shutdown_cancels_a_waiting_app_in_its_task(serve: Serve) -> None:
             return
         entered.set()
         try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
+            await anyio.Event().wait()
+        except anyio.get_cancelled_exc_class():
             cancelled.set()
             raise
 
@@ -228,7 +235,7 @@ def test_pipelined_requests_after_a_waiting_app_run_in_order(serve: Serve) -> No
             return
         order.append("start " + scope["path"])
         if scope["path"] == "/slow":
-            await asyncio.sleep(0.01)
+            await anyio.sleep(0.01)
         await drain_request(receive)
         order.append("end " + scope["path"])
         await respond(send, scope["path"].encode())

@@ -5,7 +5,6 @@ the advisory they come from)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import shutil
 import socket
@@ -15,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -59,7 +59,7 @@ class Recorder:
                 break
         self.bodies.append(body)
         if self.delay:
-            await asyncio.sleep(self.delay)
+            await anyio.sleep(self.delay)
         await send(
             {
                 "type": "http.response.start",

@@ -33,9 +33,10 @@ RUNNING = re.compile(r"Wherry running on (\S+)")
 # --env-file), writes SHUTDOWN_MARKER on lifespan shutdown, and /slow streams a first chunk, waits
 # ?delay= seconds, then finishes (for graceful shutdown).
 CLI_APP = """
-import asyncio
 import json
 import os
+
+import anyio
 
 GREETING = os.environ.get("GREETING", "unset")
 
@@ -57,7 +58,7 @@ async def app(scope, receive, send):
         delay = float(scope["query_string"].decode().partition("=")[2] or "0.5")
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"first;", "more_body": True})
-        await asyncio.sleep(delay)
+        await anyio.sleep(delay)
         await send({"type": "http.response.body", "body": b"last"})
         return
     body = json.dumps({
@@ -309,17 +310,22 @@ def test_missing_env_file_exits_1(app_dir: Path, tmp_path: Path) -> None:
 # ---------------------------------------------------------------- binding
 
 
-def test_unix_domain_socket(wherry_cli: Any, tmp_path: Path) -> None:
+LOOPS = pytest.mark.parametrize("loop", ["asyncio", "trio"])
+
+
+@LOOPS
+def test_unix_domain_socket(wherry_cli: Any, tmp_path: Path, loop: str) -> None:
     """--uds PATH serves on a Unix socket; the client address is absent from the scope."""
     path = tmp_path / "wherry.sock"
-    process = wherry_cli("tests.apps:hello", "--uds", str(path))
+    process = wherry_cli("tests.apps:hello", "--uds", str(path), "--loop", loop)
     assert process.url() == f"unix:{path}"
     with httpx.Client(transport=httpx.HTTPTransport(uds=str(path))) as client:
         assert client.get("http://localhost/").text == "Hello, world!"
     graceful_exit(process)
 
 
-def test_inherited_file_descriptor(wherry_cli: Any) -> None:
+@LOOPS
+def test_inherited_file_descriptor(wherry_cli: Any, loop: str) -> None:
     """--fd N serves on a listening socket the parent bound and passed down."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
@@ -327,7 +333,7 @@ def test_inherited_file_descriptor(wherry_cli: Any) -> None:
     port = listener.getsockname()[1]
     try:
         fd = listener.fileno()
-        process = wherry_cli("tests.apps:hello", "--fd", str(fd), pass_fds=(fd,))
+        process = wherry_cli("tests.apps:hello", "--fd", str(fd), "--loop", loop, pass_fds=(fd,))
         assert process.url() == f"http://127.0.0.1:{port}"
         assert httpx.get(f"http://127.0.0.1:{port}/").text == "Hello, world!"
         graceful_exit(process)
@@ -502,9 +508,10 @@ def read_rest(sock: socket.socket) -> bytes:
     return data
 
 
-def test_sigterm_lets_the_request_in_flight_finish(wherry_cli: Any, app_dir: Path) -> None:
+@LOOPS
+def test_sigterm_lets_the_request_in_flight_finish(wherry_cli: Any, app_dir: Path, loop: str) -> None:
     """SIGTERM: the server stops accepting, finishes the request in flight, then exits 0."""
-    process = wherry_cli("cliapp:app", "--app-dir", str(app_dir), "--port", "0")
+    process = wherry_cli("cliapp:app", "--app-dir", str(app_dir), "--port", "0", "--loop", loop)
     with start_slow_request(process.url(), 0.5) as sock:
         process.signal(signal.SIGTERM)
         rest = read_rest(sock)
@@ -512,7 +519,8 @@ def test_sigterm_lets_the_request_in_flight_finish(wherry_cli: Any, app_dir: Pat
     assert process.wait() == 0, process.text
 
 
-def test_graceful_shutdown_timeout_cuts_a_slow_request(wherry_cli: Any, app_dir: Path) -> None:
+@LOOPS
+def test_graceful_shutdown_timeout_cuts_a_slow_request(wherry_cli: Any, app_dir: Path, loop: str) -> None:
     """--timeout-graceful-shutdown bounds the wait: a request still running is cut, and the process
     exits 0 soon after."""
     process = wherry_cli(
@@ -523,6 +531,8 @@ def test_graceful_shutdown_timeout_cuts_a_slow_request(wherry_cli: Any, app_dir:
         "0",
         "--timeout-graceful-shutdown",
         "0.3",
+        "--loop",
+        loop,
     )
     with start_slow_request(process.url(), 30) as sock:
         process.signal(signal.SIGTERM)

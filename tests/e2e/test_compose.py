@@ -133,6 +133,7 @@ def test_unmatched_request_without_a_default_app_is_404(serve: Serve) -> None:
 # ---------------------------------------------------------------- paths at every depth
 
 
+@pytest.mark.asyncio_only("wherry.compose runs each app's lifespan in asyncio tasks (an asyncio ASGI app)")
 def test_mounted_apps_see_root_path_and_full_path_at_every_depth(serve: Serve) -> None:
     """www spec 2.5: root_path is where the app is mounted and path stays the whole request path
     (PATH_INFO = path less root_path), at depths 1, 2 and 3, under a server --root-path too; raw_path
@@ -295,6 +296,7 @@ def recording(label: str, events: list[str], fail: bool = False) -> Any:
     return app
 
 
+@pytest.mark.asyncio_only("wherry.compose runs each app's lifespan in asyncio tasks (an asyncio ASGI app)")
 def test_every_app_has_its_lifespan_in_order_and_its_own_state(loop_name: str) -> None:
     """Lifespan spec 2.0 for each app: startups in declaration order, shutdowns in reverse, and
     each app's requests carry its own state."""
@@ -314,6 +316,7 @@ def test_every_app_has_its_lifespan_in_order_and_its_own_state(loop_name: str) -
     assert events[3:] == ["stop legacy", "stop admin", "stop new"]
 
 
+@pytest.mark.asyncio_only("wherry.compose runs each app's lifespan in asyncio tasks (an asyncio ASGI app)")
 def test_one_app_failing_startup_stops_the_server_with_its_message(loop_name: str) -> None:
     """A failed startup of any app fails the server's startup with that app's message; the apps
     already started are shut down."""

@@ -4,7 +4,6 @@ reading, and a client that does not read its response stops the app's send() (AR
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.apps import Release
 from tests.conftest import RunningServer
 from tests.e2e.test_bad_input import read_responses
 
@@ -29,13 +29,10 @@ class HeldReader:
 
     def __init__(self) -> None:
         self.entered = threading.Event()
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.release: asyncio.Event | None = None
+        self.release = Release()
         self.received = 0
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.release = asyncio.Event()
         self.entered.set()
         await self.release.wait()
         while True:
@@ -55,8 +52,7 @@ class HeldReader:
         await send({"type": "http.response.body", "body": body})
 
     def open(self) -> None:
-        assert self.loop is not None and self.release is not None
-        self.loop.call_soon_threadsafe(self.release.set)
+        self.release.open()
 
 
 def test_unread_request_body_pauses_reading(serve: Serve) -> None:

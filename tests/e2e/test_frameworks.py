@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import socket
@@ -10,6 +9,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import anyio
 import django
 import httpx
 import pytest
@@ -26,6 +26,7 @@ from starlette.routing import Mount, Route
 
 from tests.conftest import RunningServer
 
+DJANGO_ASYNCIO = "Django's ASGI handler needs asyncio (asgiref runs sync views from an asyncio loop)"
 Serve = Callable[..., RunningServer]
 
 WAIT = 5.0
@@ -128,7 +129,7 @@ def make_fastapi(background_done: threading.Event) -> FastAPI:
         async def numbers() -> AsyncIterator[bytes]:
             for i in range(5):
                 yield f"{i}\n".encode()
-                await asyncio.sleep(0)
+                await anyio.sleep(0)
 
         return FastAPIStreamingResponse(numbers(), media_type="text/plain")
 
@@ -225,7 +226,7 @@ def make_starlette(disconnected: threading.Event, waiting: threading.Event) -> S
     async def long_poll(request: StarletteRequest) -> PlainTextResponse:
         waiting.set()
         while not await request.is_disconnected():
-            await asyncio.sleep(0.01)
+            await anyio.sleep(0.01)
         disconnected.set()
         return PlainTextResponse("gone")
 
@@ -297,6 +298,9 @@ def test_starlette_mount_with_root_path(serve: Serve, starlette_app: Any) -> Non
 # ---------------------------------------------------------------- Django
 
 
+@pytest.mark.asyncio_only(
+    "Django's ASGI handler needs asyncio (asgiref runs sync views from an asyncio loop)"
+)
 def test_django_sync_view(serve: Serve, django_app: Any) -> None:
     """A synchronous Django view behind get_asgi_application()."""
     server = serve(django_app)
@@ -305,6 +309,9 @@ def test_django_sync_view(serve: Serve, django_app: Any) -> None:
     assert response.json() == {"method": "GET", "path": "/hello/", "query": "x y"}
 
 
+@pytest.mark.asyncio_only(
+    "Django's ASGI handler needs asyncio (asgiref runs sync views from an asyncio loop)"
+)
 def test_django_async_view_reads_the_body(serve: Serve, django_app: Any) -> None:
     """An async Django view gets the whole request body, also when it is sent in chunks."""
     server = serve(django_app)
@@ -318,6 +325,9 @@ def test_django_async_view_reads_the_body(serve: Serve, django_app: Any) -> None
     assert response.content == body[::-1]
 
 
+@pytest.mark.asyncio_only(
+    "Django's ASGI handler needs asyncio (asgiref runs sync views from an asyncio loop)"
+)
 def test_django_streaming_and_404(serve: Serve, django_app: Any) -> None:
     """A StreamingHttpResponse arrives whole; an unknown URL is Django's 404."""
     server = serve(django_app)
@@ -326,6 +336,9 @@ def test_django_streaming_and_404(serve: Serve, django_app: Any) -> None:
         assert client.get("/nowhere/").status_code == 404
 
 
+@pytest.mark.asyncio_only(
+    "Django's ASGI handler needs asyncio (asgiref runs sync views from an asyncio loop)"
+)
 def test_django_with_root_path(serve: Serve, django_app: Any) -> None:
     """Django routes on the path below root_path (its SCRIPT_NAME)."""
     server = serve(django_app, root_path="/app")

@@ -1,10 +1,9 @@
 """HTTP/2 end to end (RFC 9113): real sockets, a real h2 client, curl, nghttp, httpx and a
 browser. Every behaviour test runs over TLS (ALPN h2) and over h2c (prior knowledge), on asyncio
-and uvloop."""
+uvloop and trio."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -20,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import h2.config
 import h2.connection
 import h2.errors
@@ -254,7 +255,7 @@ def test_upload_is_held_by_the_window_until_the_app_reads(h2serve: H2Start) -> N
     release = threading.Event()
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, release.wait, WAIT)
+        await anyio.to_thread.run_sync(release.wait, WAIT, abandon_on_cancel=True)
         body = await apps.read_body(receive)
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"%d" % len(body)})
@@ -875,7 +876,7 @@ def test_h2c_upgrade_body_is_held_until_the_app_reads_it(serve: Serve) -> None:
     release = threading.Event()
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, release.wait, WAIT)
+        await anyio.to_thread.run_sync(release.wait, WAIT, abandon_on_cancel=True)
         body = await apps.read_body(receive)
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"%d" % len(body)})
@@ -934,7 +935,7 @@ def test_reset_streams_count_while_their_apps_run(h2serve: H2Start) -> None:
         if scope["path"] == "/stuck":
             running.append(scope["path"])
             # An app that ignores http.disconnect and keeps working for a while.
-            await asyncio.get_running_loop().run_in_executor(None, release.wait, WAIT)
+            await anyio.to_thread.run_sync(release.wait, WAIT, abandon_on_cancel=True)
             return
         await apps.hello(scope, receive, send)
 

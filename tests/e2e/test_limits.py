@@ -3,7 +3,6 @@ RFC 9110 §15.5.14 for 413, §15.6.4 for 503)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 import subprocess
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.apps import Release
 from tests.conftest import RunningServer, read_response
 from tests.e2e.test_bad_input import (
     Recorder,
@@ -21,6 +21,7 @@ from tests.e2e.test_bad_input import (
     read_until_close,
     talk,
 )
+from tests.procs import wait_until
 
 Serve = Callable[..., RunningServer]
 
@@ -194,21 +195,16 @@ class Gate:
 
     def __init__(self) -> None:
         self.entered = threading.Semaphore(0)
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.release: asyncio.Event | None = None
+        self.release = Release()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if self.release is None:
-            self.loop = asyncio.get_running_loop()
-            self.release = asyncio.Event()
         self.entered.release()
         await self.release.wait()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"held"})
 
     def open(self) -> None:
-        assert self.loop is not None and self.release is not None
-        self.loop.call_soon_threadsafe(self.release.set)
+        self.release.open()
 
 
 def test_limit_concurrency_trips_503(serve: Serve) -> None:
@@ -233,6 +229,11 @@ def test_limit_concurrency_trips_503(serve: Serve) -> None:
     finally:
         for sock in held:
             sock.close()
+    # The server has seen both connections go before the next one counts against the limit.
+    impl = server.server._impl
+    assert impl is not None and impl.ctx is not None
+    ctx = impl.ctx
+    wait_until(lambda: not ctx.connections, 5, "the held connections to close")
     with server.connect() as sock:
         sock.sendall(b"GET /after HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         status, _, body = read_response(sock)

@@ -182,7 +182,8 @@ def test_nginx_websocket_passes_through(behind_nginx: tuple[Wherry, int, int]) -
     _server, http_port, _ = behind_nginx
     with websockets.connect(f"ws://localhost:{http_port}/ws", source_address=(CLIENT, 0)) as ws:
         ws.send("hello")
-        assert ws.recv(timeout=5) == f"{CLIENT} http hello"
+        # A websocket scope's scheme is ws or wss (www spec, WebSocket connection scope).
+        assert ws.recv(timeout=5) == f"{CLIENT} ws hello"
 
 
 # --------------------------------------------------------------------------------------- HAProxy

@@ -64,6 +64,14 @@ def reloading(app_dir: Path, tmp_path: Path) -> Iterator[Wherry]:
         server.close()
 
 
+def both_ready(server: Wherry) -> None:
+    """Both workers imported the first code and the watcher runs: a change from here is a reload
+    (a worker still starting would import the changed file without one)."""
+    wait_until(lambda: server.log().count(" is ready") >= 2, what="two workers ready")
+    wait_until(lambda: len(server.workers()) == 2, what="two workers")
+    server.wait_log("Watching ")
+
+
 def answers(server: Wherry, text: str) -> bool:
     try:
         return httpx.get(server.url, timeout=2).text == text
@@ -75,10 +83,9 @@ def test_change_restarts_workers_and_syntax_error_keeps_watching(reloading: Wher
     """A saved change is served by new workers; a syntax error is reported, the running workers
     stay, and the next good change is picked up (uvicorn #2146-style reload breakage)."""
     server = reloading
+    both_ready(server)
     assert httpx.get(server.url).text == "one"
-    wait_until(lambda: len(server.workers()) == 2, what="two workers")
     first = server.workers()
-    server.wait_log("Watching ")
     (app_dir / "reloaded.py").write_text(APP.format(version="two"))
     wait_until(lambda: answers(server, "two"), what="the changed code")
     # Every worker of the old code is gone (replaced one at a time) before the next step.
@@ -95,11 +102,11 @@ def test_change_restarts_workers_and_syntax_error_keeps_watching(reloading: Wher
 def test_excluded_file_does_not_restart(reloading: Wherry, app_dir: Path) -> None:
     """Files that match no --reload-include pattern (a .txt here) change nothing."""
     server = reloading
-    wait_until(lambda: len(server.workers()) == 2, what="two workers")
-    server.wait_log("Watching ")
+    both_ready(server)
     (app_dir / "notes.txt").write_text("hello")
     (app_dir / "reloaded.py").write_text(APP.format(version="two"))  # a change that does count
     wait_until(lambda: answers(server, "two"), what="the changed code")
+    server.wait_log("reloaded.py")
     log = server.log()
     assert "reloaded.py" in log  # the changed files are named ...
     assert "notes.txt" not in log  # ... and the ignored one is not among them

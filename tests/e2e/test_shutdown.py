@@ -8,7 +8,6 @@ by opening the gate from the test thread. Nothing sleeps to wait for the server.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 import threading
@@ -16,8 +15,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import pytest
 
+from tests.apps import Release
 from tests.conftest import RunningServer, read_response
 
 Serve = Callable[..., RunningServer]
@@ -28,21 +29,17 @@ class Gate:
 
     def __init__(self) -> None:
         self.entered = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._event: asyncio.Event | None = None
+        self._release = Release()
 
     async def wait(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._event = asyncio.Event()
         self.entered.set()
-        await self._event.wait()
+        await self._release.wait()
 
     def wait_entered(self) -> None:
         assert self.entered.wait(5), "the app never started"
 
     def open(self) -> None:
-        assert self._loop is not None and self._event is not None
-        self._loop.call_soon_threadsafe(self._event.set)
+        self._release.open()
 
 
 class GatedApp:
@@ -73,14 +70,14 @@ class GatedApp:
                 self.events.append("response sent")
             elif path == "/sleep":
                 self.gate.entered.set()
-                await asyncio.sleep(5)
+                await anyio.sleep(5)
                 await send({"type": "http.response.start", "status": 200, "headers": []})
                 await send({"type": "http.response.body", "body": b"late"})
             elif path == "/stream":
                 await send({"type": "http.response.start", "status": 200, "headers": []})
                 await send({"type": "http.response.body", "body": b"first", "more_body": True})
                 for _ in range(100):
-                    await asyncio.sleep(0.05)
+                    await anyio.sleep(0.05)
                     await send({"type": "http.response.body", "body": b"more", "more_body": True})
                 await send({"type": "http.response.body", "body": b""})
             else:
@@ -88,7 +85,7 @@ class GatedApp:
                     {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
                 )
                 await send({"type": "http.response.body", "body": b"ok"})
-        except asyncio.CancelledError:
+        except anyio.get_cancelled_exc_class():
             self.ended.append("cancelled")
             self.cancelled.set()
             raise

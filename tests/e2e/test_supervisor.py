@@ -62,13 +62,17 @@ def versions(load: Load) -> set[str]:
     return {body.split()[0].decode() for body in load.bodies}
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "trio"])
 def test_hup_restarts_workers_one_by_one_with_new_code_and_no_failed_request(
-    servers: list[Wherry], tmp_path: Path
+    servers: list[Wherry], tmp_path: Path, loop: str
 ) -> None:
     """SIGHUP replaces every worker by one that imported the code afresh; requests running
-    through the restart all succeed (each old worker drains only once its replacement is ready)."""
+    through the restart all succeed (each old worker drains only once its replacement is ready),
+    on either event loop (the control channel and the drain are the same code on both)."""
     write_app(tmp_path, "v1")
-    server = start(servers, tmp_path, "versioned:app", "--app-dir", str(tmp_path), "--workers", "2")
+    server = start(
+        servers, tmp_path, "versioned:app", "--app-dir", str(tmp_path), "--workers", "2", "--loop", loop
+    )
     server.wait_serving()
     wait_until(lambda: len(server.workers()) == 2, what="two workers")
     before = server.workers()
@@ -138,8 +142,9 @@ def test_worker_whose_loop_is_stuck_is_killed_and_replaced(servers: list[Wherry]
     assert server.stop() == 0
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "trio"])
 def test_limit_max_requests_recycles_workers_without_a_failed_request(
-    servers: list[Wherry], tmp_path: Path
+    servers: list[Wherry], tmp_path: Path, loop: str
 ) -> None:
     """--max-requests (with jitter) replaces a worker once it has served that many requests,
     through the same handover as SIGHUP: no request fails."""
@@ -153,6 +158,8 @@ def test_limit_max_requests_recycles_workers_without_a_failed_request(
         "200",
         "--max-requests-jitter",
         "20",
+        "--loop",
+        loop,
     )
     server.wait_serving()
     with Load("127.0.0.1", server.port, concurrency=6) as load:

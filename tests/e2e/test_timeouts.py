@@ -4,7 +4,6 @@ closes)."""
 
 from __future__ import annotations
 
-import asyncio
 import select
 import socket
 import threading
@@ -12,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import pytest
 
 from tests.conftest import RunningServer
@@ -195,7 +195,7 @@ def test_no_deadline_while_the_app_is_working(serve: Serve) -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         while (await receive()).get("more_body"):
             pass
-        await asyncio.sleep(0.8)
+        await anyio.sleep(0.8)
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
         await send({"type": "http.response.body", "body": b"slow"})
 
@@ -214,7 +214,7 @@ def test_no_body_deadline_while_the_server_paused_reading(serve: Serve) -> None:
     received: list[int] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        await asyncio.sleep(1.0)  # three body timeouts without reading anything
+        await anyio.sleep(1.0)  # three body timeouts without reading anything
         total = 0
         while True:
             message = await receive()
@@ -245,7 +245,7 @@ async def slow_first(scope: Any, receive: Any, send: Any) -> None:
     while (await receive()).get("more_body"):
         pass
     if scope["path"] == "/slow":
-        await asyncio.sleep(0.6)
+        await anyio.sleep(0.6)
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
     await send({"type": "http.response.body", "body": b"done"})
 
@@ -297,7 +297,7 @@ def test_body_deadline_waits_for_100_continue(serve: Serve) -> None:
     (RFC 9110 §10.1.1)."""
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        await asyncio.sleep(0.6)  # e.g. an auth lookup before the upload is read
+        await anyio.sleep(0.6)  # e.g. an auth lookup before the upload is read
         body = b""
         while True:
             message = await receive()

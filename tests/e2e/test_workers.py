@@ -35,8 +35,9 @@ def wait_until_serving(url: str, proc: subprocess.Popen[bytes], timeout: float =
     raise AssertionError("server did not start")
 
 
-@pytest.fixture
-def workers() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+@pytest.fixture(params=["asyncio", "trio"])
+def workers(request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """Two workers on one port, on each event loop (``--loop``)."""
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -51,6 +52,8 @@ def workers() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
             "--no-access-log",
             "--timeout-keep-alive",
             "0.2",
+            "--loop",
+            str(request.param),
         ],
         cwd=ROOT,
         stderr=subprocess.PIPE,

@@ -49,7 +49,7 @@ async def send_extension(cycle: HTTPCycle, message: Message) -> None:
                 "unexpected 'http.response.trailers': it follows the last body of a response "
                 "whose http.response.start had trailers: True"
             )
-        cycle._trailer_fields.extend(_fields(message.get("headers", ()), kind))
+        cycle._trailer_fields = [*cycle._trailer_fields, *_fields(message.get("headers", ()), kind)]
         if message.get("more_trailers", False):
             return
         cycle._state = COMPLETE

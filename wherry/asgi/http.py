@@ -41,6 +41,8 @@ ERROR_500_HEADERS: Headers = [
 ]
 ERROR_500_BODY = b"Internal Server Error\n"
 
+_NO_FIELDS: Headers = []
+
 # Response states.
 START = 0
 BODY = 1
@@ -136,7 +138,7 @@ class HTTPCycle:
         self._state = START
         self._start: Message | None = None
         self._trailers = False  # http.response.start said trailers: True
-        self._trailer_fields: Headers = []
+        self._trailer_fields: Headers = _NO_FIELDS  # replaced, never appended to
         self.status = 0
         self.sent_bytes = 0
 

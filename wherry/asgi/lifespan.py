@@ -54,6 +54,12 @@ class Lifespan:
         self._app_error: BaseException | None = None
         self._app_finished = False
 
+    @property
+    def app_error(self) -> BaseException | None:
+        """The exception the app's lifespan call ended with (None while it runs, or if it
+        returned)."""
+        return self._app_error
+
     async def _run(self) -> None:
         scope = {
             "type": "lifespan",

@@ -60,8 +60,9 @@ _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 # Response fields already checked, and the line each one is written as: an app that sends the
 # same fields every time pays one dict lookup per field. Bounded; short fields only.
-_lines: dict[tuple[bytes, bytes], bytes] = {}
+_lines: dict[tuple[bytes, bytes], bytes | tuple[bytes, int]] = {}
 _LINES_MAX = 4096
+_NO_FIELDS: Headers = []  # between messages: never appended to (on_message_begin comes first)
 _OWS = (b" ", b"\t")
 # Response fields that change framing or replace a default; the rest are copied as they are.
 _FRAMING = frozenset((b"content-length", b"connection", b"transfer-encoding", b"date", b"server"))
@@ -231,7 +232,7 @@ class H1Connection:
         self.default_headers = default_headers
         self.accepted_upgrades = accepted_upgrades
         self._parser = httptools.HttpRequestParser(self)
-        self._events: list[Event] = []
+        self._events: list[Event] = []  # during receive_data only; () between reads
         self.read_state = IDLE
         self.trailing_data = b""
         self._now = now
@@ -271,6 +272,7 @@ class H1Connection:
             events = self._events = []
             data = self._receive_special(data, state)
             if not data:
+                self._events = ()  # type: ignore[assignment]
                 return events
         else:
             events = self._events = []
@@ -293,6 +295,8 @@ class H1Connection:
         else:
             if self.read_state == HEAD:
                 self._check_partial_head(len(data))
+        # The caller owns the events now; a connection between reads holds none of them.
+        self._events = ()  # type: ignore[assignment]
         return events
 
     def _receive_special(self, data: bytes, state: int) -> bytes:
@@ -578,6 +582,11 @@ class H1Connection:
             return  # an upgrade: _upgraded() decides what the message was
         self._events.append(END_OF_MESSAGE)
         self._completed_in_chunk += 1
+        # Nothing of a finished message is kept: an idle connection holds no request, nor the
+        # last piece of input it arrived in.
+        self._last_request = None
+        self._prefix = b""
+        self._headers = self._specials = _NO_FIELDS  # the next message begins with its own
         self._owed_message_done()
 
     def _owed_message_done(self) -> None:
@@ -675,6 +684,7 @@ class H1Connection:
         elif mode == UNTIL_CLOSE:
             out.append(body)
         self._w_mode = NO_BODY
+        self._w_request = None
         self._owed -= 1
         self._idle_since = now
         if self._awaiting_continue and not self._owed:
@@ -693,6 +703,7 @@ class H1Connection:
         out = [line]
         append = out.append
         lines = _lines
+        length_line = b""
         for pair in headers:
             try:
                 known = lines.get(pair)
@@ -701,16 +712,17 @@ class H1Connection:
             if known is None:
                 name, value = pair
                 known = _field_line(name, value)
+            if type(known) is tuple:  # content-length: its line and its value
+                if length >= 0:
+                    raise LocalProtocolError("more than one content-length")
+                length_line, length = known
+                continue
             if known:
-                append(known)
+                append(known)  # type: ignore[arg-type]
                 continue
             name, value = pair
             lname = name.lower()
-            if lname == b"content-length":
-                if length >= 0 or not (value.isdigit() and len(value) <= 18):
-                    raise LocalProtocolError(f"invalid content-length {value!r}")
-                length = int(value)
-            elif lname == b"connection":
+            if lname == b"connection":
                 if value.lower().find(b"close") >= 0:
                     keep_alive = False
             elif lname != b"transfer-encoding":
@@ -720,11 +732,11 @@ class H1Connection:
         if status < 200 or status == 204 or status == 304:
             mode = NO_BODY
             if length >= 0 and status == 304:
-                append(b"content-length: %d\r\n" % length)
+                append(length_line)
             length = 0
         elif length >= 0:
             mode = LENGTH
-            append(b"content-length: %d\r\n" % length)
+            append(length_line)
         elif request.http_version == "1.1":
             mode = CHUNKED
             append(b"transfer-encoding: chunked\r\n")
@@ -790,6 +802,7 @@ class H1Connection:
                 self._w_keep_alive = False
                 raise LocalProtocolError("response body shorter than its Content-Length")
         self._w_mode = NO_BODY
+        self._w_request = None
         self._owed -= 1
         self._idle_since = now
         if not self._owed:
@@ -824,18 +837,29 @@ class H1Connection:
         )
 
 
-def _field_line(name: bytes, value: bytes) -> bytes:
-    """The line a response field is written as, or b"" for one that touches framing or replaces
-    a default (content-length, connection, transfer-encoding, date, server). Raises
-    ``LocalProtocolError`` for a name that is not a token or a value with CR, LF, NUL or another
-    control byte: an app must never split a response."""
+def _field_line(name: bytes, value: bytes) -> bytes | tuple[bytes, int]:
+    """How a response field is written: its line; for content-length, its line and its value;
+    b"" for one that touches framing or replaces a default (connection, transfer-encoding, date,
+    server). Raises ``LocalProtocolError`` for a name that is not a token, a value with CR, LF,
+    NUL or another control byte (an app must never split a response), or a content-length that
+    is not a number."""
     if type(name) is not bytes or type(value) is not bytes:
         raise LocalProtocolError(f"response header fields must be bytes, got {name!r}: {value!r}")
     if not _TOKEN.fullmatch(name):
         raise LocalProtocolError(f"invalid response header name {name!r}")
     if _BAD_VALUE.search(value):
         raise LocalProtocolError(f"invalid response header value for {name!r}")
-    line = b"" if name.lower() in _FRAMING else name + b": " + value + b"\r\n"
+    lname = name.lower()
+    line: bytes | tuple[bytes, int]
+    if lname == b"content-length":
+        if not (value.isdigit() and len(value) <= 18):
+            raise LocalProtocolError(f"invalid content-length {value!r}")
+        length = int(value)
+        line = (b"content-length: %d\r\n" % length, length)
+    elif lname in _FRAMING:
+        line = b""
+    else:
+        line = name + b": " + value + b"\r\n"
     if len(name) + len(value) <= 256 and len(_lines) < _LINES_MAX:
         _lines[(name, value)] = line
     return line

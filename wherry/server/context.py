@@ -36,8 +36,6 @@ class Runtime(Protocol):
 
     def create_future(self) -> FutureLike: ...
 
-    def app_runner(self) -> AppRunner: ...
-
     def run_app(
         self,
         app: ASGIApp,
@@ -48,21 +46,6 @@ class Runtime(Protocol):
     ) -> None: ...
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> object: ...
-
-
-class AppRunner(Protocol):
-    """Runs the application calls of one connection, one at a time (see the backend's runtime)."""
-
-    def run(
-        self,
-        app: ASGIApp,
-        scope: Scope,
-        receive: Any,
-        send: Any,
-        on_done: Callable[[BaseException | None], None],
-    ) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class Connection(Protocol):
@@ -97,8 +80,12 @@ class ServerContext:
             keep_alive_timeout=max(config.timeout_keep_alive, 1.0),
             send_timeout=config.timeout_send,
         )
-        # h2c by Upgrade on plain connections (the core declines it over TLS: ALPN decides there).
-        self.h1_upgrades: frozenset[bytes] = frozenset((b"h2c",)) if config.http2 else frozenset()
+        # Upgrade tokens the HTTP/1.1 core hands to another driver instead of serving as plain
+        # HTTP: h2c on plain connections only (ALPN decides over TLS), websocket on both.
+        websocket = frozenset((b"websocket",)) if config.ws != "none" else frozenset()
+        self.h1_tls_upgrades: frozenset[bytes] = websocket
+        h2c = frozenset((b"h2c",)) if config.http2 else frozenset()
+        self.h1_upgrades: frozenset[bytes] = h2c | websocket
         self.tls: TLSContext | None = None  # set by the backend when serving TLS
         self.default_headers = DefaultHeaders()
         self.root_path = config.root_path

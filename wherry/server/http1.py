@@ -24,7 +24,6 @@ Rules of this module:
 from __future__ import annotations
 
 import logging
-from collections import deque
 from time import perf_counter
 from typing import Any
 
@@ -42,9 +41,10 @@ from ..proto.events import (
     Request,
 )
 from ..proto.http1 import DONE, H2_REFUSAL, IDLE, H1Connection
-from .context import AppRunner, ServerContext, TimerHandle
+from .context import ServerContext, TimerHandle
 from .extensions import h1_send_file, h1_write_informational, h1_write_trailers
 from .http2 import H2Server
+from .websocket import take_over
 
 logger = logging.getLogger("wherry.error")
 
@@ -83,9 +83,9 @@ class H1Server:
         "_reading",
         "_reject",
         "_reject_cycle",
-        "_runner",
         "_timer",
         "_trusted_peer",
+        "_upgrade",
         "client",
         "core",
         "ctx",
@@ -101,7 +101,7 @@ class H1Server:
         self.core: H1Connection = None  # type: ignore[assignment]
         self._current: HTTPCycle | None = None
         self._reading: HTTPCycle | None = None
-        self._pipeline: deque[HTTPCycle] = deque()
+        self._pipeline: list[HTTPCycle] = []  # short (max_pipeline) and mostly empty
         self._in_pipeline = False
         self._read_paused = False
         self.write_paused = False
@@ -109,11 +109,11 @@ class H1Server:
         self._timer: TimerHandle | None = None
         self._reject: Rejected | None = None
         self._reject_cycle: HTTPCycle | None = None
-        self._runner: AppRunner | None = None
         self._closed = False
         self._eof = False
         self._lingering = False
         self._trusted_peer = False
+        self._upgrade: Request | None = None
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int | None] | None = None
         self.scheme = "http"
@@ -125,7 +125,8 @@ class H1Server:
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         ctx = self.ctx
-        upgrades = ctx.h1_upgrades if transport.get_extra_info("sslcontext") is None else frozenset()
+        tls = transport.get_extra_info("sslcontext") is not None
+        upgrades = ctx.h1_tls_upgrades if tls else ctx.h1_upgrades
         self.core = H1Connection(ctx.limits, ctx.default_headers, ctx.runtime.time(), upgrades)
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
@@ -213,8 +214,6 @@ class H1Server:
         if reading is not None and reading is not current:
             reading.feed_disconnect()
         self._pipeline.clear()
-        if self._runner is not None:
-            self._runner.close()
         self.write_paused = False
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
@@ -234,6 +233,13 @@ class H1Server:
     def _on_request(self, request: Request) -> None:
         if request.upgrade is not None and request.upgrade.lower() == b"h2c":
             self._upgrade_h2c(request)
+            return
+        if request.upgrade is not None and request.method != b"CONNECT":
+            # A WebSocket upgrade the core accepted: the connection changes hands once nothing
+            # is owed.
+            self._upgrade = request
+            if self._current is None and not self._pipeline:
+                self._to_websocket()
             return
         ctx = self.ctx
         client = self.client
@@ -308,20 +314,19 @@ class H1Server:
         ctx = self.ctx
         try:
             while self._current is None and self._pipeline and not self._closed:
-                cycle = self._pipeline.popleft()
+                cycle = self._pipeline.pop(0)
                 self._current = cycle
                 app = ctx.app
                 if ctx.limit_concurrency is not None and ctx.over_capacity():
                     app = _service_unavailable
                 ctx.tasks += 1
                 ctx.total_requests += 1
-                runner = self._runner
-                if runner is None:
-                    runner = self._runner = ctx.runtime.app_runner()
-                runner.run(app, cycle.scope, cycle.receive, cycle.send, cycle.app_finished)
+                ctx.runtime.run_app(app, cycle.scope, cycle.receive, cycle.send, cycle.app_finished)
         finally:
             self._in_pipeline = False
-        if self._current is None and (self._reject is not None or self.core.read_state == DONE):
+        if self._current is None and (
+            self._reject is not None or self.core.read_state == DONE or self._upgrade is not None
+        ):
             self._nothing_owed()
 
     def _nothing_owed(self) -> None:
@@ -329,7 +334,9 @@ class H1Server:
         is done sending."""
         if self._closed:
             return
-        if self._reject is not None:
+        if self._upgrade is not None:
+            self._to_websocket()
+        elif self._reject is not None:
             self._write_reject()
         elif self.core.read_state == DONE:
             self._close()  # the peer half-closed and everything it asked is answered
@@ -343,6 +350,8 @@ class H1Server:
         if cycle is not self._current:
             return
         self._current = None
+        if cycle is self._reading and cycle.body_complete:
+            self._reading = None  # nothing more is read for it: an idle connection holds no request
         if self._closed:
             return
         if cycle is self._reject_cycle:
@@ -366,6 +375,28 @@ class H1Server:
             self._nothing_owed()
         self._flow_control()
         self._arm_timer()
+
+    def _to_websocket(self) -> None:
+        """Give the transport to the WebSocket driver (server/websocket.py)."""
+        request = self._upgrade
+        assert request is not None
+        self._upgrade = None
+        self._closed = True  # this driver is done with the connection
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.ctx.connections.discard(self)
+        take_over(
+            self.ctx,
+            self.transport,
+            self.core,
+            request,
+            self.client,
+            self.server,
+            self.scheme,
+            self._trusted_peer,
+            self._read_paused,
+        )
 
     def _log_access(self, cycle: HTTPCycle) -> None:
         self.ctx.observer.request_done(cycle)  # access line and metrics (wherry/server/observe.py)

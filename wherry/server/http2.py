@@ -49,13 +49,12 @@ from ..proto.events import (
 )
 from ..proto.http1 import DefaultHeaders
 from ..proto.http2 import INTERNAL_ERROR, NO_ERROR, REFUSED_STREAM, H2Connection
-from .context import AppRunner, ServerContext, TimerHandle, access_logger
+from .context import ServerContext, TimerHandle, access_logger
 from .extensions import read_chunks
 
 logger = logging.getLogger("wherry.error")
 
 LINGER = 2.0
-IDLE_RUNNERS = 32  # app runners a connection keeps for its next streams
 _SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
 
 
@@ -86,7 +85,6 @@ class H2Stream:
         "conn",
         "cycle",
         "gone",
-        "runner",
         "sid",
         "untracked",
         "write_paused",
@@ -96,7 +94,6 @@ class H2Stream:
         self.conn = conn
         self.sid = sid
         self.cycle: HTTPCycle = None  # type: ignore[assignment]
-        self.runner: AppRunner | None = None
         self.write_paused = conn.transport_paused
         self.gone = False  # reset by either side, or the connection is lost
         self.untracked = 0  # body bytes outside HTTP/2 flow control (an h2c Upgrade's body)
@@ -251,12 +248,8 @@ class H2Stream:
         self.conn.stream_finished(self)
 
     def app_done(self, exc: BaseException | None) -> None:
-        """The app's call ended: the cycle decides the answer, and the runner serves the next
-        stream."""
+        """The app's call ended: the cycle decides the answer."""
         self.cycle.app_finished(exc)
-        runner, self.runner = self.runner, None
-        if runner is not None:
-            self.conn.runner_free(runner)
         if self.conn.streams.get(self.sid) is not self:
             # Done: nothing reaches the cycle any more. Dropping it breaks the stream <-> cycle
             # reference cycle, so both go with their last reference instead of waiting for the
@@ -293,7 +286,6 @@ class H2Server:
         self._client_text = "-"
         self._trusted_peer = False
         self._tls: dict[str, Any] | None = None
-        self._idle_runners: list[AppRunner] = []
         self._extensions: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ starting
@@ -479,9 +471,6 @@ class H2Server:
             timer.cancel()
             self._timer = None
         self._lost()
-        idle, self._idle_runners = self._idle_runners, []
-        for runner in idle:
-            runner.close()
 
     def pause_writing(self) -> None:
         self.transport_paused = True
@@ -565,18 +554,7 @@ class H2Server:
             app = _service_unavailable
         ctx.tasks += 1
         ctx.total_requests += 1
-        # Each stream's app runs under a runner of its own while it runs (streams are
-        # concurrent); a runner whose call ended serves a later stream of the connection, so a
-        # stream does not pay for making a task.
-        idle = self._idle_runners
-        runner = stream.runner = idle.pop() if idle else ctx.runtime.app_runner()
-        runner.run(app, cycle.scope, cycle.receive, cycle.send, stream.app_done)
-
-    def runner_free(self, runner: AppRunner) -> None:
-        if self.closed or len(self._idle_runners) >= IDLE_RUNNERS:
-            runner.close()
-        else:
-            self._idle_runners.append(runner)
+        ctx.runtime.run_app(app, cycle.scope, cycle.receive, cycle.send, stream.app_done)
 
     def push(self, parent: H2Stream, path: bytes, headers: Headers) -> None:
         """Promise ``path`` on ``parent`` and serve it as a request of its own."""

@@ -5,16 +5,19 @@ Rules of this module:
 1. Every application call runs as an ``asyncio.Task``: ``asyncio.current_task()`` returns the same
    task from the app's first line to its last (``asyncio.timeout``, anyio cancel scopes and task
    groups, which Starlette and FastAPI use, depend on it), and cancelling that task cancels the app.
-2. A connection runs at most one application call at a time, so each connection has one runner
-   (``AppRunner``) and the runner has one task, used for every request of the connection. The app
-   starts inside the I/O callback that completed its request, with the runner's task entered as
-   the current task and the request's own copy of the context; an app that answers without
-   waiting on anything pending (the common case) is done before the callback returns, with no
-   scheduling. An app that does wait is handed to the runner's task at that point and goes on
-   there, so its task never changes.
-3. Each request runs in a fresh copy of the context (``contextvars``), as it would in a task of its
-   own: what one request sets is never seen by the next one on the connection.
-4. ``on_done`` is called exactly once per application call, with the exception the app ended
+2. Tasks are not made per call: a runner (``AppRunner``) owns one task and runs calls in it, one
+   at a time, and free runners wait in a pool. A call starts inside the I/O callback that
+   completed its request, with a free runner's task entered as the current task; an app that
+   answers without waiting on anything pending (the common case) is done before the callback
+   returns, with no scheduling, and its runner is free again. An app that does wait is handed to
+   that runner's task at that point and goes on there (its task never changes); the runner is
+   busy until the app returns. So there are as many runner tasks as apps waiting at once, plus
+   one, whatever the number of connections.
+3. A call made while a runner's task is current (the next pipelined request, started when the
+   previous app returns) runs in that runner when it is free, as the previous one did.
+4. Each call runs in a fresh copy of the context (``contextvars``), as it would in a task of its
+   own: what one request sets is never seen by another.
+5. ``on_done`` is called exactly once per application call, with the exception the app ended
    with or None.
 """
 
@@ -31,7 +34,16 @@ from typing import Any
 
 from ...asgi.http import ASGIApp, Scope
 
+try:  # the loop -> task mapping behind asyncio.current_task (a Python function on 3.11)
+    from asyncio.tasks import _current_tasks  # type: ignore[attr-defined]
+
+    _current_task = _current_tasks.get
+except ImportError:  # pragma: no cover - later Pythons keep it elsewhere
+    _current_task = asyncio.current_task
+
 OnDone = Callable[[BaseException | None], None]
+
+MAX_FREE_RUNNERS = 64  # runners kept waiting for work after a burst of waiting apps
 
 
 class AsyncioRuntime:
@@ -42,8 +54,9 @@ class AsyncioRuntime:
         self.time = loop.time
         self.call_at = loop.call_at
         self.create_future = loop.create_future
+        self.free: list[AppRunner] = []  # runners whose task waits for work
+        self.by_task: dict[asyncio.Task[None], AppRunner] = {}  # every runner whose task runs
         self.busy: set[AppRunner] = set()  # runners whose task carries on an application call
-        self.runners: set[asyncio.Task[Any]] = set()  # every runner task not yet finished
         self.background: set[asyncio.Task[Any]] = set()  # spawned work (the lifespan driver)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -53,19 +66,41 @@ class AsyncioRuntime:
         task.add_done_callback(self.background.discard)
         return task
 
-    def app_runner(self) -> AppRunner:
-        """A runner for the application calls of one connection, made one at a time."""
-        return AppRunner(self)
-
     def run_app(self, app: ASGIApp, scope: Scope, receive: Any, send: Any, on_done: OnDone) -> None:
-        """One application call that runs beside others (an HTTP/2 stream): a runner of its own."""
-        runner = AppRunner(self)
+        """Call the application now, in a runner's task (rule 2); it goes on in that task if it
+        has to wait."""
+        loop = self.loop
+        current = _current_task(loop)
+        if current is not None:
+            runner = self.by_task.get(current)
+            if runner is not None and not runner.busy and not runner.closing:
+                runner.start(app, scope, receive, send, on_done)  # rule 3
+                return
+        free = self.free
+        runner = free.pop() if free else AppRunner(self)
+        if current is None:
+            task = runner.task
+            _enter_task(loop, task)
+            try:
+                runner.start(app, scope, receive, send, on_done)
+            finally:
+                _leave_task(loop, task)
+        else:
+            # Called from a task that is no runner's (not the I/O path): the call starts in the
+            # runner's task.
+            runner.start_later(app, scope, receive, send, on_done)
+        if not runner.busy:  # back to the pool (release(), inlined on this path)
+            if len(free) < MAX_FREE_RUNNERS and not runner.closing:
+                free.append(runner)
+            else:
+                runner.close()
 
-        def done(exc: BaseException | None) -> None:
+    def close(self) -> list[asyncio.Task[None]]:
+        """The server is done: free runners end; returns the runner tasks still to finish."""
+        for runner in self.free:
             runner.close()
-            on_done(exc)
-
-        runner.run(app, scope, receive, send, done)
+        self.free.clear()
+        return [task for task in self.by_task if not task.done()]
 
 
 class _Job:
@@ -90,7 +125,7 @@ async def _awaiting(awaitable: Any) -> None:
 def _carry_on(job: _Job) -> Generator[Any, Any, None]:
     """Go on with a suspended application coroutine inside the current task: what it yields (the
     future it waits on) goes to the task, and what the task sends or throws goes back to it, in the
-    request's own context."""
+    call's own context."""
     coro = job.coro
     run = job.context.run
     yielded = job.yielded
@@ -120,78 +155,60 @@ def _carry_on(job: _Job) -> Generator[Any, Any, None]:
 
 
 class AppRunner:
-    """Runs the application calls of one connection, one after another, under one task."""
+    """One task that runs application calls, one at a time."""
 
-    __slots__ = ("_closing", "_job", "_waiter", "busy", "loop", "runtime", "task")
+    __slots__ = ("_job", "_waiter", "busy", "closing", "loop", "runtime", "task")
 
     def __init__(self, runtime: AsyncioRuntime) -> None:
         self.runtime = runtime
         self.loop = runtime.loop
-        self.busy = False  # an application call is under way
+        self.busy = False  # an application call waits, carried on by this runner's task
+        self.closing = False
         self._job: _Job | None = None
         self._waiter: asyncio.Future[None] | None = None
-        self._closing = False
-        self.task = self._new_task()
+        self.task: asyncio.Task[None] = self.loop.create_task(self._serve())
+        runtime.by_task[self.task] = self
+        self.task.add_done_callback(self._task_done)
 
-    def _new_task(self) -> asyncio.Task[None]:
-        task = self.loop.create_task(self._serve())
-        self.runtime.runners.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self.runtime.runners.discard(task)
-        job = self._job
-        if job is not None and task is self.task:
-            # The task was cancelled before its first step, with a call already handed to it: the
-            # call gets the cancellation, in a new task.
-            if job.error is None:
-                job.error = CancelledError()
-            self.task = self._new_task()
-
-    def run(self, app: ASGIApp, scope: Scope, receive: Any, send: Any, on_done: OnDone) -> None:
-        """Call the application now; it goes on in the runner's task if it has to wait."""
-        loop = self.loop
-        task = self.task
-        if task.done():
-            task = self.task = self._new_task()
-        self.busy = True
+    def start(self, app: ASGIApp, scope: Scope, receive: Any, send: Any, on_done: OnDone) -> None:
+        """Step the call with this runner's task current, until it returns or waits."""
         context = copy_context()
-        current = asyncio.current_task(loop)
-        if current is not task:
-            if current is not None:
-                # Called from another task (not the I/O path): the call goes to the runner's task.
-                awaitable: Any = context.run(app, scope, receive, send)
-                self._hand_over(_Job(_awaiting(awaitable), context, None, on_done))
-                return
-            _enter_task(loop, task)
         try:
             coro: Any = context.run(app, scope, receive, send)
             if type(coro) is not CoroutineType:
                 coro = _awaiting(coro)
             yielded = context.run(coro.send, None)
         except StopIteration:
-            self.busy = False
             on_done(None)
         except (KeyboardInterrupt, SystemExit) as exc:
-            self.busy = False
             on_done(exc)
             raise
         except BaseException as exc:  # an app error, or an app that cancelled itself
-            self.busy = False
             on_done(exc)
         else:
             self._hand_over(_Job(coro, context, yielded, on_done))
-        finally:
-            if current is None:
-                _leave_task(loop, task)
+
+    def start_later(self, app: ASGIApp, scope: Scope, receive: Any, send: Any, on_done: OnDone) -> None:
+        """The whole call goes to this runner's task (it starts at the task's next step)."""
+        context = copy_context()
+        awaitable: Any = context.run(app, scope, receive, send)
+        self._hand_over(_Job(_awaiting(awaitable), context, None, on_done))
 
     def _hand_over(self, job: _Job) -> None:
         self._job = job
+        self.busy = True
         self.runtime.busy.add(self)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def release(self) -> None:
+        """Back to the pool, or end when the pool is full."""
+        free = self.runtime.free
+        if len(free) < MAX_FREE_RUNNERS and not self.closing:
+            free.append(self)
+        else:
+            self.close()
 
     def cancel(self) -> None:
         """Cancel the application call under way (the end of a graceful shutdown)."""
@@ -199,11 +216,27 @@ class AppRunner:
             self.task.cancel()
 
     def close(self) -> None:
-        """The connection is gone: the task ends once the call under way (if any) returns."""
-        self._closing = True
+        """End the task once the call under way (if any) returns."""
+        self.closing = True
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        runtime = self.runtime
+        runtime.by_task.pop(task, None)
+        runtime.busy.discard(self)
+        self.closing = True
+        if self in runtime.free:
+            runtime.free.remove(self)
+        job = self._job
+        if job is not None:
+            # The task was cancelled before its first step, with a call already handed to it: the
+            # call gets the cancellation, in a runner of its own.
+            self._job = None
+            if job.error is None:
+                job.error = CancelledError()
+            AppRunner(runtime)._hand_over(job)
 
     async def _serve(self) -> None:
         task = asyncio.current_task()
@@ -212,15 +245,15 @@ class AppRunner:
         while True:
             job = self._job
             if job is None:
-                if self._closing:
+                if self.closing:
                     return
                 waiter = self._waiter = self.loop.create_future()
                 try:
                     await waiter
                 except CancelledError as exc:
                     # Cancelled between application calls (the loop is being torn down, or an app
-                    # cancelled its task just before it ended): this task ends; a call handed over
-                    # meanwhile gets the cancellation, and a later one gets a new task.
+                    # cancelled its task just before it ended): this runner ends; a call handed
+                    # over meanwhile gets the cancellation.
                     job = self._job
                     if job is None:
                         return
@@ -236,8 +269,10 @@ class AppRunner:
                 error = exc
             self.busy = False
             busy.discard(self)
-            job.on_done(error)
+            job.on_done(error)  # may start the connection's next call in this runner (rule 3)
             if isinstance(error, KeyboardInterrupt | SystemExit):
                 raise error
             if task.cancelling():
-                return  # a cancellation of this task is under way: later calls get a new task
+                return  # a cancellation of this task is under way: it takes no more calls
+            if not self.busy and self._job is None:
+                self.release()

@@ -10,21 +10,23 @@ The supervisor and each worker share a Unix socket pair. Messages are lines of A
 
 Pings are answered from the event loop, not from a thread, so a worker whose loop is blocked (an
 app calling ``time.sleep``, a busy loop) misses its pongs and is replaced. End of file on the
-channel means the supervisor is gone: the worker shuts down.
+channel means the supervisor is gone: the worker shuts down. The channel is the same on every
+backend: it reads through the server's ``watch_readable`` and times with its runtime.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
 import os
 import random
 import socket
+from collections.abc import Callable
 from typing import Any
 
-from .serve import AsyncioServer
+from ..server.context import TimerHandle
+from .serving import ServerBase
 
 logger = logging.getLogger("wherry.error")
 
@@ -32,13 +34,13 @@ CHECK_INTERVAL = 0.1  # seconds between two looks at the request count (no cost 
 
 
 class ControlChannel:
-    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, server: AsyncioServer) -> None:
-        self.loop = loop
+    def __init__(self, sock: socket.socket, server: ServerBase) -> None:
         self.sock = sock
         self.server = server
         self._buffer = b""
         self._recycle_sent = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: TimerHandle | None = None
+        self._stop_reading: Callable[[], None] | None = None
         config = server.config
         limit = config.limit_max_requests
         if limit is not None and config.limit_max_requests_jitter:
@@ -47,16 +49,24 @@ class ControlChannel:
 
     def start(self) -> None:
         self.sock.setblocking(False)
-        self.loop.add_reader(self.sock.fileno(), self._on_readable)
+        self._stop_reading = self.server.watch_readable(self.sock, self._on_readable)
         self._send(b"ready\n")
         if self.max_requests is not None:
-            self._timer = self.loop.call_later(CHECK_INTERVAL, self._check_requests)
+            self._check_later()
+
+    def _check_later(self) -> None:
+        ctx = self.server.ctx
+        if ctx is not None:
+            runtime = ctx.runtime
+            self._timer = runtime.call_at(runtime.time() + CHECK_INTERVAL, self._check_requests)
 
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        with contextlib.suppress(ValueError, OSError):  # already closed
-            self.loop.remove_reader(self.sock.fileno())
+            self._timer = None
+        if self._stop_reading is not None:
+            self._stop_reading()
+            self._stop_reading = None
 
     def _send(self, line: bytes) -> None:
         # The supervisor is gone or not reading if this fails; it notices missing pongs.
@@ -105,4 +115,4 @@ class ControlChannel:
             self._recycle_sent = True
             self._send(b"recycle max-requests\n")
             return
-        self._timer = self.loop.call_later(CHECK_INTERVAL, self._check_requests)
+        self._check_later()

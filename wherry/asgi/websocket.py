@@ -1,0 +1,286 @@
+"""The ASGI WebSocket cycle: the one place the www spec's ``websocket`` message rules live.
+
+Rules of this module:
+
+1. One ``WebSocketCycle`` per WebSocket, whatever carries it (an HTTP/1.1 Upgrade now, an HTTP/2
+   extended CONNECT stream later). Drivers feed it messages and the end of the session, and
+   implement ``WebSocketStream`` to carry what the app sends; they never look at ASGI messages.
+2. ``receive()`` gives ``websocket.connect`` first, then ``websocket.receive`` for each message in
+   order, then ``websocket.disconnect`` with ``code`` and ``reason`` (www spec 2.5) once the session
+   is over: the peer's Close code (1005 when it gave none), the code the server closed with, 1006
+   when the connection dropped or never completed the handshake.
+3. ``send()`` before the handshake: ``websocket.accept`` (subprotocol, extra headers),
+   ``websocket.close`` (answered with 403, the handshake never completes), or the denial response
+   ``websocket.http.response.start`` / ``.body``. After it: ``websocket.send`` and ``websocket.close``.
+   Anything else is an app error (``RuntimeError``). Once the session is over, or the app has
+   closed it, ``send()`` raises ``ClientDisconnected`` (an ``OSError``, www spec 2.4).
+4. How the app ended decides the answer (``app_finished``): before any handshake answer, a 500;
+   after ``accept``, a Close with 1000 (1011 when the app raised); a denial response left
+   unfinished cuts the connection.
+5. Messages wait in a queue the driver bounds (``queued``; it pauses reading while full). ``send()``
+   waits while the transport's write buffer is full (``write_paused`` / ``drain``).
+6. No I/O and no event-loop imports: waiting goes through futures the stream creates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Any, Protocol
+
+from ..proto.events import Headers
+from .http import ClientDisconnected, FutureLike, Message, Scope
+
+logger = logging.getLogger("wherry.error")
+
+# Cycle states.
+CONNECTING = 0  # the app has not answered the handshake
+CONNECTED = 1  # accepted: messages flow both ways
+RESPONDING = 2  # a denial response has started
+CLOSED = 3  # the app closed, denied, or the session is over for sending
+
+ABNORMAL = 1006  # no Close frame was exchanged (RFC 6455 §7.1.5)
+
+
+class WebSocketStream(Protocol):
+    """What a protocol driver provides to carry one WebSocket."""
+
+    write_paused: bool
+    read_paused: bool  # when set, the cycle calls message_consumed() as the app takes messages
+
+    def create_future(self) -> FutureLike: ...
+
+    def accept(self, cycle: WebSocketCycle, subprotocol: str | None, headers: Headers) -> None: ...
+
+    def send_message(self, cycle: WebSocketCycle, data: bytes | str) -> None: ...
+
+    def close(self, cycle: WebSocketCycle, code: int, reason: str) -> None: ...
+
+    def respond(
+        self, cycle: WebSocketCycle, status: int, headers: Headers, body: bytes, more_body: bool
+    ) -> None: ...
+
+    def respond_body(self, cycle: WebSocketCycle, body: bytes, more_body: bool) -> None: ...
+
+    def message_consumed(self, cycle: WebSocketCycle) -> None: ...
+
+    def abort(self, cycle: WebSocketCycle) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def cycle_finished(self, cycle: WebSocketCycle) -> None: ...
+
+
+def _headers(value: Any, kind: str) -> Headers:
+    out: Headers = []
+    for pair in value or ():
+        name, val = pair
+        if type(name) is not bytes or type(val) is not bytes:
+            raise TypeError(f"{kind} 'headers' must be pairs of bytes, got {pair!r}")
+        out.append((name.lower(), val))
+    return out
+
+
+class WebSocketCycle:
+    """One WebSocket, seen from the application."""
+
+    __slots__ = (
+        "_closed",
+        "_connect_sent",
+        "_queue",
+        "_start",
+        "_waiter",
+        "scope",
+        "state",
+        "status",
+        "stream",
+    )
+
+    def __init__(self, scope: Scope, stream: WebSocketStream) -> None:
+        self.scope = scope
+        self.stream = stream
+        self.state = CONNECTING
+        self.status = 0  # the HTTP status the handshake was answered with (101 once accepted)
+        self._queue: deque[bytes | str] = deque()
+        self._closed: tuple[int, str] | None = None
+        self._connect_sent = False
+        self._start: Message | None = None
+        self._waiter: FutureLike | None = None
+
+    # -------------------------------------------------------------- fed by the driver
+
+    def feed_message(self, data: bytes | str) -> None:
+        self._queue.append(data)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def feed_closed(self, code: int, reason: str = "") -> None:
+        """The session is over: nothing more arrives and nothing more can be sent."""
+        if self._closed is None:
+            self._closed = (code, reason)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    @property
+    def queued(self) -> int:
+        """Messages received and not yet taken by the app."""
+        return len(self._queue)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed is not None
+
+    # -------------------------------------------------------------- the app's side
+
+    async def receive(self) -> Message:
+        if not self._connect_sent:
+            self._connect_sent = True
+            return {"type": "websocket.connect"}
+        queue = self._queue
+        while True:
+            if queue:
+                data = queue.popleft()
+                if self.stream.read_paused:
+                    self.stream.message_consumed(self)
+                if type(data) is str:
+                    return {"type": "websocket.receive", "text": data}
+                return {"type": "websocket.receive", "bytes": data}
+            closed = self._closed
+            if closed is not None:
+                return {"type": "websocket.disconnect", "code": closed[0], "reason": closed[1]}
+            waiter = self._waiter = self.stream.create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        state = self.state
+        stream = self.stream
+        if self._closed is not None and state != RESPONDING:
+            raise ClientDisconnected("the WebSocket is closed")
+        if state == CONNECTED:
+            if kind == "websocket.send":
+                text = message.get("text")
+                data = message.get("bytes")
+                if (data is None) == (text is None):
+                    raise ValueError("websocket.send needs exactly one of 'bytes' and 'text'")
+                if text is not None:
+                    if type(text) is not str:
+                        raise TypeError(f"websocket.send 'text' must be str, got {type(text)!r}")
+                    stream.send_message(self, text)
+                else:
+                    if type(data) is not bytes:
+                        if not isinstance(data, bytearray | memoryview):
+                            raise TypeError(f"websocket.send 'bytes' must be bytes, got {type(data)!r}")
+                        data = bytes(data)
+                    stream.send_message(self, data)
+            elif kind == "websocket.close":
+                code, reason = self._close_args(message)
+                stream.close(self, code, reason)  # raises before any change for a code it refuses
+                self.state = CLOSED
+            else:
+                raise RuntimeError(f"unexpected {kind!r} after websocket.accept")
+        elif state == CONNECTING:
+            if kind == "websocket.accept":
+                subprotocol = message.get("subprotocol")
+                if subprotocol is not None and type(subprotocol) is not str:
+                    raise TypeError(f"websocket.accept 'subprotocol' must be str, got {subprotocol!r}")
+                headers = _headers(message.get("headers"), kind)
+                if any(name == b"sec-websocket-protocol" for name, _ in headers):
+                    raise ValueError("websocket.accept: use 'subprotocol', not sec-websocket-protocol")
+                stream.accept(self, subprotocol, headers)  # raises before any change if it cannot
+                self.state = CONNECTED
+                self.status = 101
+            elif kind == "websocket.close":
+                self._close_args(message)
+                self.state = CLOSED
+                self.status = 403
+                stream.respond(self, 403, [(b"content-length", b"0")], b"", False)
+            elif kind == "websocket.http.response.start":
+                status = message["status"]
+                if type(status) is not int or not 200 <= status <= 599:
+                    raise ValueError(f"websocket.http.response.start: invalid status {status!r}")
+                self._start = {"status": status, "headers": _headers(message.get("headers"), kind)}
+                self.state = RESPONDING
+                self.status = status
+            else:
+                raise RuntimeError(f"expected websocket.accept, websocket.close or a denial, not {kind!r}")
+        elif state == RESPONDING:
+            if kind != "websocket.http.response.body":
+                raise RuntimeError(f"expected 'websocket.http.response.body', got {kind!r}")
+            body = message.get("body", b"")
+            if type(body) is not bytes:
+                if not isinstance(body, bytearray | memoryview):
+                    raise TypeError(f"websocket.http.response.body 'body' must be bytes, got {type(body)!r}")
+                body = bytes(body)
+            more = bool(message.get("more_body", False))
+            if self._closed is not None:
+                raise ClientDisconnected("the client is gone")
+            start = self._start
+            if start is not None:
+                # The protocol checks the headers: if it refuses them nothing was written, and
+                # the app's error is still answered with a 500 (app_finished).
+                stream.respond(self, start["status"], start["headers"], body, more)
+                self._start = None
+            else:
+                stream.respond_body(self, body, more)
+            if not more:
+                self.state = CLOSED
+        else:
+            raise ClientDisconnected("the WebSocket is closed")
+        if stream.write_paused:
+            await stream.drain()
+
+    @staticmethod
+    def _close_args(message: Message) -> tuple[int, str]:
+        code = message.get("code", 1000)
+        reason = message.get("reason") or ""
+        if type(code) is not int:
+            raise TypeError(f"websocket.close 'code' must be an int, got {code!r}")
+        if type(reason) is not str:
+            raise TypeError(f"websocket.close 'reason' must be str, got {reason!r}")
+        return code, reason
+
+    # -------------------------------------------------------------- the end of the app
+
+    def app_finished(self, exc: BaseException | None) -> None:
+        """Called exactly once when the application's coroutine ends."""
+        gone = self._closed is not None
+        if (
+            exc is not None
+            and not isinstance(exc, ClientDisconnected)
+            and (isinstance(exc, Exception) or not gone)
+        ):
+            logger.error("Exception in ASGI application", exc_info=exc)
+        state = self.state
+        if not gone:
+            if state == CONNECTING:
+                if exc is None:
+                    logger.error("ASGI application returned without answering the WebSocket handshake")
+                self.state = CLOSED
+                self.status = 500
+                self.stream.respond(
+                    self,
+                    500,
+                    [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"22")],
+                    b"Internal Server Error\n",
+                    False,
+                )
+            elif state == CONNECTED:
+                self.state = CLOSED
+                self.stream.close(self, 1000 if exc is None else 1011, "")
+            elif state == RESPONDING:
+                if exc is None:
+                    logger.error("ASGI application returned before the denial response was complete")
+                self.state = CLOSED
+                if self._start is not None:  # nothing written yet: the error can still be said
+                    self._start = None
+                    self.status = 500
+                    self.stream.respond(self, 500, [(b"content-length", b"0")], b"", False)
+                else:
+                    self.stream.abort(self)
+        self.stream.cycle_finished(self)

@@ -1,0 +1,241 @@
+"""The trio Runtime: trio's clock, timers on one task, a small future, and the application calls
+as tasks of their connection's nursery.
+
+Rules of this module:
+
+1. ``TrioFuture`` is the whole of what the ASGI cycle and the drivers wait on (``done``,
+   ``set_result``, ``await``): one task waits on it, any code in the trio thread resolves it.
+   Awaiting a future that is already done does not yield (as on asyncio).
+2. Timers (``call_at``) are one heap served by one task, which sleeps in a cancel scope whose
+   deadline is the earliest timer: adding an earlier timer moves the deadline, nothing else.
+   A cancelled timer stays in the heap until it comes up (or the heap is compacted).
+3. Every application call is a task of its connection's nursery (the connection's handler task
+   and everything it starts see the connection's transport in ``CONNECTION``): HTTP/2 streams
+   run concurrently, an HTTP/1.1 connection's calls one after another (its driver starts the
+   next only when the previous one ended). A call started while bytes were being delivered runs
+   up to its first wait before the connection reads more (as on asyncio, where it runs inside
+   ``data_received``). Each call runs in a fresh copy of the context; ``on_done`` is called
+   exactly once with the exception the app ended with, or None; a cancellation or
+   ``KeyboardInterrupt``/``SystemExit`` then goes on up.
+4. An exception escaping a timer callback, ``on_done`` or a spawned coroutine does not stop the
+   server: it goes to ``report`` (logged by default, as asyncio's loop does).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import heapq
+import logging
+import math
+from collections.abc import Callable, Coroutine, Generator
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ...asgi.http import ASGIApp, Scope
+
+if TYPE_CHECKING:
+    from .transport import TrioTransport
+
+logger = logging.getLogger("wherry.error")
+
+OnDone = Callable[[BaseException | None], None]
+
+# The transport of the connection whose task is running (rule 3).
+CONNECTION: contextvars.ContextVar[TrioTransport] = contextvars.ContextVar("wherry_connection")
+
+
+class TrioFuture:
+    """A one-shot event carrying no value, awaited by at most one task at a time."""
+
+    __slots__ = ("_done", "_task")
+
+    def __init__(self) -> None:
+        self._done = False
+        self._task: trio.lowlevel.Task | None = None
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, result: None) -> None:
+        if self._done:
+            raise RuntimeError("the future is already done")
+        self._done = True
+        task = self._task
+        if task is not None:
+            self._task = None
+            trio.lowlevel.reschedule(task)
+
+    def result(self) -> None:
+        return None
+
+    def _abort(self, _raise_cancel: Any) -> trio.lowlevel.Abort:
+        self._task = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        if not self._done:
+            if self._task is not None:
+                raise RuntimeError("a future is awaited by one task at a time")
+            self._task = trio.lowlevel.current_task()
+            yield from trio.lowlevel.wait_task_rescheduled(self._abort).__await__()
+
+
+class TrioLoop:
+    """What a WSGI app's pool threads use to reach the trio thread (``wherry.asgi.wsgi``)."""
+
+    __slots__ = ("_token",)
+
+    def __init__(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+
+    def create_future(self) -> TrioFuture:
+        return TrioFuture()
+
+    def call_soon_threadsafe(self, callback: Callable[..., object], *args: Any) -> None:
+        self._token.run_sync_soon(callback, *args)  # RunFinishedError (a RuntimeError) once over
+
+
+class Timer:
+    __slots__ = ("_when", "callback", "cancelled")
+
+    def __init__(self, when: float, callback: Callable[[], None]) -> None:
+        self._when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def when(self) -> float:
+        return self._when
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Spawned:
+    """A coroutine running as a task of its own (``Runtime.spawn``): cancel it, wait for it."""
+
+    __slots__ = ("_callbacks", "_done", "scope")
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+        self._done = False
+        self._callbacks: list[Callable[[Spawned], object]] = []
+
+    def cancel(self) -> None:
+        self.scope.cancel()
+
+    def done(self) -> bool:
+        return self._done
+
+    def add_done_callback(self, fn: Callable[[Spawned], object]) -> None:
+        if self._done:
+            fn(self)
+        else:
+            self._callbacks.append(fn)
+
+    def finish(self) -> None:
+        self._done = True
+        callbacks, self._callbacks = self._callbacks, []
+        for fn in callbacks:
+            fn(self)
+
+
+class TrioRuntime:
+    """The Runtime contract over trio (see the module's rules)."""
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self.nursery = nursery  # the server's: timers, spawned work, calls with no connection
+        self.time = trio.current_time
+        self.create_future = TrioFuture
+        self.background: set[Spawned] = set()
+        self.report: Callable[[dict[str, Any]], None] = _log_error
+        self._heap: list[tuple[float, int, Timer]] = []
+        self._seq = 0
+        self._cancelled = 0
+        self._sleep: trio.CancelScope | None = None
+
+    # ------------------------------------------------------------------ timers
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
+        timer = Timer(when, callback)
+        self._seq += 1
+        heapq.heappush(self._heap, (when, self._seq, timer))
+        sleep = self._sleep
+        if sleep is not None and when < sleep.deadline:
+            sleep.deadline = when
+        return timer
+
+    async def run_timers(self) -> None:
+        """The timer task (rule 2); runs until the server's nursery is cancelled."""
+        heap = self._heap
+        while True:
+            if heap:
+                now = trio.current_time()
+                due = []
+                while heap and heap[0][0] <= now:
+                    due.append(heapq.heappop(heap)[2])
+                for timer in due:
+                    if not timer.cancelled:
+                        timer.cancelled = True
+                        try:
+                            timer.callback()
+                        except Exception as exc:
+                            self.report({"message": "Exception in a timer callback", "exception": exc})
+                if len(heap) > 256 and sum(1 for entry in heap if entry[2].cancelled) * 2 > len(heap):
+                    heap[:] = [entry for entry in heap if not entry[2].cancelled]
+                    heapq.heapify(heap)
+            with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as sleep:
+                self._sleep = sleep
+                await trio.sleep_forever()
+            self._sleep = None
+
+    # ------------------------------------------------------------------ tasks
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> Spawned:
+        """Run ``coro`` as a task of its own; it is not one of the app calls cut at shutdown."""
+        handle = Spawned()
+        self.background.add(handle)
+        self.nursery.start_soon(self._run_spawned, handle, coro)
+        return handle
+
+    async def _run_spawned(self, handle: Spawned, coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            with handle.scope:
+                await coro
+        except Exception as exc:
+            self.report({"message": "Exception in a background task", "exception": exc})
+        finally:
+            self.background.discard(handle)
+            handle.finish()
+
+    def run_app(self, app: ASGIApp, scope: Scope, receive: Any, send: Any, on_done: OnDone) -> None:
+        """One application call, beside the connection's others (an HTTP/2 stream)."""
+        conn = CONNECTION.get(None)
+        if conn is None:
+            self.nursery.start_soon(self.call_app, None, app, scope, receive, send, on_done)
+        else:
+            conn.start_app(self.call_app, app, scope, receive, send, on_done)
+
+    async def call_app(
+        self, conn: TrioTransport | None, app: ASGIApp, scope: Scope, receive: Any, send: Any, on_done: OnDone
+    ) -> None:
+        if conn is not None:
+            conn.app_started()
+        try:
+            await app(scope, receive, send)
+        except BaseException as exc:
+            self._done(on_done, exc)
+            if not isinstance(exc, Exception):
+                raise  # a cancellation (the end of a graceful shutdown), or the process exiting
+            return
+        self._done(on_done, None)
+
+    def _done(self, on_done: OnDone, exc: BaseException | None) -> None:
+        try:
+            on_done(exc)
+        except Exception as error:
+            self.report({"message": "Exception after an application call", "exception": error})
+
+
+def _log_error(context: dict[str, Any]) -> None:
+    logger.error("%s", context.get("message", "Unhandled exception"), exc_info=context.get("exception"))
