@@ -379,3 +379,31 @@ def test_the_encoder_table_stays_at_4096_bytes_whatever_the_client_allows() -> N
         assert got[0].headers == [(b":status", b"200"), *fields]
     assert server._codec.encoder.header_table.maxsize == 4096
     assert server._codec.encoder.header_table._current_size <= 4096
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b"not*base64!", b"AAMAAA", b"AAIAAAAC", b"AAQAAIAAAA"],
+    ids=["not-base64url", "not-a-settings-payload", "enable-push-2", "window-above-2-31"],
+)
+def test_malformed_http2_settings_is_refused_before_anything_is_queued(header: bytes) -> None:
+    """RFC 7540 §3.2.1, RFC 9113 §6.5.2: HTTP2-Settings must be a base64url SETTINGS payload with
+    values in range; otherwise ValueError, and the core has queued nothing (no 101, no preface)."""
+    server = H2Connection(H2Limits(), 0.0)
+    request = Request(b"GET", b"/", b"/", b"", "1.1", [(b"host", b"a")], True, False, None)
+    with pytest.raises(ValueError):
+        server.initiate_upgrade(header, request, 0.0)
+    assert server.data_to_send() == b""
+
+
+def test_well_formed_http2_settings_become_the_clients_settings() -> None:
+    """RFC 7540 §3.2.1: the HTTP2-Settings payload is applied as the client's SETTINGS; the
+    request becomes stream 1, half-closed (remote)."""
+    server = H2Connection(H2Limits(), 0.0)
+    request = Request(b"GET", b"/", b"/", b"", "1.1", [(b"host", b"a")], True, False, None)
+    server.initiate_upgrade(b"AAQAAAPo", request, 0.0)  # INITIAL_WINDOW_SIZE 1000
+    assert request.stream_id == 1
+    server.data_to_send()
+    server.receive_data(START, 0.0)
+    server.send_response(1, 200, [], [], False)
+    assert server.send_data(1, b"x" * 1500, True, 0.0) == b"x" * 500

@@ -536,12 +536,18 @@ class H2Connection:
 
     def initiate_upgrade(self, settings_header: bytes, request: Request, now: float) -> None:
         """h2c by Upgrade (RFC 7540 §3.2): the HTTP/1.1 request becomes stream 1, half-closed by
-        the peer; its body, read as HTTP/1.1, is already with the driver."""
+        the peer; its body, read as HTTP/1.1, is already with the driver. A malformed
+        HTTP2-Settings (not base64url, not a SETTINGS payload, a value out of range) raises
+        ValueError before anything is queued."""
         raw = settings_header.strip()
-        payload = base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
+        # binascii.Error (a ValueError) for anything outside base64url's alphabet.
+        payload = base64.b64decode(raw + b"=" * (-len(raw) % 4), altchars=b"-_", validate=True)
         if len(payload) % 6:
             raise ValueError("HTTP2-Settings is not a SETTINGS payload")
-        self._apply_settings(payload)
+        try:
+            self._apply_settings(payload)
+        except _ConnectionError as exc:
+            raise ValueError(f"HTTP2-Settings: {exc}") from exc
         self.initiate()
         stream = self._streams[1] = _Stream(now, self._peer_initial_window, self._local_window)
         stream.state = HALF_CLOSED_REMOTE

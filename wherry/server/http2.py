@@ -56,6 +56,7 @@ logger = logging.getLogger("wherry.error")
 
 LINGER = 2.0
 _SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
+_BAD_UPGRADE = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
 def default_pairs(defaults: DefaultHeaders, cache: dict[bytes, Headers] = {}) -> Headers:  # noqa: B006
@@ -322,14 +323,15 @@ class H2Server:
         self._attach(transport)
         if self.closed:
             return
-        self.transport.write(_SWITCHING)
         now = self.ctx.runtime.time()
         try:
             self.core.initiate_upgrade(settings, request, now)
-        except Exception as exc:  # h2 refuses a malformed HTTP2-Settings
+        except ValueError as exc:  # a malformed HTTP2-Settings: nothing was switched yet
             logger.info("Bad h2c upgrade from %s: %s", self._client_text, exc)
+            self.transport.write(_BAD_UPGRADE)
             self._close()
             return
+        self.transport.write(_SWITCHING)
         self.flush()
         stream = self._start_stream(request)
         if stream is not None:
