@@ -231,35 +231,47 @@ def test_requests_from_a_real_client_decode_to_what_it_sent(
 @given(
     st.lists(
         st.tuples(
-            st.sampled_from([200, 204, 404]), request_fields, st.sampled_from([None, 0, 64, 4096, 256])
+            st.sampled_from([200, 204, 404]),
+            request_fields,
+            st.sampled_from([None, 0, 64, 4096, 256]),
+            st.booleans(),
+            st.sampled_from([b"Mon, 01 Dec 2026 00:00:00 GMT", b"Mon, 01 Dec 2026 00:00:01 GMT"]),
         ),
         min_size=1,
         max_size=25,
     )
 )
 def test_responses_decode_to_what_the_app_sent_whatever_the_table_size(
-    responses: list[tuple[int, list[tuple[bytes, bytes]], int | None]],
+    responses: list[tuple[int, list[tuple[bytes, bytes]], int | None, bool, bytes]],
 ) -> None:
-    """RFC 7541 §4.2, §6.3; RFC 9113 §6.5.2: response header blocks, from the encode cache or not,
-    decode with the client's table, including after the client changes SETTINGS_HEADER_TABLE_SIZE."""
+    """RFC 7541 §4.2, §6.3; RFC 9113 §6.5.2: response header blocks, from the caches (each
+    response is sent twice) or not, with the server's date changing, decode with the client's
+    table, including after the client changes SETTINGS_HEADER_TABLE_SIZE."""
     client = real_client()
     server = H2Connection(H2Limits(max_concurrent_streams=100), 0.0)
     server.initiate()
     server.receive_data(client.data_to_send(), 0.0)
     client.receive_data(server.data_to_send())
-    for status, fields, table_size in responses:
+    for status, fields, table_size, with_length, date in responses:
         if table_size is not None:
             client.update_settings({h2.settings.SettingCodes.HEADER_TABLE_SIZE: table_size})
-        sid = client.get_next_available_stream_id()
-        block = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"a"), (b":path", b"/")]
-        client.send_headers(sid, block, end_stream=True)
-        server.receive_data(client.data_to_send(), 0.0)
-        server.send_response(sid, status, fields, [(b"server", b"wherry")], True)
-        server.stream_done(sid, 0.0)
-        events = client.receive_data(server.data_to_send())
-        got = [e for e in events if isinstance(e, h2.events.ResponseReceived)]
-        assert len(got) == 1
-        assert got[0].headers == [(b":status", b"%d" % status), *fields, (b"server", b"wherry")]
+        sent = [*fields, (b"content-length", b"2")] if with_length else fields
+        default = ((b"server", b"wherry"), (b"date", date))
+        for _ in range(2):
+            sid = client.get_next_available_stream_id()
+            block = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"a"), (b":path", b"/")]
+            client.send_headers(sid, block, end_stream=True)
+            server.receive_data(client.data_to_send(), 0.0)
+            ended = server.send_response(sid, status, sent, default, not with_length)
+            if not ended:
+                server.send_data(sid, b"ok", True, 0.0)
+            server.stream_done(sid, 0.0)
+            events = client.receive_data(server.data_to_send())
+            got = [e for e in events if isinstance(e, h2.events.ResponseReceived)]
+            assert len(got) == 1
+            expected = sent if status != 204 else fields  # 204 loses its content-length
+            assert got[0].headers == [(b":status", b"%d" % status), *expected, *default]
+            assert any(isinstance(e, h2.events.StreamEnded) for e in events)
 
 
 def test_headers_frame_helper_matches_hyperframe() -> None:

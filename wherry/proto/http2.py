@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Sequence
 from struct import Struct
 from typing import Any, Final
 
@@ -427,13 +428,16 @@ class _HeaderCodec:
     within a second: the date changes) take the caches; the rest take the library. HPACK state is
     per connection, and so are the caches."""
 
-    __slots__ = ("_decoded", "_encoded", "decoder", "encoder")
+    __slots__ = ("_decoded", "_encoded", "decoder", "encoder", "responses")
 
     def __init__(self, max_header_list_size: int) -> None:
         self.decoder = hpack.Decoder(max_header_list_size=max_header_list_size)
         self.encoder = hpack.Encoder()
         self._decoded: dict[bytes, _RequestHead] = {}
         self._encoded: dict[tuple[tuple[bytes, bytes], ...], bytes] = {}
+        # The same for a whole response head, by (status, the app's fields, the server's fields):
+        # its encoded block and content-length, with no field list built at all.
+        self.responses: dict[tuple[Any, ...], tuple[bytes, int]] = {}
 
     def decode_raw(self, block: bytes) -> list[tuple[bytes, bytes]]:
         try:
@@ -468,15 +472,23 @@ class _HeaderCodec:
         block = self.encoder.encode(fields, huffman=True)
         if block.translate(None, _ONE_BYTE_INDEXES):
             cache.clear()  # the table changed
+            self.responses.clear()
         else:
             if len(cache) >= 64:
                 cache.clear()
             cache[key] = block
         return block
 
+    def remember_response(self, key: tuple[Any, ...], block: bytes, length: int) -> None:
+        if not block.translate(None, _ONE_BYTE_INDEXES):  # it changed nothing: valid until a change
+            if len(self.responses) >= 64:
+                self.responses.clear()
+            self.responses[key] = (block, length)
+
     def set_encoder_table_size(self, size: int) -> None:
         self.encoder.header_table_size = size
         self._encoded.clear()
+        self.responses.clear()
 
 
 class H2Connection:
@@ -1031,7 +1043,9 @@ class H2Connection:
             self._credit(sid, size)
 
     @staticmethod
-    def _response_block(status: int, headers: Headers, default: Headers) -> tuple[Headers, int]:
+    def _response_block(
+        status: int, headers: Headers, default: Sequence[tuple[bytes, bytes]]
+    ) -> tuple[Headers, int]:
         """The response fields, checked, lowercased and without connection-specific fields, with
         the server's defaults; and the content-length (-1: none). An app that sends the same
         fields again (most do) finds them checked already."""
@@ -1056,7 +1070,9 @@ class H2Connection:
         return block, length
 
     def _send_headers(self, sid: int, block: Headers, end: bool) -> None:
-        encoded = self._codec.encode(block)
+        self._send_block(sid, self._codec.encode(block), end)
+
+    def _send_block(self, sid: int, encoded: bytes, end: bool) -> None:
         flags = END_STREAM if end else 0
         limit = self._peer_max_frame
         if len(encoded) <= limit:
@@ -1069,12 +1085,34 @@ class H2Connection:
             self._out.append(_frame(CONTINUATION, END_HEADERS if last else 0, sid, piece))
 
     def send_response(
-        self, sid: int, status: int, headers: Headers, default: Headers, end_stream: bool
+        self,
+        sid: int,
+        status: int,
+        headers: Headers,
+        default: Sequence[tuple[bytes, bytes]],
+        end_stream: bool,
     ) -> bool:
         """Queue the response headers; True when they end the stream (no body can follow)."""
         stream = self._streams.get(sid)
         if stream is None or self._closed or stream.state == CLOSED:
             return True
+        key: tuple[Any, ...] | None = None
+        if not stream.bodyless and status != 204 and status != 304 and type(default) is tuple:
+            key = (status, tuple(headers), default)
+            try:
+                known = self._codec.responses.get(key)
+            except TypeError:  # fields that are lists, not tuples
+                key = known = None
+            if known is not None:
+                encoded, length = known
+                if length >= 0:
+                    stream.remaining = length
+                if end_stream and stream.remaining > 0:
+                    raise LocalProtocolError("response body shorter than its Content-Length")
+                self._send_block(sid, encoded, end_stream)
+                if end_stream:
+                    self._ended(sid, stream)
+                return end_stream
         block, length = self._response_block(status, headers, default)
         if status == 204:
             block = [(n, v) for n, v in block if n != b"content-length"]
@@ -1085,7 +1123,10 @@ class H2Connection:
             stream.remaining = length
         if end_stream and stream.remaining > 0:
             raise LocalProtocolError("response body shorter than its Content-Length")
-        self._send_headers(sid, block, end_stream)
+        encoded = self._codec.encode(block)
+        if key is not None:
+            self._codec.remember_response(key, encoded, length)
+        self._send_block(sid, encoded, end_stream)
         if end_stream:
             self._ended(sid, stream)
         return end_stream

@@ -59,19 +59,22 @@ _SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrad
 _BAD_UPGRADE = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
-def default_pairs(defaults: DefaultHeaders, cache: dict[bytes, Headers] = {}) -> Headers:  # noqa: B006
+def default_pairs(
+    defaults: DefaultHeaders,
+    cache: dict[bytes, tuple[tuple[bytes, bytes], ...]] = {},  # noqa: B006
+) -> tuple[tuple[bytes, bytes], ...]:
     """The server/date/--header lines of ``DefaultHeaders`` as HTTP/2 fields (cached per block:
-    the block changes once a second, with the date)."""
+    the block changes once a second, with the date). A tuple: the core keys its caches on it."""
     block = defaults.block
     pairs = cache.get(block)
     if pairs is None:
         cache.clear()
-        pairs = []
+        found = []
         for line in block.split(b"\r\n"):
             name, sep, value = line.partition(b": ")
             if sep:
-                pairs.append((name.lower(), value))
-        cache[block] = pairs
+                found.append((name.lower(), value))
+        pairs = cache[block] = tuple(found)
     return pairs
 
 
