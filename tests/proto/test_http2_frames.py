@@ -407,3 +407,24 @@ def test_well_formed_http2_settings_become_the_clients_settings() -> None:
     server.receive_data(START, 0.0)
     server.send_response(1, 200, [], [], False)
     assert server.send_data(1, b"x" * 1500, True, 0.0) == b"x" * 500
+
+
+def test_late_frames_are_ignored_for_the_last_128_streams_the_server_reset() -> None:
+    """RFC 9113 §5.1 (closed): late frames on streams the server reset are ignored; the server
+    remembers the last 128 such streams (bounded memory), and DATA on an older one gets
+    RST_STREAM STREAM_CLOSED, as on any closed stream."""
+    server = H2Connection(H2Limits(max_concurrent_streams=200), 0.0)
+    server.initiate()
+    server.receive_data(START, 0.0)
+    sids = list(range(1, 2 * 130, 2))
+    for sid in sids:
+        server.receive_data(headers(sid, POST, 0x4), 0.0)
+        server.send_response(sid, 200, [], [], True)
+        server.stream_done(sid, 0.0)  # answered before the body ended: RST_STREAM NO_ERROR
+    server.data_to_send()
+    assert server.receive_data(frame(0x0, 0, sids[-1], b"late"), 0.0) == []
+    assert not any(isinstance(f, RstStreamFrame) for f in written(server.data_to_send()))
+    assert server.receive_data(frame(0x0, 0, sids[0], b"late"), 0.0) == []
+    resets = [f for f in written(server.data_to_send()) if isinstance(f, RstStreamFrame)]
+    assert [(f.stream_id, f.error_code) for f in resets] == [(sids[0], STREAM_CLOSED)]
+    assert not server.closed
