@@ -717,6 +717,25 @@ def test_h2c_upgrade_with_chunked_body_is_served_as_http11(serve: Serve) -> None
     assert (status, body) == (200, b"hello")
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [b"not*base64!", b"AAMAAA", b"AAIAAAAC"],
+    ids=["not-base64url", "not-a-settings-payload", "enable-push-2"],
+)
+def test_h2c_upgrade_with_malformed_http2_settings_is_400(serve: Serve, settings: bytes) -> None:
+    """RFC 7540 §3.2.1: HTTP2-Settings is a base64url SETTINGS payload; one that is not (or holds
+    a value out of range, RFC 9113 §6.5.2) is answered 400 with connection: close, never 101."""
+    server = serve(apps.hello, lifespan="off")
+    with server.connect() as sock:
+        sock.sendall(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+            b"HTTP2-Settings: " + settings + b"\r\n\r\n"
+        )
+        status, headers, _body = read_response(sock)
+    assert status == 400
+    assert headers.get("connection") == "close"
+
+
 def test_h2c_upgrade_is_ignored_over_tls(serve: Serve, certs: Certs) -> None:
     """RFC 9113 §3.1: h2c is for cleartext; over TLS an Upgrade: h2c request is plain HTTP/1.1."""
     server = serve(apps.hello, lifespan="off", ssl_certfile=str(certs.server_file))

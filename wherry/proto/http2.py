@@ -1,4 +1,4 @@
-"""The server side of one HTTP/2 connection (RFC 9113), sans I/O, on the h2 state machine.
+"""The server side of one HTTP/2 connection (RFC 9113), sans I/O: frames, stream states, flow control.
 
 Rules of this module:
 
@@ -6,34 +6,44 @@ Rules of this module:
    its stream id (``Request``, ``Data``, ``EndOfMessage``, ``StreamReset``, ``WindowOpened``,
    ``GoAway``, ``ConnectionClosed``, ``Rejected``). ``receive_data(b"", now)`` means the peer closed
    its side, as for every core. Bytes to write are collected and taken with ``data_to_send()``.
-2. h2 checks what RFC 9113 defines: frame sizes, stream states, HPACK, header blocks (pseudo-header
-   set and order, lowercase names, CR/LF/NUL in values, connection-specific fields,
-   content-length). What h2 leaves to the server is checked here: budgets for peer resets
-   (CVE-2023-44487), SETTINGS and PING frames; the size and deadline of a header block still
-   arriving in CONTINUATION frames (CVE-2023-45288 class); read and send deadlines per stream.
-3. A connection error queues GOAWAY and becomes one ``Rejected``; nothing after it is parsed. The
-   driver writes what is queued and closes.
-4. DATA never exceeds the peer's windows: ``send_data`` sends what the windows allow and returns
+2. Everything RFC 9113 defines is checked here, from the 9-byte frame header up: frame sizes and
+   the stream each frame type may name, stream states (the table ``_INBOUND`` below), flow-control
+   windows both ways, SETTINGS values, header blocks (pseudo-header set and order, lowercase names,
+   CR/LF/NUL and surrounding whitespace in values, connection-specific fields, ``te``,
+   ``content-length`` and ``host``) and a body that must match its ``content-length``. HPACK is the
+   ``hpack`` library's (RFC 7541); ``_HeaderCodec`` puts a per-connection cache in front of it.
+3. What RFC 9113 leaves to a server is checked here too: budgets for peer resets
+   (CVE-2023-44487), SETTINGS and PING frames; the size, frame count and deadline of a header block
+   still arriving in CONTINUATION frames (CVE-2023-45288 class); the decoded size of a header list
+   (HPACK bomb), from the first request on; read and send deadlines per stream.
+4. A connection error queues GOAWAY and becomes one ``Rejected``; nothing after it is parsed. The
+   driver writes what is queued and closes. A stream error queues RST_STREAM and, for a stream the
+   driver knows, becomes ``StreamReset``.
+5. DATA never exceeds the peer's windows: ``send_data`` sends what the windows allow and returns
    the rest, which the driver keeps (one message per stream) until a ``WindowOpened``. Received
    DATA is credited back to the peer only when the application has read it (``acknowledge``), so
    a client that sends faster than the app reads is held by its window.
-5. Responses to HEAD and 204/304 carry no DATA; connection-specific response fields are removed.
-6. No ASGI, no loop, no socket, no clock: time is passed in and deadlines are handed back.
+6. Responses to HEAD and 204/304 carry no DATA; connection-specific response fields are removed.
+7. No ASGI, no loop, no socket, no clock: time is passed in and deadlines are handed back.
+
+Stream states (RFC 9113 §5.1), server side. A stream the client opens starts ``OPEN`` (or
+``HALF_CLOSED_REMOTE`` when its HEADERS carry END_STREAM); a promised stream starts
+``HALF_CLOSED_REMOTE`` (reserved (local) needs no state of its own: the server sends its HEADERS at
+once). END_STREAM received moves ``OPEN`` to ``HALF_CLOSED_REMOTE`` and ``HALF_CLOSED_LOCAL`` to
+``CLOSED``; END_STREAM sent moves ``OPEN`` to ``HALF_CLOSED_LOCAL`` and ``HALF_CLOSED_REMOTE`` to
+``CLOSED``; RST_STREAM either way closes. ``_INBOUND`` says what each frame type does in each state;
+a pair not in it is a protocol error.
 """
 
 from __future__ import annotations
 
-import contextlib
+import base64
 import re
+from collections.abc import Sequence
+from struct import Struct
 from typing import Any, Final
 
-import h2.config
-import h2.connection
-import h2.errors
-import h2.events
-import h2.exceptions
-import h2.settings
-from hyperframe.frame import GoAwayFrame
+import hpack
 
 from .events import (
     ConnectionClosed,
@@ -52,19 +62,89 @@ from .events import (
 NO_ERROR: Final = 0x0
 PROTOCOL_ERROR: Final = 0x1
 INTERNAL_ERROR: Final = 0x2
+FLOW_CONTROL_ERROR: Final = 0x3
+STREAM_CLOSED: Final = 0x5
 FRAME_SIZE_ERROR: Final = 0x6
 REFUSED_STREAM: Final = 0x7
 CANCEL: Final = 0x8
+COMPRESSION_ERROR: Final = 0x9
 ENHANCE_YOUR_CALM: Final = 0xB
+
+PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+# Frame types (RFC 9113 §6) and flags.
+DATA: Final = 0x0
+HEADERS: Final = 0x1
+PRIORITY: Final = 0x2
+RST_STREAM: Final = 0x3
+SETTINGS: Final = 0x4
+PUSH_PROMISE: Final = 0x5
+PING: Final = 0x6
+GOAWAY: Final = 0x7
+WINDOW_UPDATE: Final = 0x8
+CONTINUATION: Final = 0x9
+END_STREAM: Final = 0x1
+ACK: Final = 0x1
+END_HEADERS: Final = 0x4
+PADDED: Final = 0x8
+PRIORITY_FLAG: Final = 0x20
+
+# SETTINGS identifiers (RFC 9113 §6.5.2, RFC 8441 §3).
+HEADER_TABLE_SIZE: Final = 0x1
+ENABLE_PUSH: Final = 0x2
+MAX_CONCURRENT_STREAMS: Final = 0x3
+INITIAL_WINDOW_SIZE: Final = 0x4
+MAX_FRAME_SIZE: Final = 0x5
+MAX_HEADER_LIST_SIZE: Final = 0x6
+ENABLE_CONNECT_PROTOCOL: Final = 0x8
+
+MAX_WINDOW: Final = 2**31 - 1
+DEFAULT_WINDOW: Final = 65535
+MAX_CONTINUATIONS: Final = 64  # CONTINUATION frames one header block may take
+RECENT_RESETS: Final = 128  # streams reset by the server whose late frames are ignored
+
+OPEN: Final = 0
+HALF_CLOSED_REMOTE: Final = 1
+HALF_CLOSED_LOCAL: Final = 2
+CLOSED: Final = 3
+
+# What a frame received on a known stream does, by state (RFC 9113 §5.1). "ok": processed;
+# "closed": a stream error STREAM_CLOSED. PRIORITY, RST_STREAM and WINDOW_UPDATE are allowed in
+# every state; a pair missing here is a connection error PROTOCOL_ERROR.
+_INBOUND: Final = {
+    (OPEN, DATA): "ok",
+    (OPEN, HEADERS): "trailers",
+    (HALF_CLOSED_LOCAL, DATA): "ok",
+    (HALF_CLOSED_LOCAL, HEADERS): "trailers",
+    (HALF_CLOSED_REMOTE, DATA): "closed",
+    (HALF_CLOSED_REMOTE, HEADERS): "closed",
+    (CLOSED, DATA): "closed",
+    (CLOSED, HEADERS): "closed",
+}
+
+_FRAME_HEAD = Struct(">HBBBL")  # length (24 bits as 16 + 8), type, flags, R + stream id
+_PACK_HEAD = Struct(">HBBBL")
+_SETTING = Struct(">HL")
+_U32 = Struct(">L")
+_GOAWAY = Struct(">LL")
 
 # Response fields that only mean something on one HTTP/1.1 connection (RFC 9113 §8.2.2).
 CONNECTION_SPECIFIC: Final = frozenset(
     (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"te")
 )
+_REQUEST_CONNECTION_SPECIFIC: Final = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
+)
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
+# A received field name (RFC 9113 §8.2.1): no 0x00-0x20, A-Z, 0x7f-0xff, and no colon.
+_FIELD_NAME = re.compile(rb"[^\x00-\x20A-Z:\x7f-\xff]+")
 _BAD_VALUE = re.compile(rb"[\x00\x0a\x0d]|^[ \t]|[ \t]$")
 _DIGITS = re.compile(rb"[0-9]{1,18}")
 _STATUS: Final = {code: b"%d" % code for code in range(100, 600)}
+_PSEUDO: Final = frozenset((b":method", b":scheme", b":authority", b":path", b":protocol"))
+# A header block made only of one-byte indexed fields (RFC 7541 §6.1, indexes 1-126) neither
+# reads nor changes anything but the tables: what it decodes to can be remembered.
+_ONE_BYTE_INDEXES: Final = bytes(range(0x81, 0xFF))
 
 
 class H2Limits:
@@ -137,23 +217,41 @@ class _Budget:
         return True
 
 
+class _ConnectionError(Exception):
+    """A connection error (RFC 9113 §5.4.1): GOAWAY with ``code``."""
+
+    def __init__(self, code: int, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
 class _Stream:
     """What the core remembers of one stream it serves."""
 
     __slots__ = (
         "body_seen",
         "bodyless",
+        "expected",
         "held",
         "read_since",
+        "received",
+        "recv_window",
         "refused",
         "remaining",
+        "send_window",
         "sent_end",
         "stalled_since",
+        "state",
     )
 
-    def __init__(self, now: float) -> None:
+    def __init__(self, now: float, send_window: int, recv_window: int) -> None:
+        self.state = OPEN
+        self.send_window = send_window  # what the peer lets the server send on this stream
+        self.recv_window = recv_window  # what the peer may still send before a WINDOW_UPDATE
         self.bodyless = False  # HEAD, 204, 304: the response headers end the stream
         self.remaining = -1  # response bytes still owed to its content-length (-1: none given)
+        self.expected = -1  # request body bytes its content-length announces (-1: none given)
+        self.received = 0  # request body bytes received
         self.sent_end = False
         self.body_seen = 0
         self.refused = False  # the body broke a limit: the rest of it is dropped
@@ -164,15 +262,233 @@ class _Stream:
         self.stalled_since: float | None = None  # response data waiting for a window
 
 
-def settings_payload(limits: H2Limits) -> dict[h2.settings.SettingCodes, int]:
-    codes = h2.settings.SettingCodes
+class _RequestHead:
+    """A validated request header block: what a ``Request`` is made of (shared by the requests
+    that repeat the same block, so never handed out without copying ``headers``)."""
+
+    __slots__ = (
+        "authority",
+        "content_length",
+        "expect",
+        "forwarded",
+        "headers",
+        "method",
+        "path",
+        "protocol",
+    )
+
+    def __init__(self) -> None:
+        self.method = b""
+        self.path = b""
+        self.authority = b""
+        self.protocol: bytes | None = None
+        self.headers: Headers = []
+        self.expect = False
+        self.forwarded = False
+        self.content_length = -1
+
+
+def settings_payload(limits: H2Limits) -> dict[int, int]:
     return {
-        codes.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams,
-        codes.INITIAL_WINDOW_SIZE: limits.initial_window_size,
-        codes.MAX_FRAME_SIZE: limits.max_frame_size,
-        codes.MAX_HEADER_LIST_SIZE: limits.max_header_list_size,
-        codes.ENABLE_PUSH: 0,
+        MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams,
+        INITIAL_WINDOW_SIZE: limits.initial_window_size,
+        MAX_FRAME_SIZE: limits.max_frame_size,
+        MAX_HEADER_LIST_SIZE: limits.max_header_list_size,
+        ENABLE_PUSH: 0,
     }
+
+
+def _frame(kind: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
+    length = len(payload)
+    return _PACK_HEAD.pack(length >> 8, length & 0xFF, kind, flags, sid) + payload
+
+
+def _parse_request(fields: list[tuple[bytes, bytes]]) -> _RequestHead:
+    """Validate a request header block (RFC 9113 §8.2, §8.3, RFC 9110 §8.6) and split it."""
+    head = _RequestHead()
+    headers = head.headers
+    seen: set[bytes] = set()
+    regular = False
+    host: bytes | None = None
+    for name, value in fields:
+        if value and _BAD_VALUE.search(value):
+            raise _ConnectionError(PROTOCOL_ERROR, f"invalid value in header field {name!r}")
+        if name[:1] == b":":
+            if regular:
+                raise _ConnectionError(PROTOCOL_ERROR, f"pseudo-header {name!r} after regular fields")
+            if name not in _PSEUDO:
+                raise _ConnectionError(PROTOCOL_ERROR, f"unknown pseudo-header {name!r}")
+            if name in seen:
+                raise _ConnectionError(PROTOCOL_ERROR, f"duplicate pseudo-header {name!r}")
+            seen.add(name)
+            if name == b":method":
+                head.method = value
+            elif name == b":path":
+                if not value:
+                    raise _ConnectionError(PROTOCOL_ERROR, "empty :path")
+                head.path = value
+            elif name == b":authority":
+                head.authority = value
+            elif name == b":protocol":
+                head.protocol = value
+            continue
+        regular = True
+        if not _FIELD_NAME.fullmatch(name):
+            raise _ConnectionError(PROTOCOL_ERROR, f"invalid header field name {name!r}")
+        if name in _REQUEST_CONNECTION_SPECIFIC:
+            raise _ConnectionError(PROTOCOL_ERROR, f"connection-specific field {name!r}")
+        if name == b"te":
+            if value.lower() != b"trailers":
+                raise _ConnectionError(PROTOCOL_ERROR, "te other than trailers")
+        elif name == b"host":
+            if host is not None:
+                raise _ConnectionError(PROTOCOL_ERROR, "duplicate host")
+            host = value
+        elif name == b"content-length":
+            if head.content_length >= 0 or not _DIGITS.fullmatch(value):
+                raise _ConnectionError(PROTOCOL_ERROR, f"invalid content-length {value!r}")
+            head.content_length = int(value)
+        elif name == b"expect":
+            head.expect = True
+        elif name in (b"x-forwarded-for", b"x-forwarded-proto", b"forwarded"):
+            head.forwarded = True
+        headers.append((name, value))
+    if b":method" not in seen:
+        raise _ConnectionError(PROTOCOL_ERROR, "no :method")
+    connect = head.method == b"CONNECT"
+    if head.protocol is not None and not connect:
+        raise _ConnectionError(PROTOCOL_ERROR, ":protocol without CONNECT")
+    if connect and head.protocol is None:
+        if b":scheme" in seen or b":path" in seen:
+            raise _ConnectionError(PROTOCOL_ERROR, "CONNECT with :scheme or :path")
+    elif b":scheme" not in seen or b":path" not in seen:
+        raise _ConnectionError(PROTOCOL_ERROR, "no :scheme or :path")
+    if b":authority" in seen:
+        if host is not None and host != head.authority:
+            raise _ConnectionError(PROTOCOL_ERROR, ":authority and host differ")
+        if host is None and head.authority:
+            headers.insert(0, (b"host", head.authority))
+    elif host is None:
+        raise _ConnectionError(PROTOCOL_ERROR, "no :authority and no host")
+    return head
+
+
+def _check_trailers(fields: list[tuple[bytes, bytes]]) -> None:
+    """Request trailers (RFC 9113 §8.1): no pseudo-headers; the same field rules as a head."""
+    for name, value in fields:
+        if name[:1] == b":" or not _FIELD_NAME.fullmatch(name) or name in _REQUEST_CONNECTION_SPECIFIC:
+            raise _ConnectionError(PROTOCOL_ERROR, f"invalid trailer field {name!r}")
+        if value and _BAD_VALUE.search(value):
+            raise _ConnectionError(PROTOCOL_ERROR, f"invalid value in trailer field {name!r}")
+
+
+def _check_response(
+    status: int, headers: Headers
+) -> tuple[tuple[tuple[bytes, bytes], ...], int, frozenset[bytes]]:
+    """Check and lowercase an app's response fields, dropping connection-specific ones (RFC 9113
+    §8.2.2); return them after ``:status``, the content-length (-1: none) and which of the
+    server's own fields (server, date) the app set."""
+    code = _STATUS.get(status)
+    if code is None:
+        raise LocalProtocolError(f"invalid status code {status!r}")
+    block: Headers = [(b":status", code)]
+    length = -1
+    own: set[bytes] = set()
+    for name, value in headers:
+        lname = name.lower()
+        if lname in CONNECTION_SPECIFIC:
+            continue
+        if not _TOKEN.fullmatch(lname):
+            raise LocalProtocolError(f"invalid response header name {name!r}")
+        if value and _BAD_VALUE.search(value):
+            raise LocalProtocolError(f"invalid response header value for {name!r}")
+        if lname == b"content-length":
+            if not _DIGITS.fullmatch(value) or length >= 0:
+                raise LocalProtocolError(f"invalid content-length {value!r}")
+            length = int(value)
+        elif lname == b"server" or lname == b"date":
+            own.add(lname)
+        block.append((lname, bytes(value)))
+    return tuple(block), length, frozenset(own)
+
+
+# Checked response fields by (status, fields): apps send the same few again and again.
+_CHECKED: dict[tuple[Any, ...], tuple[tuple[tuple[bytes, bytes], ...], int, frozenset[bytes]]] = {}
+
+
+class _HeaderCodec:
+    """HPACK for one connection (the ``hpack`` library), with two caches in front of it.
+
+    A request header block made only of one-byte indexed fields decodes to the same fields as long
+    as the decoder's dynamic table is unchanged, so its validated head is remembered; any other
+    block may change the table and forgets what was remembered. The same holds for encoding: a
+    response block whose encoding came out as one-byte indexes only (it changed nothing) encodes to
+    the same bytes until the encoder's table changes. Clients that repeat their requests (every
+    browser and load tool after the first request) and responses that repeat their fields (most,
+    within a second: the date changes) take the caches; the rest take the library. HPACK state is
+    per connection, and so are the caches."""
+
+    __slots__ = ("_decoded", "_encoded", "decoder", "encoder", "responses")
+
+    def __init__(self, max_header_list_size: int) -> None:
+        self.decoder = hpack.Decoder(max_header_list_size=max_header_list_size)
+        self.encoder = hpack.Encoder()
+        self._decoded: dict[bytes, _RequestHead] = {}
+        self._encoded: dict[tuple[tuple[bytes, bytes], ...], bytes] = {}
+        # The same for a whole response head, by (status, the app's fields, the server's fields):
+        # its encoded block and content-length, with no field list built at all.
+        self.responses: dict[tuple[Any, ...], tuple[bytes, int]] = {}
+
+    def decode_raw(self, block: bytes) -> list[tuple[bytes, bytes]]:
+        try:
+            fields = self.decoder.decode(block, raw=True)
+        except hpack.OversizedHeaderListError as exc:
+            raise _ConnectionError(ENHANCE_YOUR_CALM, "header list larger than allowed") from exc
+        except hpack.HPACKError as exc:
+            raise _ConnectionError(COMPRESSION_ERROR, f"HPACK: {exc}") from exc
+        except (ValueError, IndexError, UnicodeError) as exc:
+            raise _ConnectionError(COMPRESSION_ERROR, f"HPACK: {exc}") from exc
+        if block.translate(None, _ONE_BYTE_INDEXES):
+            self._decoded.clear()  # the table may have changed
+        return fields  # type: ignore[return-value]
+
+    def request_head(self, block: bytes) -> _RequestHead:
+        head = self._decoded.get(block)
+        if head is not None:
+            return head
+        head = _parse_request(self.decode_raw(block))
+        if not block.translate(None, _ONE_BYTE_INDEXES):
+            if len(self._decoded) >= 64:
+                self._decoded.clear()
+            self._decoded[block] = head
+        return head
+
+    def encode(self, fields: Headers) -> bytes:
+        key = tuple(fields)
+        cache = self._encoded
+        block = cache.get(key)
+        if block is not None:
+            return block
+        block = self.encoder.encode(fields, huffman=True)
+        if block.translate(None, _ONE_BYTE_INDEXES):
+            cache.clear()  # the table changed
+            self.responses.clear()
+        else:
+            if len(cache) >= 64:
+                cache.clear()
+            cache[key] = block
+        return block
+
+    def remember_response(self, key: tuple[Any, ...], block: bytes, length: int) -> None:
+        if not block.translate(None, _ONE_BYTE_INDEXES):  # it changed nothing: valid until a change
+            if len(self.responses) >= 64:
+                self.responses.clear()
+            self.responses[key] = (block, length)
+
+    def set_encoder_table_size(self, size: int) -> None:
+        self.encoder.header_table_size = size
+        self._encoded.clear()
+        self.responses.clear()
 
 
 class H2Connection:
@@ -180,20 +496,7 @@ class H2Connection:
 
     def __init__(self, limits: H2Limits, now: float) -> None:
         self.limits = limits
-        config = h2.config.H2Configuration(
-            client_side=False,
-            header_encoding=None,
-            validate_inbound_headers=True,
-            normalize_inbound_headers=False,
-            validate_outbound_headers=False,  # checked here, with errors the app can see
-            normalize_outbound_headers=False,  # names are lowercased here already
-        )
-        conn = self._conn = h2.connection.H2Connection(config)
-        conn.local_settings = h2.settings.Settings(client=False, initial_values=settings_payload(limits))
-        # h2 applies the advertised header list size only once the peer acknowledges it; an
-        # HPACK bomb in the first request must meet the limit too.
-        conn.decoder.max_header_list_size = limits.max_header_list_size
-        conn.max_inbound_frame_size = limits.max_frame_size
+        self._codec = _HeaderCodec(limits.max_header_list_size)
         self._streams: dict[int, _Stream] = {}
         self._resets = _Budget(limits.reset_budget, now)
         self._settings = _Budget(limits.settings_budget, now)
@@ -204,21 +507,65 @@ class H2Connection:
         self._last_accepted: int | None = None  # after a graceful GOAWAY: streams above are refused
         self._out: list[bytes] = []
         self.peer_goaway = False
+        # Reading.
+        self._buffer = b""  # less than a frame header
+        self._parts: list[bytes] = []  # a frame whose header was read: the bytes so far
+        self._have = 0
+        self._need = 0  # the size of that frame, header included (0: none pending)
+        self._preface = False  # the client preface was read
+        self._first_settings = False  # the client's first frame (SETTINGS) was read
+        self._highest_inbound = 0
+        self._open_inbound = 0  # client streams not closed (SETTINGS_MAX_CONCURRENT_STREAMS)
+        self._recent_resets: dict[int, None] = {}
+        self._opened: set[int] = set()  # windows a WindowOpened was given for in this read
+        self._block_sid = 0  # a header block continues in CONTINUATION frames on this stream
+        self._block_end = False
+        self._block: list[bytes] = []
+        self._block_frames = 0
+        # Flow control: what the peer may still send us (connection), and our stream windows.
+        self._recv_window = DEFAULT_WINDOW
+        self._recv_unacked = 0
+        self._stream_unacked: dict[int, int] = {}
+        self._local_window = limits.initial_window_size
+        self._settings_acked = False
+        # The peer's settings.
+        self._send_window = DEFAULT_WINDOW
+        self._peer_initial_window = DEFAULT_WINDOW
+        self._peer_max_frame = 16384
+        self._peer_max_streams = 2**31 - 1
+        self._peer_push = True
+        # Server-initiated (pushed) streams.
+        self._next_push = 2
+        self._open_outbound = 0
 
     # ------------------------------------------------------------------ starting
 
     def initiate(self) -> None:
         """The server preface (SETTINGS), for prior knowledge and ALPN."""
-        self._conn.initiate_connection()
+        payload = b"".join(_SETTING.pack(k, v) for k, v in settings_payload(self.limits).items())
+        self._out.append(_frame(SETTINGS, 0, 0, payload))
         self._boost_connection_window()
 
     def initiate_upgrade(self, settings_header: bytes, request: Request, now: float) -> None:
         """h2c by Upgrade (RFC 7540 §3.2): the HTTP/1.1 request becomes stream 1, half-closed by
-        the peer; its body, read as HTTP/1.1, is already with the driver."""
-        self._conn.initiate_upgrade_connection(settings_header)
-        self._boost_connection_window()
-        stream = self._streams[1] = _Stream(now)
+        the peer; its body, read as HTTP/1.1, is already with the driver. A malformed
+        HTTP2-Settings (not base64url, not a SETTINGS payload, a value out of range) raises
+        ValueError before anything is queued."""
+        raw = settings_header.strip()
+        # binascii.Error (a ValueError) for anything outside base64url's alphabet.
+        payload = base64.b64decode(raw + b"=" * (-len(raw) % 4), altchars=b"-_", validate=True)
+        if len(payload) % 6:
+            raise ValueError("HTTP2-Settings is not a SETTINGS payload")
+        try:
+            self._apply_settings(payload)
+        except _ConnectionError as exc:
+            raise ValueError(f"HTTP2-Settings: {exc}") from exc
+        self.initiate()
+        stream = self._streams[1] = _Stream(now, self._peer_initial_window, self._local_window)
+        stream.state = HALF_CLOSED_REMOTE
         stream.read_since = None
+        self._highest_inbound = 1
+        self._open_inbound = 1
         request.stream_id = 1
         self._note_bodyless(stream, request)
 
@@ -226,9 +573,10 @@ class H2Connection:
         """The connection window grows with the streams that may share it, so one slow stream
         does not hold back the others (the stream windows still bound each one)."""
         want = self.limits.initial_window_size * min(self.limits.max_concurrent_streams, 16)
-        boost = min(want, 2**31 - 1) - 65535
+        boost = min(want, MAX_WINDOW) - DEFAULT_WINDOW
         if boost > 0:
-            self._conn.increment_flow_control_window(boost)
+            self._recv_window += boost
+            self._out.append(_frame(WINDOW_UPDATE, 0, 0, _U32.pack(boost)))
 
     # ------------------------------------------------------------------ reading
 
@@ -238,174 +586,450 @@ class H2Connection:
         if not data:
             self._closed = True
             return [ConnectionClosed()]
-        try:
-            h2_events: list[Any] = self._conn.receive_data(data)
-        except h2.exceptions.ProtocolError as exc:
-            return [self._failed(f"protocol error: {exc}")]
         out: list[Event] = []
-        for ev in h2_events:
-            kind = type(ev)
-            if kind is h2.events.DataReceived:
-                sid = ev.stream_id
-                flow = ev.flow_controlled_length or 0
-                body = ev.data or b""
-                if flow > len(body):
-                    self._ack(sid, flow - len(body))  # padding is nobody's to read
-                stream = self._streams.get(sid)
-                if stream is None or stream.refused:
-                    self._ack(sid, len(body))
-                    continue
-                stream.read_since = now
-                max_body = self.limits.max_body
-                if max_body is not None:
-                    stream.body_seen += len(body)
-                    if stream.body_seen > max_body:
-                        stream.refused = True
-                        stream.read_since = None
-                        self._ack(sid, len(body))
-                        out.append(Rejected(413, "request body too large", sid))
-                        continue
-                stream.held += len(body)
-                out.append(Data(body, sid))
-            elif kind is h2.events.RequestReceived:
-                event = self._request(ev, now)
-                if event is not None:
-                    out.append(event)
-            elif kind is h2.events.StreamEnded:
-                stream = self._streams.get(ev.stream_id)
-                if stream is not None and not stream.refused:
-                    stream.read_since = None
-                    out.append(EndOfMessage(ev.stream_id))
-            elif kind is h2.events.StreamReset:
-                sid = ev.stream_id
-                if ev.remote_reset and not self._resets.take(now):
-                    return [*out, self._calm("too many streams reset by the peer")]
-                if self._streams.pop(sid, None) is not None:
-                    out.append(StreamReset(sid, int(ev.error_code or 0)))
-            elif kind is h2.events.WindowUpdated:
-                out.append(WindowOpened(ev.stream_id))
-            elif kind is h2.events.RemoteSettingsChanged:
-                if not self._settings.take(now):
-                    return [*out, self._calm("too many SETTINGS frames")]
-                window = ev.changed_settings.get(h2.settings.SettingCodes.INITIAL_WINDOW_SIZE)
-                if window is not None and window.new_value != window.original_value:
-                    out.append(WindowOpened(0))
-            elif kind is h2.events.PingReceived:
-                if not self._pings.take(now):
-                    return [*out, self._calm("too many PING frames")]
-            elif kind is h2.events.ConnectionTerminated:
-                if ev.error_code:
-                    self._closed = True
-                    out.append(Rejected(400, f"the peer ended the connection ({ev.error_code!r})"))
+        if self._opened:
+            self._opened.clear()
+        if self._need:
+            # The rest of a frame whose header was read: gathered, joined once it is complete
+            # (a large frame in many small reads is not copied again with each read).
+            self._parts.append(data)
+            self._have += len(data)
+            if self._have < self._need:
+                return out
+            data = b"".join(self._parts)
+            self._parts = []
+            self._have = self._need = 0
+        buffer = self._buffer + data if self._buffer else data
+        try:
+            if not self._preface:
+                if len(buffer) < 24:
+                    if not PREFACE.startswith(buffer):
+                        raise _ConnectionError(PROTOCOL_ERROR, "not the HTTP/2 client preface")
+                    self._buffer = buffer
                     return out
-                self.peer_goaway = True
-                # RFC 9113 §6.8: the streams the peer already opened still complete; h2 would
-                # refuse to send anything more after a GOAWAY, so its state is put back.
-                self._conn.state_machine.state = h2.connection.ConnectionState.SERVER_OPEN
-                out.append(GoAway())
-            # TrailersReceived (ASGI has no request trailers; StreamEnded follows),
-            # SettingsAcknowledged, PriorityUpdated, UnknownFrameReceived: nothing to do.
-        self._check_buffered(now)
-        if self._closed:
-            out.append(Rejected(400, "frame or header block too large"))
+                if buffer[:24] != PREFACE:
+                    raise _ConnectionError(PROTOCOL_ERROR, "not the HTTP/2 client preface")
+                self._preface = True
+                buffer = buffer[24:]
+            rest = self._frames(buffer, now, out)
+            if len(rest) >= 9:
+                self._need = 9 + (int.from_bytes(rest[:3], "big"))
+                self._parts = [rest]
+                self._have = len(rest)
+                self._buffer = b""
+            else:
+                self._buffer = rest
+        except _ConnectionError as exc:
+            self._buffer = b""
+            self._parts = []
+            self.close(exc.code)
+            out.append(Rejected(400, str(exc)))
+            return out
+        if self._closed:  # a defence closed it (its Rejected is in ``out``)
+            return out
+        if self._block_sid:
+            if self._head_since is None:
+                self._head_since = now
+        else:
+            self._head_since = None
         return out
 
-    def _request(self, ev: h2.events.RequestReceived, now: float) -> Request | None:
-        sid = ev.stream_id
+    def _frames(self, buffer: bytes, now: float, out: list[Event]) -> bytes:
+        """Parse and act on every complete frame of ``buffer``; return what is left of it."""
+        pos = 0
+        size = len(buffer)
+        unpack = _FRAME_HEAD.unpack_from
+        max_frame = self.limits.max_frame_size
+        streams = self._streams
+        while size - pos >= 9:
+            high, low, kind, flags, sid = unpack(buffer, pos)
+            length = high << 8 | low
+            if length > max_frame:
+                # Refused from its header: nothing of a frame above the limit is buffered.
+                raise _ConnectionError(FRAME_SIZE_ERROR, "frame larger than SETTINGS_MAX_FRAME_SIZE")
+            end = pos + 9 + length
+            if end > size:
+                break
+            payload = buffer[pos + 9 : end]
+            pos = end
+            sid &= 0x7FFFFFFF
+            if self._block_sid and kind != CONTINUATION:
+                raise _ConnectionError(PROTOCOL_ERROR, "header block interrupted")
+            if not self._first_settings:
+                if kind != SETTINGS or flags & ACK:
+                    raise _ConnectionError(PROTOCOL_ERROR, "the client preface must end with SETTINGS")
+                self._first_settings = True
+            if kind == HEADERS:
+                if not sid:
+                    raise _ConnectionError(PROTOCOL_ERROR, "HEADERS on stream 0")
+                if flags & PADDED:
+                    payload = self._unpad(payload)
+                if flags & PRIORITY_FLAG:
+                    if len(payload) < 5:
+                        raise _ConnectionError(FRAME_SIZE_ERROR, "HEADERS priority fields cut short")
+                    if _U32.unpack_from(payload)[0] & 0x7FFFFFFF == sid:
+                        # A stream error (§5.3.1) taken as a connection error (§5.4.1): the
+                        # block is never decoded, so the HPACK tables could not stay in step.
+                        raise _ConnectionError(PROTOCOL_ERROR, "stream depends on itself")
+                    payload = payload[5:]
+                if flags & END_HEADERS:
+                    self._header_block(sid, payload, bool(flags & END_STREAM), now, out)
+                else:
+                    self._block_sid = sid
+                    self._block_end = bool(flags & END_STREAM)
+                    self._block = [payload]
+                    self._block_frames = 0
+                    if not self._check_block():
+                        self._calm("header block larger than the header list limit", out)
+                        break
+            elif kind == DATA:
+                if not sid:
+                    raise _ConnectionError(PROTOCOL_ERROR, "DATA on stream 0")
+                self._data(sid, flags, payload, now, out)
+            elif kind == WINDOW_UPDATE:
+                if length != 4:
+                    raise _ConnectionError(FRAME_SIZE_ERROR, "WINDOW_UPDATE of the wrong size")
+                self._window_update(sid, _U32.unpack(payload)[0] & 0x7FFFFFFF, out)
+            elif kind == SETTINGS:
+                if sid:
+                    raise _ConnectionError(PROTOCOL_ERROR, "SETTINGS on a stream")
+                if flags & ACK:
+                    if length:
+                        raise _ConnectionError(FRAME_SIZE_ERROR, "SETTINGS ACK with a payload")
+                    self._settings_acked = True
+                    continue
+                if length % 6:
+                    raise _ConnectionError(FRAME_SIZE_ERROR, "SETTINGS of the wrong size")
+                if not self._settings.take(now):
+                    self._calm("too many SETTINGS frames", out)
+                    break
+                if self._apply_settings(payload):
+                    self._opened_window(0, out)
+                self._out.append(_frame(SETTINGS, ACK, 0))
+            elif kind == CONTINUATION:
+                if not self._block_sid or sid != self._block_sid:
+                    raise _ConnectionError(PROTOCOL_ERROR, "CONTINUATION without a header block")
+                self._block.append(payload)
+                self._block_frames += 1
+                if flags & END_HEADERS:
+                    block = b"".join(self._block)
+                    self._block = []
+                    self._block_sid = 0
+                    self._header_block(sid, block, self._block_end, now, out)
+                elif not self._check_block():
+                    self._calm("header block larger than the header list limit", out)
+                    break
+            elif kind == RST_STREAM:
+                if not sid:
+                    raise _ConnectionError(PROTOCOL_ERROR, "RST_STREAM on stream 0")
+                if length != 4:
+                    raise _ConnectionError(FRAME_SIZE_ERROR, "RST_STREAM of the wrong size")
+                if self._idle(sid):
+                    raise _ConnectionError(PROTOCOL_ERROR, "RST_STREAM on an idle stream")
+                if not self._resets.take(now):
+                    self._calm("too many streams reset by the peer", out)
+                    break
+                stream = streams.pop(sid, None)
+                if stream is not None:
+                    self._set_closed(sid, stream)
+                    out.append(StreamReset(sid, _U32.unpack(payload)[0]))
+            elif kind == PING:
+                if sid:
+                    raise _ConnectionError(PROTOCOL_ERROR, "PING on a stream")
+                if length != 8:
+                    raise _ConnectionError(FRAME_SIZE_ERROR, "PING of the wrong size")
+                if not flags & ACK:
+                    if not self._pings.take(now):
+                        self._calm("too many PING frames", out)
+                        break
+                    self._out.append(_frame(PING, ACK, 0, payload))
+            elif kind == PRIORITY:
+                if not sid:
+                    raise _ConnectionError(PROTOCOL_ERROR, "PRIORITY on stream 0")
+                if length != 5:
+                    self._stream_error(sid, FRAME_SIZE_ERROR, out)
+                elif _U32.unpack_from(payload)[0] & 0x7FFFFFFF == sid:
+                    self._stream_error(sid, PROTOCOL_ERROR, out)
+            elif kind == GOAWAY:
+                if sid:
+                    raise _ConnectionError(PROTOCOL_ERROR, "GOAWAY on a stream")
+                if length < 8:
+                    raise _ConnectionError(FRAME_SIZE_ERROR, "GOAWAY of the wrong size")
+                code = _GOAWAY.unpack_from(payload)[1]
+                if code:
+                    self._closed = True
+                    out.append(Rejected(400, f"the peer ended the connection ({code})"))
+                    break
+                # RFC 9113 §6.8: the streams the peer already opened still complete.
+                self.peer_goaway = True
+                out.append(GoAway())
+            elif kind == PUSH_PROMISE:
+                raise _ConnectionError(PROTOCOL_ERROR, "PUSH_PROMISE from a client")
+            # Unknown frame types are ignored (RFC 9113 §5.5).
+            if self._closed:
+                break
+        return buffer[pos:] if pos < size else b""
+
+    @staticmethod
+    def _unpad(payload: bytes) -> bytes:
+        if not payload or payload[0] >= len(payload):
+            raise _ConnectionError(PROTOCOL_ERROR, "padding as long as the frame")
+        return payload[1 : len(payload) - payload[0]]
+
+    def _check_block(self) -> bool:
+        """A header block still arriving: bounded in bytes and in frames (h2 bounded only the
+        frames); the head deadline bounds it in time."""
+        if self._block_frames > MAX_CONTINUATIONS:
+            return False
+        return sum(len(piece) for piece in self._block) <= self.limits.max_header_list_size
+
+    def _idle(self, sid: int) -> bool:
+        if sid & 1:
+            return sid > self._highest_inbound
+        return sid >= self._next_push
+
+    def _header_block(self, sid: int, block: bytes, end: bool, now: float, out: list[Event]) -> None:
+        stream = self._streams.get(sid)
+        if stream is None:
+            if not sid & 1:
+                raise _ConnectionError(PROTOCOL_ERROR, "a client opened a stream with an even id")
+            if sid <= self._highest_inbound:
+                self._codec.decode_raw(block)  # keeps the HPACK table in step
+                if sid in self._recent_resets:
+                    return  # RFC 9113 §5.1: frames after our RST_STREAM are ignored
+                raise _ConnectionError(STREAM_CLOSED, "HEADERS on a closed stream")
+            self._new_stream(sid, block, end, now, out)
+            return
+        action = _INBOUND.get((stream.state, HEADERS))
+        if action == "trailers":
+            _check_trailers(self._codec.decode_raw(block))
+            if not end:
+                raise _ConnectionError(PROTOCOL_ERROR, "trailers without END_STREAM")
+            self._remote_end(sid, stream, out)
+        elif action == "closed":
+            self._codec.decode_raw(block)
+            raise _ConnectionError(STREAM_CLOSED, "HEADERS on a half-closed stream")
+        else:
+            raise _ConnectionError(PROTOCOL_ERROR, "HEADERS not allowed here")
+
+    def _new_stream(self, sid: int, block: bytes, end: bool, now: float, out: list[Event]) -> None:
+        self._highest_inbound = sid
+        head = self._codec.request_head(block)
+        if self._open_inbound >= self.limits.max_concurrent_streams:
+            raise _ConnectionError(PROTOCOL_ERROR, "more streams than SETTINGS_MAX_CONCURRENT_STREAMS")
         last = self._last_accepted
         if last is not None and sid > last:
             # Opened after our GOAWAY: never processed, the client may retry it elsewhere.
-            self.reset(sid, REFUSED_STREAM)
-            return None
-        method = path = authority = b""
-        headers: Headers = []
-        has_host = False
-        expect = False
-        forwarded = False
-        protocol: bytes | None = None
-        for name, value in ev.headers or ():
-            if name[:1] == b":":
-                if name == b":method":
-                    method = value
-                elif name == b":path":
-                    path = value
-                elif name == b":authority":
-                    authority = value
-                elif name == b":protocol":
-                    protocol = value
-                continue
-            headers.append((name, value))
-            if name == b"host":
-                has_host = True
-            elif name == b"expect":
-                if value.lower() != b"100-continue":
-                    self.reset(sid, PROTOCOL_ERROR)
-                    return None
-                expect = True
-            elif name in (b"x-forwarded-for", b"x-forwarded-proto", b"forwarded"):
-                forwarded = True
-        if authority and not has_host:
-            headers.insert(0, (b"host", authority))
-        if method == b"CONNECT" and protocol is None:
-            raw_path, query = authority, b""
-            target = authority
-        else:
-            target = path
-            raw_path, _, query = path.partition(b"?")
-        stream = self._streams[sid] = _Stream(now)
+            self._reset_frame(sid, REFUSED_STREAM)
+            return
+        if end and head.content_length > 0:
+            raise _ConnectionError(PROTOCOL_ERROR, "request body shorter than its content-length")
+        if head.expect and head.headers and not _expect_ok(head.headers):
+            self._reset_frame(sid, PROTOCOL_ERROR)
+            return
+        stream = self._streams[sid] = _Stream(now, self._peer_initial_window, self._local_window)
+        self._open_inbound += 1
         self._idle_since = now
-        request = Request(method, target, raw_path, query, "2", headers, True, expect, protocol, sid)
-        request.forwarded = forwarded
-        self._note_bodyless(stream, request)
-        return request
-
-    @staticmethod
-    def _note_bodyless(stream: _Stream, request: Request) -> None:
-        if request.method == b"HEAD":
+        stream.expected = head.content_length
+        method = head.method
+        protocol = head.protocol
+        if method == b"CONNECT" and protocol is None:
+            target = raw_path = head.authority
+            query = b""
+        else:
+            target = head.path
+            raw_path, _, query = target.partition(b"?")
+        request = Request(
+            method, target, raw_path, query, "2", list(head.headers), True, head.expect, protocol, sid
+        )
+        request.forwarded = head.forwarded
+        if method == b"HEAD":
             stream.bodyless = True
+        out.append(request)
+        if end:
+            stream.state = HALF_CLOSED_REMOTE
+            stream.read_since = None
+            out.append(EndOfMessage(sid))
 
-    def _check_buffered(self, now: float) -> None:
-        """What h2 holds of frames not yet complete is bounded here; h2 keeps no public view of
-        it, so its buffer is read directly. A frame announcing more than SETTINGS_MAX_FRAME_SIZE
-        is refused from its header (h2 would buffer up to 16 MiB before checking). A header
-        block spread over CONTINUATION frames is bounded in size (h2 bounds only the number of
-        frames) and in time (``deadline``)."""
-        buffer = self._conn.incoming_buffer
-        data = buffer._data
-        if len(data) >= 9 and int.from_bytes(data[:3], "big") > self.limits.max_frame_size:
-            self.close(FRAME_SIZE_ERROR)
+    def _data(self, sid: int, flags: int, payload: bytes, now: float, out: list[Event]) -> None:
+        flow = len(payload)
+        if flags & PADDED:
+            payload = self._unpad(payload)
+        self._recv_window -= flow
+        if self._recv_window < 0:
+            raise _ConnectionError(FLOW_CONTROL_ERROR, "DATA beyond the connection window")
+        stream = self._streams.get(sid)
+        if stream is None or stream.state == CLOSED:
+            if self._idle(sid):
+                raise _ConnectionError(PROTOCOL_ERROR, "DATA on an idle stream")
+            self._credit(0, flow)
+            if sid not in self._recent_resets:
+                self._stream_error(sid, STREAM_CLOSED, out)
             return
-        pending = buffer._headers_buffer
-        if not pending:
-            self._head_since = None
+        if _INBOUND.get((stream.state, DATA)) != "ok":
+            self._credit(0, flow)
+            self._stream_error(sid, STREAM_CLOSED, out)
             return
-        if self._head_since is None:
-            self._head_since = now
-        if sum(len(frame.data) for frame in pending) > self.limits.max_header_list_size:
-            self._calm("header block larger than the header list limit")
+        stream.recv_window -= flow
+        if stream.recv_window < 0:
+            floor = self.limits.initial_window_size - DEFAULT_WINDOW
+            if self._settings_acked or stream.recv_window < min(floor, 0):
+                raise _ConnectionError(FLOW_CONTROL_ERROR, "DATA beyond the stream window")
+        body = payload
+        size = len(body)
+        stream.received += size
+        if stream.expected >= 0 and stream.received > stream.expected:
+            raise _ConnectionError(PROTOCOL_ERROR, "request body longer than its content-length")
+        if flow > size:
+            self._credit(sid, flow - size)  # padding is nobody's to read
+        if stream.refused:
+            self._credit(sid, size)
+        elif size:
+            stream.read_since = now
+            max_body = self.limits.max_body
+            refused = False
+            if max_body is not None:
+                stream.body_seen += size
+                if stream.body_seen > max_body:
+                    refused = stream.refused = True
+                    stream.read_since = None
+                    self._credit(sid, size)
+                    out.append(Rejected(413, "request body too large", sid))
+            if not refused:
+                stream.held += size
+                out.append(Data(body, sid))
+        if flags & END_STREAM:
+            if stream.expected >= 0 and stream.received != stream.expected:
+                raise _ConnectionError(PROTOCOL_ERROR, "request body shorter than its content-length")
+            self._remote_end(sid, stream, out)
 
-    def _failed(self, detail: str) -> Rejected:
-        """h2 found a connection error and queued GOAWAY."""
-        self._closed = True
-        return Rejected(400, detail)
+    def _remote_end(self, sid: int, stream: _Stream, out: list[Event]) -> None:
+        if stream.state == HALF_CLOSED_LOCAL:
+            self._set_closed(sid, stream)
+        else:
+            stream.state = HALF_CLOSED_REMOTE
+        if not stream.refused:
+            stream.read_since = None
+            out.append(EndOfMessage(sid))
 
-    def _calm(self, detail: str) -> Rejected:
+    def _window_update(self, sid: int, increment: int, out: list[Event]) -> None:
+        if not sid:
+            if not increment:
+                raise _ConnectionError(PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
+            self._send_window += increment
+            if self._send_window > MAX_WINDOW:
+                raise _ConnectionError(FLOW_CONTROL_ERROR, "connection window above 2^31-1")
+            self._opened_window(0, out)
+            return
+        stream = self._streams.get(sid)
+        if stream is None or stream.state == CLOSED:
+            if self._idle(sid):
+                raise _ConnectionError(PROTOCOL_ERROR, "WINDOW_UPDATE on an idle stream")
+            return
+        if not increment:
+            self._stream_error(sid, PROTOCOL_ERROR, out)
+            return
+        stream.send_window += increment
+        if stream.send_window > MAX_WINDOW:
+            self._stream_error(sid, FLOW_CONTROL_ERROR, out)
+            return
+        self._opened_window(sid, out)
+
+    def _opened_window(self, sid: int, out: list[Event]) -> None:
+        """One ``WindowOpened`` per window per read: the driver acts on the events after the
+        whole read is parsed, so many small WINDOW_UPDATE frames make it retry once, not once
+        each."""
+        opened = self._opened
+        if sid not in opened:
+            opened.add(sid)
+            out.append(WindowOpened(sid))
+
+    def _apply_settings(self, payload: bytes) -> bool:
+        """The peer's SETTINGS; True when its initial window changed."""
+        changed = False
+        for offset in range(0, len(payload), 6):
+            ident, value = _SETTING.unpack_from(payload, offset)
+            if ident == HEADER_TABLE_SIZE:
+                # RFC 7541 §4.2: the encoder may use less than the peer allows; more than the
+                # default 4,096 bytes would be memory per connection spent on the peer's say-so.
+                self._codec.set_encoder_table_size(min(value, 4096))
+            elif ident == ENABLE_PUSH:
+                if value > 1:
+                    raise _ConnectionError(PROTOCOL_ERROR, "ENABLE_PUSH other than 0 or 1")
+                self._peer_push = bool(value)
+            elif ident == MAX_CONCURRENT_STREAMS:
+                self._peer_max_streams = value
+            elif ident == INITIAL_WINDOW_SIZE:
+                if value > MAX_WINDOW:
+                    raise _ConnectionError(FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE above 2^31-1")
+                delta = value - self._peer_initial_window
+                if delta:
+                    changed = True
+                    self._peer_initial_window = value
+                    for stream in self._streams.values():
+                        stream.send_window += delta
+                        if stream.send_window > MAX_WINDOW:
+                            raise _ConnectionError(FLOW_CONTROL_ERROR, "stream window above 2^31-1")
+            elif ident == MAX_FRAME_SIZE:
+                if not 16384 <= value <= 2**24 - 1:
+                    raise _ConnectionError(PROTOCOL_ERROR, "MAX_FRAME_SIZE out of range")
+                self._peer_max_frame = value
+            elif ident == ENABLE_CONNECT_PROTOCOL and value > 1:
+                raise _ConnectionError(PROTOCOL_ERROR, "ENABLE_CONNECT_PROTOCOL other than 0 or 1")
+            # MAX_HEADER_LIST_SIZE is advisory; unknown settings are ignored (RFC 9113 §6.5.2).
+        return changed
+
+    def _stream_error(self, sid: int, code: int, out: list[Event]) -> None:
+        """RST_STREAM with ``code``; the driver hears of it if it serves the stream."""
+        stream = self._streams.pop(sid, None)
+        if stream is not None:
+            self._set_closed(sid, stream)
+            out.append(StreamReset(sid, code))
+        self._reset_frame(sid, code)
+
+    def _calm(self, detail: str, out: list[Event]) -> None:
         self.close(ENHANCE_YOUR_CALM)
-        return Rejected(400, detail)
+        out.append(Rejected(400, detail))
 
-    def _ack(self, sid: int, size: int) -> None:
+    def _credit(self, sid: int, size: int) -> None:
+        """``size`` bytes of received DATA are read (or dropped): give them back to the peer.
+        Small credits are gathered until they make a quarter of the window. A stream's own window
+        can only be emptied by its own body, which its app has then read: the credit is at least a
+        quarter. The connection's can be emptied by bodies that other apps hold, so once less than
+        a quarter of it is left every credit goes out at once."""
         if size <= 0:
             return
-        with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-            self._conn.acknowledge_received_data(size, sid)
+        unacked = self._recv_unacked + size
+        threshold = self._connection_threshold()
+        if unacked >= threshold or self._recv_window < threshold:
+            self._recv_window += unacked
+            self._out.append(_frame(WINDOW_UPDATE, 0, 0, _U32.pack(unacked)))
+            unacked = 0
+        self._recv_unacked = unacked
+        if not sid:
+            return
+        stream = self._streams.get(sid)
+        if stream is None or stream.state in (HALF_CLOSED_REMOTE, CLOSED) or stream.refused:
+            return
+        pending = self._stream_unacked.get(sid, 0) + size
+        if pending >= max(self._local_window // 4, 1):
+            stream.recv_window += pending
+            self._stream_unacked.pop(sid, None)
+            self._out.append(_frame(WINDOW_UPDATE, 0, sid, _U32.pack(pending)))
+        else:
+            self._stream_unacked[sid] = pending
+
+    def _connection_threshold(self) -> int:
+        return max(self._local_window * min(self.limits.max_concurrent_streams, 16) // 4, 1)
 
     # ------------------------------------------------------------------ writing
 
     def data_to_send(self) -> bytes:
-        data = self._conn.data_to_send()
-        if self._out:
-            data = b"".join(self._out) + data
-            self._out.clear()
+        out = self._out
+        if not out:
+            return b""
+        data = b"".join(out) if len(out) > 1 else out[0]
+        out.clear()
         return data
 
     def acknowledge(self, sid: int, size: int, now: float) -> None:
@@ -415,42 +1039,80 @@ class H2Connection:
             stream.held = max(0, stream.held - size)
             if not stream.held and stream.read_since is not None:
                 stream.read_since = now
-        self._ack(sid, size)
+        if not self._closed:
+            self._credit(sid, size)
 
-    def _response_block(self, status: int, headers: Headers, default: Headers) -> tuple[Headers, int]:
-        code = _STATUS.get(status)
-        if code is None:
-            raise LocalProtocolError(f"invalid status code {status!r}")
-        block: Headers = [(b":status", code)]
-        length = -1
-        own: set[bytes] = set()
-        for name, value in headers:
-            lname = name.lower()
-            if lname in CONNECTION_SPECIFIC:
-                continue
-            if not _TOKEN.fullmatch(lname):
-                raise LocalProtocolError(f"invalid response header name {name!r}")
-            if value and _BAD_VALUE.search(value):
-                raise LocalProtocolError(f"invalid response header value for {name!r}")
-            if lname == b"content-length":
-                if not _DIGITS.fullmatch(value) or length >= 0:
-                    raise LocalProtocolError(f"invalid content-length {value!r}")
-                length = int(value)
-            elif lname == b"server" or lname == b"date":
-                own.add(lname)
-            block.append((lname, value))
+    @staticmethod
+    def _response_block(
+        status: int, headers: Headers, default: Sequence[tuple[bytes, bytes]]
+    ) -> tuple[Headers, int]:
+        """The response fields, checked, lowercased and without connection-specific fields, with
+        the server's defaults; and the content-length (-1: none). An app that sends the same
+        fields again (most do) finds them checked already."""
+        key = (status, tuple(headers))
+        cacheable = True
+        try:
+            done = _CHECKED.get(key)
+        except TypeError:  # fields that are lists, not tuples: checked each time
+            cacheable = False
+            done = None
+        if done is None:
+            done = _check_response(status, headers)
+            if cacheable:
+                if len(_CHECKED) >= 256:
+                    _CHECKED.clear()
+                _CHECKED[key] = done
+        fields, length, own = done
+        block = list(fields)
         for name, value in default:
             if name not in own:
                 block.append((name, value))
         return block, length
 
+    def _send_headers(self, sid: int, block: Headers, end: bool) -> None:
+        self._send_block(sid, self._codec.encode(block), end)
+
+    def _send_block(self, sid: int, encoded: bytes, end: bool) -> None:
+        flags = END_STREAM if end else 0
+        limit = self._peer_max_frame
+        if len(encoded) <= limit:
+            self._out.append(_frame(HEADERS, flags | END_HEADERS, sid, encoded))
+            return
+        self._out.append(_frame(HEADERS, flags, sid, encoded[:limit]))
+        for offset in range(limit, len(encoded), limit):
+            last = offset + limit >= len(encoded)
+            piece = encoded[offset : offset + limit]
+            self._out.append(_frame(CONTINUATION, END_HEADERS if last else 0, sid, piece))
+
     def send_response(
-        self, sid: int, status: int, headers: Headers, default: Headers, end_stream: bool
+        self,
+        sid: int,
+        status: int,
+        headers: Headers,
+        default: Sequence[tuple[bytes, bytes]],
+        end_stream: bool,
     ) -> bool:
         """Queue the response headers; True when they end the stream (no body can follow)."""
         stream = self._streams.get(sid)
-        if stream is None or self._closed:
+        if stream is None or self._closed or stream.state == CLOSED:
             return True
+        key: tuple[Any, ...] | None = None
+        if not stream.bodyless and status != 204 and status != 304 and type(default) is tuple:
+            key = (status, tuple(headers), default)
+            try:
+                known = self._codec.responses.get(key)
+            except TypeError:  # fields that are lists, not tuples
+                key = known = None
+            if known is not None:
+                encoded, length = known
+                if length >= 0:
+                    stream.remaining = length
+                if end_stream and stream.remaining > 0:
+                    raise LocalProtocolError("response body shorter than its Content-Length")
+                self._send_block(sid, encoded, end_stream)
+                if end_stream:
+                    self._ended(sid, stream)
+                return end_stream
         block, length = self._response_block(status, headers, default)
         if status == 204:
             block = [(n, v) for n, v in block if n != b"content-length"]
@@ -461,7 +1123,10 @@ class H2Connection:
             stream.remaining = length
         if end_stream and stream.remaining > 0:
             raise LocalProtocolError("response body shorter than its Content-Length")
-        self._conn.send_headers(sid, block, end_stream=end_stream)
+        encoded = self._codec.encode(block)
+        if key is not None:
+            self._codec.remember_response(key, encoded, length)
+        self._send_block(sid, encoded, end_stream)
         if end_stream:
             self._ended(sid, stream)
         return end_stream
@@ -470,10 +1135,11 @@ class H2Connection:
         """A 1xx response (100 Continue, 103 Early Hints) before the final one."""
         if not 100 <= status < 200 or status == 101:
             raise LocalProtocolError(f"{status} is not an informational status")
-        if sid not in self._streams or self._closed:
+        stream = self._streams.get(sid)
+        if stream is None or self._closed or stream.state == CLOSED:
             return
         block, _ = self._response_block(status, headers, [])
-        self._conn.send_headers(sid, block)
+        self._send_headers(sid, block, False)
 
     def send_data(self, sid: int, data: bytes, end_stream: bool, now: float) -> bytes:
         """Send what the windows allow of ``data`` (ending the stream with the last of it);
@@ -481,37 +1147,40 @@ class H2Connection:
         stream = self._streams.get(sid)
         if stream is None or stream.sent_end or stream.bodyless or self._closed:
             return b""
-        if stream.remaining >= 0 and len(data) > stream.remaining:
-            raise LocalProtocolError("response body longer than its Content-Length")
-        conn = self._conn
         size = len(data)
-        allowed = min(size, conn.local_flow_control_window(sid)) if size else 0
+        if stream.remaining >= 0 and size > stream.remaining:
+            raise LocalProtocolError("response body longer than its Content-Length")
+        allowed = min(size, stream.send_window, self._send_window) if size else 0
+        if allowed < 0:
+            allowed = 0
         if stream.remaining >= 0:
-            stream.remaining -= allowed
-            if end_stream and allowed == size and stream.remaining:
-                stream.remaining += allowed
+            if end_stream and allowed == size and stream.remaining != size:
                 raise LocalProtocolError("response body shorter than its Content-Length")
-        frame = conn.max_outbound_frame_size
+            stream.remaining -= allowed
         ends = end_stream and allowed == size
+        frame = self._peer_max_frame
+        out = self._out
         if allowed == size and size <= frame:
-            if size:
-                conn.send_data(sid, data, end_stream=ends)
+            if size or ends:
+                length = size
+                out.append(
+                    _PACK_HEAD.pack(length >> 8, length & 0xFF, DATA, END_STREAM if ends else 0, sid) + data
+                )
         else:
             offset = 0
             while offset < allowed:
                 step = min(frame, allowed - offset)
-                conn.send_data(
-                    sid, data[offset : offset + step], end_stream=ends and offset + step >= allowed
-                )
+                last = ends and offset + step >= allowed
+                out.append(_frame(DATA, END_STREAM if last else 0, sid, data[offset : offset + step]))
                 offset += step
+        stream.send_window -= allowed
+        self._send_window -= allowed
         if allowed < size:
             if stream.stalled_since is None:
                 stream.stalled_since = now
             return data[allowed:]
         stream.stalled_since = None
         if end_stream:
-            if not size:
-                conn.send_data(sid, b"", end_stream=True)
             self._ended(sid, stream)
         return b""
 
@@ -529,13 +1198,26 @@ class H2Connection:
             if not _TOKEN.fullmatch(lname) or (value and _BAD_VALUE.search(value)):
                 raise LocalProtocolError(f"invalid trailer field {name!r}")
             block.append((lname, value))
-        self._conn.send_headers(sid, block, end_stream=True)
+        self._send_headers(sid, block, True)
         self._ended(sid, stream)
 
-    @staticmethod
-    def _ended(sid: int, stream: _Stream) -> None:
+    def _ended(self, sid: int, stream: _Stream) -> None:
         stream.sent_end = True
         stream.stalled_since = None
+        if stream.state == HALF_CLOSED_REMOTE:
+            self._set_closed(sid, stream)
+        elif stream.state == OPEN:
+            stream.state = HALF_CLOSED_LOCAL
+
+    def _set_closed(self, sid: int, stream: _Stream) -> None:
+        if stream.state == CLOSED:
+            return
+        stream.state = CLOSED
+        self._stream_unacked.pop(sid, None)
+        if sid & 1:
+            self._open_inbound -= 1
+        else:
+            self._open_outbound -= 1
 
     def stream_done(self, sid: int, now: float) -> None:
         """The driver is done with stream ``sid`` (its app returned)."""
@@ -547,16 +1229,30 @@ class H2Connection:
         elif stream.read_since is not None:
             # Answered before the request body ended: stop the upload (RFC 9113 §8.1).
             self.reset(sid, NO_ERROR)
+        else:
+            self._set_closed(sid, stream)
         self._streams.pop(sid, None)
         if not self._streams:
             self._idle_since = now
 
     def reset(self, sid: int, code: int) -> None:
-        self._streams.pop(sid, None)
+        stream = self._streams.pop(sid, None)
+        if stream is not None:
+            if stream.state == CLOSED:
+                return
+            self._set_closed(sid, stream)
         if self._closed:
             return
-        with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-            self._conn.reset_stream(sid, code)
+        self._reset_frame(sid, code)
+
+    def _reset_frame(self, sid: int, code: int) -> None:
+        if self._closed:
+            return
+        recent = self._recent_resets
+        recent[sid] = None
+        if len(recent) > RECENT_RESETS:
+            del recent[next(iter(recent))]
+        self._out.append(_frame(RST_STREAM, 0, sid, _U32.pack(code)))
 
     def bodyless(self, sid: int) -> bool:
         """The response on ``sid`` carries no DATA (HEAD, 204, 304), or the stream is gone."""
@@ -565,19 +1261,21 @@ class H2Connection:
 
     @property
     def push_allowed(self) -> bool:
-        return bool(self._conn.remote_settings.enable_push) and not self.peer_goaway and not self._closed
+        return self._peer_push and not self.peer_goaway and not self._closed
 
     def push(
         self, sid: int, path: bytes, authority: bytes, scheme: bytes, headers: Headers, now: float
     ) -> Request | None:
         """PUSH_PROMISE a GET of ``path`` on stream ``sid``; the promised request, or None when the
         client does not take pushes now."""
-        if not self.push_allowed or sid not in self._streams:
+        parent = self._streams.get(sid)
+        if not self.push_allowed or parent is None or not sid & 1:
             return None
-        conn = self._conn
-        if conn.open_outbound_streams >= conn.remote_settings.max_concurrent_streams:
+        if parent.state in (HALF_CLOSED_LOCAL, CLOSED):
+            return None  # the parent stream can no longer carry a promise
+        if self._open_outbound >= self._peer_max_streams:
             return None
-        promised = conn.get_next_available_stream_id()
+        promised = self._next_push
         method = b"GET"
         block: Headers = [
             (b":method", method),
@@ -594,16 +1292,32 @@ class H2Connection:
                 raise LocalProtocolError(f"invalid push header {name!r}")
             block.append((lname, value))
             fields.append((lname, value))
-        try:
-            conn.push_stream(sid, promised, block)
-        except h2.exceptions.ProtocolError:
-            return None  # the parent stream can no longer carry a promise
+        self._next_push += 2
+        encoded = self._codec.encode(block)
+        limit = self._peer_max_frame - 4
+        promise = _U32.pack(promised)
+        if len(encoded) <= limit:
+            self._out.append(_frame(PUSH_PROMISE, END_HEADERS, sid, promise + encoded))
+        else:
+            self._out.append(_frame(PUSH_PROMISE, 0, sid, promise + encoded[:limit]))
+            step = self._peer_max_frame
+            for offset in range(limit, len(encoded), step):
+                last = offset + step >= len(encoded)
+                piece = encoded[offset : offset + step]
+                self._out.append(_frame(CONTINUATION, END_HEADERS if last else 0, sid, piece))
         raw_path, _, query = path.partition(b"?")
         request = Request(method, path, raw_path, query, "2", fields, True, False, None, promised)
-        stream = self._streams[promised] = _Stream(now)
+        stream = self._streams[promised] = _Stream(now, self._peer_initial_window, 0)
+        stream.state = HALF_CLOSED_REMOTE
         stream.read_since = None
+        self._open_outbound += 1
         self._note_bodyless(stream, request)
         return request
+
+    @staticmethod
+    def _note_bodyless(stream: _Stream, request: Request) -> None:
+        if request.method == b"HEAD":
+            stream.bodyless = True
 
     # ------------------------------------------------------------------ closing
 
@@ -612,19 +1326,14 @@ class H2Connection:
         if self._closed:
             return
         self._closed = True
-        with contextlib.suppress(h2.exceptions.ProtocolError):
-            self._conn.close_connection(code)
+        self._out.append(_frame(GOAWAY, 0, 0, _GOAWAY.pack(self._highest_inbound, code)))
 
     def graceful_shutdown(self) -> None:
         """GOAWAY NO_ERROR naming the last stream that will be served; open streams finish."""
         if self._last_accepted is not None or self._closed:
             return
-        last = self._last_accepted = self._conn.highest_inbound_stream_id
-        frame = GoAwayFrame(0)
-        frame.last_stream_id = last
-        frame.error_code = NO_ERROR
-        # Written beside h2, not through it: h2 stops sending on every stream after its GOAWAY.
-        self._out.append(self._conn.data_to_send() + frame.serialize())
+        last = self._last_accepted = self._highest_inbound
+        self._out.append(_frame(GOAWAY, 0, 0, _GOAWAY.pack(last, NO_ERROR)))
 
     @property
     def open_streams(self) -> int:
@@ -677,3 +1386,8 @@ class H2Connection:
         if not self._streams and not expired and now >= self._idle_since + limits.keep_alive_timeout:
             return [], "idle"  # the driver closes it unless an app is still running
         return expired, None
+
+
+def _expect_ok(headers: Headers) -> bool:
+    """RFC 9110 §10.1.1: the only expectation defined is 100-continue."""
+    return all(name != b"expect" or value.lower() == b"100-continue" for name, value in headers)

@@ -56,21 +56,25 @@ logger = logging.getLogger("wherry.error")
 
 LINGER = 2.0
 _SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
+_BAD_UPGRADE = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
-def default_pairs(defaults: DefaultHeaders, cache: dict[bytes, Headers] = {}) -> Headers:  # noqa: B006
+def default_pairs(
+    defaults: DefaultHeaders,
+    cache: dict[bytes, tuple[tuple[bytes, bytes], ...]] = {},  # noqa: B006
+) -> tuple[tuple[bytes, bytes], ...]:
     """The server/date/--header lines of ``DefaultHeaders`` as HTTP/2 fields (cached per block:
-    the block changes once a second, with the date)."""
+    the block changes once a second, with the date). A tuple: the core keys its caches on it."""
     block = defaults.block
     pairs = cache.get(block)
     if pairs is None:
         cache.clear()
-        pairs = []
+        found = []
         for line in block.split(b"\r\n"):
             name, sep, value = line.partition(b": ")
             if sep:
-                pairs.append((name.lower(), value))
-        cache[block] = pairs
+                found.append((name.lower(), value))
+        pairs = cache[block] = tuple(found)
     return pairs
 
 
@@ -247,6 +251,15 @@ class H2Stream:
     def cycle_finished(self, cycle: HTTPCycle) -> None:
         self.conn.stream_finished(self)
 
+    def app_done(self, exc: BaseException | None) -> None:
+        """The app's call ended: the cycle decides the answer."""
+        self.cycle.app_finished(exc)
+        if self.conn.streams.get(self.sid) is not self:
+            # Done: nothing reaches the cycle any more. Dropping it breaks the stream <-> cycle
+            # reference cycle, so both go with their last reference instead of waiting for the
+            # garbage collector (a collection's cost grows with every request it has to find).
+            self.cycle = None  # type: ignore[assignment]
+
 
 class H2Server:
     """One HTTP/2 connection on the server side."""
@@ -269,6 +282,7 @@ class H2Server:
         self._lingering = False
         self._eof = False
         self._flush_scheduled = False
+        self._reading = False  # starting the apps of one read: data_received flushes after them
         self.unflushed = 0  # DATA bytes queued since the last write
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int | None] | None = None
@@ -276,6 +290,7 @@ class H2Server:
         self._client_text = "-"
         self._trusted_peer = False
         self._tls: dict[str, Any] | None = None
+        self._extensions: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ starting
 
@@ -311,14 +326,15 @@ class H2Server:
         self._attach(transport)
         if self.closed:
             return
-        self.transport.write(_SWITCHING)
         now = self.ctx.runtime.time()
         try:
             self.core.initiate_upgrade(settings, request, now)
-        except Exception as exc:  # h2 refuses a malformed HTTP2-Settings
+        except ValueError as exc:  # a malformed HTTP2-Settings: nothing was switched yet
             logger.info("Bad h2c upgrade from %s: %s", self._client_text, exc)
+            self.transport.write(_BAD_UPGRADE)
             self._close()
             return
+        self.transport.write(_SWITCHING)
         self.flush()
         stream = self._start_stream(request)
         if stream is not None:
@@ -403,8 +419,15 @@ class H2Server:
                 self._lost()
                 self._close()
                 return
-        for stream in started:
-            self._run(stream)
+        if started:
+            # The apps that answer at once do so inside this call: their frames leave with the
+            # flush below, and the timer is set once for all of them (``_reading``).
+            self._reading = True
+            try:
+                for stream in started:
+                    self._run(stream)
+            finally:
+                self._reading = False
         self.flush()
         if core.closed and not self.closed:
             self._close()
@@ -417,7 +440,7 @@ class H2Server:
         stream = self._upgrade_body
         self._upgrade_left -= take
         self._upgrade_since = self.ctx.runtime.time()
-        if stream is not None and not stream.gone:
+        if stream is not None and not stream.gone and stream.cycle is not None:
             stream.untracked += take
             cycle = stream.cycle
             cycle.feed_body(data[:take])
@@ -494,15 +517,18 @@ class H2Server:
         headers = request.headers
         if request.forwarded and self._trusted_peer:
             client, scheme = apply_proxy_headers(headers, client, scheme, ctx.trusted)
-        extensions: dict[str, Any] = {
-            "http.response.trailers": {},
-            "http.response.early_hint": {},
-            "http.response.pathsend": {},
-        }
+        extensions = self._extensions
+        if extensions is None:
+            extensions = self._extensions = {
+                "http.response.trailers": {},
+                "http.response.early_hint": {},
+                "http.response.pathsend": {},
+            }
+            if self._tls is not None:
+                extensions["tls"] = self._tls
+        extensions = extensions.copy()  # one per request, as on HTTP/1.1
         if self.core.push_allowed:
             extensions["http.response.push"] = {}
-        if self._tls is not None:
-            extensions["tls"] = self._tls
         scope = http_scope(
             request.method,
             "2",
@@ -533,7 +559,7 @@ class H2Server:
             app = _service_unavailable
         ctx.tasks += 1
         ctx.total_requests += 1
-        ctx.runtime.run_app(app, cycle.scope, cycle.receive, cycle.send, cycle.app_finished)
+        ctx.runtime.run_app(app, cycle.scope, cycle.receive, cycle.send, stream.app_done)
 
     def push(self, parent: H2Stream, path: bytes, headers: Headers) -> None:
         """Promise ``path`` on ``parent`` and serve it as a request of its own."""
@@ -607,8 +633,9 @@ class H2Server:
             self.flush()
             self._close()
             return
-        self.flush_soon()
-        self._arm_timer()
+        if not self._reading:
+            self.flush_soon()
+            self._arm_timer()
 
     def _log_access(self, cycle: HTTPCycle) -> None:
         request = cycle.request
@@ -637,7 +664,7 @@ class H2Server:
         so the transport's backpressure reaches an app that sends without pausing."""
         if self.unflushed > 65536:
             self.flush()
-        elif not self._flush_scheduled and not self.closed:
+        elif not self._flush_scheduled and not self._reading and not self.closed:
             self._flush_scheduled = True
             runtime = self.ctx.runtime
             runtime.call_at(runtime.time(), self._flush_now)

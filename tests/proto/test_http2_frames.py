@@ -1,0 +1,430 @@
+"""The HTTP/2 core's own frame layer (wherry/proto/http2.py), frame by frame: every error RFC 9113
+names for a frame type, a stream state or a window, and the bounds the core adds, each fed as raw
+bytes whole, one byte at a time, and with trailing garbage (which is never parsed after a
+connection error). The answer is read off the wire: GOAWAY with its code, or RST_STREAM."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+import hpack
+import pytest
+from hyperframe.frame import Frame, GoAwayFrame, RstStreamFrame, SettingsFrame, WindowUpdateFrame
+
+from wherry.proto.events import Data, EndOfMessage, Event, Rejected, Request, StreamReset
+from wherry.proto.http2 import H2Connection, H2Limits
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+START = PREFACE + SettingsFrame(0).serialize()
+GET = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"a.example"), (b":path", b"/")]
+POST = [(b":method", b"POST"), *GET[1:]]
+GARBAGE = b"\x00\x00\x04\x08\x00\x00\x00\x00\x00\x00\x00\x00\x01"  # a valid WINDOW_UPDATE, after the end
+
+PROTOCOL_ERROR = 0x1
+FLOW_CONTROL_ERROR = 0x3
+STREAM_CLOSED = 0x5
+FRAME_SIZE_ERROR = 0x6
+COMPRESSION_ERROR = 0x9
+ENHANCE_YOUR_CALM = 0xB
+
+
+def frame(kind: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes((kind, flags)) + sid.to_bytes(4, "big") + payload
+
+
+def headers(sid: int, fields: list[tuple[bytes, bytes]], flags: int = 0x5) -> bytes:
+    return frame(0x1, flags, sid, hpack.Encoder().encode(fields))
+
+
+def u32(value: int) -> bytes:
+    return value.to_bytes(4, "big")
+
+
+def written(wire: bytes) -> list[Frame]:
+    frames = []
+    offset = 0
+    while offset < len(wire):
+        head, length = Frame.parse_frame_header(memoryview(wire[offset : offset + 9]))
+        head.parse_body(memoryview(wire[offset + 9 : offset + 9 + length]))
+        frames.append(head)
+        offset += 9 + length
+    return frames
+
+
+FEEDS: list[tuple[str, Callable[[bytes], list[bytes]]]] = [
+    ("whole", lambda data: [data]),
+    ("byte_by_byte", lambda data: [data[i : i + 1] for i in range(len(data))]),
+    ("trailing_garbage", lambda data: [data + GARBAGE]),
+]
+
+
+def run(data: bytes, split: Callable[[bytes], list[bytes]], limits: H2Limits | None = None) -> tuple[
+    list[Event], list[Frame], H2Connection
+]:  # fmt: skip
+    server = H2Connection(limits or H2Limits(), 0.0)
+    server.initiate()
+    server.data_to_send()
+    events: list[Event] = []
+    wire = b""
+    for piece in split(data):
+        events += server.receive_data(piece, 0.0)
+        wire += server.data_to_send()
+    return events, written(wire), server
+
+
+# A table: what the client sends after its preface, and the GOAWAY code that must answer it.
+CONNECTION_ERRORS: list[tuple[str, bytes, int]] = [
+    ("first-frame-not-settings", b"", PROTOCOL_ERROR),  # START is replaced below for this one
+    ("data-on-stream-0", frame(0x0, 0, 0, b"x"), PROTOCOL_ERROR),
+    ("headers-on-stream-0", headers(0, GET), PROTOCOL_ERROR),
+    ("rst-on-stream-0", frame(0x3, 0, 0, u32(8)), PROTOCOL_ERROR),
+    ("priority-on-stream-0", frame(0x2, 0, 0, u32(0) + b"\x10"), PROTOCOL_ERROR),
+    ("settings-on-a-stream", frame(0x4, 0, 1), PROTOCOL_ERROR),
+    ("ping-on-a-stream", frame(0x6, 0, 1, b"12345678"), PROTOCOL_ERROR),
+    ("goaway-on-a-stream", frame(0x7, 0, 1, u32(0) + u32(0)), PROTOCOL_ERROR),
+    ("ping-of-7-bytes", frame(0x6, 0, 0, b"1234567"), FRAME_SIZE_ERROR),
+    ("rst-of-3-bytes", headers(1, GET, 0x4) + frame(0x3, 0, 1, b"\x00\x00\x08"), FRAME_SIZE_ERROR),
+    ("window-update-of-5-bytes", frame(0x8, 0, 0, b"\x00\x00\x00\x01\x00"), FRAME_SIZE_ERROR),
+    ("settings-of-7-bytes", frame(0x4, 0, 0, b"\x00\x03\x00\x00\x00\x01\x00"), FRAME_SIZE_ERROR),
+    ("settings-ack-with-payload", frame(0x4, 0x1, 0, b"\x00\x03\x00\x00\x00\x01"), FRAME_SIZE_ERROR),
+    ("goaway-of-7-bytes", frame(0x7, 0, 0, b"\x00" * 7), FRAME_SIZE_ERROR),
+    ("headers-priority-cut-short", frame(0x1, 0x25, 1, b"\x00\x00"), FRAME_SIZE_ERROR),
+    ("push-promise-from-a-client", frame(0x5, 0x4, 1, u32(2)), PROTOCOL_ERROR),
+    ("continuation-without-headers", frame(0x9, 0x4, 1, b""), PROTOCOL_ERROR),
+    ("header-block-interrupted", headers(1, GET, 0x1) + frame(0x6, 0, 0, b"12345678"), PROTOCOL_ERROR),
+    ("continuation-on-another-stream", headers(1, GET, 0x1) + frame(0x9, 0x4, 3, b""), PROTOCOL_ERROR),
+    ("padding-as-long-as-the-frame", frame(0x1, 0xD, 1, b"\x05abcde"), PROTOCOL_ERROR),
+    ("data-padding-too-long", headers(1, POST, 0x4) + frame(0x0, 0x8, 1, b"\x09abc"), PROTOCOL_ERROR),
+    ("headers-self-dependency", frame(0x1, 0x25, 1, u32(1) + b"\x10" + hpack.Encoder().encode(GET)),
+     PROTOCOL_ERROR),
+    ("hpack-garbage", frame(0x1, 0x5, 1, b"\xff\xff\xff\xff\xff"), COMPRESSION_ERROR),
+    ("headers-on-a-closed-stream", headers(1, GET) + headers(3, GET) + frame(0x3, 0, 3, u32(8))
+     + headers(3, GET), STREAM_CLOSED),
+    ("headers-on-a-half-closed-stream", headers(1, GET) + headers(1, GET), STREAM_CLOSED),
+    ("trailers-without-end-stream", headers(1, POST, 0x4) + headers(1, [(b"x-t", b"1")], 0x4),
+     PROTOCOL_ERROR),
+    ("trailers-with-a-pseudo-header", headers(1, POST, 0x4) + headers(1, [(b":path", b"/")]), PROTOCOL_ERROR),
+    ("rst-on-an-idle-stream", frame(0x3, 0, 9, u32(8)), PROTOCOL_ERROR),
+    ("window-update-on-an-idle-stream", frame(0x8, 0, 9, u32(1)), PROTOCOL_ERROR),
+    ("window-update-on-an-idle-pushed-stream", frame(0x8, 0, 2, u32(1)), PROTOCOL_ERROR),
+    ("data-beyond-the-stream-window", headers(1, POST, 0x4) + frame(0x4, 0x1, 0)
+     + b"".join(frame(0x0, 0, 1, b"x" * 16384) for _ in range(4)) + frame(0x0, 0, 1, b"x" * 100),
+     FLOW_CONTROL_ERROR),
+    ("initial-window-overflows-a-stream", headers(1, GET) + frame(0x8, 0, 1, u32(2**31 - 65536))
+     + frame(0x4, 0, 0, b"\x00\x04" + u32(2**31 - 1)), FLOW_CONTROL_ERROR),
+    ("settings-max-frame-size-too-large", frame(0x4, 0, 0, b"\x00\x05" + u32(2**24)), PROTOCOL_ERROR),
+    ("enable-connect-protocol-2", frame(0x4, 0, 0, b"\x00\x08" + u32(2)), PROTOCOL_ERROR),
+    ("missing-authority-and-host", headers(1, [f for f in GET if f[0] != b":authority"]), PROTOCOL_ERROR),
+    ("authority-and-host-differ", headers(1, [*GET, (b"host", b"b.example")]), PROTOCOL_ERROR),
+    ("empty-path", headers(1, [*GET[:3], (b":path", b"")]), PROTOCOL_ERROR),
+    ("connect-with-a-path", headers(1, [(b":method", b"CONNECT"), (b":authority", b"a:1"), (b":path", b"/")]),
+     PROTOCOL_ERROR),
+    ("protocol-without-connect", headers(1, [*GET, (b":protocol", b"websocket")]), PROTOCOL_ERROR),
+    ("empty-field-name", headers(1, [*GET, (b"", b"v")]), PROTOCOL_ERROR),
+    ("colon-inside-a-field-name", headers(1, [*GET, (b"x:y", b"v")]), PROTOCOL_ERROR),
+    ("value-with-surrounding-space", headers(1, [*GET, (b"x-a", b"v ")]), PROTOCOL_ERROR),
+    ("body-shorter-than-content-length", headers(1, [*POST, (b"content-length", b"5")], 0x4)
+     + frame(0x0, 0x1, 1, b"abc"), PROTOCOL_ERROR),
+    ("content-length-with-no-body", headers(1, [*POST, (b"content-length", b"5")]), PROTOCOL_ERROR),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "split"), FEEDS, ids=[f[0] for f in FEEDS])
+@pytest.mark.parametrize(("case", "wire", "code"), CONNECTION_ERRORS, ids=[c[0] for c in CONNECTION_ERRORS])
+def test_frame_level_connection_errors_end_with_goaway_and_the_rfc_code(
+    case: str, wire: bytes, code: int, name: str, split: Callable[[bytes], list[bytes]]
+) -> None:
+    """RFC 9113 §3.4, §4.2, §5.1, §5.4.1, §6.1-§6.10, §8.1.1, §8.2, §8.3: each malformed frame,
+    frame on the wrong stream or state, window overrun and malformed request is a connection error
+    with the code the RFC names; no request reaches the driver, and nothing after it is parsed."""
+    data = PREFACE + frame(0x6, 0, 0, b"12345678") if case == "first-frame-not-settings" else START + wire
+    events, frames, server = run(data, split)
+    assert server.closed
+    assert isinstance(events[-1], Rejected) and not events[-1].stream_id
+    assert not any(isinstance(e, Request) and e.stream_id == 1 for e in events) or case in (
+        "rst-of-3-bytes",
+        "headers-on-a-closed-stream",
+        "headers-on-a-half-closed-stream",
+        "trailers-without-end-stream",
+        "trailers-with-a-pseudo-header",
+        "data-beyond-the-stream-window",
+        "initial-window-overflows-a-stream",
+        "data-padding-too-long",
+        "body-shorter-than-content-length",
+    )
+    goaways = [f for f in frames if isinstance(f, GoAwayFrame)]
+    assert len(goaways) == 1 and goaways[0].error_code == code
+    assert isinstance(frames[-1], GoAwayFrame)  # nothing written after it
+
+
+STREAM_ERRORS: list[tuple[str, bytes, int]] = [
+    ("priority-self-dependency", headers(1, GET, 0x4) + frame(0x2, 0, 1, u32(1) + b"\x10"), PROTOCOL_ERROR),
+    ("priority-of-4-bytes", headers(1, GET, 0x4) + frame(0x2, 0, 1, u32(0)), FRAME_SIZE_ERROR),
+    ("data-on-a-half-closed-stream", headers(1, GET) + frame(0x0, 0, 1, b"late"), STREAM_CLOSED),
+    ("window-update-of-0-on-a-stream", headers(1, GET) + frame(0x8, 0, 1, u32(0)), PROTOCOL_ERROR),
+    ("stream-window-above-2-31", headers(1, GET) + frame(0x8, 0, 1, u32(2**31 - 1)), FLOW_CONTROL_ERROR),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "split"), FEEDS, ids=[f[0] for f in FEEDS])
+@pytest.mark.parametrize(("case", "wire", "code"), STREAM_ERRORS, ids=[c[0] for c in STREAM_ERRORS])
+def test_stream_level_errors_reset_only_their_stream(
+    case: str, wire: bytes, code: int, name: str, split: Callable[[bytes], list[bytes]]
+) -> None:
+    """RFC 9113 §5.4.2, §6.3, §6.9, §6.9.1, §5.1 (half-closed (remote)): a stream error answers
+    RST_STREAM with its code; the driver hears StreamReset and the connection goes on."""
+    events, frames, server = run(START + wire, split)
+    assert not server.closed
+    resets = [f for f in frames if isinstance(f, RstStreamFrame)]
+    assert [(f.stream_id, f.error_code) for f in resets] == [(1, code)]
+    assert StreamReset in [type(e) for e in events]
+    assert not any(isinstance(f, GoAwayFrame) for f in frames)
+
+
+@pytest.mark.parametrize(("name", "split"), FEEDS[:2], ids=[f[0] for f in FEEDS[:2]])
+def test_continuation_frames_are_bounded_in_number(name: str, split: Callable[[bytes], list[bytes]]) -> None:
+    """CVE-2023-45288 class (CONTINUATION flood of empty frames, which no byte bound catches): a
+    header block may take at most 64 CONTINUATION frames; beyond it GOAWAY ENHANCE_YOUR_CALM."""
+    wire = START + headers(1, GET, 0x1) + frame(0x9, 0, 1) * 65 + frame(0x9, 0x4, 1)
+    events, frames, server = run(wire, split)
+    assert server.closed and isinstance(events[-1], Rejected)
+    assert [f.error_code for f in frames if isinstance(f, GoAwayFrame)] == [ENHANCE_YOUR_CALM]
+    ok, _frames, server = run(
+        START + headers(1, GET, 0x1) + frame(0x9, 0, 1) * 63 + frame(0x9, 0x4, 1), split
+    )
+    assert [type(e) for e in ok] == [Request, EndOfMessage] and not server.closed
+
+
+@pytest.mark.parametrize(("name", "split"), FEEDS[:2], ids=[f[0] for f in FEEDS[:2]])
+def test_request_trailers_end_the_body(name: str, split: Callable[[bytes], list[bytes]]) -> None:
+    """RFC 9113 §8.1: a HEADERS frame with END_STREAM after DATA carries trailers; the body ends
+    (ASGI has no request trailers, so they are checked and dropped)."""
+    wire = START + headers(1, POST, 0x4) + frame(0x0, 0, 1, b"abc") + headers(1, [(b"x-checksum", b"1")])
+    events, _frames, server = run(wire, split)
+    assert [type(e) for e in events] == [Request, Data, EndOfMessage]
+    assert not server.closed
+
+
+@pytest.mark.parametrize(("name", "split"), FEEDS, ids=[f[0] for f in FEEDS])
+def test_unknown_frames_and_settings_are_ignored(name: str, split: Callable[[bytes], list[bytes]]) -> None:
+    """RFC 9113 §5.5, §6.5.2: frames of unknown types and unknown SETTINGS are ignored."""
+    wire = (
+        START + frame(0xEE, 0xFF, 1, b"whatever") + frame(0x4, 0, 0, b"\x00\x99" + u32(7)) + headers(1, GET)
+    )
+    events, frames, server = run(wire, split)
+    assert [type(e) for e in events if not isinstance(e, Rejected)][:2] == [Request, EndOfMessage]
+    assert not server.closed
+    assert sum(isinstance(f, SettingsFrame) and "ACK" in f.flags for f in frames) == 2
+
+
+def test_body_read_in_small_pieces_is_credited_in_batches_and_never_stalls() -> None:
+    """RFC 9113 §6.9: credits for a body the app reads a little at a time are gathered into
+    WINDOW_UPDATE frames of at least a quarter of the window, and a window the app has emptied is
+    always opened again, so the client never waits on credits that were not sent."""
+    config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+    client = h2.connection.H2Connection(config)
+    client.initiate_connection()
+    server = H2Connection(H2Limits(), 0.0)
+    server.initiate()
+    client.receive_data(server.data_to_send())
+    sid = client.get_next_available_stream_id()
+    client.send_headers(sid, POST)
+    total = 0
+    updates = []
+    for _ in range(40):
+        size = client.local_flow_control_window(sid)
+        assert size > 0  # the client always has room: credits are never held back at zero
+        client.send_data(sid, b"x" * min(size, 16384))
+        events = server.receive_data(client.data_to_send(), 0.0)
+        for event in events:
+            if isinstance(event, Data):
+                for offset in range(0, len(event.data), 1000):  # the app reads 1000 bytes at a time
+                    server.acknowledge(sid, len(event.data[offset : offset + 1000]), 0.0)
+                    total += len(event.data[offset : offset + 1000])
+        for event in client.receive_data(server.data_to_send()):
+            if isinstance(event, h2.events.WindowUpdated) and event.stream_id == sid:
+                updates.append(event.delta)
+    assert total > 4 * 65535
+    assert updates and min(updates) >= 65535 // 4
+
+
+def test_window_update_frames_sent_are_well_formed() -> None:
+    """RFC 9113 §6.9: the server preface's connection WINDOW_UPDATE is a 4-byte increment on
+    stream 0."""
+    server = H2Connection(H2Limits(), 0.0)
+    server.initiate()
+    frames = written(server.data_to_send())
+    assert isinstance(frames[0], SettingsFrame)
+    assert isinstance(frames[1], WindowUpdateFrame) and frames[1].stream_id == 0
+    assert frames[1].window_increment == 65535 * 16 - 65535
+
+
+@pytest.mark.parametrize(("name", "split"), FEEDS[:2], ids=[f[0] for f in FEEDS[:2]])
+def test_frames_after_the_server_reset_a_stream_are_ignored(
+    name: str, split: Callable[[bytes], list[bytes]]
+) -> None:
+    """RFC 9113 §5.1 (closed), §8.1: after the server answered early and reset the upload
+    (RST_STREAM NO_ERROR), the client's DATA and trailers already in flight are ignored, and the
+    trailers' header block still updates the HPACK table the next request refers to."""
+    encoder = hpack.Encoder()
+    server = H2Connection(H2Limits(), 0.0)
+    server.initiate()
+    server.receive_data(START + frame(0x1, 0x4, 1, encoder.encode(POST)), 0.0)
+    server.send_response(1, 200, [], [], True)
+    server.stream_done(1, 0.0)
+    resets = [f for f in written(server.data_to_send()) if isinstance(f, RstStreamFrame)]
+    assert [(f.stream_id, f.error_code) for f in resets] == [(1, 0)]
+    late = frame(0x0, 0, 1, b"body") + frame(0x1, 0x5, 1, encoder.encode([(b"x-trailer", b"indexed now")]))
+    fields = [*GET, (b"x-trailer", b"indexed now")]  # the last field comes from the dynamic table
+    wire = late + frame(0x1, 0x5, 3, encoder.encode(fields))
+    events: list[Event] = []
+    for piece in split(wire):
+        events += server.receive_data(piece, 0.0)
+    assert [type(e) for e in events] == [Request, EndOfMessage]
+    request = events[0]
+    assert isinstance(request, Request) and request.stream_id == 3
+    assert (b"x-trailer", b"indexed now") in request.headers
+    assert not server.closed
+    assert not any(isinstance(f, (GoAwayFrame, RstStreamFrame)) for f in written(server.data_to_send()))
+
+
+def test_a_large_frame_in_small_reads_is_parsed_once_complete() -> None:
+    """RFC 9113 §4.1: a DATA frame of the largest allowed size arriving a few bytes per read gives
+    its body once, when its last byte arrives."""
+    server = H2Connection(H2Limits(max_frame_size=2**20, initial_window_size=2**21), 0.0)
+    server.initiate()
+    server.receive_data(START + frame(0x4, 0x1, 0) + headers(1, POST, 0x4), 0.0)
+    wire = frame(0x0, 0x1, 1, b"y" * 2**20)
+    events: list[Event] = []
+    for offset in range(0, len(wire), 1000):
+        events += server.receive_data(wire[offset : offset + 1000], 0.0)
+    assert [type(e) for e in events] == [Data, EndOfMessage]
+    assert isinstance(events[0], Data) and events[0].data == b"y" * 2**20
+
+
+def test_connection_window_held_by_other_streams_still_opens_for_a_reading_app() -> None:
+    """RFC 9113 §6.9, §5.2.2: when bodies that other apps have not read fill the connection window,
+    what a reading app consumes is credited to the connection at once, so its stream is not
+    stalled by credits held back."""
+    config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+    client = h2.connection.H2Connection(config)
+    client.initiate_connection()
+    server = H2Connection(H2Limits(max_concurrent_streams=16), 0.0)
+    server.initiate()
+    client.receive_data(server.data_to_send())
+    sids = []
+    for _ in range(16):
+        sid = client.get_next_available_stream_id()
+        client.send_headers(sid, POST)
+        client.send_data(sid, b"x" * 16384)
+        sids.append(sid)
+    server.receive_data(client.data_to_send(), 0.0)
+    for _ in range(3):  # fill every stream window: the connection window is then empty too
+        for sid in sids:
+            client.send_data(sid, b"x" * min(16384, client.local_flow_control_window(sid)))
+        server.receive_data(client.data_to_send(), 0.0)
+    for sid in sids:
+        client.send_data(sid, b"x" * client.local_flow_control_window(sid))
+    server.receive_data(client.data_to_send(), 0.0)
+    client.receive_data(server.data_to_send())
+    assert client.outbound_flow_control_window == 0
+    reader = sids[-1]
+    server.acknowledge(reader, 30000, 0.0)  # one app reads part of its body; the others hold theirs
+    client.receive_data(server.data_to_send())
+    assert client.outbound_flow_control_window == 30000
+    assert client.local_flow_control_window(reader) == 30000
+
+
+def test_many_window_updates_in_one_read_open_each_window_once() -> None:
+    """RFC 9113 §6.9 (CVE-2019-9511 class, data dribble): a read full of tiny WINDOW_UPDATE frames
+    makes the driver retry its blocked streams once per window, not once per frame."""
+    server = H2Connection(H2Limits(), 0.0)
+    server.initiate()
+    server.receive_data(START + headers(1, GET), 0.0)
+    wire = (frame(0x8, 0, 0, u32(1)) + frame(0x8, 0, 1, u32(1))) * 500
+    events = server.receive_data(wire, 0.0)
+    assert [(type(e).__name__, getattr(e, "stream_id", None)) for e in events] == [
+        ("WindowOpened", 0),
+        ("WindowOpened", 1),
+    ]
+    assert server.receive_data(frame(0x8, 0, 0, u32(1)), 0.0)  # the next read reports again
+
+
+def test_the_encoder_table_stays_at_4096_bytes_whatever_the_client_allows() -> None:
+    """RFC 7541 §4.2, §6.3: a client's large SETTINGS_HEADER_TABLE_SIZE does not make the server's
+    encoder keep more than 4,096 bytes; the table size it uses is announced and the responses
+    decode."""
+    client_config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+    client = h2.connection.H2Connection(client_config)
+    client.initiate_connection()
+    client.update_settings({h2.settings.SettingCodes.HEADER_TABLE_SIZE: 2**20})
+    server = H2Connection(H2Limits(), 0.0)
+    server.initiate()
+    server.receive_data(client.data_to_send(), 0.0)
+    client.receive_data(server.data_to_send())
+    for index in range(40):
+        sid = client.get_next_available_stream_id()
+        client.send_headers(sid, GET, end_stream=True)
+        server.receive_data(client.data_to_send(), 0.0)
+        fields = [(b"x-big", b"%d" % index * 200)]
+        server.send_response(sid, 200, fields, [], True)
+        server.stream_done(sid, 0.0)
+        got = [
+            e for e in client.receive_data(server.data_to_send()) if isinstance(e, h2.events.ResponseReceived)
+        ]
+        assert got[0].headers == [(b":status", b"200"), *fields]
+    assert server._codec.encoder.header_table.maxsize == 4096
+    assert server._codec.encoder.header_table._current_size <= 4096
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b"not*base64!", b"AAMAAA", b"AAIAAAAC", b"AAQAAIAAAA"],
+    ids=["not-base64url", "not-a-settings-payload", "enable-push-2", "window-above-2-31"],
+)
+def test_malformed_http2_settings_is_refused_before_anything_is_queued(header: bytes) -> None:
+    """RFC 7540 §3.2.1, RFC 9113 §6.5.2: HTTP2-Settings must be a base64url SETTINGS payload with
+    values in range; otherwise ValueError, and the core has queued nothing (no 101, no preface)."""
+    server = H2Connection(H2Limits(), 0.0)
+    request = Request(b"GET", b"/", b"/", b"", "1.1", [(b"host", b"a")], True, False, None)
+    with pytest.raises(ValueError):
+        server.initiate_upgrade(header, request, 0.0)
+    assert server.data_to_send() == b""
+
+
+def test_well_formed_http2_settings_become_the_clients_settings() -> None:
+    """RFC 7540 §3.2.1: the HTTP2-Settings payload is applied as the client's SETTINGS; the
+    request becomes stream 1, half-closed (remote)."""
+    server = H2Connection(H2Limits(), 0.0)
+    request = Request(b"GET", b"/", b"/", b"", "1.1", [(b"host", b"a")], True, False, None)
+    server.initiate_upgrade(b"AAQAAAPo", request, 0.0)  # INITIAL_WINDOW_SIZE 1000
+    assert request.stream_id == 1
+    server.data_to_send()
+    server.receive_data(START, 0.0)
+    server.send_response(1, 200, [], [], False)
+    assert server.send_data(1, b"x" * 1500, True, 0.0) == b"x" * 500
+
+
+def test_late_frames_are_ignored_for_the_last_128_streams_the_server_reset() -> None:
+    """RFC 9113 §5.1 (closed): late frames on streams the server reset are ignored; the server
+    remembers the last 128 such streams (bounded memory), and DATA on an older one gets
+    RST_STREAM STREAM_CLOSED, as on any closed stream."""
+    server = H2Connection(H2Limits(max_concurrent_streams=200), 0.0)
+    server.initiate()
+    server.receive_data(START, 0.0)
+    sids = list(range(1, 2 * 130, 2))
+    for sid in sids:
+        server.receive_data(headers(sid, POST, 0x4), 0.0)
+        server.send_response(sid, 200, [], [], True)
+        server.stream_done(sid, 0.0)  # answered before the body ended: RST_STREAM NO_ERROR
+    server.data_to_send()
+    assert server.receive_data(frame(0x0, 0, sids[-1], b"late"), 0.0) == []
+    assert not any(isinstance(f, RstStreamFrame) for f in written(server.data_to_send()))
+    assert server.receive_data(frame(0x0, 0, sids[0], b"late"), 0.0) == []
+    resets = [f for f in written(server.data_to_send()) if isinstance(f, RstStreamFrame)]
+    assert [(f.stream_id, f.error_code) for f in resets] == [(sids[0], STREAM_CLOSED)]
+    assert not server.closed
