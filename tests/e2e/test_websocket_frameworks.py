@@ -37,9 +37,11 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket as StarletteWebSocket
 
-pytestmark = pytest.mark.asyncio_only("the WebSocket driver is not yet run on the trio transport")
-
 Serve = Callable[..., RunningServer]
+
+CHANNELS_NEEDS_ASYNCIO = pytest.mark.asyncio_only(
+    "Django Channels needs asyncio: its consumers dispatch in asyncio tasks (channels.utils) over asgiref"
+)
 
 
 def url(server: RunningServer, path: str) -> str:
@@ -177,6 +179,7 @@ def channels_app() -> Any:
     )
 
 
+@CHANNELS_NEEDS_ASYNCIO
 def test_django_channels_consumer(serve: Serve) -> None:
     """A Channels AsyncWebsocketConsumer behind URLRouter: route kwargs, subprotocol, text and bytes,
     and disconnect() with the client's close code."""
@@ -194,6 +197,7 @@ def test_django_channels_consumer(serve: Serve) -> None:
     assert ChatConsumer.disconnects == [4001]
 
 
+@CHANNELS_NEEDS_ASYNCIO
 def test_django_channels_consumer_closing(serve: Serve) -> None:
     """Channels: close() in connect() refuses with 403; close(code) after accept reaches the client."""
     server = serve(channels_app())
@@ -209,6 +213,9 @@ def test_django_channels_consumer_closing(serve: Serve) -> None:
         assert ws.close_code == 4200
 
 
+@pytest.mark.asyncio_only(
+    "wherry.compose runs each app's lifespan in asyncio tasks, and the fallback is a Channels consumer"
+)
 def test_composition_falls_back_for_a_websocket_route_the_new_app_lacks(serve: Serve) -> None:
     """wherry.compose over a real WebSocket: the new app (Starlette without the route) closes
     before accept, and the legacy app (a Channels consumer) takes the handshake instead."""
