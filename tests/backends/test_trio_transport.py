@@ -189,6 +189,34 @@ def test_close_writes_the_queue_first_and_abort_does_not() -> None:
     assert rec.names().count("lost") == 1 and rec.names()[-1] == "lost"
 
 
+def test_close_with_writing_paused_resumes_writing_once_the_queue_is_written() -> None:
+    """After close() the queue is still written, and resume_writing() comes once it is under the
+    low-water mark, before connection_lost(), as asyncio and uvloop call it: a driver waiting to
+    write learns that its bytes went out. After abort() the queue is dropped and no
+    resume_writing() follows."""
+    payload = b"z" * (HIGH_WATER * 8)
+
+    async def test(rec: Recorder, peer: socket.socket) -> None:
+        rec.transport.write(payload)
+        rec.transport.close()
+        data = b""
+        while chunk := await trio.to_thread.run_sync(peer.recv, 1 << 20):
+            data += chunk
+        assert data == payload
+
+    closed = run(test)
+    assert closed.names()[1:] == ["pause_writing", "resume_writing", "lost"]
+
+    async def aborting(rec: Recorder, peer: socket.socket) -> None:
+        rec.transport.write(payload)
+        rec.transport.abort()
+        while await trio.to_thread.run_sync(peer.recv, 1 << 20):
+            pass
+
+    aborted = run(aborting)
+    assert aborted.names()[1:] == ["pause_writing", "lost"]
+
+
 def test_set_protocol_hands_the_connection_over() -> None:
     """set_protocol() (the HTTP/1.1 driver handing over to HTTP/2 or WebSocket): later bytes and
     the end go to the new protocol."""

@@ -256,7 +256,35 @@ APPLY_TABLE: list[tuple[str, str, H, tuple[str, int] | None, str]] = [
         "https",
     ),
     ("both headers", "127.0.0.1", xff("203.0.113.7") + xfp("https"), ("203.0.113.7", 0), "https"),
+    (
+        "tab and space are OWS",
+        "127.0.0.1, 10.0.0.0/8",
+        xff("\t203.0.113.7 \t,\t10.0.0.2 ") + xfp("\thttps "),
+        ("203.0.113.7", 0),
+        "https",
+    ),
 ]
+
+# Bytes that str.strip() takes for whitespace but RFC 9110 §5.6.3 does not: optional whitespace is
+# SP and HTAB only, so an element carrying one of these is not an address, a scheme, a host or a
+# prefix. HTTP/1.1 (llhttp) refuses the C0 ones in a field value; \x85 and \xa0 are obs-text and
+# pass, and HTTP/2 lets all of them through.
+NOT_OWS = ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f", "\x85", "\xa0"]
+TRUST_HOPS = "127.0.0.1, 10.0.0.0/8"
+
+
+def _not_ows_applies(c: str) -> list[tuple[str, str, H, tuple[str, int] | None, str]]:
+    name = repr(c)[1:-1]
+    return [
+        (f"{name} after an address", TRUST_HOPS, xff(f"203.0.113.7{c}"), PEER, "http"),
+        (f"{name} before an address", TRUST_HOPS, xff(f"{c}203.0.113.7"), PEER, "http"),
+        (f"{name} after a port", TRUST_HOPS, xff(f"203.0.113.7:80{c}"), PEER, "http"),
+        (f"{name} after a trusted hop", TRUST_HOPS, xff(f"203.0.113.7, 10.0.0.2{c}"), PEER, "http"),
+        (f"{name} after a proto", TRUST_HOPS, xfp(f"https{c}"), PEER, "http"),
+    ]
+
+
+APPLY_TABLE += [case for c in NOT_OWS for case in _not_ows_applies(c)]
 
 
 @pytest.mark.parametrize(
@@ -473,6 +501,15 @@ PARSE_FORWARDED_TABLE: list[tuple[str, list[str], list[dict[str, str]] | None]] 
     ("duplicate parameter", ["for=192.0.2.1;for=192.0.2.2"], None),
     ("open quote", ['for="192.0.2.1'], None),
     ("quote inside a token", ['for=192"0.2.1'], None),
+    (
+        "tab and space are OWS",
+        ["\tfor = 192.0.2.1 ;\tproto=https ,"],
+        [{"for": "192.0.2.1", "proto": "https"}],
+    ),
+    *(
+        (f"{repr(c)[1:-1]} is not OWS", [f"{c}for{c}=192.0.2.1{c}"], [{f"{c}for{c}": f"192.0.2.1{c}"}])
+        for c in NOT_OWS
+    ),
 ]
 
 
@@ -481,7 +518,7 @@ PARSE_FORWARDED_TABLE: list[tuple[str, list[str], list[dict[str, str]] | None]] 
 )
 def test_parse_forwarded_table(lines: list[str], expected: list[dict[str, str]] | None) -> None:
     """RFC 7239 §4: elements of ';'-separated pairs, values tokens or quoted strings."""
-    assert parse_forwarded([line.encode() for line in lines]) == expected
+    assert parse_forwarded([line.encode("latin-1") for line in lines]) == expected
 
 
 VIEW_TABLE: list[tuple[str, str, str, H, tuple[str, int] | None, str, str | None, str]] = [
@@ -631,6 +668,76 @@ VIEW_TABLE: list[tuple[str, str, str, H, tuple[str, int] | None, str, str | None
 ]
 
 
+def _not_ows_views(c: str) -> list[tuple[str, str, str, H, tuple[str, int] | None, str, str | None, str]]:
+    name, b = repr(c)[1:-1], c.encode("latin-1")
+    client = ("203.0.113.7", 0)
+    return [
+        (
+            f"{name} after a host",
+            "x-forwarded",
+            "127.0.0.1",
+            [(b"x-forwarded-host", b"shop.example" + b)],
+            PEER,
+            "http",
+            None,
+            "",
+        ),
+        (
+            f"{name} after a prefix",
+            "x-forwarded",
+            "127.0.0.1",
+            [(b"x-forwarded-prefix", b"/api" + b)],
+            PEER,
+            "http",
+            None,
+            "",
+        ),
+        (
+            f"{name} after for=",
+            "forwarded",
+            "127.0.0.1",
+            fwd(f"for=203.0.113.7{c};proto=https"),
+            PEER,
+            "http",
+            None,
+            "",
+        ),
+        (
+            f"{name} before 'for'",
+            "forwarded",
+            "127.0.0.1",
+            fwd(f"{c}for=203.0.113.7"),
+            PEER,
+            "http",
+            None,
+            "",
+        ),
+        (
+            f"{name} after proto=",
+            "forwarded",
+            "127.0.0.1",
+            fwd(f"for=203.0.113.7;proto=https{c}"),
+            client,
+            "http",
+            None,
+            "",
+        ),
+        (
+            f"{name} after host=",
+            "forwarded",
+            "127.0.0.1",
+            fwd(f"for=203.0.113.7;host=shop.example{c}"),
+            client,
+            "http",
+            None,
+            "",
+        ),
+    ]
+
+
+VIEW_TABLE += [case for c in NOT_OWS for case in _not_ows_views(c)]
+
+
 @pytest.mark.parametrize(
     ("style", "spec", "headers", "client", "scheme", "host", "root_path"),
     [c[1:] for c in VIEW_TABLE],
@@ -691,3 +798,58 @@ def test_spoofed_host_and_prefix_from_an_untrusted_peer_are_ignored(serve: Serve
     )
     assert info["client"][0] == "127.0.0.1" and info["scheme"] == "http"
     assert info["root_path"] == "" and ["host", "evil.example"] not in info["headers"]
+
+
+@pytest.mark.parametrize("char", [b"\x85", b"\xa0"], ids=["x85", "xa0"])
+def test_obs_text_beside_proxy_header_values_over_http1(serve: Serve, char: bytes) -> None:
+    """RFC 9110 §5.6.3: only SP and HTAB are optional whitespace. \\x85 and \\xa0 are obs-text
+    that HTTP/1.1 carries (and str.strip() strips): after an address, a scheme, a host or a prefix
+    they leave the scope as the peer made it, in either proxy-headers style."""
+    x_style = serve(apps.echo)
+    head = (
+        b"X-Forwarded-For: 203.0.113.7%b\r\nX-Forwarded-Proto: https%b\r\n"
+        b"X-Forwarded-Host: shop.example%b\r\nX-Forwarded-Prefix: /api%b\r\n" % (char, char, char, char)
+    )
+    info = raw_scope(x_style, head)
+    assert info["client"][0] == "127.0.0.1" and info["client"][1] != 0
+    assert info["scheme"] == "http"
+    assert ["host", "a"] in info["headers"]
+    assert info["root_path"] == ""
+    rfc = serve(apps.echo, proxy_headers_style="forwarded")
+    info = raw_scope(rfc, b"Forwarded: for=203.0.113.7%b;proto=https\r\n" % char)
+    assert info["client"][0] == "127.0.0.1" and info["scheme"] == "http"
+    info = raw_scope(rfc, b"Forwarded: for=203.0.113.7;proto=https%b;host=shop.example%b\r\n" % (char, char))
+    assert info["client"] == ["203.0.113.7", 0] and info["scheme"] == "http"
+    assert ["host", "a"] in info["headers"]
+
+
+def raw_scope(server: RunningServer, headers: bytes) -> dict[str, Any]:
+    raw = exchange(server, b"GET / HTTP/1.1\r\nHost: a\r\n" + headers + b"Connection: close\r\n\r\n")
+    head = raw.partition(b"\r\n\r\n")[0].decode("latin-1")
+    assert head.startswith("HTTP/1.1 200 "), head
+    line = next(x for x in head.split("\r\n") if x.startswith("x-scope:"))
+    info: dict[str, Any] = json.loads(line.partition(":")[2])
+    return info
+
+
+def test_control_bytes_beside_proxy_header_values_over_http2(serve: Serve) -> None:
+    """RFC 9110 §5.6.3: HTTP/2 carries \\x0b, \\x0c and \\x1c-\\x1f in field values (RFC 9113 §8.2.1
+    forbids only NUL, CR and LF); beside an address or a scheme they are not whitespace to strip,
+    and the scope keeps the peer's address and scheme."""
+    from tests.h2util import H2Client
+
+    server = serve(apps.echo)
+    with H2Client(server.host, server.port) as client:
+        client.conn.config.normalize_outbound_headers = False  # h2 would strip \x0b and \x0c itself
+        streams = {}
+        for char in NOT_OWS:
+            b = char.encode("latin-1")
+            headers = [(b"x-forwarded-for", b"203.0.113.7" + b), (b"x-forwarded-proto", b"https" + b)]
+            streams[char] = client.request(headers=headers, scheme=b"http")
+        while not all(client.responses[sid].ended for sid in streams.values()):
+            assert client.events(), "no answer"
+    for char, sid in streams.items():
+        response = client.responses[sid]
+        assert response.status == 200, char
+        info = json.loads(response.header(b"x-scope") or b"{}")
+        assert info["client"][0] == "127.0.0.1" and info["scheme"] == "http", (char, info)

@@ -4,19 +4,18 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import anyio
-import anyio.from_thread
-import anyio.lowlevel
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.apps import ws_echo_exact
+from tests.apps import Release, ws_echo_exact
 from tests.conftest import RunningServer, read_response
 from tests.wsframes import (
     BINARY,
@@ -644,11 +643,10 @@ def test_flooding_client_is_paused_and_memory_stays_flat(serve: Serve) -> None:
     """--ws-max-queue: while the app does not receive, the server stops reading once the queue is
     full: a client trying to push 256 MiB gets only the kernel's buffers in, the server's memory
     does not grow with it, and every message arrives once the app reads."""
+    release = Release()
 
     async def script(receive: Any, send: Any, record: Any, app: Recorder) -> None:
         await receive()
-        release = anyio.Event()
-        app.records.append((release, anyio.lowlevel.current_token()))
         await send({"type": "websocket.accept"})
         app.mark.set()
         await release.wait()
@@ -679,14 +677,23 @@ def test_flooding_client_is_paused_and_memory_stays_flat(serve: Serve) -> None:
         grown = rss() - before
         assert sent < 256, f"the server kept reading: {sent} messages of 64 KiB accepted"
         assert grown < 32 * MB, f"memory grew by {grown} bytes"
-        release, token = app.records[0]
-        anyio.from_thread.run_sync(release.set, token=token)
+        release.open()
         sock.settimeout(5)
         sock.sendall(message[offset % len(message) :])  # the rest of the message cut short
         sock.sendall(close_frame(1000))
         assert parse_frames(read_until_closed(sock)) == [(CLOSE, b"\x03\xe8")]
     wait(app.done)
-    assert app.records[1] == sent + 1
+    assert app.records == [sent + 1]
+
+
+def small_window(server: RunningServer) -> socket.socket:
+    """A client socket whose receive buffer is fixed small before it connects (no autotuning), so
+    what the kernel holds for a client that does not read is known."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sock.settimeout(5)
+    sock.connect((server.host, server.port))
+    return sock
 
 
 def test_send_waits_while_the_client_does_not_read(serve: Serve) -> None:
@@ -705,8 +712,8 @@ def test_send_waits_while_the_client_does_not_read(serve: Serve) -> None:
 
         for i in range(count):
             sent = anyio.Event()
-            async with anyio.create_task_group() as group:
-                group.start_soon(send_one, sent)
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(send_one, sent)
                 with anyio.move_on_after(0.5):
                     await sent.wait()
                 if not sent.is_set():
@@ -716,14 +723,55 @@ def test_send_waits_while_the_client_does_not_read(serve: Serve) -> None:
 
     app = Recorder(script)
     server = serve(app, ws_per_message_deflate=False)
-    with connect(ws_url(server), max_size=None) as ws:
+    # Held outside the server: 4 messages in the client's queue, 128 KiB in its socket, at most
+    # 4 MiB (tcp_wmem) in the server's socket, and the message being written.
+    with connect(ws_url(server), sock=small_window(server), max_size=None, max_queue=4) as ws:
         wait(app.mark, 10)
         stalled_at = app.records[0]
-        assert stalled_at < 32, f"send() never waited: {stalled_at} MiB written"
+        assert stalled_at < 16, f"send() never waited: {stalled_at} MiB written"
         for _ in range(count):
             assert len(ws.recv(timeout=10)) == MB
     wait(app.done)
     assert app.records[-1]["code"] == 1000
+
+
+def test_a_send_waiting_for_the_client_to_read_ends_well_when_the_client_closes_first(serve: Serve) -> None:
+    """RFC 6455 §7.1.2-7.1.3, ASGI www spec 2.4: a message queued before the server's Close goes
+    out before it; when the client's Close is read while the app's send() waits for the client to
+    read, and the client then reads, the message arrives whole and send() returns (it raises only
+    if the connection is lost first). receive() has already given the disconnect."""
+    size = 8 * MB
+    sending = threading.Event()
+
+    async def script(receive: Any, send: Any, record: Any, app: Recorder) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+
+        async def watch() -> None:
+            record(await receive())
+            app.mark.set()
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(watch)
+            sending.set()  # the message is queued before this task next yields
+            try:
+                await send({"type": "websocket.send", "bytes": b"b" * size})
+            except OSError as exc:
+                record(type(exc).__name__)
+            else:
+                record("sent")
+
+    app = Recorder(script)
+    server = serve(app, ws_per_message_deflate=False)
+    with small_window(server) as sock:
+        _, early = open_websocket(sock)
+        wait(sending)
+        sock.sendall(close_frame(1000))
+        wait(app.mark)  # the Close is read; the message still waits in the server's buffers
+        frames = parse_frames(early + read_until_closed(sock))
+    assert [(op, len(payload)) for op, payload in frames] == [(BINARY, size), (CLOSE, 2)]
+    wait(app.done)
+    assert app.records == [{"type": "websocket.disconnect", "code": 1000, "reason": ""}, "sent"]
 
 
 def test_websocket_over_tls_is_wss_with_the_tls_extension(serve: Serve, tmp_path: Any) -> None:

@@ -4,11 +4,11 @@ reaches the application (ARCHITECTURE property 5)."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable
 from typing import Any
 
+import anyio.lowlevel
 import pytest
 
 from tests.conftest import RunningServer, read_response
@@ -50,7 +50,7 @@ class Collector:
                 self.messages.append(message)
                 if message["type"] == "websocket.disconnect":
                     return
-                await asyncio.sleep(0)
+                await anyio.lowlevel.checkpoint()
         finally:
             self.done.set()
 

@@ -39,6 +39,10 @@ from starlette.websockets import WebSocket as StarletteWebSocket
 
 Serve = Callable[..., RunningServer]
 
+CHANNELS_NEEDS_ASYNCIO = pytest.mark.asyncio_only(
+    "Django Channels needs asyncio: its consumers dispatch in asyncio tasks (channels.utils) over asgiref"
+)
+
 
 def url(server: RunningServer, path: str) -> str:
     return f"ws://{server.host}:{server.port}{path}"
@@ -175,7 +179,7 @@ def channels_app() -> Any:
     )
 
 
-@pytest.mark.asyncio_only("Django Channels runs on asgiref, which needs asyncio")
+@CHANNELS_NEEDS_ASYNCIO
 def test_django_channels_consumer(serve: Serve) -> None:
     """A Channels AsyncWebsocketConsumer behind URLRouter: route kwargs, subprotocol, text and bytes,
     and disconnect() with the client's close code."""
@@ -193,7 +197,7 @@ def test_django_channels_consumer(serve: Serve) -> None:
     assert ChatConsumer.disconnects == [4001]
 
 
-@pytest.mark.asyncio_only("Django Channels runs on asgiref, which needs asyncio")
+@CHANNELS_NEEDS_ASYNCIO
 def test_django_channels_consumer_closing(serve: Serve) -> None:
     """Channels: close() in connect() refuses with 403; close(code) after accept reaches the client."""
     server = serve(channels_app())
@@ -209,7 +213,7 @@ def test_django_channels_consumer_closing(serve: Serve) -> None:
         assert ws.close_code == 4200
 
 
-@pytest.mark.asyncio_only("Django Channels runs on asgiref, which needs asyncio")
+@CHANNELS_NEEDS_ASYNCIO
 def test_composition_falls_back_for_a_websocket_route_the_new_app_lacks(serve: Serve) -> None:
     """wherry.compose over a real WebSocket: the new app (Starlette without the route) closes
     before accept, and the legacy app (a Channels consumer) takes the handshake instead."""

@@ -126,11 +126,17 @@ def parse_forwarded_node(text: str) -> tuple[str, int] | None:
     return str(address), port
 
 
+# Optional whitespace (RFC 9110 §5.6.3): the only bytes stripped around list elements and
+# parameters. str.strip() would also strip \x1c-\x1f, \x85 and \xa0 (whitespace to Python), so
+# that ``1.2.3.4\x85`` would pass for an address.
+OWS = " \t"
+
+
 def _list_elements(lines: list[bytes]) -> list[str]:
-    """The elements of a list-valued field sent on one or more lines; empty elements are dropped
-    (RFC 9110 §5.6.1.2)."""
+    """The elements of a list-valued field sent on one or more lines, without the optional
+    whitespace around them; empty elements are dropped (RFC 9110 §5.6.1)."""
     joined = lines[0] if len(lines) == 1 else b",".join(lines)
-    return [e for e in (s.strip() for s in joined.decode("latin-1").split(",")) if e]
+    return [e for e in (s.strip(OWS) for s in joined.decode("latin-1").split(",")) if e]
 
 
 def apply_proxy_headers(
@@ -246,21 +252,21 @@ def parse_forwarded(lines: list[bytes]) -> list[dict[str, str]] | None:
         return None
     elements: list[dict[str, str]] = []
     for raw in raw_elements:
-        if not raw.strip():
+        if not raw.strip(OWS):
             continue  # empty list elements are ignored (RFC 9110 §5.6.1.2)
         pairs = _split_quoted(raw, ";")
         if pairs is None:
             return None
         element: dict[str, str] = {}
         for pair in pairs:
-            pair = pair.strip()
+            pair = pair.strip(OWS)
             if not pair:
                 continue
             name, sep, value = pair.partition("=")
-            name = name.strip().lower()
+            name = name.strip(OWS).lower()
             if not sep or not name or name in element:
                 return None
-            value = value.strip()
+            value = value.strip(OWS)
             if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
                 value = _unescape(value[1:-1])
             elif '"' in value:

@@ -213,8 +213,7 @@ class WebSocketServer:
         cycle = self.cycle
         if cycle is not None:
             cycle.feed_closed(ABNORMAL)
-        self.write_paused = False
-        waiter = self._drain_waiter
+        waiter = self._drain_waiter  # write_paused stays: a drain waiting on it raises
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
@@ -366,12 +365,16 @@ class WebSocketServer:
             self._arm_timer()
 
     async def drain(self) -> None:
+        """Wait until the transport's buffer is written down (``resume_writing``). A session that
+        ends meanwhile still writes what was queued before its Close, so only a connection lost
+        with bytes queued (``write_paused`` is left set) raises, as does a drain begun after the
+        end with the buffer full."""
         while self.write_paused and not self._closed:
             waiter = self._drain_waiter
             if waiter is None or waiter.done():
                 waiter = self._drain_waiter = self.ctx.runtime.create_future()
             await waiter
-        if self._closed:
+        if self.write_paused:
             raise ClientDisconnected("the connection is closed")
 
     def abort(self, cycle: WebSocketCycle) -> None:

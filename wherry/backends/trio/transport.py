@@ -16,7 +16,8 @@ Rules of this module:
    does not take is queued for the writer task (started on first need). TLS writes always go
    through the writer (``SSLStream.send_all``). Past ``HIGH_WATER`` queued bytes the protocol's
    ``pause_writing`` is called, and ``resume_writing`` once the queue is back under
-   ``LOW_WATER``.
+   ``LOW_WATER``, after ``close`` too (a driver waiting to write more learns that its bytes went
+   out), but not after ``abort`` (they were dropped), as asyncio and uvloop do.
 3. ``close`` stops reading at once and closes the socket once the queue is written (TLS sends
    its close_notify, bounded by ``TLS_CLOSE_TIMEOUT``); ``abort`` drops the queue and closes
    as soon as the code running now is done; ``write_eof`` half-closes once the queue is written
@@ -256,7 +257,7 @@ class TrioTransport:
                     finally:
                         self._writing = False
                     self._pending -= len(data)
-                    if self._write_paused and self._pending <= LOW_WATER and not self._closing:
+                    if self._write_paused and self._pending <= LOW_WATER:  # closing too, as asyncio
                         self._write_paused = False
                         self._call(self._protocol.resume_writing)
                     continue
@@ -331,6 +332,7 @@ class TrioTransport:
         self._closing = True
         self._buffer = []
         self._pending = 0
+        self._write_paused = False  # what was queued is dropped: no resume_writing follows
         self._read_scope.cancel()
         self._close_soon()
 
