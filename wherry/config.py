@@ -726,9 +726,10 @@ OPTIONS: tuple[Option, ...] = (
         "timeout_send",
         "float",
         30.0,
-        "Seconds a response may wait for a client that reads nothing or keeps its window shut.",
+        "Seconds output may wait for a client that reads nothing (or keeps its HTTP/2 window shut); "
+        "then the connection is cut.",
         convert=_positive_float,
-        group="HTTP/2",
+        group="HTTP",
     ),
     # Logging
     Option("log_level", "choice", "info", "Log level.", choices=LOG_LEVELS, group="Logging"),

@@ -168,12 +168,14 @@ def test_access_line_for_request_head_timeout(serve: Serve, logs: pytest.LogCapt
 
 
 def test_duration_of_a_slow_request(serve: Serve, logs: pytest.LogCaptureFixture) -> None:
-    """The time runs from the request head to the end of the app: at least the app's delay."""
+    """The time runs from the request head to the end of the app: at least the app's delay (less
+    the loop's timer granularity: libuv's clock counts whole milliseconds, so uvloop may wake a sleep
+    up to a millisecond before perf_counter says it is due)."""
     server = serve(apps.slow, access_log=True)
     one_request(server, b"GET /?delay=0.2 HTTP/1.1\r\nHost: a\r\n")
     match = LINE.match(access_lines(logs)[0])
     assert match
-    assert 200.0 <= float(match["ms"]) < 2000.0
+    assert 198.0 <= float(match["ms"]) < 2000.0
 
 
 def test_access_log_disabled(serve: Serve, logs: pytest.LogCaptureFixture) -> None:

@@ -18,6 +18,7 @@ import pytest
 from tests.apps import Release
 from tests.conftest import RunningServer
 from tests.e2e.test_bad_input import read_responses
+from tests.procs import wait_until
 
 Serve = Callable[..., RunningServer]
 
@@ -266,3 +267,65 @@ def test_closing_after_an_early_answer_does_not_lose_it(serve: Serve) -> None:
     assert head.startswith(b"HTTP/1.1 403 ")
     assert len(body) == len(answer), f"{len(body)} of {len(answer)} bytes before the close"
     assert body == answer
+
+
+class Streamer:
+    """Streams 64 KiB pieces until send() fails; records that it did."""
+
+    def __init__(self, pieces: int | None = None) -> None:
+        self.pieces = pieces
+        self.cut = threading.Event()
+        self.finished = threading.Event()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        headers = [(b"content-type", b"application/octet-stream")]
+        if scope["path"] == "/close":
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        sent = 0
+        try:
+            while self.pieces is None or sent < self.pieces:
+                await send({"type": "http.response.body", "body": b"x" * 65536, "more_body": True})
+                sent += 1
+            await send({"type": "http.response.body", "body": b""})
+        except OSError:
+            self.cut.set()
+            raise
+        self.finished.set()
+
+
+def small_receiver(server: RunningServer) -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((server.host, server.port))
+    return sock
+
+
+def connections_of(server: RunningServer) -> set[Any]:
+    impl = server.server._impl
+    assert impl is not None and impl.ctx is not None
+    return impl.ctx.connections
+
+
+def test_a_client_that_reads_nothing_is_cut_after_timeout_send(serve: Serve) -> None:
+    """Output waiting for a client that reads nothing has a deadline (--timeout-send): the
+    connection is cut and the app's send() raises OSError, instead of holding both for ever."""
+    app = Streamer()
+    server = serve(app, timeout_send=0.3)
+    with small_receiver(server) as sock:
+        sock.sendall(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert app.cut.wait(10), "the stalled response was never cut"
+        wait_until(lambda: not connections_of(server), 5, "the connection to go")
+
+
+def test_a_closed_connection_whose_client_reads_nothing_is_cut(serve: Serve) -> None:
+    """A response that ends with connection: close while the client reads nothing: the close
+    waits for the buffered bytes at most --timeout-send, then the connection is cut."""
+    app = Streamer(pieces=8)  # 512 KiB: more than the socket buffers take, less than the transport's mark
+    server = serve(app, timeout_send=0.3)
+    with small_receiver(server) as sock:
+        sock.sendall(b"GET /close HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert app.finished.wait(10) or app.cut.wait(10)
+        wait_until(lambda: not connections_of(server), 10, "the closed connection to go")

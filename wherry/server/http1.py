@@ -86,6 +86,7 @@ class H1Server:
         "_timer",
         "_trusted_peer",
         "_upgrade",
+        "_write_timer",
         "client",
         "core",
         "ctx",
@@ -107,6 +108,7 @@ class H1Server:
         self.write_paused = False
         self._drain_waiter: FutureLike | None = None
         self._timer: TimerHandle | None = None
+        self._write_timer: TimerHandle | None = None  # a peer that reads nothing (timeout_send)
         self._reject: Rejected | None = None
         self._reject_cycle: HTTPCycle | None = None
         self._closed = False
@@ -207,6 +209,9 @@ class H1Server:
         if timer is not None:
             timer.cancel()
             self._timer = None
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
         current = self._current
         if current is not None and not current.response_complete:
             current.feed_disconnect()
@@ -221,9 +226,13 @@ class H1Server:
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        self._arm_write_timer()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        if self._write_timer is not None and not self._closed:
+            self._write_timer.cancel()
+            self._write_timer = None
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -607,7 +616,40 @@ class H1Server:
     def _close(self) -> None:
         if not self._closed:
             self._closed = True
-            self.transport.close()
+            self._release()
+
+    def _release(self) -> None:
+        """Close the transport. What is still buffered goes out first, but a peer that reads none of
+        it within ``timeout_send`` has its connection cut: a closed connection holds nothing for
+        ever."""
+        transport = self.transport
+        transport.close()
+        try:
+            pending = transport.get_write_buffer_size()
+        except (AttributeError, NotImplementedError):
+            pending = 0
+        if pending:
+            self._arm_write_timer()
+
+    def _arm_write_timer(self) -> None:
+        if self._write_timer is None:
+            runtime = self.ctx.runtime
+            when = runtime.time() + self.ctx.config.timeout_send
+            self._write_timer = runtime.call_at(when, self._write_stalled)
+
+    def _write_stalled(self) -> None:
+        """The peer read nothing for ``timeout_send`` seconds while output waited for it."""
+        self._write_timer = None
+        logger.info(
+            "Client %s read nothing for %.0f s; connection cut",
+            self._client_text,
+            self.ctx.config.timeout_send,
+        )
+        current = self._current
+        if current is not None:
+            current.feed_disconnect()
+        self._closed = True
+        self.transport.abort()
 
     def _close_after_answer(self) -> None:
         """Close once the last answer is written, in stages (rule 5): half-close now, then drop
@@ -627,7 +669,7 @@ class H1Server:
             except OSError:  # the peer is already gone
                 can_linger = False
         if not can_linger:
-            transport.close()
+            self._release()
             return
         self._lingering = True
         if self._read_paused:
@@ -637,12 +679,12 @@ class H1Server:
         if timer is not None:
             timer.cancel()
         runtime = self.ctx.runtime
-        self._timer = runtime.call_at(runtime.time() + LINGER, transport.close)
+        self._timer = runtime.call_at(runtime.time() + LINGER, self._release)
 
     def shutdown(self) -> None:
         """Graceful shutdown: close now if idle, otherwise after the response in flight."""
         if self._lingering:
-            self.transport.close()
+            self._release()
         elif self._current is None:
             self._close()
 
