@@ -5,6 +5,7 @@ option."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -511,3 +512,13 @@ def test_proxy_protocol_with_tls_is_refused_at_configuration() -> None:
     for both is a configuration error, not a silently ignored option."""
     with pytest.raises(ConfigError, match="proxy-protocol"):
         Config(proxy_protocol=True, ssl_certfile="cert.pem", ssl_keyfile="key.pem")
+
+
+@pytest.mark.parametrize("count", ["²", "1²", "", "-1"])
+def test_systemd_variables_that_are_not_ascii_numbers_are_ignored(count: str) -> None:
+    """LISTEN_FDS must be ASCII digits (sd_listen_fds(3)); "²" is a digit to str.isdigit but not to
+    int(), and must not stop the server from starting."""
+    from wherry.sockets import systemd_sockets
+
+    environ = {"LISTEN_FDS": count, "LISTEN_PID": str(os.getpid())}
+    assert systemd_sockets(environ) == []

@@ -20,6 +20,12 @@ from typing import Any
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
+def decimal(text: str) -> bool:
+    """``text`` is a non-empty run of ASCII digits (str.isdigit also takes "²" and other digits,
+    which int() then refuses)."""
+    return text.isascii() and text.isdigit()
+
+
 def _positive_int(value: Any) -> int:
     number = int(value)
     if number < 1:
@@ -154,7 +160,7 @@ def parse_bind(address: str) -> tuple[str, str | int | tuple[str, int]]:
         return "unix", path
     if address.startswith("fd://"):
         text = address[5:]
-        if not text.isdigit():
+        if not decimal(text):
             raise ValueError(f"not a file descriptor number: {address!r}")
         return "fd", int(text)
     if address.startswith("["):
@@ -168,7 +174,7 @@ def parse_bind(address: str) -> tuple[str, str | int | tuple[str, int]]:
         host, port_text = address, ""  # a bare host name, IPv4 or IPv6 address
     if not port_text:
         port = 8000
-    elif port_text.isdigit() and int(port_text) <= 65535:
+    elif decimal(port_text) and int(port_text) <= 65535:
         port = int(port_text)
     else:
         raise ValueError(f"invalid port in {address!r}")
@@ -204,7 +210,7 @@ def _size_mib(value: Any) -> int:
         factors = {"K": 1 / 1024, "M": 1, "G": 1024}
         factor = factors.get(text[-1:])
         digits = text[:-1] if factor is not None else text
-        if not digits.isdigit():
+        if not decimal(digits):
             raise ValueError(f"expected a size in MiB (or with K, M, G), got {value!r}")
         number = int(int(digits) * (factor or 1))
     if number < 1:

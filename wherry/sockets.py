@@ -9,7 +9,7 @@ import socket
 import stat
 from collections.abc import MutableMapping
 
-from .config import Config, file_mode, parse_bind
+from .config import Config, decimal, file_mode, parse_bind
 
 SD_LISTEN_FDS_START = 3  # systemd passes its sockets from this descriptor on (sd_listen_fds(3))
 
@@ -72,7 +72,7 @@ def systemd_sockets(environ: MutableMapping[str, str] = os.environ) -> list[sock
     """
     count = environ.get("LISTEN_FDS", "")
     pid = environ.get("LISTEN_PID", "")
-    if not count.isdigit() or not pid.isdigit() or int(pid) != os.getpid():
+    if not decimal(count) or not decimal(pid) or int(pid) != os.getpid():
         return []
     for name in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
         environ.pop(name, None)

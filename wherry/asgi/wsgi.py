@@ -317,7 +317,7 @@ def build_environ(scope: Scope, wsgi_input: Any, errors: Any, multiprocess: bool
     else:
         host = (host_header or b"localhost").decode("latin-1")
         name, sep, port = host.rpartition(":")
-        if sep and port.isdigit() and not name.endswith(":"):
+        if sep and (port.isascii() and port.isdigit()) and not name.endswith(":"):
             environ["SERVER_NAME"], environ["SERVER_PORT"] = name, port
         else:
             environ["SERVER_NAME"] = host
@@ -354,7 +354,7 @@ class _Response:
         if not isinstance(status, str):
             raise TypeError(f"the status must be a str like '200 OK', not {status!r}")
         code = status[:3]
-        if len(status) < 3 or not code.isdigit() or status[3:4] not in ("", " "):
+        if len(status) < 3 or not (code.isascii() and code.isdigit()) or status[3:4] not in ("", " "):
             raise ValueError(f"the status must look like '200 OK', not {status!r}")
         encoded = []
         for name, value in headers:

@@ -7,6 +7,8 @@ import contextlib
 import logging
 import os
 
+from ..config import decimal
+
 logger = logging.getLogger("wherry.error")
 
 
@@ -41,14 +43,14 @@ def resolve_ids(user: str | None, group: str | None) -> tuple[int | None, int | 
     groups: list[int] = []
     if user is not None:
         try:
-            entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+            entry = pwd.getpwuid(int(user)) if decimal(user) else pwd.getpwnam(user)
         except (KeyError, OverflowError):
             raise PrivilegeError(f"--user: no such user {user!r}") from None
         uid, gid = entry.pw_uid, entry.pw_gid
         groups = os.getgrouplist(entry.pw_name, entry.pw_gid)
     if group is not None:
         try:
-            gid = grp.getgrgid(int(group)).gr_gid if group.isdigit() else grp.getgrnam(group).gr_gid
+            gid = grp.getgrgid(int(group)).gr_gid if decimal(group) else grp.getgrnam(group).gr_gid
         except (KeyError, OverflowError):
             raise PrivilegeError(f"--group: no such group {group!r}") from None
         if user is None:
