@@ -66,7 +66,9 @@ class FakeTransport:
         pass
 
 
-async def drive(requests: int, connections: int, payload: bytes, profile: bool) -> float:
+async def drive(
+    requests: int, connections: int, payload: bytes | list[bytes], profile: bool
+) -> float:
     loop = asyncio.get_running_loop()
     config = Config(app="bench.apps:hello", access_log=False)
     ctx = ServerContext(config, hello, _runtime(loop))
@@ -88,7 +90,11 @@ async def drive(requests: int, connections: int, payload: bytes, profile: bool) 
         # A loop callback, as data_received is under a real socket (not inside a task).
         nonlocal left
         for conn, _transport in conns:
-            conn.data_received(payload)
+            if isinstance(payload, bytes):
+                conn.data_received(payload)
+            else:
+                for piece in payload:
+                    conn.data_received(piece)
         left -= 1
         if left:
             loop.call_soon(one_round)
@@ -111,6 +117,14 @@ async def drive(requests: int, connections: int, payload: bytes, profile: bool) 
     return elapsed / (rounds * connections)
 
 
+def upload_reads(size: int, read: int) -> list[bytes]:
+    """A POST with a ``size``-byte body, cut into the pieces ``read`` bytes at a time gives."""
+    whole = (
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nContent-Length: %d\r\n\r\n" % size
+    ) + b"x" * size
+    return [whole[i : i + read] for i in range(0, len(whole), read)]
+
+
 def _runtime(loop: asyncio.AbstractEventLoop) -> Any:
     from wherry.backends.asyncio.runtime import AsyncioRuntime
 
@@ -122,10 +136,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--post", action="store_true", help="POST with a 4-byte body")
+    parser.add_argument(
+        "--upload", action="store_true", help="POST with a 1 MiB body, arriving in 64 KiB reads"
+    )
     parser.add_argument("--profile", action="store_true", help="print a cProfile listing")
     parser.add_argument("--asyncio", action="store_true", help="the stdlib loop instead of uvloop")
     args = parser.parse_args(argv)
-    payload = POST if args.post else GET
+    payload: bytes | list[bytes] = POST if args.post else GET
+    if args.upload:
+        payload = upload_reads(1 << 20, 1 << 16)
     coro = drive(args.requests, args.connections, payload, args.profile)
     if args.asyncio:
         per_request = asyncio.run(coro)
