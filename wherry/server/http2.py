@@ -19,11 +19,11 @@ Rules of this module:
    ``timeout_send`` ends the connection.
 5. App errors reset their stream (RST_STREAM INTERNAL_ERROR), never the connection. Graceful
    shutdown sends GOAWAY naming the last stream served and closes once the open ones finish.
-6. An extended CONNECT stream (RFC 8441, ``Request.upgrade`` holds ``:protocol``) is refused
-   today; SETTINGS_ENABLE_CONNECT_PROTOCOL is not advertised. ``_start_stream`` is where such a
-   stream would be handed to a WebSocket session instead of an ``HTTPCycle``: the session would
-   receive the stream's events through ``on_data``/``on_end``/``on_gone`` and send through the
-   same flow-controlled ``_send``/``drain`` as a response body.
+6. An extended CONNECT stream (RFC 8441, ``Request.upgrade`` holds ``:protocol``) is handed to
+   ``server/h2websocket.py`` in ``_start_stream``: its ``H2WebSocket`` (an ``H2Stream``) takes the
+   stream's events through ``on_data``/``on_end``/``on_gone`` and sends through the same
+   flow-controlled ``_send`` as a response body, for the WebSocket driver every HTTP/1.1 Upgrade
+   uses. The core advertises SETTINGS_ENABLE_CONNECT_PROTOCOL unless ``--ws none``.
 """
 
 from __future__ import annotations
@@ -119,6 +119,13 @@ class H2Stream:
     def on_gone(self) -> None:
         self.cycle.feed_disconnect()
         self.wake()
+
+    def pause_writing(self) -> None:
+        """The connection's transport stopped taking writes."""
+        self.write_paused = True
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: a request stream simply finishes."""
 
     # ---------------------------------------------------------------- HTTPStream
 
@@ -377,6 +384,16 @@ class H2Server:
             self.flush()
             self._close()
 
+    @property
+    def tls(self) -> dict[str, Any] | None:
+        """The ASGI ``tls`` scope extension of this connection (None on h2c)."""
+        return self._tls
+
+    @property
+    def trusted_peer(self) -> bool:
+        """Proxy headers are read from this connection's peer."""
+        return self._trusted_peer
+
     # ------------------------------------------------------------------ backend side
 
     def data_received(self, data: bytes) -> None:
@@ -481,7 +498,7 @@ class H2Server:
         self.transport_paused = True
         self._paused_since = self.ctx.runtime.time()
         for stream in self.streams.values():
-            stream.write_paused = True
+            stream.pause_writing()
         if not self._read_paused and not self.closed:
             self._read_paused = True
             self.transport.pause_reading()
@@ -503,9 +520,11 @@ class H2Server:
         ctx = self.ctx
         sid = request.stream_id
         if request.upgrade is not None:
-            # Extended CONNECT (RFC 8441) is not offered: SETTINGS_ENABLE_CONNECT_PROTOCOL is
-            # never sent, so a client that sends :protocol anyway is refused here.
-            self.core.reset(sid, REFUSED_STREAM)
+            # Extended CONNECT (RFC 8441): the core lets :protocol through only when it advertised
+            # SETTINGS_ENABLE_CONNECT_PROTOCOL (WebSocket is on). The stream starts at once.
+            from .h2websocket import open_tunnel
+
+            open_tunnel(self, request)
             return None
         if len(self.streams) >= ctx.h2_limits.max_concurrent_streams:
             # Streams the client reset still count while their apps run: resetting streams does
@@ -624,11 +643,16 @@ class H2Server:
         ctx.tasks -= 1
         if ctx.access_log:
             self._log_access(stream.cycle)
-        self.streams.pop(stream.sid, None)
-        self.blocked.pop(stream.sid, None)
+        self.stream_closed(stream.sid)
+
+    def stream_closed(self, sid: int) -> None:
+        """Nothing more is sent or read on stream ``sid``: it leaves the connection."""
+        ctx = self.ctx
+        self.streams.pop(sid, None)
+        self.blocked.pop(sid, None)
         if self.closed:
             return
-        self.core.stream_done(stream.sid, ctx.runtime.time())
+        self.core.stream_done(sid, ctx.runtime.time())
         if ctx.shutting_down and not self.streams:
             self.flush()
             self._close()
@@ -780,6 +804,8 @@ class H2Server:
         if self.closed:
             return
         self.core.graceful_shutdown()
+        for stream in list(self.streams.values()):
+            stream.shutdown()  # a WebSocket says going away (1001); requests finish
         self.flush()
         if not self.streams:
             self._close()
