@@ -57,6 +57,7 @@ logger = logging.getLogger("wherry.error")
 LINGER = 2.0
 _SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
 _BAD_UPGRADE = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+_UPGRADE_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
 def default_pairs(
@@ -286,6 +287,7 @@ class H2Server:
         self._upgrade_left = 0
         self._upgrade_since = 0.0  # when upgrade body bytes last arrived
         self._upgrade_paused = False  # reading paused: the app has not read the upgrade body
+        self._before_101: list[bytes] | None = None  # HTTP/2 output held until the 101 is sent
         self._lingering = False
         self._eof = False
         self._flush_scheduled = False
@@ -329,7 +331,10 @@ class H2Server:
         rest: bytes,
     ) -> None:
         """h2c Upgrade (RFC 7540 §3.2): answer 101, then serve ``request`` as stream 1. Its body
-        (``body_size`` bytes, still HTTP/1.1 framing) comes before the client preface."""
+        (``body_size`` bytes, still HTTP/1.1 framing) comes before the client preface, and the
+        101 comes after the body: a client takes the 101 as the switch for both directions (curl
+        stops uploading at the 101), so nothing of HTTP/2 is written before the body is in. The
+        app runs meanwhile and reads the body as it arrives; what it answers waits with the 101."""
         self._attach(transport)
         if self.closed:
             return
@@ -341,7 +346,10 @@ class H2Server:
             self.transport.write(_BAD_UPGRADE)
             self._close()
             return
-        self.transport.write(_SWITCHING)
+        if body_size:
+            self._before_101 = []
+        else:
+            self.transport.write(_SWITCHING)
         self.flush()
         stream = self._start_stream(request)
         if stream is not None:
@@ -467,6 +475,13 @@ class H2Server:
                 # Outside HTTP/2 flow control: held back the HTTP/1.1 way, by not reading.
                 self._upgrade_paused = True
                 self.transport.pause_reading()
+        # (A body whose app has returned is read and dropped: the 101 waits for its end.)
+        if not self._upgrade_left:
+            self._upgrade_body = None
+            held = self._before_101
+            if held is not None:
+                self._before_101 = None
+                self.transport.write(b"".join([_SWITCHING, *held]))
         return data[take:]
 
     def upgrade_body_read(self, cycle: HTTPCycle) -> None:
@@ -643,6 +658,12 @@ class H2Server:
         ctx.tasks -= 1
         if ctx.access_log:
             self._log_access(stream.cycle)
+        if stream is self._upgrade_body and self._upgrade_paused and not self.closed:
+            # Its app is done without reading the whole upgrade body: the rest is read (and
+            # dropped), or the 101 and the answer would never go.
+            self._upgrade_paused = False
+            self._upgrade_since = ctx.runtime.time()
+            self.transport.resume_reading()
         self.stream_closed(stream.sid)
 
     def stream_closed(self, sid: int) -> None:
@@ -680,7 +701,10 @@ class H2Server:
         self.unflushed = 0
         data = self.core.data_to_send()
         if data and not self.closed:
-            self.transport.write(data)
+            if self._before_101 is not None:
+                self._before_101.append(data)  # an h2c Upgrade whose body is still arriving
+            else:
+                self.transport.write(data)
 
     def flush_soon(self) -> None:
         """Write what the streams queued once per loop iteration: responses of many streams
@@ -735,6 +759,8 @@ class H2Server:
             logger.info("h2c upgrade body from %s not received in time", self._client_text)
             self._lost()
             self.closed = True
+            if self._before_101 is not None:  # nothing was switched: answered as HTTP/1.1 would
+                self.transport.write(_UPGRADE_TIMEOUT)
             self.transport.close()
             return
         deadline = self.core.deadline
