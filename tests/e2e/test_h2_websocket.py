@@ -436,6 +436,24 @@ def test_app_returning_without_answering_is_500(h2c: Callable[..., Env]) -> None
         assert client.ended(client.open()).status == 500
 
 
+def test_an_app_that_ends_at_once_frees_its_stream(h2c: Callable[..., Env]) -> None:
+    """An app that returns without ever awaiting (so it ends inside the call that starts it) is
+    answered 500, and its stream leaves the connection once the client ends its side: with
+    --h2-max-concurrent-streams 1 the next request is served, not refused."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+    env = h2c(app, h2_max_concurrent_streams=1)
+    with env.client() as client:
+        sid = client.open()
+        assert client.ended(sid).status == 500
+        client.send(sid, b"", end=True)
+        assert client.response(client.request("/", scheme=b"http")).status == 204
+
+
 def test_limit_concurrency_refuses_an_http2_websocket_with_503(h2c: Callable[..., Env]) -> None:
     """--limit-concurrency: past the limit the extended CONNECT is answered 503 on its stream."""
     app = Recorder(echo)

@@ -61,7 +61,9 @@ def open_tunnel(conn: H2Server, request: Request) -> None:
     conn.streams[sid] = stream
     if stream.write_paused:
         driver.pause_writing()
-    stream.app_running = driver.start(b"")
+    stream.app_running = True  # before the call: an app can run to its end inside it
+    if not driver.start(b""):
+        stream.app_running = False  # refused before the app: the refusal ended the stream
 
 
 class H2WebSocket(H2Stream):
