@@ -58,7 +58,6 @@ class WSClient(H2Client):
         scheme: bytes = b"http",
         version: bytes | None = b"13",
     ) -> int:
-        self.events(0.01)  # the server's SETTINGS (it enables :protocol) before the request
         sid = self.conn.get_next_available_stream_id()
         block = [
             (b":method", b"CONNECT"),
@@ -528,7 +527,6 @@ def test_extended_connect_missing_a_pseudo_header_ends_the_connection(
         (b"sec-websocket-version", b"13"),
     ]
     with env.client() as client:
-        client.events(0.01)
         client.send_raw(raw_connect([f for f in block if f[0] != missing]))
         goaway = client.wait_goaway()
         assert goaway is not None and goaway.error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR
