@@ -656,6 +656,40 @@ def test_send_waits_for_the_clients_window(h2c: Callable[..., Env]) -> None:
     app.wait()
 
 
+def test_a_send_the_server_took_is_not_failed_by_an_orderly_close(h2c: Callable[..., Env]) -> None:
+    """www spec 2.4: send() raises when the connection is gone, not when the peer closes in order
+    while the message waits for its window: the message is still delivered (before the Close),
+    so the app's send() returns and the app then sees the peer's code."""
+
+    async def script(receive: Any, send: Any, record: Any, app: Recorder) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        app.release.set()
+        try:
+            await send({"type": "websocket.send", "bytes": b"q" * 100_000})
+            record("sent")
+        except OSError as exc:
+            record(type(exc).__name__)
+        record(await receive())
+
+    app = Recorder(script)
+    env = h2c(app)
+    with env.client(auto_ack=False) as client:
+        sid = client.open()
+        response = client.opened(sid)
+        assert app.release.wait(WAIT)
+        assert client.wait(lambda: len(response.body) >= 65535)  # the window is full
+        client.send(sid, close_frame(1000))  # the peer closes while the rest waits
+        client.send(sid, b"", end=True)
+        app.wait()
+        client.conn.acknowledge_received_data(len(response.body), sid)
+        client.auto_ack = True
+        client.flush()
+        ended = client.ended(sid)
+    assert parse_frames(ended.body) == [(BINARY, b"q" * 100_000), (CLOSE, b"\x03\xe8")]
+    assert app.records == ["sent", {"type": "websocket.disconnect", "code": 1000, "reason": ""}]
+
+
 def test_pings_from_a_client_that_does_not_read_are_not_answered_without_bound(
     h2c: Callable[..., Env],
 ) -> None:

@@ -244,6 +244,7 @@ class WebSocketServer:
         "_extensions",
         "_extensions_header",
         "_lingering",
+        "_lost",
         "_pending",
         "_started_at",
         "_timer",
@@ -275,6 +276,7 @@ class WebSocketServer:
         self._drain_waiter: FutureLike | None = None
         self._timer: TimerHandle | None = None
         self._closed = False
+        self._lost = False  # the connection ended other than in order: what was written may be lost
         self._lingering = False
         self._accepted = False
         self.read_paused = False  # reading paused for the queue (the cycle then reports what it takes)
@@ -355,6 +357,8 @@ class WebSocketServer:
         return False
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        if exc is not None or not self._closed:
+            self._lost = True  # (after our orderly close, the carrier flushed what it held)
         self._closed = True
         if self.registered:
             self.ctx.connection_closed(self)
@@ -400,6 +404,8 @@ class WebSocketServer:
                 cycle.feed_message(event.data)
             elif type(event) is WebSocketClosed:
                 cycle.feed_closed(event.code, event.reason)
+                if event.code == ABNORMAL:
+                    self._lost = True  # the input ended with no Close: the peer is gone
         out, close = session.data_to_send()
         if out:
             self.write(out)
@@ -519,16 +525,20 @@ class WebSocketServer:
                 self._resume_reading()
 
     async def drain(self) -> None:
+        """Wait while the carrier holds too much. A send whose bytes the carrier took before the
+        WebSocket closed in order (the peer's Close arrived meanwhile) has not failed: the carrier
+        still delivers them; only a connection lost (or cut) makes it raise."""
         while self.write_paused and not self._closed:
             waiter = self._drain_waiter
             if waiter is None or waiter.done():
                 waiter = self._drain_waiter = self.ctx.runtime.create_future()
             await waiter
-        if self._closed:
+        if self._lost:
             raise ClientDisconnected("the connection is closed")
 
     def abort(self, cycle: WebSocketCycle) -> None:
         cycle.feed_closed(ABNORMAL)
+        self._lost = True
         if not self._closed:
             self._closed = True
             self.carrier.reset()
@@ -614,6 +624,7 @@ class WebSocketServer:
         cycle = self.cycle
         if cycle is not None:
             cycle.feed_closed(ABNORMAL)
+        self._lost = True
         if not self._closed or self._lingering:
             self._closed = True
             self.carrier.reset()
