@@ -7,6 +7,7 @@ HTTP version carried the WebSocket."""
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import RunningServer
-from tests.e2e.test_browser import CHROMIUM, FLAGS, devtools_port, evaluate
+from tests.e2e.test_browser import CHROMIUM, FLAGS, devtools_port, evaluate, stop
 from tests.h2util import Certs, make_certs
 
 Serve = Callable[..., RunningServer]
@@ -70,6 +71,7 @@ class App:
 
     def __init__(self) -> None:
         self.seen: list[Any] = []
+        self.done = threading.Event()  # the WebSocket's app call has returned
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -81,6 +83,12 @@ class App:
         if scope["type"] != "websocket":
             return
         self.seen.append((scope["http_version"], scope["scheme"], scope["subprotocols"]))
+        try:
+            await self.echo(scope, receive, send)
+        finally:
+            self.done.set()
+
+    async def echo(self, scope: Any, receive: Any, send: Any) -> None:
         await receive()
         await send({"type": "websocket.accept", "subprotocol": "echo"})
         while True:
@@ -115,18 +123,15 @@ def chromium(tmp_path: Path) -> Iterator[Callable[[str], subprocess.Popen[bytes]
             f"--user-data-dir={tmp_path / 'profile'}",
             url,
         ]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         started.append(process)
         return process
 
     yield launch
     for process in started:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)  # the browser's whole process group (see test_browser.stop)
 
 
 def test_browser_websocket_goes_over_http2(serve: Serve, certs: Certs, chromium: Any, tmp_path: Path) -> None:
@@ -153,4 +158,5 @@ def test_browser_websocket_goes_over_http2(serve: Serve, certs: Certs, chromium:
     assert "<li>text of 200007</li>" in body
     assert "<li>bytes 250,3,2,1</li>" in body
     assert '<p id="status">closed 1000 true</p>' in body
+    assert app.done.wait(10)
     assert app.seen == [("2", "wss", ["echo"]), (1000, "thanks")]
