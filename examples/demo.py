@@ -42,7 +42,8 @@ const log = (text) => {
   document.getElementById("log").appendChild(item);
 };
 const status = document.getElementById("status");
-const socket = new WebSocket(`ws://${location.host}/ws`, ["demo"]);
+const scheme = location.protocol === "https:" ? "wss" : "ws";  // over HTTPS, also HTTP/2
+const socket = new WebSocket(`${scheme}://${location.host}/ws`, ["demo"]);
 socket.binaryType = "arraybuffer";
 // The page says hello, sends a large text and a few bytes, then waits for the answers.
 const expected = 3;

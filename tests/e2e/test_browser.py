@@ -3,8 +3,11 @@ DOM through the DevTools protocol once the page's exchange is over."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -51,18 +54,24 @@ def browser(tmp_path: Path) -> Iterator[Callable[[str], subprocess.Popen[bytes]]
             [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", url],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         started.append(process)
         return process
 
     yield launch
     for process in started:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """End the browser and every process it made. Debian's ``chromium-headless-shell`` is a shell
+    script that runs the browser as its child, so ending the script alone leaves the browser (and
+    its inotify instances) behind: the browser starts in a session of its own, and its whole
+    process group is killed (a throwaway profile needs no orderly exit)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def devtools_port(profile: Path, process: subprocess.Popen[bytes], timeout: float = 20.0) -> int:

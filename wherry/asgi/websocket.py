@@ -2,9 +2,9 @@
 
 Rules of this module:
 
-1. One ``WebSocketCycle`` per WebSocket, whatever carries it (an HTTP/1.1 Upgrade now, an HTTP/2
-   extended CONNECT stream later). Drivers feed it messages and the end of the session, and
-   implement ``WebSocketStream`` to carry what the app sends; they never look at ASGI messages.
+1. One ``WebSocketCycle`` per WebSocket, whatever carries it (an HTTP/1.1 Upgrade or an HTTP/2
+   extended CONNECT stream). Drivers feed it messages and the end of the session, and implement
+   ``WebSocketStream`` to carry what the app sends; they never look at ASGI messages.
 2. ``receive()`` gives ``websocket.connect`` first, then ``websocket.receive`` for each message in
    order, then ``websocket.disconnect`` with ``code`` and ``reason`` (www spec 2.5) once the session
    is over: the peer's Close code (1005 when it gave none), the code the server closed with, 1006
@@ -50,7 +50,8 @@ class WebSocketStream(Protocol):
 
     def create_future(self) -> FutureLike: ...
 
-    def accept(self, cycle: WebSocketCycle, subprotocol: str | None, headers: Headers) -> None: ...
+    def accept(self, cycle: WebSocketCycle, subprotocol: str | None, headers: Headers) -> int:
+        """Complete the handshake; the HTTP status it was answered with (101, or 200 on HTTP/2)."""
 
     def send_message(self, cycle: WebSocketCycle, data: bytes | str) -> None: ...
 
@@ -100,7 +101,7 @@ class WebSocketCycle:
         self.scope = scope
         self.stream = stream
         self.state = CONNECTING
-        self.status = 0  # the HTTP status the handshake was answered with (101 once accepted)
+        self.status = 0  # the HTTP status the handshake was answered with (the accept's, a denial's)
         self._queue: deque[bytes | str] = deque()
         self._closed: tuple[int, str] | None = None
         self._connect_sent = False
@@ -192,9 +193,9 @@ class WebSocketCycle:
                 headers = _headers(message.get("headers"), kind)
                 if any(name == b"sec-websocket-protocol" for name, _ in headers):
                     raise ValueError("websocket.accept: use 'subprotocol', not sec-websocket-protocol")
-                stream.accept(self, subprotocol, headers)  # raises before any change if it cannot
+                # raises before any change if it cannot
+                self.status = stream.accept(self, subprotocol, headers)
                 self.state = CONNECTED
-                self.status = 101
             elif kind == "websocket.close":
                 self._close_args(message)
                 self.state = CLOSED

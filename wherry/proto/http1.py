@@ -390,8 +390,15 @@ class H1Connection:
             return
         token = (request.upgrade or b"").lower()
         # An accepted upgrade with a chunked body is declined: after the head, only HTTP/1.1
-        # framing can say where such a body ends.
-        if token in self.accepted_upgrades and self._framing_of(request) != b"transfer-encoding: chunked\r\n":
+        # framing can say where such a body ends. So is h2c for a body behind Expect:
+        # 100-continue: its client sends the body only after an HTTP/1.1 100, which can no longer
+        # come once the 101 has switched the connection (RFC 9110 §7.8 lets a server decline).
+        framing = self._framing_of(request)
+        if (
+            token in self.accepted_upgrades
+            and framing != b"transfer-encoding: chunked\r\n"
+            and not (token == b"h2c" and framing is not None and request.expect_continue)
+        ):
             self.read_state = UPGRADED
             self.trailing_data = rest
             return
@@ -399,7 +406,6 @@ class H1Connection:
         # declaring the same body framing, so the body is parsed as a body and never as a request.
         request.upgrade = None
         self._upgrading = False
-        framing = self._framing_of(request)
         self.read_state = IDLE
         if framing is None:
             self._parser = httptools.HttpRequestParser(self)

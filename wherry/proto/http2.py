@@ -25,6 +25,11 @@ Rules of this module:
    a client that sends faster than the app reads is held by its window.
 6. Responses to HEAD and 204/304 carry no DATA; connection-specific response fields are removed.
 7. No ASGI, no loop, no socket, no clock: time is passed in and deadlines are handed back.
+8. Extended CONNECT (RFC 8441) only when ``H2Limits.connect_protocol`` is set: SETTINGS then
+   carries ENABLE_CONNECT_PROTOCOL=1 and a request with ``:protocol`` (which needs ``:scheme``,
+   ``:path`` and ``:authority``) reaches the driver with ``Request.upgrade`` set; without it such a
+   request is malformed (RST_STREAM PROTOCOL_ERROR). A stream the driver turns into a tunnel
+   (``open_tunnel``) is a byte stream both ways: no body deadline, no body size limit.
 
 Stream states (RFC 9113 §5.1), server side. A stream the client opens starts ``OPEN`` (or
 ``HALF_CLOSED_REMOTE`` when its HEADERS carry END_STREAM); a promised stream starts
@@ -152,6 +157,7 @@ class H2Limits:
 
     __slots__ = (
         "body_timeout",
+        "connect_protocol",
         "head_timeout",
         "initial_window_size",
         "keep_alive_timeout",
@@ -179,6 +185,7 @@ class H2Limits:
         reset_budget: tuple[int, float] = (200, 20.0),
         settings_budget: tuple[int, float] = (100, 10.0),
         ping_budget: tuple[int, float] = (100, 10.0),
+        connect_protocol: bool = False,
     ) -> None:
         self.max_concurrent_streams = max_concurrent_streams
         self.initial_window_size = initial_window_size
@@ -194,6 +201,7 @@ class H2Limits:
         self.reset_budget = reset_budget
         self.settings_budget = settings_budget
         self.ping_budget = ping_budget
+        self.connect_protocol = connect_protocol  # extended CONNECT (RFC 8441) is offered
 
 
 class _Budget:
@@ -242,6 +250,7 @@ class _Stream:
         "sent_end",
         "stalled_since",
         "state",
+        "tunnel",
     )
 
     def __init__(self, now: float, send_window: int, recv_window: int) -> None:
@@ -260,6 +269,7 @@ class _Stream:
         # has read everything: a peer whose window is full waits on the app, not the reverse.
         self.read_since: float | None = now
         self.stalled_since: float | None = None  # response data waiting for a window
+        self.tunnel = False  # an extended CONNECT the driver accepted: a byte stream, not a body
 
 
 class _RequestHead:
@@ -289,13 +299,16 @@ class _RequestHead:
 
 
 def settings_payload(limits: H2Limits) -> dict[int, int]:
-    return {
+    payload = {
         MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams,
         INITIAL_WINDOW_SIZE: limits.initial_window_size,
         MAX_FRAME_SIZE: limits.max_frame_size,
         MAX_HEADER_LIST_SIZE: limits.max_header_list_size,
         ENABLE_PUSH: 0,
     }
+    if limits.connect_protocol:
+        payload[ENABLE_CONNECT_PROTOCOL] = 1
+    return payload
 
 
 def _frame(kind: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
@@ -363,6 +376,9 @@ def _parse_request(fields: list[tuple[bytes, bytes]]) -> _RequestHead:
             raise _ConnectionError(PROTOCOL_ERROR, "CONNECT with :scheme or :path")
     elif b":scheme" not in seen or b":path" not in seen:
         raise _ConnectionError(PROTOCOL_ERROR, "no :scheme or :path")
+    if head.protocol is not None and not head.authority:
+        # RFC 8441 §4 with RFC 9113 §8.3.1: the target of an extended CONNECT names its authority.
+        raise _ConnectionError(PROTOCOL_ERROR, "extended CONNECT without :authority")
     if b":authority" in seen:
         if host is not None and host != head.authority:
             raise _ConnectionError(PROTOCOL_ERROR, ":authority and host differ")
@@ -827,6 +843,11 @@ class H2Connection:
         if head.expect and head.headers and not _expect_ok(head.headers):
             self._reset_frame(sid, PROTOCOL_ERROR)
             return
+        if head.protocol is not None and not self.limits.connect_protocol:
+            # RFC 8441 §4: :protocol before the server enabled it is a malformed request, a stream
+            # error (its header block decoded, so HPACK is in step).
+            self._reset_frame(sid, PROTOCOL_ERROR)
+            return
         stream = self._streams[sid] = _Stream(now, self._peer_initial_window, self._local_window)
         self._open_inbound += 1
         self._idle_since = now
@@ -884,6 +905,10 @@ class H2Connection:
             self._credit(sid, flow - size)  # padding is nobody's to read
         if stream.refused:
             self._credit(sid, size)
+        elif stream.tunnel:
+            if size:
+                stream.held += size
+                out.append(Data(body, sid))
         elif size:
             stream.read_since = now
             max_body = self.limits.max_body
@@ -1226,14 +1251,24 @@ class H2Connection:
             return
         if not stream.sent_end:
             self.reset(sid, INTERNAL_ERROR)
-        elif stream.read_since is not None:
-            # Answered before the request body ended: stop the upload (RFC 9113 §8.1).
+        elif stream.state == HALF_CLOSED_LOCAL:
+            # Answered before the request body (or a tunnel's input) ended: stop the upload
+            # (RFC 9113 §8.1).
             self.reset(sid, NO_ERROR)
         else:
             self._set_closed(sid, stream)
         self._streams.pop(sid, None)
         if not self._streams:
             self._idle_since = now
+
+    def open_tunnel(self, sid: int) -> None:
+        """Stream ``sid`` (an extended CONNECT) now carries a byte stream both ways (RFC 8441 §5):
+        its DATA is not a request body, so neither the body gap deadline nor the body size limit
+        applies; received DATA is still credited back only through ``acknowledge``."""
+        stream = self._streams.get(sid)
+        if stream is not None:
+            stream.tunnel = True
+            stream.read_since = None
 
     def reset(self, sid: int, code: int) -> None:
         stream = self._streams.pop(sid, None)

@@ -5,9 +5,10 @@ Rules of this module:
 
 1. The handshake and the session do not know each other. ``parse_offer`` reads what every carrier
    has (version, subprotocols, extensions) from request headers; ``h1_key`` adds what only the
-   HTTP/1.1 Upgrade has (the ``Sec-WebSocket-Key`` nonce). Over HTTP/2 extended CONNECT (RFC 8441)
-   there is no key and no 101: the HTTP/2 driver builds its own 200 and runs the same
-   ``WebSocketSession`` over a stream's data.
+   HTTP/1.1 Upgrade has (the ``Sec-WebSocket-Key`` nonce) and ``h1_accept`` writes its 101. Over
+   HTTP/2 extended CONNECT (RFC 8441) there is no key and no 101: ``h2_check`` refuses the fields
+   of the HTTP/1.1 handshake, ``accept_fields`` gives the 200's fields, and the same
+   ``WebSocketSession`` runs over the stream's data.
 2. A handshake that breaks a rule raises ``RemoteProtocolError`` with the status to answer (400, or
    426 for an unsupported version); nothing of it reaches the application.
 3. Framing is the ``websockets`` library's sans-I/O ``Protocol`` (its frame parser, masking in C,
@@ -149,6 +150,16 @@ def h1_key(method: bytes, http_version: str, headers: Headers) -> bytes:
     return key
 
 
+def h2_check(headers: Headers) -> None:
+    """The HTTP/2 half of the handshake (RFC 8441 §4-5). The HTTP/2 core checked the pseudo-header
+    fields (CONNECT, ``:protocol``, ``:scheme``, ``:path``, ``:authority``); what is left is that
+    the request carries nothing of the HTTP/1.1 handshake: a ``Sec-WebSocket-Key`` (or ``-Accept``)
+    has no meaning on a stream, and a request that mixes the two handshakes is refused (400)."""
+    for name, _value in headers:
+        if name == b"sec-websocket-key" or name == b"sec-websocket-accept":
+            raise RemoteProtocolError(400, f"{name.decode()} in an extended CONNECT")
+
+
 def accept_key(key: bytes) -> bytes:
     """Sec-WebSocket-Accept for a Sec-WebSocket-Key (RFC 6455 §4.2.2)."""
     return base64.b64encode(hashlib.sha1(key + GUID).digest())
@@ -233,15 +244,16 @@ _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
-def _header_block(headers: Headers) -> bytes:
-    """Extra response headers from the app, checked: a name is a token, a value has no control
-    character (no response splitting)."""
+def _check_fields(subprotocol: bytes | None, headers: Headers) -> None:
+    """The app's subprotocol and extra response headers, checked: a name is a token, a value has
+    no control character (no response splitting)."""
+    if subprotocol is not None and not _TOKEN.fullmatch(subprotocol):
+        raise LocalProtocolError(f"invalid subprotocol {subprotocol!r}")
     for name, value in headers:
         if not _TOKEN.fullmatch(name):
             raise LocalProtocolError(f"invalid header name {name!r}")
         if _BAD_VALUE.search(value):
             raise LocalProtocolError(f"invalid header value for {name!r}")
-    return b"".join(b"%b: %b\r\n" % (name, value) for name, value in headers)
 
 
 def h1_accept(
@@ -253,9 +265,8 @@ def h1_accept(
 ) -> bytes:
     """The 101 response completing an HTTP/1.1 handshake. The app's ``headers`` and subprotocol
     are checked (``LocalProtocolError``): nothing can split the response."""
-    if subprotocol is not None and not _TOKEN.fullmatch(subprotocol):
-        raise LocalProtocolError(f"invalid subprotocol {subprotocol!r}")
-    block = _header_block(headers)
+    _check_fields(subprotocol, headers)
+    block = b"".join(b"%b: %b\r\n" % (name, value) for name, value in headers)
     out = [
         b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
         b"sec-websocket-accept: %b\r\n" % accept_key(key)
@@ -270,17 +281,48 @@ def h1_accept(
     return b"".join(out)
 
 
-def h1_refusal(status: int, detail: str, default_headers: bytes) -> bytes:
-    """A plain-text answer to a handshake that broke a rule; 426 names the version we speak."""
-    phrase = b"Upgrade Required" if status == 426 else b"Bad Request"
+def accept_fields(subprotocol: bytes | None, extensions: bytes | None, headers: Headers) -> Headers:
+    """The fields of the 200 completing an HTTP/2 handshake (RFC 8441 §5): the subprotocol, the
+    extensions and the app's ``headers``, checked as for the 101. A body framing field from the
+    app (content-length, transfer-encoding) is dropped: the stream's data is the WebSocket."""
+    _check_fields(subprotocol, headers)
+    fields: Headers = []
+    if subprotocol is not None:
+        fields.append((b"sec-websocket-protocol", subprotocol))
+    if extensions is not None:
+        fields.append((b"sec-websocket-extensions", extensions))
+    fields.extend(
+        (name, value) for name, value in headers if name not in (b"content-length", b"transfer-encoding")
+    )
+    return fields
+
+
+_PHRASES: Final = {
+    400: b"Bad Request",
+    426: b"Upgrade Required",
+    501: b"Not Implemented",
+    503: b"Service Unavailable",
+}
+
+
+def refusal(status: int, detail: str) -> tuple[bytes, Headers, bytes]:
+    """A plain-text answer to a handshake that broke a rule (or that the server cannot take): the
+    reason phrase, the fields (426 names the version we speak) and the body."""
+    phrase = _PHRASES.get(status, b"Bad Request")
     body = phrase + b": " + detail.encode("ascii", "replace") + b"\n"
-    version = b"sec-websocket-version: 13\r\n" if status == 426 else b""
+    fields: Headers = [(b"sec-websocket-version", VERSION)] if status == 426 else []
+    fields.append((b"content-type", b"text/plain; charset=utf-8"))
+    fields.append((b"content-length", b"%d" % len(body)))
+    return phrase, fields, body
+
+
+def h1_refusal(status: int, detail: str, default_headers: bytes) -> bytes:
+    """``refusal`` as an HTTP/1.1 response that closes the connection."""
+    phrase, fields, body = refusal(status, detail)
     return b"".join(
         (
             b"HTTP/1.1 %d %b\r\n" % (status, phrase),
-            version,
-            b"content-type: text/plain; charset=utf-8\r\n",
-            b"content-length: %d\r\n" % len(body),
+            *(b"%b: %b\r\n" % field for field in fields),
             b"connection: close\r\n",
             default_headers,
             b"\r\n",

@@ -79,6 +79,8 @@ class ServerContext:
             body_timeout=config.timeout_request_body,
             keep_alive_timeout=max(config.timeout_keep_alive, 1.0),
             send_timeout=config.timeout_send,
+            # WebSocket over HTTP/2 (RFC 8441) whenever WebSocket is on.
+            connect_protocol=config.ws != "none",
         )
         # Upgrade tokens the HTTP/1.1 core hands to another driver instead of serving as plain
         # HTTP: h2c on plain connections only (ALPN decides over TLS), websocket on both.

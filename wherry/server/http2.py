@@ -19,11 +19,11 @@ Rules of this module:
    ``timeout_send`` ends the connection.
 5. App errors reset their stream (RST_STREAM INTERNAL_ERROR), never the connection. Graceful
    shutdown sends GOAWAY naming the last stream served and closes once the open ones finish.
-6. An extended CONNECT stream (RFC 8441, ``Request.upgrade`` holds ``:protocol``) is refused
-   today; SETTINGS_ENABLE_CONNECT_PROTOCOL is not advertised. ``_start_stream`` is where such a
-   stream would be handed to a WebSocket session instead of an ``HTTPCycle``: the session would
-   receive the stream's events through ``on_data``/``on_end``/``on_gone`` and send through the
-   same flow-controlled ``_send``/``drain`` as a response body.
+6. An extended CONNECT stream (RFC 8441, ``Request.upgrade`` holds ``:protocol``) is handed to
+   ``server/h2websocket.py`` in ``_start_stream``: its ``H2WebSocket`` (an ``H2Stream``) takes the
+   stream's events through ``on_data``/``on_end``/``on_gone`` and sends through the same
+   flow-controlled ``_send`` as a response body, for the WebSocket driver every HTTP/1.1 Upgrade
+   uses. The core advertises SETTINGS_ENABLE_CONNECT_PROTOCOL unless ``--ws none``.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ logger = logging.getLogger("wherry.error")
 LINGER = 2.0
 _SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
 _BAD_UPGRADE = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+_UPGRADE_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
 def default_pairs(
@@ -119,6 +120,13 @@ class H2Stream:
     def on_gone(self) -> None:
         self.cycle.feed_disconnect()
         self.wake()
+
+    def pause_writing(self) -> None:
+        """The connection's transport stopped taking writes."""
+        self.write_paused = True
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: a request stream simply finishes."""
 
     # ---------------------------------------------------------------- HTTPStream
 
@@ -279,6 +287,7 @@ class H2Server:
         self._upgrade_left = 0
         self._upgrade_since = 0.0  # when upgrade body bytes last arrived
         self._upgrade_paused = False  # reading paused: the app has not read the upgrade body
+        self._before_101: list[bytes] | None = None  # HTTP/2 output held until the 101 is sent
         self._lingering = False
         self._eof = False
         self._flush_scheduled = False
@@ -322,7 +331,10 @@ class H2Server:
         rest: bytes,
     ) -> None:
         """h2c Upgrade (RFC 7540 §3.2): answer 101, then serve ``request`` as stream 1. Its body
-        (``body_size`` bytes, still HTTP/1.1 framing) comes before the client preface."""
+        (``body_size`` bytes, still HTTP/1.1 framing) comes before the client preface, and the
+        101 comes after the body: a client takes the 101 as the switch for both directions (curl
+        stops uploading at the 101), so nothing of HTTP/2 is written before the body is in. The
+        app runs meanwhile and reads the body as it arrives; what it answers waits with the 101."""
         self._attach(transport)
         if self.closed:
             return
@@ -334,7 +346,10 @@ class H2Server:
             self.transport.write(_BAD_UPGRADE)
             self._close()
             return
-        self.transport.write(_SWITCHING)
+        if body_size:
+            self._before_101 = []
+        else:
+            self.transport.write(_SWITCHING)
         self.flush()
         stream = self._start_stream(request)
         if stream is not None:
@@ -376,6 +391,16 @@ class H2Server:
             self.core.close(NO_ERROR)
             self.flush()
             self._close()
+
+    @property
+    def tls(self) -> dict[str, Any] | None:
+        """The ASGI ``tls`` scope extension of this connection (None on h2c)."""
+        return self._tls
+
+    @property
+    def trusted_peer(self) -> bool:
+        """Proxy headers are read from this connection's peer."""
+        return self._trusted_peer
 
     # ------------------------------------------------------------------ backend side
 
@@ -450,6 +475,13 @@ class H2Server:
                 # Outside HTTP/2 flow control: held back the HTTP/1.1 way, by not reading.
                 self._upgrade_paused = True
                 self.transport.pause_reading()
+        # (A body whose app has returned is read and dropped: the 101 waits for its end.)
+        if not self._upgrade_left:
+            self._upgrade_body = None
+            held = self._before_101
+            if held is not None:
+                self._before_101 = None
+                self.transport.write(b"".join([_SWITCHING, *held]))
         return data[take:]
 
     def upgrade_body_read(self, cycle: HTTPCycle) -> None:
@@ -481,7 +513,7 @@ class H2Server:
         self.transport_paused = True
         self._paused_since = self.ctx.runtime.time()
         for stream in self.streams.values():
-            stream.write_paused = True
+            stream.pause_writing()
         if not self._read_paused and not self.closed:
             self._read_paused = True
             self.transport.pause_reading()
@@ -503,9 +535,11 @@ class H2Server:
         ctx = self.ctx
         sid = request.stream_id
         if request.upgrade is not None:
-            # Extended CONNECT (RFC 8441) is not offered: SETTINGS_ENABLE_CONNECT_PROTOCOL is
-            # never sent, so a client that sends :protocol anyway is refused here.
-            self.core.reset(sid, REFUSED_STREAM)
+            # Extended CONNECT (RFC 8441): the core lets :protocol through only when it advertised
+            # SETTINGS_ENABLE_CONNECT_PROTOCOL (WebSocket is on). The stream starts at once.
+            from .h2websocket import open_tunnel
+
+            open_tunnel(self, request)
             return None
         if len(self.streams) >= ctx.h2_limits.max_concurrent_streams:
             # Streams the client reset still count while their apps run: resetting streams does
@@ -624,11 +658,22 @@ class H2Server:
         ctx.tasks -= 1
         if ctx.access_log:
             self._log_access(stream.cycle)
-        self.streams.pop(stream.sid, None)
-        self.blocked.pop(stream.sid, None)
+        if stream is self._upgrade_body and self._upgrade_paused and not self.closed:
+            # Its app is done without reading the whole upgrade body: the rest is read (and
+            # dropped), or the 101 and the answer would never go.
+            self._upgrade_paused = False
+            self._upgrade_since = ctx.runtime.time()
+            self.transport.resume_reading()
+        self.stream_closed(stream.sid)
+
+    def stream_closed(self, sid: int) -> None:
+        """Nothing more is sent or read on stream ``sid``: it leaves the connection."""
+        ctx = self.ctx
+        self.streams.pop(sid, None)
+        self.blocked.pop(sid, None)
         if self.closed:
             return
-        self.core.stream_done(stream.sid, ctx.runtime.time())
+        self.core.stream_done(sid, ctx.runtime.time())
         if ctx.shutting_down and not self.streams:
             self.flush()
             self._close()
@@ -656,7 +701,10 @@ class H2Server:
         self.unflushed = 0
         data = self.core.data_to_send()
         if data and not self.closed:
-            self.transport.write(data)
+            if self._before_101 is not None:
+                self._before_101.append(data)  # an h2c Upgrade whose body is still arriving
+            else:
+                self.transport.write(data)
 
     def flush_soon(self) -> None:
         """Write what the streams queued once per loop iteration: responses of many streams
@@ -711,6 +759,8 @@ class H2Server:
             logger.info("h2c upgrade body from %s not received in time", self._client_text)
             self._lost()
             self.closed = True
+            if self._before_101 is not None:  # nothing was switched: answered as HTTP/1.1 would
+                self.transport.write(_UPGRADE_TIMEOUT)
             self.transport.close()
             return
         deadline = self.core.deadline
@@ -780,6 +830,8 @@ class H2Server:
         if self.closed:
             return
         self.core.graceful_shutdown()
+        for stream in list(self.streams.values()):
+            stream.shutdown()  # a WebSocket says going away (1001); requests finish
         self.flush()
         if not self.streams:
             self._close()

@@ -1,28 +1,38 @@
-"""Drives one WebSocket over a connection that an HTTP/1.1 Upgrade handed over: the sans-IO session
-below, the ASGI cycle above, the transport beside.
+"""Drives one WebSocket: the sans-IO session below, the ASGI cycle above, and beside them a carrier:
+the connection an HTTP/1.1 Upgrade handed over (``H1Carrier``, here), or an HTTP/2 extended CONNECT
+stream (``H2WebSocket`` in ``server/h2websocket.py``).
 
 Rules of this module:
 
-1. ``take_over`` is the only entry: the HTTP/1.1 driver calls it when every request before the
+1. ``WebSocketServer`` knows no HTTP version. A carrier brings it bytes with a transport's
+   callbacks (``data_received``, ``eof_received``, ``connection_lost``, ``pause_writing``,
+   ``resume_writing``) and takes its bytes with a transport's methods (``write``,
+   ``pause_reading``, ``resume_reading``, ``close``, ``abort``); the HTTP answers of the handshake
+   (the 101 or the 200, a refusal, the denial response) are the carrier's (``Carrier``). The
+   HTTP/1.1 carrier hands its transport's own methods over, so that path costs no extra call.
+2. ``take_over`` is the HTTP/1.1 entry: the HTTP/1.1 driver calls it when every request before the
    upgrade is answered, and from then on the transport calls this driver (``set_protocol``). The
    bytes the HTTP/1.1 core read past the request head are this driver's first input.
-2. The handshake is checked before the app is called: a broken one is answered 400 (or 426) and
+3. The handshake is checked before the app is called: a broken one is answered 400 (or 426) and
    the app never sees it. Nothing the client sends before the app accepts is parsed; it waits
-   (reading pauses past ``PENDING_LIMIT``) and is parsed after the 101, or dropped with a denial.
-3. Every buffer has a bound: messages queued for the app (``ws_max_queue``; reading pauses while
+   (reading pauses past ``PENDING_LIMIT``) and is parsed after the accept, or dropped with a denial.
+4. Every buffer has a bound: messages queued for the app (``ws_max_queue``; reading pauses while
    the queue is full and resumes when the app has taken half of it), a message's size
-   (``ws_max_size``, also after inflating), and the transport's write buffer (``send()`` waits while
-   it is paused).
-4. Every wait has a deadline, computed by the session: the keepalive ping and its pong, and the
+   (``ws_max_size``, also after inflating), and the carrier's write buffer (``send()`` waits while
+   it is paused). What the peer's own input makes the server write (pongs, a Close) is not
+   queued without bound either: while it cannot be written, reading pauses.
+5. Every wait has a deadline, computed by the session: the keepalive ping and its pong, and the
    peer's answer to our Close. No clock runs while reading is paused.
-5. After the closing handshake the server closes the TCP connection first (RFC 6455 §7.1.1).
+6. After the closing handshake the server ends its side first (RFC 6455 §7.1.1): the TCP
+   connection, or the stream (END_STREAM, RFC 8441 §5).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ..asgi.http import ClientDisconnected, FutureLike
 from ..asgi.scope import websocket_scope
@@ -53,6 +63,51 @@ LINGER = 2.0  # seconds a refused connection keeps dropping input so its answer 
 CLOSE_TIMEOUT = 10.0  # the wait for the peer's Close when --ws-ping-timeout is 0
 
 
+class Carrier(Protocol):
+    """What carries one WebSocket for ``WebSocketServer``."""
+
+    client: tuple[str, int] | None
+    server: tuple[str, int | None] | None
+    scheme: str  # http or https (the scope says ws or wss)
+    trusted_peer: bool  # proxy headers are read from this peer
+
+    def write(self, data: bytes) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def close(self) -> None:
+        """The orderly end of the server's side: the TCP connection's, or END_STREAM."""
+
+    def reset(self) -> None:
+        """The abrupt end: a TCP reset, or RST_STREAM CANCEL."""
+
+    def tls_extension(self) -> dict[str, Any] | None: ...
+
+    def check(self, request: Request) -> None:
+        """The carrier's half of the handshake; raises ``RemoteProtocolError``."""
+
+    def accept(self, subprotocol: bytes | None, extensions: bytes | None, headers: Headers) -> int:
+        """Write the answer that completes the handshake; its status. Raises
+        ``LocalProtocolError`` (and writes nothing) for fields that cannot be sent."""
+
+    def refusal(self, status: int, detail: str) -> int:
+        """Write a plain-text answer to a handshake refused before the app; its body size."""
+
+    def respond(self, request: Request, status: int, headers: Headers, body: bytes, more_body: bool) -> None:
+        """The start of a denial response (the app's, or 403 / 500)."""
+
+    def respond_body(self, body: bytes, more_body: bool, now: float) -> None: ...
+
+    def answered(self) -> bool:
+        """The HTTP answer is complete. True: its end is half-closed and input should be dropped
+        for a while (``LINGER``) so the peer reads it; False: the carrier has ended."""
+
+    def app_finished(self) -> None:
+        """The app's call ended (after ``WebSocketServer.start`` called it)."""
+
+
 def take_over(
     ctx: ServerContext,
     transport: Any,
@@ -65,42 +120,35 @@ def take_over(
     read_paused: bool,
 ) -> WebSocketServer:
     """Hand ``transport`` (whose HTTP/1.1 driver parsed the upgrade ``request``) to a new driver."""
-    driver = WebSocketServer(ctx, transport, core, request, client, server, scheme)
+    carrier = H1Carrier(ctx, transport, core, client, server, scheme, trusted_peer)
+    driver = WebSocketServer(ctx, carrier, request)
+    driver.registered = True
     transport.set_protocol(driver)
     ctx.connections.add(driver)
     if read_paused:
         transport.resume_reading()
-    driver.start(trusted_peer, core.trailing_data)
+    driver.start(core.trailing_data)
     return driver
 
 
-class WebSocketServer:
-    """One WebSocket connection on the server side (HTTP/1.1 Upgrade)."""
+class H1Carrier:
+    """An HTTP/1.1 connection after its Upgrade: the transport's own methods, the 101 and the
+    HTTP/1.1 answers of a refused or denied handshake."""
 
     __slots__ = (
-        "_closed",
-        "_denied_size",
-        "_drain_waiter",
-        "_extensions",
-        "_extensions_header",
         "_key",
-        "_lingering",
-        "_pending",
-        "_started_at",
-        "_timer",
         "client",
+        "close",
         "core",
-        "create_future",
         "ctx",
-        "cycle",
-        "max_queue",
-        "read_paused",
-        "request",
+        "pause_reading",
+        "reset",
+        "resume_reading",
         "scheme",
         "server",
-        "session",
         "transport",
-        "write_paused",
+        "trusted_peer",
+        "write",
     )
 
     def __init__(
@@ -108,56 +156,160 @@ class WebSocketServer:
         ctx: ServerContext,
         transport: Any,
         core: H1Connection,
-        request: Request,
         client: tuple[str, int] | None,
         server: tuple[str, int | None] | None,
         scheme: str,
+        trusted_peer: bool,
     ) -> None:
         self.ctx = ctx
-        self.create_future = ctx.runtime.create_future
-        self.max_queue = ctx.config.ws_max_queue
         self.transport = transport
         self.core = core
-        self.request = request
         self.client = client
         self.server = server
         self.scheme = scheme
+        self.trusted_peer = trusted_peer
+        self.write: Callable[[bytes], None] = transport.write
+        self.pause_reading: Callable[[], None] = transport.pause_reading
+        self.resume_reading: Callable[[], None] = transport.resume_reading
+        self.close: Callable[[], None] = transport.close
+        self.reset: Callable[[], None] = transport.abort
+        self._key = b""
+
+    def tls_extension(self) -> dict[str, Any] | None:
+        return self.ctx.tls_extension(self.transport)
+
+    def check(self, request: Request) -> None:
+        self._key = h1_key(request.method, request.http_version, request.headers)
+
+    def accept(self, subprotocol: bytes | None, extensions: bytes | None, headers: Headers) -> int:
+        self.transport.write(
+            h1_accept(self._key, subprotocol, extensions, headers, self.ctx.default_headers.block)
+        )
+        return 101
+
+    def refusal(self, status: int, detail: str) -> int:
+        if status in (400, 426):
+            response = h1_refusal(status, detail, self.ctx.default_headers.block)
+        else:
+            response = self.core.error_response(status, detail)
+        self.transport.write(response)
+        return len(response) - response.index(b"\r\n\r\n") - 4
+
+    def respond(self, request: Request, status: int, headers: Headers, body: bytes, more_body: bool) -> None:
+        core = self.core
+        if more_body:
+            data = core.response_head(request, status, headers, False)
+            if body:
+                data += core.response_data(body)
+            self.transport.write(data)
+        else:
+            self.transport.write(
+                core.response(request, status, headers, body, False, self.ctx.runtime.time())
+            )
+
+    def respond_body(self, body: bytes, more_body: bool, now: float) -> None:
+        core = self.core
+        data = core.response_data(body) if body else b""
+        if not more_body:
+            data += core.response_end(now)
+        if data:
+            self.transport.write(data)
+
+    def answered(self) -> bool:
+        """Half-close once the answer is written, where the transport can (the HTTP/1.1 driver's
+        rule 5); otherwise close."""
+        transport = self.transport
+        try:
+            can_linger = transport.can_write_eof() and not transport.is_closing()
+            if can_linger:
+                transport.write_eof()
+        except (AttributeError, NotImplementedError, OSError):
+            can_linger = False
+        if not can_linger:
+            transport.close()
+        return bool(can_linger)
+
+    def app_finished(self) -> None:
+        pass  # the connection is the WebSocket's alone: its end is the transport's
+
+
+class WebSocketServer:
+    """One WebSocket on the server side, whatever carries it."""
+
+    __slots__ = (
+        "_accepted",
+        "_closed",
+        "_denied_size",
+        "_drain_waiter",
+        "_extensions",
+        "_extensions_header",
+        "_lingering",
+        "_lost",
+        "_pending",
+        "_started_at",
+        "_timer",
+        "_write_held",
+        "carrier",
+        "create_future",
+        "ctx",
+        "cycle",
+        "max_queue",
+        "read_paused",
+        "registered",
+        "request",
+        "session",
+        "write",
+        "write_paused",
+    )
+
+    def __init__(self, ctx: ServerContext, carrier: Carrier, request: Request) -> None:
+        self.ctx = ctx
+        self.create_future = ctx.runtime.create_future
+        self.max_queue = ctx.config.ws_max_queue
+        self.carrier = carrier
+        self.write = carrier.write
+        self.request = request
+        self.registered = False  # in ctx.connections (a connection of its own: HTTP/1.1)
         self.cycle: WebSocketCycle | None = None
         self.session: WebSocketSession | None = None
         self.write_paused = False
         self._drain_waiter: FutureLike | None = None
         self._timer: TimerHandle | None = None
         self._closed = False
+        self._lost = False  # the connection ended other than in order: what was written may be lost
         self._lingering = False
-        self.read_paused = False  # reading is paused (the cycle then reports what it consumed)
+        self._accepted = False
+        self.read_paused = False  # reading paused for the queue (the cycle then reports what it takes)
+        self._write_held = False  # reading paused until what the peer's input made us write is written
         self._pending = b""
-        self._key = b""
         self._extensions_header: bytes | None = None
         self._extensions: list[Extension] = []
         self._started_at = 0.0
         self._denied_size = 0
 
-    def start(self, trusted_peer: bool, pending: bytes) -> None:
+    def start(self, pending: bytes) -> bool:
+        """Check the handshake and call the app; False when it was refused before the app."""
         ctx = self.ctx
+        carrier = self.carrier
         request = self.request
         headers = request.headers
         try:
             offer = parse_offer(headers)
-            self._key = h1_key(request.method, request.http_version, headers)
+            carrier.check(request)
         except RemoteProtocolError as exc:
             logger.info(
                 "Bad WebSocket handshake from %s: %d %s",
-                format_client(self.client),
+                format_client(carrier.client),
                 exc.status,
                 printable(exc.detail.encode("utf-8", "replace")),
             )
-            self._refuse(h1_refusal(exc.status, exc.detail, ctx.default_headers.block), exc.status)
-            return
+            self._refuse(exc.status, exc.detail)
+            return False
         self._extensions_header, self._extensions = negotiate(offer, ctx.config.ws_per_message_deflate)
-        client, scheme, root_path = self.client, self.scheme, ctx.root_path
-        if request.forwarded and trusted_peer:
+        client, scheme, root_path = carrier.client, carrier.scheme, ctx.root_path
+        if request.forwarded and carrier.trusted_peer:
             client, scheme, headers, root_path = ctx.proxy_view(headers, client, scheme)
-        tls = ctx.tls_extension(self.transport)
+        tls = carrier.tls_extension()
         scope = websocket_scope(
             request.http_version,
             request.raw_path,
@@ -165,7 +317,7 @@ class WebSocketServer:
             headers,
             scheme,
             client,
-            self.server,
+            carrier.server,
             root_path,
             ctx.lifespan_state,
             offer.subprotocols,
@@ -177,13 +329,14 @@ class WebSocketServer:
         if ctx.access_log:
             self._started_at = perf_counter()
         if ctx.shutting_down or (ctx.limit_concurrency is not None and ctx.over_capacity()):
-            self._refuse(self.core.error_response(503, "Service Unavailable"), 503)
-            return
+            self._refuse(503, "Service Unavailable")
+            return False
         ctx.tasks += 1
         ctx.total_requests += 1
         ctx.runtime.run_app(ctx.app, scope, cycle.receive, cycle.send, cycle.app_finished)
+        return True
 
-    # ------------------------------------------------------------------ backend side
+    # ------------------------------------------------------------------ the carrier's callbacks
 
     def data_received(self, data: bytes) -> None:
         session = self.session
@@ -204,8 +357,11 @@ class WebSocketServer:
         return False
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        if exc is not None or not self._closed:
+            self._lost = True  # (after our orderly close, the carrier flushed what it held)
         self._closed = True
-        self.ctx.connection_closed(self)
+        if self.registered:
+            self.ctx.connection_closed(self)
         timer = self._timer
         if timer is not None:
             timer.cancel()
@@ -213,7 +369,7 @@ class WebSocketServer:
         cycle = self.cycle
         if cycle is not None:
             cycle.feed_closed(ABNORMAL)
-        waiter = self._drain_waiter  # write_paused stays: a drain waiting on it raises
+        waiter = self._drain_waiter  # a drain waiting on it raises (``_lost``)
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
@@ -225,6 +381,10 @@ class WebSocketServer:
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        if self._write_held and not self._closed:
+            self._write_held = False
+            if not self.read_paused:
+                self._resume_reading()
 
     # ------------------------------------------------------------------ reading
 
@@ -233,7 +393,7 @@ class WebSocketServer:
         self._pending += data
         if len(self._pending) > PENDING_LIMIT and not self.read_paused:
             self.read_paused = True
-            self.transport.pause_reading()
+            self.carrier.pause_reading()
 
     def _feed(self, session: WebSocketSession, data: bytes) -> None:
         cycle = self.cycle
@@ -243,32 +403,48 @@ class WebSocketServer:
                 cycle.feed_message(event.data)
             elif type(event) is WebSocketClosed:
                 cycle.feed_closed(event.code, event.reason)
+                if event.code == ABNORMAL:
+                    self._lost = True  # the input ended with no Close: the peer is gone
         out, close = session.data_to_send()
         if out:
-            self.transport.write(out)
+            self.write(out)
+            if self.write_paused and not self._write_held and not self._closed:
+                # The peer's input made us write (pongs, a Close) and the peer does not read:
+                # read no more of it until that is written.
+                self._write_held = True
+                if not self.read_paused:
+                    session.pause_reading()
+                    self.carrier.pause_reading()
         if close:
             self._close()
             return
         if not self.read_paused and cycle.queued >= self.max_queue:
             self.read_paused = True
-            session.pause_reading()
-            self.transport.pause_reading()
+            if not self._write_held:
+                session.pause_reading()
+                self.carrier.pause_reading()
         if self._timer is None:  # an armed timer fires at or before the deadline and re-arms
             self._arm_timer()
 
+    def _resume_reading(self) -> None:
+        session = self.session
+        if session is not None:
+            session.resume_reading(self.ctx.runtime.time())
+        self.carrier.resume_reading()
+        self._arm_timer()
+
     # ------------------------------------------------------------------ WebSocketStream
 
-    def accept(self, cycle: WebSocketCycle, subprotocol: str | None, headers: Headers) -> None:
+    def accept(self, cycle: WebSocketCycle, subprotocol: str | None, headers: Headers) -> int:
         if self._closed:
             raise ClientDisconnected("the connection is closed")
         ctx = self.ctx
-        response = h1_accept(
-            self._key,
+        status = self.carrier.accept(
             subprotocol.encode("latin-1", "replace") if subprotocol is not None else None,
             self._extensions_header,
             headers,
-            ctx.default_headers.block,
         )
+        self._accepted = True
         now = ctx.runtime.time()
         config = ctx.config
         timeout = config.ws_ping_timeout
@@ -280,26 +456,25 @@ class WebSocketServer:
             timeout,
             timeout or CLOSE_TIMEOUT,
         )
-        self.transport.write(response)
-        self._log(101)
         pending = self._pending
         self._pending = b""
         if self.read_paused:
             self.read_paused = False
-            self.transport.resume_reading()
+            self.carrier.resume_reading()
         if pending:
             self._feed(session, pending)
         else:
             self._arm_timer()
+        return status
 
     def send_message(self, cycle: WebSocketCycle, data: bytes | str) -> None:
         session = self.session
         if self._closed or session is None or not session.can_send:
             raise ClientDisconnected("the WebSocket is closed")
         if type(data) is str:
-            self.transport.write(session.send_text(data))
+            self.write(session.send_text(data))
         else:
-            self.transport.write(session.send_bytes(data))  # type: ignore[arg-type]
+            self.write(session.send_bytes(data))  # type: ignore[arg-type]
 
     def close(self, cycle: WebSocketCycle, code: int, reason: str) -> None:
         session = self.session
@@ -309,11 +484,11 @@ class WebSocketServer:
         if self._closed:
             return
         if out:
-            self.transport.write(out)
-        if self.read_paused:  # the peer's Close must be read
-            self.read_paused = False
+            self.write(out)
+        if self.read_paused or self._write_held:  # the peer's Close must be read
+            self.read_paused = self._write_held = False
             session.resume_reading(self.ctx.runtime.time())
-            self.transport.resume_reading()
+            self.carrier.resume_reading()
         self._arm_timer()
 
     def respond(
@@ -322,34 +497,21 @@ class WebSocketServer:
         """The handshake is denied with an HTTP response (403 for a close, or the app's own)."""
         if self._closed:
             raise ClientDisconnected("the connection is closed")
-        core = self.core
         self._pending = b""
         self._denied_size = len(body)
-        if more_body:
-            data = core.response_head(self.request, status, headers, False)
-            if body:
-                data += core.response_data(body)
-            self.transport.write(data)
-        else:
-            self.transport.write(
-                core.response(self.request, status, headers, body, False, self.ctx.runtime.time())
-            )
+        self.carrier.respond(self.request, status, headers, body, more_body)
+        if not more_body:
             self._log(status, len(body))
             self._close_after_answer()
 
     def respond_body(self, cycle: WebSocketCycle, body: bytes, more_body: bool) -> None:
         if self._closed:
             raise ClientDisconnected("the connection is closed")
-        core = self.core
         try:
-            data = core.response_data(body) if body else b""
-            if not more_body:
-                data += core.response_end(self.ctx.runtime.time())
+            self.carrier.respond_body(body, more_body, self.ctx.runtime.time())
         except LocalProtocolError:
             self.abort(cycle)
             raise
-        if data:
-            self.transport.write(data)
         self._denied_size += len(body)
         if not more_body:
             self._log(cycle.status, self._denied_size)
@@ -357,36 +519,34 @@ class WebSocketServer:
 
     def message_consumed(self, cycle: WebSocketCycle) -> None:
         if self.read_paused and cycle.queued <= self.max_queue // 2 and not self._closed:
-            session = self.session
             self.read_paused = False
-            if session is not None:
-                session.resume_reading(self.ctx.runtime.time())
-            self.transport.resume_reading()
-            self._arm_timer()
+            if not self._write_held:
+                self._resume_reading()
 
     async def drain(self) -> None:
-        """Wait until the transport's buffer is written down (``resume_writing``). A session that
-        ends meanwhile still writes what was queued before its Close, so only a connection lost
-        with bytes queued (``write_paused`` is left set) raises, as does a drain begun after the
-        end with the buffer full."""
+        """Wait while the carrier holds too much. A send whose bytes the carrier took before the
+        WebSocket closed in order (the peer's Close arrived meanwhile) has not failed: the carrier
+        still delivers them; only a connection lost (or cut) makes it raise."""
         while self.write_paused and not self._closed:
             waiter = self._drain_waiter
             if waiter is None or waiter.done():
                 waiter = self._drain_waiter = self.ctx.runtime.create_future()
             await waiter
-        if self.write_paused:
+        if self._lost:
             raise ClientDisconnected("the connection is closed")
 
     def abort(self, cycle: WebSocketCycle) -> None:
         cycle.feed_closed(ABNORMAL)
+        self._lost = True
         if not self._closed:
             self._closed = True
-            self.transport.abort()
+            self.carrier.reset()
 
     def cycle_finished(self, cycle: WebSocketCycle) -> None:
         self.ctx.tasks -= 1
-        if self.ctx.access_log and cycle.status == 101:
-            self._log_line(101, 0)
+        if self.ctx.access_log and self._accepted:
+            self._log_line(cycle.status, 0)
+        self.carrier.app_finished()
 
     # ------------------------------------------------------------------ time
 
@@ -411,7 +571,7 @@ class WebSocketServer:
             return
         out, close = session.on_deadline(self.ctx.runtime.time())
         if out:
-            self.transport.write(out)
+            self.write(out)
         closed = session.closed
         if closed is not None and self.cycle is not None:
             self.cycle.feed_closed(closed.code, closed.reason)
@@ -425,44 +585,37 @@ class WebSocketServer:
     def _close(self) -> None:
         if not self._closed:
             self._closed = True
-            self.transport.close()
+            self.carrier.close()
 
-    def _refuse(self, response: bytes, status: int) -> None:
-        self.transport.write(response)
-        self._log(status, len(response) - response.index(b"\r\n\r\n") - 4)
+    def _refuse(self, status: int, detail: str) -> None:
+        size = self.carrier.refusal(status, detail)
+        self._log(status, size)
         self._close_after_answer()
 
     def _close_after_answer(self) -> None:
-        """Close once the HTTP answer is written: half-close, drop input until the peer closes or
-        ``LINGER`` passes, then close (the HTTP/1.1 driver's rule 5)."""
+        """Close once the HTTP answer is written: over HTTP/1.1, half-close and drop input until the
+        peer closes or ``LINGER`` passes, then close (the HTTP/1.1 driver's rule 5)."""
         if self._closed:
             return
         self._closed = True
-        transport = self.transport
-        try:
-            can_linger = transport.can_write_eof() and not transport.is_closing()
-            if can_linger:
-                transport.write_eof()
-        except (AttributeError, NotImplementedError, OSError):
-            can_linger = False
-        if not can_linger:
-            transport.close()
+        carrier = self.carrier
+        if not carrier.answered():
             return
         self._lingering = True
-        if self.read_paused:
-            self.read_paused = False
-            transport.resume_reading()
+        if self.read_paused or self._write_held:
+            self.read_paused = self._write_held = False
+            carrier.resume_reading()
         runtime = self.ctx.runtime
-        self._timer = runtime.call_at(runtime.time() + LINGER, transport.close)
+        self._timer = runtime.call_at(runtime.time() + LINGER, carrier.close)
 
     def shutdown(self) -> None:
         """Graceful shutdown: a Close with 1001 (going away) to an open session; the app sees it
         as the end of the session once the peer answers."""
         session = self.session
         if self._lingering:
-            self.transport.close()
+            self.carrier.close()
         elif session is not None and session.can_send and not self._closed:
-            self.transport.write(session.send_close(1001, "server shutting down", self.ctx.runtime.time()))
+            self.write(session.send_close(1001, "server shutting down", self.ctx.runtime.time()))
             self._arm_timer()
 
     def abort_all(self) -> None:
@@ -470,22 +623,23 @@ class WebSocketServer:
         cycle = self.cycle
         if cycle is not None:
             cycle.feed_closed(ABNORMAL)
+        self._lost = True
         if not self._closed or self._lingering:
             self._closed = True
-            self.transport.abort()
+            self.carrier.reset()
 
     # ------------------------------------------------------------------ access log
 
     def _log(self, status: int, size: int = 0) -> None:
         """The access line (and metrics) of a handshake answered with an HTTP response (a denial or
-        a refusal); an accepted WebSocket is logged as 101 when it ends, with the time it lasted."""
-        if self.ctx.access_log and status != 101:
+        a refusal); an accepted WebSocket is logged when it ends, with the time it lasted."""
+        if self.ctx.access_log:
             self._log_line(status, size)
 
     def _log_line(self, status: int, size: int) -> None:
         """Through the server's observer, as an HTTP request is (--access-log-format, metrics)."""
         record = _AccessRecord(
-            self.cycle.scope if self.cycle is not None else {"client": self.client, "headers": []},
+            self.cycle.scope if self.cycle is not None else {"client": self.carrier.client, "headers": []},
             self.request,
             status,
             size,
