@@ -853,3 +853,48 @@ def test_control_bytes_beside_proxy_header_values_over_http2(serve: Serve) -> No
         assert response.status == 200, char
         info = json.loads(response.header(b"x-scope") or b"{}")
         assert info["client"][0] == "127.0.0.1" and info["scheme"] == "http", (char, info)
+
+
+def h2_scopes(server: RunningServer, requests: list[list[tuple[bytes, bytes]]]) -> list[dict[str, Any]]:
+    """The scopes of requests sent on one HTTP/2 connection (h2c prior knowledge)."""
+    from tests.h2util import H2Client
+
+    with H2Client(server.host, server.port) as client:
+        sids = [client.request(headers=headers, scheme=b"http") for headers in requests]
+        while not all(client.responses[sid].ended for sid in sids):
+            assert client.events(), "no answer"
+    infos = []
+    for sid in sids:
+        response = client.responses[sid]
+        assert response.status == 200
+        infos.append(json.loads(response.header(b"x-scope") or b"{}"))
+    return infos
+
+
+def test_proxy_view_over_http2(serve: Serve) -> None:
+    """Over HTTP/2 a trusted proxy's X-Forwarded-Host and -Prefix, and RFC 7239 Forwarded in that
+    style, reach the scope as over HTTP/1.1, alone or beside X-Forwarded-For."""
+    x_style = serve(apps.echo, root_path="/app")
+    host_only, prefix_only, both = h2_scopes(
+        x_style,
+        [
+            [(b"x-forwarded-host", b"shop.example")],
+            [(b"x-forwarded-prefix", b"/api")],
+            [(b"x-forwarded-for", b"203.0.113.7"), (b"x-forwarded-host", b"shop.example")],
+        ],
+    )
+    assert ["host", "shop.example"] in host_only["headers"] and host_only["root_path"] == "/app"
+    assert prefix_only["root_path"] == "/api/app" and prefix_only["path"].startswith("/api/app")
+    assert both["client"][0] == "203.0.113.7" and ["host", "shop.example"] in both["headers"]
+    rfc = serve(apps.echo, proxy_headers_style="forwarded")
+    (info,) = h2_scopes(rfc, [[(b"forwarded", b"for=203.0.113.9;proto=https;host=shop.example")]])
+    assert info["client"] == ["203.0.113.9", 0] and info["scheme"] == "https"
+    assert ["host", "shop.example"] in info["headers"]
+
+
+def test_spoofed_proxy_view_over_http2_is_ignored(serve: Serve) -> None:
+    server = serve(apps.echo, forwarded_allow_ips="192.0.2.1")
+    (info,) = h2_scopes(
+        server, [[(b"x-forwarded-host", b"evil.example"), (b"x-forwarded-prefix", b"/x")]]
+    )
+    assert info["root_path"] == "" and ["host", "evil.example"] not in info["headers"]

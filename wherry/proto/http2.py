@@ -363,7 +363,7 @@ def _parse_request(fields: list[tuple[bytes, bytes]]) -> _RequestHead:
             head.content_length = int(value)
         elif name == b"expect":
             head.expect = True
-        elif name in (b"x-forwarded-for", b"x-forwarded-proto", b"forwarded"):
+        elif name in _FORWARDED:
             head.forwarded = True
         headers.append((name, value))
     if b":method" not in seen:
@@ -387,6 +387,11 @@ def _parse_request(fields: list[tuple[bytes, bytes]]) -> _RequestHead:
     elif host is None:
         raise _ConnectionError(PROTOCOL_ERROR, "no :authority and no host")
     return head
+
+
+_FORWARDED = frozenset(
+    (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-prefix", b"forwarded")
+)
 
 
 def _check_trailers(fields: list[tuple[bytes, bytes]]) -> None:

@@ -33,7 +33,7 @@ from time import perf_counter
 from typing import Any
 
 from ..asgi.http import ClientDisconnected, FutureLike, HTTPCycle
-from ..asgi.scope import apply_proxy_headers, http_scope
+from ..asgi.scope import http_scope
 from ..logs import format_client, printable
 from ..proto.events import (
     ConnectionClosed,
@@ -549,8 +549,9 @@ class H2Server:
         client = self.client
         scheme = self.scheme
         headers = request.headers
+        root_path = ctx.root_path
         if request.forwarded and self._trusted_peer:
-            client, scheme = apply_proxy_headers(headers, client, scheme, ctx.trusted)
+            client, scheme, headers, root_path = ctx.proxy_view(headers, client, scheme)
         extensions = self._extensions
         if extensions is None:
             extensions = self._extensions = {
@@ -572,7 +573,7 @@ class H2Server:
             scheme,
             client,
             self.server,
-            ctx.root_path,
+            root_path,
             ctx.lifespan_state,
             extensions,
         )
