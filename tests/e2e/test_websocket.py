@@ -17,6 +17,7 @@ from websockets.sync.client import connect
 
 from tests.apps import Release, ws_echo_exact
 from tests.conftest import RunningServer, read_response
+from tests.procs import wait_until
 from tests.wsframes import (
     BINARY,
     CLOSE,
@@ -772,6 +773,56 @@ def test_a_send_waiting_for_the_client_to_read_ends_well_when_the_client_closes_
     assert [(op, len(payload)) for op, payload in frames] == [(BINARY, size), (CLOSE, 2)]
     wait(app.done)
     assert app.records == [{"type": "websocket.disconnect", "code": 1000, "reason": ""}, "sent"]
+
+
+def _connections(server: RunningServer) -> set[Any]:
+    impl = server.server._impl
+    assert impl is not None and impl.ctx is not None
+    return impl.ctx.connections
+
+
+def test_a_client_that_reads_nothing_is_cut_after_timeout_send(serve: Serve) -> None:
+    """Output waiting for a client that reads nothing has a deadline (--timeout-send): the
+    connection is cut, the app's send() raises OSError and receive() gives 1006, instead of
+    holding the app and the connection for ever."""
+
+    async def script(receive: Any, send: Any, record: Any, app: Recorder) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        try:
+            while True:
+                await send({"type": "websocket.send", "bytes": b"s" * MB})
+        except OSError as exc:
+            record(type(exc).__name__)
+        record(await receive())
+
+    app = Recorder(script)
+    server = serve(app, ws_per_message_deflate=False, ws_ping_interval=None, timeout_send=0.3)
+    with small_window(server) as sock:
+        open_websocket(sock)
+        wait(app.done, 10)
+        assert app.records == ["ClientDisconnected", {"type": "websocket.disconnect", "code": 1006, "reason": ""}]
+        wait_until(lambda: not _connections(server), 5, "the connection to go")
+
+
+def test_a_close_to_a_client_that_reads_nothing_is_cut_after_timeout_send(serve: Serve) -> None:
+    """The app gives up on a send and ends the session while the client reads nothing: the
+    server's Close sits behind the unread bytes, and the connection is cut after --timeout-send
+    rather than waiting for ever to write them."""
+
+    async def script(receive: Any, send: Any, record: Any, app: Recorder) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        with anyio.move_on_after(0.2):
+            await send({"type": "websocket.send", "bytes": b"s" * (16 * MB)})
+        await send({"type": "websocket.close", "code": 1000})
+
+    app = Recorder(script)
+    server = serve(app, ws_per_message_deflate=False, ws_ping_interval=None, timeout_send=0.5)
+    with small_window(server) as sock:
+        open_websocket(sock)
+        wait(app.done, 10)
+        wait_until(lambda: not _connections(server), 10, "the connection to go")
 
 
 def test_websocket_over_tls_is_wss_with_the_tls_extension(serve: Serve, tmp_path: Any) -> None:

@@ -249,6 +249,7 @@ class WebSocketServer:
         "_started_at",
         "_timer",
         "_write_held",
+        "_write_timer",
         "carrier",
         "create_future",
         "ctx",
@@ -281,6 +282,7 @@ class WebSocketServer:
         self._accepted = False
         self.read_paused = False  # reading paused for the queue (the cycle then reports what it takes)
         self._write_held = False  # reading paused until what the peer's input made us write is written
+        self._write_timer: TimerHandle | None = None  # a peer that reads nothing (timeout_send)
         self._pending = b""
         self._extensions_header: bytes | None = None
         self._extensions: list[Extension] = []
@@ -366,6 +368,10 @@ class WebSocketServer:
         if timer is not None:
             timer.cancel()
             self._timer = None
+        timer = self._write_timer
+        if timer is not None:
+            timer.cancel()
+            self._write_timer = None
         cycle = self.cycle
         if cycle is not None:
             cycle.feed_closed(ABNORMAL)
@@ -375,9 +381,15 @@ class WebSocketServer:
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        if self.registered:  # (an HTTP/2 stream's stalls are the HTTP/2 connection's to bound)
+            self._arm_write_timer()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        timer = self._write_timer
+        if timer is not None and not self._closed:
+            timer.cancel()
+            self._write_timer = None
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -586,6 +598,30 @@ class WebSocketServer:
         if not self._closed:
             self._closed = True
             self.carrier.close()
+            if self.registered and (self.write_paused or _buffered(self.carrier)):
+                # What is buffered goes out first, but not to a peer that reads none of it.
+                self._arm_write_timer()
+
+    def _arm_write_timer(self) -> None:
+        if self._write_timer is None:
+            runtime = self.ctx.runtime
+            when = runtime.time() + self.ctx.config.timeout_send
+            self._write_timer = runtime.call_at(when, self._write_stalled)
+
+    def _write_stalled(self) -> None:
+        """The peer read nothing for ``timeout_send`` seconds while output waited for it."""
+        self._write_timer = None
+        logger.info(
+            "WebSocket client %s read nothing for %.0f s; connection cut",
+            format_client(self.carrier.client),
+            self.ctx.config.timeout_send,
+        )
+        cycle = self.cycle
+        if cycle is not None:
+            cycle.feed_closed(ABNORMAL)
+        self._lost = True
+        self._closed = True
+        self.carrier.reset()
 
     def _refuse(self, status: int, detail: str) -> None:
         size = self.carrier.refusal(status, detail)
@@ -646,6 +682,14 @@ class WebSocketServer:
             self._started_at or perf_counter(),
         )
         self.ctx.observer.request_done(cast(Any, record))
+
+
+def _buffered(carrier: Any) -> int:
+    """Bytes an HTTP/1.1 carrier's transport still holds for the peer (0 when it cannot say)."""
+    try:
+        return int(carrier.transport.get_write_buffer_size())
+    except (AttributeError, NotImplementedError):
+        return 0
 
 
 class _AccessRecord:
