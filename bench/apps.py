@@ -92,6 +92,8 @@ async def ws_echo(scope: Scope, receive: Receive, send: Send) -> None:
             await send({"type": "websocket.send", "text": text})
         else:
             await send({"type": "websocket.send", "bytes": message.get("bytes")})
+
+
 async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
     """Read the request body, answer 404 ``Not Found`` (the default app of the fallback hop)."""
     if scope["type"] == "lifespan":

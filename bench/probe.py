@@ -66,9 +66,7 @@ class FakeTransport:
         pass
 
 
-async def drive(
-    requests: int, connections: int, payload: bytes | list[bytes], profile: bool
-) -> float:
+async def drive(requests: int, connections: int, payload: bytes | list[bytes], profile: bool) -> float:
     loop = asyncio.get_running_loop()
     config = Config(app="bench.apps:hello", access_log=False)
     ctx = ServerContext(config, hello, _runtime(loop))
@@ -119,9 +117,7 @@ async def drive(
 
 def upload_reads(size: int, read: int) -> list[bytes]:
     """A POST with a ``size``-byte body, cut into the pieces ``read`` bytes at a time gives."""
-    whole = (
-        b"POST / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nContent-Length: %d\r\n\r\n" % size
-    ) + b"x" * size
+    whole = (b"POST / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nContent-Length: %d\r\n\r\n" % size) + b"x" * size
     return [whole[i : i + read] for i in range(0, len(whole), read)]
 
 

@@ -894,7 +894,5 @@ def test_proxy_view_over_http2(serve: Serve) -> None:
 
 def test_spoofed_proxy_view_over_http2_is_ignored(serve: Serve) -> None:
     server = serve(apps.echo, forwarded_allow_ips="192.0.2.1")
-    (info,) = h2_scopes(
-        server, [[(b"x-forwarded-host", b"evil.example"), (b"x-forwarded-prefix", b"/x")]]
-    )
+    (info,) = h2_scopes(server, [[(b"x-forwarded-host", b"evil.example"), (b"x-forwarded-prefix", b"/x")]])
     assert info["root_path"] == "" and ["host", "evil.example"] not in info["headers"]

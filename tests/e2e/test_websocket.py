@@ -801,7 +801,10 @@ def test_a_client_that_reads_nothing_is_cut_after_timeout_send(serve: Serve) -> 
     with small_window(server) as sock:
         open_websocket(sock)
         wait(app.done, 10)
-        assert app.records == ["ClientDisconnected", {"type": "websocket.disconnect", "code": 1006, "reason": ""}]
+        assert app.records == [
+            "ClientDisconnected",
+            {"type": "websocket.disconnect", "code": 1006, "reason": ""},
+        ]
         wait_until(lambda: not _connections(server), 5, "the connection to go")
 
 

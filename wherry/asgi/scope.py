@@ -415,29 +415,21 @@ def websocket_scope(
 ) -> dict[str, Any]:
     """The ``websocket`` connection scope (www spec 2.5); ``scheme`` is the HTTP one (http/https),
     given as ws/wss. The denial-response extension is advertised, beside ``extensions`` (tls)."""
-    text = raw_path.decode("utf-8", "replace")
-    path = unquote(text) if "%" in text else text
-    if root_path:
-        path = root_path + path
-        raw_path = root_path.encode("utf-8") + raw_path
-    scope: dict[str, Any] = {
-        "type": "websocket",
-        "asgi": {"version": ASGI_VERSION, "spec_version": HTTP_SPEC_VERSION},
-        "http_version": http_version,
-        "server": server,
-        "client": client,
-        "scheme": _WS_SCHEMES.get(scheme, "ws"),
-        "root_path": root_path,
-        "path": path,
-        "raw_path": raw_path,
-        "query_string": query_string,
-        "headers": headers,
-        "subprotocols": subprotocols,
-        "extensions": {
-            **(extensions or {}),
-            **{name: dict(value) for name, value in WEBSOCKET_EXTENSIONS.items()},
-        },
-    }
-    if state is not None:
-        scope["state"] = state.copy()
+    scope = http_scope(
+        b"GET",
+        http_version,
+        raw_path,
+        query_string,
+        headers,
+        scheme,
+        client,
+        server,
+        root_path,
+        state,
+        {**(extensions or {}), **{name: dict(value) for name, value in WEBSOCKET_EXTENSIONS.items()}},
+    )
+    scope["type"] = "websocket"
+    scope["scheme"] = _WS_SCHEMES.get(scheme, "ws")
+    del scope["method"]
+    scope["subprotocols"] = subprotocols
     return scope

@@ -8,7 +8,8 @@ from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..asgi.http import ASGIApp, FutureLike, Scope
-from ..asgi.scope import ProxyView, TrustedHosts
+from ..asgi.scope import ProxyView, TrustedHosts, http_scope
+from ..proto.events import Request
 from ..proto.http1 import DefaultHeaders, H1Limits
 from ..proto.http2 import H2Limits
 from .observe import Metrics, RequestObserver
@@ -19,6 +20,20 @@ if TYPE_CHECKING:
     from ..tls import TLSContext
 
 access_logger = logging.getLogger("wherry.access")
+
+
+def addresses(transport: Any) -> tuple[tuple[str, int] | None, tuple[str, int | None] | None]:
+    """The scope's ``client`` and ``server`` of a connection: (host, port) over TCP; no client and
+    (path, None) as the server over a Unix socket."""
+    peer = transport.get_extra_info("peername")
+    sock = transport.get_extra_info("sockname")
+    client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) and len(peer) >= 2 else None
+    server: tuple[str, int | None] | None = None
+    if isinstance(sock, tuple) and len(sock) >= 2:
+        server = (str(sock[0]), int(sock[1]))
+    elif isinstance(sock, str) and sock:
+        server = (sock, None)
+    return client, server
 
 
 class TimerHandle(Protocol):
@@ -160,6 +175,39 @@ class ServerContext:
         self.connections.discard(conn)
         if not self.connections and self.on_empty is not None:
             self.on_empty()
+
+    def request_scope(
+        self,
+        request: Request,
+        http_version: str,
+        client: tuple[str, int] | None,
+        server: tuple[str, int | None] | None,
+        scheme: str,
+        trusted_peer: bool,
+        extensions: dict[str, Any],
+    ) -> Scope:
+        """The ``http`` scope of ``request``, seen through a trusted peer's proxy headers."""
+        headers = request.headers
+        root_path = self.root_path
+        if request.forwarded and trusted_peer:
+            client, scheme, headers, root_path = self.proxy_view(headers, client, scheme)
+        return http_scope(
+            request.method,
+            http_version,
+            request.raw_path,
+            request.query_string,
+            headers,
+            scheme,
+            client,
+            server,
+            root_path,
+            self.lifespan_state,
+            extensions,
+        )
+
+    def trusts(self, client: tuple[str, int] | None) -> bool:
+        """Proxy headers from this peer (a Unix socket's peer is "unix") are believed."""
+        return self.proxy_headers and (client[0] if client else "unix") in self.trusted
 
     def over_capacity(self) -> bool:
         limit = self.limit_concurrency

@@ -28,8 +28,7 @@ from time import perf_counter
 from typing import Any
 
 from ..asgi.http import ClientDisconnected, FutureLike, HTTPCycle
-from ..asgi.scope import http_scope
-from ..logs import printable
+from ..logs import format_client, printable
 from ..proto.events import (
     END_OF_MESSAGE,
     ConnectionClosed,
@@ -41,7 +40,7 @@ from ..proto.events import (
     Request,
 )
 from ..proto.http1 import DONE, H2_REFUSAL, IDLE, H1Connection
-from .context import ServerContext, TimerHandle
+from .context import ServerContext, TimerHandle, addresses
 from .extensions import h1_send_file, h1_write_informational, h1_write_trailers
 from .http2 import H2Server
 from .websocket import take_over
@@ -130,21 +129,13 @@ class H1Server:
         tls = transport.get_extra_info("sslcontext") is not None
         upgrades = ctx.h1_tls_upgrades if tls else ctx.h1_upgrades
         self.core = H1Connection(ctx.limits, ctx.default_headers, ctx.runtime.time(), upgrades)
-        peer = transport.get_extra_info("peername")
-        sock = transport.get_extra_info("sockname")
-        if isinstance(peer, tuple) and len(peer) >= 2:
-            self.client = (str(peer[0]), int(peer[1]))
-            self._client_text = f"{peer[0]}:{peer[1]}"
-        if isinstance(sock, tuple) and len(sock) >= 2:
-            self.server = (str(sock[0]), int(sock[1]))
-        elif isinstance(sock, str) and sock:
-            self.server = (sock, None)
+        self.client, self.server = addresses(transport)
+        if self.client is not None:
+            self._client_text = format_client(self.client)
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
         self._extensions = ctx.h1_extensions(transport)
-        self._trusted_peer = ctx.proxy_headers and (
-            (self.client[0] if self.client else "unix") in ctx.trusted
-        )
+        self._trusted_peer = ctx.trusts(self.client)
         ctx.connections.add(self)
         if ctx.shutting_down:
             self._close()
@@ -251,23 +242,13 @@ class H1Server:
                 self._to_websocket()
             return
         ctx = self.ctx
-        client = self.client
-        scheme = self.scheme
-        headers = request.headers
-        root_path = ctx.root_path
-        if request.forwarded and self._trusted_peer:
-            client, scheme, headers, root_path = ctx.proxy_view(headers, client, scheme)
-        scope = http_scope(
-            request.method,
+        scope = ctx.request_scope(
+            request,
             request.http_version,
-            request.raw_path,
-            request.query_string,
-            headers,
-            scheme,
-            client,
+            self.client,
             self.server,
-            root_path,
-            ctx.lifespan_state,
+            self.scheme,
+            self._trusted_peer,
             self._extensions.copy(),
         )
         cycle = HTTPCycle(

@@ -33,7 +33,6 @@ from time import perf_counter
 from typing import Any
 
 from ..asgi.http import ClientDisconnected, FutureLike, HTTPCycle
-from ..asgi.scope import http_scope
 from ..logs import format_client, printable
 from ..proto.events import (
     ConnectionClosed,
@@ -49,7 +48,7 @@ from ..proto.events import (
 )
 from ..proto.http1 import DefaultHeaders
 from ..proto.http2 import INTERNAL_ERROR, NO_ERROR, REFUSED_STREAM, H2Connection
-from .context import ServerContext, TimerHandle, access_logger
+from .context import ServerContext, TimerHandle, access_logger, addresses
 from .extensions import read_chunks
 
 logger = logging.getLogger("wherry.error")
@@ -370,22 +369,14 @@ class H2Server:
         ctx = self.ctx
         limits = ctx.h2_limits
         self.core = H2Connection(limits, ctx.runtime.time())
-        peer = transport.get_extra_info("peername")
-        sock = transport.get_extra_info("sockname")
-        if isinstance(peer, tuple) and len(peer) >= 2:
-            self.client = (str(peer[0]), int(peer[1]))
-            self._client_text = f"{peer[0]}:{peer[1]}"
-        if isinstance(sock, tuple) and len(sock) >= 2:
-            self.server = (str(sock[0]), int(sock[1]))
-        elif isinstance(sock, str) and sock:
-            self.server = (sock, None)
+        self.client, self.server = addresses(transport)
+        if self.client is not None:
+            self._client_text = format_client(self.client)
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
             if self._tls is None:
                 self._tls = ctx.tls_extension(transport)
-        self._trusted_peer = ctx.proxy_headers and (
-            (self.client[0] if self.client else "unix") in ctx.trusted
-        )
+        self._trusted_peer = ctx.trusts(self.client)
         ctx.connections.add(self)
         if ctx.shutting_down:
             self.core.close(NO_ERROR)
@@ -546,12 +537,6 @@ class H2Server:
             # not get a client more running apps than it may have open streams.
             self.core.reset(sid, REFUSED_STREAM)
             return None
-        client = self.client
-        scheme = self.scheme
-        headers = request.headers
-        root_path = ctx.root_path
-        if request.forwarded and self._trusted_peer:
-            client, scheme, headers, root_path = ctx.proxy_view(headers, client, scheme)
         extensions = self._extensions
         if extensions is None:
             extensions = self._extensions = {
@@ -564,18 +549,8 @@ class H2Server:
         extensions = extensions.copy()  # one per request, as on HTTP/1.1
         if self.core.push_allowed:
             extensions["http.response.push"] = {}
-        scope = http_scope(
-            request.method,
-            "2",
-            request.raw_path,
-            request.query_string,
-            headers,
-            scheme,
-            client,
-            self.server,
-            root_path,
-            ctx.lifespan_state,
-            extensions,
+        scope = ctx.request_scope(
+            request, "2", self.client, self.server, self.scheme, self._trusted_peer, extensions
         )
         stream = H2Stream(self, sid)
         stream.cycle = HTTPCycle(
