@@ -69,6 +69,21 @@ class Connection(Protocol):
     def abort_all(self) -> None: ...
 
 
+async def _service_unavailable(scope: Scope, receive: Any, send: Any) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", b"20"),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"Service Unavailable\n"})
+
+
 class ServerContext:
     """Per-server state shared by every connection driver."""
 
@@ -175,6 +190,21 @@ class ServerContext:
         self.connections.discard(conn)
         if not self.connections and self.on_empty is not None:
             self.on_empty()
+
+    def call_app(
+        self,
+        scope: Scope,
+        receive: Any,
+        send: Any,
+        done: Callable[[BaseException | None], None],
+    ) -> None:
+        """Run the app for one request; past ``--limit-concurrency`` a 503 answers instead."""
+        app = self.app
+        if self.limit_concurrency is not None and self.over_capacity():
+            app = _service_unavailable
+        self.tasks += 1
+        self.total_requests += 1
+        self.runtime.run_app(app, scope, receive, send, done)
 
     def request_scope(
         self,

@@ -50,21 +50,6 @@ logger = logging.getLogger("wherry.error")
 LINGER = 2.0  # seconds a closing connection keeps dropping input so its last answer is read
 
 
-async def _service_unavailable(scope: Any, receive: Any, send: Any) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", b"20"),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": b"Service Unavailable\n"})
-
-
 class H1Server:
     """One HTTP/1.1 connection on the server side."""
 
@@ -306,12 +291,7 @@ class H1Server:
             while self._current is None and self._pipeline and not self._closed:
                 cycle = self._pipeline.pop(0)
                 self._current = cycle
-                app = ctx.app
-                if ctx.limit_concurrency is not None and ctx.over_capacity():
-                    app = _service_unavailable
-                ctx.tasks += 1
-                ctx.total_requests += 1
-                ctx.runtime.run_app(app, cycle.scope, cycle.receive, cycle.send, cycle.app_finished)
+                ctx.call_app(cycle.scope, cycle.receive, cycle.send, cycle.app_finished)
         finally:
             self._in_pipeline = False
         if self._current is None and (

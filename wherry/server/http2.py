@@ -560,16 +560,8 @@ class H2Server:
         return stream
 
     def _run(self, stream: H2Stream) -> None:
-        ctx = self.ctx
         cycle = stream.cycle
-        app = ctx.app
-        if ctx.limit_concurrency is not None and ctx.over_capacity():
-            from .http1 import _service_unavailable
-
-            app = _service_unavailable
-        ctx.tasks += 1
-        ctx.total_requests += 1
-        ctx.runtime.run_app(app, cycle.scope, cycle.receive, cycle.send, stream.app_done)
+        self.ctx.call_app(cycle.scope, cycle.receive, cycle.send, stream.app_done)
 
     def push(self, parent: H2Stream, path: bytes, headers: Headers) -> None:
         """Promise ``path`` on ``parent`` and serve it as a request of its own."""
