@@ -43,10 +43,9 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .asgi.adapters import ASGI2Adapter, adapt
+from .asgi.adapters import DEFAULT_THREADS, Adapter, adapt
 from .asgi.http import ASGIApp, Message, Receive, Scope, Send
 from .asgi.lifespan import Lifespan, LifespanFailure
-from .asgi.wsgi import DEFAULT_THREADS, WSGIAdapter
 from .config import parse_mount, parse_route
 from .importer import load_app
 from .logs import ANSWERED_BY
@@ -511,7 +510,7 @@ def from_config(primary: Any, config: Any) -> Composite:
         name = config.app if isinstance(config.app, str) else app_name(primary)
         default = App(primary, name)
         builder._by_id[id(primary)] = default
-        if isinstance(primary, WSGIAdapter | ASGI2Adapter):  # the same object named again
+        if isinstance(primary, Adapter):  # the same object named again
             builder._by_id[id(primary.app)] = default
     mounts = [parse_mount(text) for text in config.mount]
     routes = []

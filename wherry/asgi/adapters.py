@@ -5,15 +5,26 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .http import ASGIApp, Receive, Scope, Send
-from .wsgi import DEFAULT_THREADS, LoopLike, WSGIAdapter
+
+if TYPE_CHECKING:
+    from .wsgi import LoopLike
+
+DEFAULT_THREADS = 10  # --wsgi-threads
 
 INTERFACES = ("auto", "asgi3", "asgi2", "wsgi")
 
 
-class ASGI2Adapter:
+class Adapter:
+    """An ASGI 3 application made of another kind: ``app`` is the one it runs."""
+
+    __slots__ = ()
+    app: Any
+
+
+class ASGI2Adapter(Adapter):
     """Runs an ASGI 2 application (``app(scope)`` returns ``instance(receive, send)``) as ASGI 3."""
 
     __slots__ = ("app",)
@@ -88,5 +99,7 @@ def adapt(
     if interface == "wsgi":
         if current_loop is None:
             raise ValueError("a WSGI application needs current_loop")
+        from .wsgi import WSGIAdapter  # (imported for WSGI apps only)
+
         return WSGIAdapter(app, current_loop, wsgi_threads, multiprocess)
     raise ValueError(f"unknown interface {interface!r}")

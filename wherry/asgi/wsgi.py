@@ -35,12 +35,12 @@ from typing import Any, Protocol
 from urllib.parse import unquote_to_bytes
 from wsgiref import util
 
+from .adapters import DEFAULT_THREADS, Adapter
 from .http import ERROR_500_BODY, ERROR_500_HEADERS, ClientDisconnected, FutureLike, Message, Receive, Scope
 from .http import Send as ASGISend
 
 logger = logging.getLogger("wherry.error")
 
-DEFAULT_THREADS = 10
 
 # What a pool thread asks the loop for.
 _RECEIVE = 0  # the next request body message
@@ -412,7 +412,7 @@ _ERROR_500: list[Message] = [
 ]
 
 
-class WSGIAdapter:
+class WSGIAdapter(Adapter):
     """Runs the WSGI application ``app`` as an ASGI 3 application, on ``threads`` pool threads."""
 
     def __init__(

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
 from collections.abc import Callable, Coroutine
-from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..asgi.http import ASGIApp, FutureLike, Scope
 from ..asgi.scope import ProxyView, TrustedHosts, http_scope
 from ..proto.events import Request
 from ..proto.http1 import DefaultHeaders, H1Limits
-from ..proto.http2 import H2Limits
 from .observe import Metrics, RequestObserver
 from .tls import tls_extension
 
 if TYPE_CHECKING:
     from ..config import Config
+    from ..proto.http2 import H2Limits
     from ..tls import TLSContext
 
 access_logger = logging.getLogger("wherry.access")
@@ -84,6 +85,26 @@ async def _service_unavailable(scope: Scope, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"Service Unavailable\n"})
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def http_date(seconds: float) -> bytes:
+    """RFC 9110 §5.6.7 IMF-fixdate, in English whatever the locale: ``Sun, 06 Nov 1994 08:49:37 GMT``."""
+    t = time.gmtime(seconds)
+    return (
+        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+    ).encode("ascii")
+
+
+_H1_EXTENSIONS: dict[str, Any] = {
+    "http.response.trailers": {},
+    "http.response.early_hint": {},
+    "http.response.pathsend": {},
+}
+
+
 class ServerContext:
     """Per-server state shared by every connection driver."""
 
@@ -98,19 +119,6 @@ class ServerContext:
             head_timeout=config.timeout_request_head,
             body_timeout=config.timeout_request_body,
             keep_alive_timeout=config.timeout_keep_alive,
-        )
-        self.h2_limits = H2Limits(
-            max_concurrent_streams=config.h2_max_concurrent_streams,
-            initial_window_size=config.h2_initial_window_size,
-            max_frame_size=config.h2_max_frame_size,
-            max_header_list_size=config.h2_max_header_list_size,
-            max_body=config.limit_request_body,
-            head_timeout=config.timeout_request_head,
-            body_timeout=config.timeout_request_body,
-            keep_alive_timeout=max(config.timeout_keep_alive, 1.0),
-            send_timeout=config.timeout_send,
-            # WebSocket over HTTP/2 (RFC 8441) whenever WebSocket is on.
-            connect_protocol=config.ws != "none",
         )
         # Upgrade tokens the HTTP/1.1 core hands to another driver instead of serving as plain
         # HTTP: h2c on plain connections only (ALPN decides over TLS), websocket on both.
@@ -161,10 +169,31 @@ class ServerContext:
     def refresh_date(self) -> None:
         """Recompute the date line of the default headers; called once a second."""
         if self.config.date_header:
-            date = formatdate(usegmt=True).encode("ascii")
+            date = http_date(time.time())
             self.default_headers.set_date(b"date: " + date + b"\r\n")
         else:
             self.default_headers.set_date(b"")
+
+    @functools.cached_property
+    def h2_limits(self) -> H2Limits:
+        """The HTTP/2 settings, made when the first HTTP/2 connection comes (the HTTP/2 code is
+        imported then, not by a server that never speaks it)."""
+        from ..proto.http2 import H2Limits
+
+        config = self.config
+        return H2Limits(
+            max_concurrent_streams=config.h2_max_concurrent_streams,
+            initial_window_size=config.h2_initial_window_size,
+            max_frame_size=config.h2_max_frame_size,
+            max_header_list_size=config.h2_max_header_list_size,
+            max_body=config.limit_request_body,
+            head_timeout=config.timeout_request_head,
+            body_timeout=config.timeout_request_body,
+            keep_alive_timeout=max(config.timeout_keep_alive, 1.0),
+            send_timeout=config.timeout_send,
+            # WebSocket over HTTP/2 (RFC 8441) whenever WebSocket is on.
+            connect_protocol=config.ws != "none",
+        )
 
     def tls_extension(self, transport: Any) -> dict[str, Any] | None:
         """The ASGI ``tls`` scope extension of a TLS connection (None on plain TCP)."""
@@ -175,16 +204,12 @@ class ServerContext:
         return tls_extension(ssl_object, tls.server_cert, tls.cipher_ids)
 
     def h1_extensions(self, transport: Any) -> dict[str, Any]:
-        """``scope["extensions"]`` for the HTTP/1.1 requests of one connection."""
-        extensions: dict[str, Any] = {
-            "http.response.trailers": {},
-            "http.response.early_hint": {},
-            "http.response.pathsend": {},
-        }
+        """``scope["extensions"]`` for the HTTP/1.1 requests of one connection (each request gets a
+        shallow copy): one dict shared by every plain connection, one of its own over TLS."""
         tls = self.tls_extension(transport)
-        if tls is not None:
-            extensions["tls"] = tls
-        return extensions
+        if tls is None:
+            return _H1_EXTENSIONS
+        return {**_H1_EXTENSIONS, "tls": tls}
 
     def connection_closed(self, conn: Connection) -> None:
         self.connections.discard(conn)

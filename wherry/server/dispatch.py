@@ -4,11 +4,13 @@ chose once the handshake is done."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .context import ServerContext
 from .http1 import H1Server
-from .http2 import H2Server
+
+if TYPE_CHECKING:
+    from .http2 import H2Server
 
 
 class TLSConnection:
@@ -25,7 +27,12 @@ class TLSConnection:
         ssl_object = transport.get_extra_info("ssl_object")
         chosen = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
         driver: H1Server | H2Server
-        driver = H2Server(self.ctx) if chosen == "h2" and self.ctx.config.http2 else H1Server(self.ctx)
+        if chosen == "h2" and self.ctx.config.http2:
+            from .http2 import H2Server  # (imported by the first HTTP/2 connection)
+
+            driver = H2Server(self.ctx)
+        else:
+            driver = H1Server(self.ctx)
         transport.set_protocol(driver)
         driver.connection_made(transport)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..asgi.http import ClientDisconnected, FutureLike, HTTPCycle
 from ..logs import format_client, printable
@@ -42,8 +42,9 @@ from ..proto.events import (
 from ..proto.http1 import DONE, H2_REFUSAL, IDLE, H1Connection
 from .context import ServerContext, TimerHandle, addresses
 from .extensions import h1_send_file, h1_write_informational, h1_write_trailers
-from .http2 import H2Server
-from .websocket import take_over
+
+if TYPE_CHECKING:
+    from .http2 import H2Server
 
 logger = logging.getLogger("wherry.error")
 
@@ -54,7 +55,6 @@ class H1Server:
     """One HTTP/1.1 connection on the server side."""
 
     __slots__ = (
-        "_client_text",
         "_closed",
         "_current",
         "_drain_waiter",
@@ -103,7 +103,6 @@ class H1Server:
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int | None] | None = None
         self.scheme = "http"
-        self._client_text = "-"
         self._extensions: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ backend side
@@ -115,8 +114,6 @@ class H1Server:
         upgrades = ctx.h1_tls_upgrades if tls else ctx.h1_upgrades
         self.core = H1Connection(ctx.limits, ctx.default_headers, ctx.runtime.time(), upgrades)
         self.client, self.server = addresses(transport)
-        if self.client is not None:
-            self._client_text = format_client(self.client)
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
         self._extensions = ctx.h1_extensions(transport)
@@ -245,7 +242,7 @@ class H1Server:
     def _on_reject(self, event: Rejected) -> None:
         logger.info(
             "Bad request from %s: %d %s",
-            self._client_text,
+            format_client(self.client),
             event.status,
             printable(event.detail.encode("utf-8", "replace")),
         )
@@ -356,6 +353,8 @@ class H1Server:
             self._timer.cancel()
             self._timer = None
         self.ctx.connections.discard(self)
+        from .websocket import take_over  # (imported by the first upgrade)
+
         take_over(
             self.ctx,
             self.transport,
@@ -496,6 +495,8 @@ class H1Server:
             timer.cancel()
             self._timer = None
         self.ctx.connections.discard(self)
+        from .http2 import H2Server  # (imported by the first HTTP/2 connection)
+
         successor = H2Server(self.ctx)
         self.transport.set_protocol(successor)
         if self._read_paused:
@@ -550,7 +551,7 @@ class H1Server:
         if rejected is None:
             self._close()  # idle keep-alive connection
             return
-        logger.info("Request timeout from %s: %s", self._client_text, rejected.detail)
+        logger.info("Request timeout from %s: %s", format_client(self.client), rejected.detail)
         reading = self._reading
         current = self._current
         if reading is not None and not reading.body_complete and reading is current:
@@ -603,7 +604,7 @@ class H1Server:
         self._write_timer = None
         logger.info(
             "Client %s read nothing for %.0f s; connection cut",
-            self._client_text,
+            format_client(self.client),
             self.ctx.config.timeout_send,
         )
         current = self._current

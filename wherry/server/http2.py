@@ -295,7 +295,6 @@ class H2Server:
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int | None] | None = None
         self.scheme = "http"
-        self._client_text = "-"
         self._trusted_peer = False
         self._tls: dict[str, Any] | None = None
         self._extensions: dict[str, Any] | None = None
@@ -341,7 +340,7 @@ class H2Server:
         try:
             self.core.initiate_upgrade(settings, request, now)
         except ValueError as exc:  # a malformed HTTP2-Settings: nothing was switched yet
-            logger.info("Bad h2c upgrade from %s: %s", self._client_text, exc)
+            logger.info("Bad h2c upgrade from %s: %s", format_client(self.client), exc)
             self.transport.write(_BAD_UPGRADE)
             self._close()
             return
@@ -370,8 +369,6 @@ class H2Server:
         limits = ctx.h2_limits
         self.core = H2Connection(limits, ctx.runtime.time())
         self.client, self.server = addresses(transport)
-        if self.client is not None:
-            self._client_text = format_client(self.client)
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
             if self._tls is None:
@@ -600,7 +597,7 @@ class H2Server:
         if stream is None:
             logger.info(
                 "HTTP/2 connection error from %s: %s",
-                self._client_text,
+                format_client(self.client),
                 printable(event.detail.encode("utf-8", "replace")),
             )
             self._lost()
@@ -714,7 +711,7 @@ class H2Server:
             return
         now = self.ctx.runtime.time()
         if self.transport_paused and now >= self._paused_since + self.ctx.config.timeout_send:
-            logger.info("HTTP/2 client %s stopped reading; closing", self._client_text)
+            logger.info("HTTP/2 client %s stopped reading; closing", format_client(self.client))
             self._lost()
             self.closed = True
             self.transport.abort()
@@ -724,7 +721,7 @@ class H2Server:
             and not self._upgrade_paused
             and now >= self._upgrade_since + self.ctx.config.timeout_request_body
         ):
-            logger.info("h2c upgrade body from %s not received in time", self._client_text)
+            logger.info("h2c upgrade body from %s not received in time", format_client(self.client))
             self._lost()
             self.closed = True
             if self._before_101 is not None:  # nothing was switched: answered as HTTP/1.1 would
@@ -744,7 +741,7 @@ class H2Server:
                 else:
                     self.core.close(NO_ERROR)
             elif reason is not None:
-                logger.info("HTTP/2 timeout from %s: %s", self._client_text, reason)
+                logger.info("HTTP/2 timeout from %s: %s", format_client(self.client), reason)
             self.flush()
             if self.core.closed:
                 self._lost()

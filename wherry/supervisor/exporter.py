@@ -13,7 +13,6 @@ import logging
 import socket
 import threading
 from collections.abc import Callable, Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from ..config import parse_bind
@@ -113,6 +112,8 @@ class Exporter:
         assert kind == "tcp" and isinstance(target, tuple)
         host, port = target
         exporter = self
+        # (imported here: http.server brings email, http.client and more into every process)
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         class Handler(BaseHTTPRequestHandler):
             server_version = "wherry"

@@ -19,11 +19,15 @@ Rules of this module:
    own: what one request sets is never seen by another.
 5. ``on_done`` is called exactly once per application call, with the exception the app ended
    with or None.
+6. Timers (``call_at``) are one heap (``backends/timers.py``) with one loop timer at its earliest:
+   a connection's deadline costs a small object, not a loop handle. A callback's exception goes to
+   the loop's exception handler, as it would from a loop timer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import types
 from asyncio import CancelledError
 from asyncio.tasks import _enter_task, _leave_task  # the loop's "current task" bookkeeping
@@ -33,6 +37,7 @@ from types import CoroutineType
 from typing import Any
 
 from ...asgi.http import ASGIApp, Scope
+from ..timers import Timer, TimerHeap
 
 try:  # the loop -> task mapping behind asyncio.current_task (a Python function on 3.11)
     from asyncio.tasks import _current_tasks  # type: ignore[attr-defined]
@@ -44,6 +49,7 @@ except ImportError:  # pragma: no cover - later Pythons keep it elsewhere
 OnDone = Callable[[BaseException | None], None]
 
 MAX_FREE_RUNNERS = 64  # runners kept waiting for work after a burst of waiting apps
+TIMER_SLACK = 0.001  # a timer due this close to now runs now
 
 
 class AsyncioRuntime:
@@ -52,12 +58,37 @@ class AsyncioRuntime:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.time = loop.time
-        self.call_at = loop.call_at
         self.create_future = loop.create_future
+        self.timers = TimerHeap()
+        self._wake: asyncio.TimerHandle | None = None  # the loop timer at the earliest of ``timers``
+        self._wake_at = math.inf
         self.free: list[AppRunner] = []  # runners whose task waits for work
         self.by_task: dict[asyncio.Task[None], AppRunner] = {}  # every runner whose task runs
         self.busy: set[AppRunner] = set()  # runners whose task carries on an application call
         self.background: set[asyncio.Task[Any]] = set()  # spawned work (the lifespan driver)
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
+        """A timer in the runtime's heap (rule 6); the loop wakes once for the earliest."""
+        timer = self.timers.push(when, callback)
+        if when < self._wake_at:
+            if self._wake is not None:
+                self._wake.cancel()
+            self._wake_at = when
+            self._wake = self.loop.call_at(when, self._run_timers)
+        return timer
+
+    def _run_timers(self) -> None:
+        self._wake = None
+        self._wake_at = -math.inf  # timers the callbacks add are woken for below
+        timers = self.timers
+        # The loop may wake a little before the deadline (its clock has a resolution).
+        timers.run_due(self.loop.time() + TIMER_SLACK, self._report)
+        when = self._wake_at = timers.next_when()
+        if when != math.inf:
+            self._wake = self.loop.call_at(when, self._run_timers)
+
+    def _report(self, context: dict[str, Any]) -> None:
+        self.loop.call_exception_handler(context)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run ``coro`` as a task of its own; it is not one of the app calls cut at shutdown."""

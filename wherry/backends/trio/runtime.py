@@ -25,9 +25,7 @@ Rules of this module:
 from __future__ import annotations
 
 import contextvars
-import heapq
 import logging
-import math
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +33,7 @@ import trio
 
 from ...asgi.http import ASGIApp, Scope
 from ...loops.on_trio import TrioFuture
+from ..timers import Timer, TimerHeap
 
 if TYPE_CHECKING:
     from .transport import TrioTransport
@@ -45,21 +44,6 @@ OnDone = Callable[[BaseException | None], None]
 
 # The transport of the connection whose task is running (rule 3).
 CONNECTION: contextvars.ContextVar[TrioTransport] = contextvars.ContextVar("wherry_connection")
-
-
-class Timer:
-    __slots__ = ("_when", "callback", "cancelled")
-
-    def __init__(self, when: float, callback: Callable[[], None]) -> None:
-        self._when = when
-        self.callback = callback
-        self.cancelled = False
-
-    def when(self) -> float:
-        return self._when
-
-    def cancel(self) -> None:
-        self.cancelled = True
 
 
 class Spawned:
@@ -100,17 +84,13 @@ class TrioRuntime:
         self.create_future = TrioFuture
         self.background: set[Spawned] = set()
         self.report: Callable[[dict[str, Any]], None] = _log_error
-        self._heap: list[tuple[float, int, Timer]] = []
-        self._seq = 0
-        self._cancelled = 0
+        self._timers = TimerHeap()
         self._sleep: trio.CancelScope | None = None
 
     # ------------------------------------------------------------------ timers
 
     def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
-        timer = Timer(when, callback)
-        self._seq += 1
-        heapq.heappush(self._heap, (when, self._seq, timer))
+        timer = self._timers.push(when, callback)
         sleep = self._sleep
         if sleep is not None and when < sleep.deadline:
             sleep.deadline = when
@@ -118,24 +98,10 @@ class TrioRuntime:
 
     async def run_timers(self) -> None:
         """The timer task (rule 2); runs until the server's nursery is cancelled."""
-        heap = self._heap
+        timers = self._timers
         while True:
-            if heap:
-                now = trio.current_time()
-                due = []
-                while heap and heap[0][0] <= now:
-                    due.append(heapq.heappop(heap)[2])
-                for timer in due:
-                    if not timer.cancelled:
-                        timer.cancelled = True
-                        try:
-                            timer.callback()
-                        except Exception as exc:
-                            self.report({"message": "Exception in a timer callback", "exception": exc})
-                if len(heap) > 256 and sum(1 for entry in heap if entry[2].cancelled) * 2 > len(heap):
-                    heap[:] = [entry for entry in heap if not entry[2].cancelled]
-                    heapq.heapify(heap)
-            with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as sleep:
+            timers.run_due(trio.current_time(), self.report)
+            with trio.CancelScope(deadline=timers.next_when()) as sleep:
                 self._sleep = sleep
                 await trio.sleep_forever()
             self._sleep = None
