@@ -16,6 +16,10 @@ Three bounds, each removing more of what a real server does:
     cost of a minimal ASGI server. It serves apps that finish without suspending (the hello
     app does); an app that suspends gets a 500.
 
+Served ``bench.apps:ws_echo``, both network ceilings also take a WebSocket upgrade and echo each
+message: ``bare`` in the protocol itself (``WsBareProtocol``), ``asgi`` through the app's coroutine,
+stepped when a message arrives (``WsAsgiProtocol``).
+
 Run ``python -m bench.ceiling serve --mode bare|asgi --port P`` or
 ``python -m bench.ceiling app --seconds 2``.
 """
@@ -231,6 +235,239 @@ class AsgiProtocol(BareProtocol):
             transport.close()
 
 
+# --- WebSocket ceilings ----------------------------------------------------------------------
+
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def ws_accept(key: bytes) -> bytes:
+    import base64
+    import hashlib
+
+    digest = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
+    return (
+        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
+        b"sec-websocket-accept: " + digest + b"\r\n\r\n"
+    )
+
+
+def ws_frame(opcode: int, payload: bytes) -> bytes:
+    """An unmasked final frame (server to client)."""
+    size = len(payload)
+    if size < 126:
+        return bytes((0x80 | opcode, size)) + payload
+    if size < 65536:
+        return bytes((0x80 | opcode, 126)) + size.to_bytes(2, "big") + payload
+    return bytes((0x80 | opcode, 127)) + size.to_bytes(8, "big") + payload
+
+
+class WsBareProtocol(BareProtocol):
+    """The bare protocol, which also takes a WebSocket upgrade and then echoes every message
+    itself: the frame read, unmasked (websockets' C ``apply_mask``) and written back, with no
+    ASGI, no checks beyond the frame's length and no fragments or extensions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from websockets.speedups import apply_mask
+
+        self.apply_mask = apply_mask
+        self.key = b""
+        self.open = False
+        self.buffer = bytearray()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"sec-websocket-key":
+            self.key = value
+
+    def on_message_complete(self) -> None:
+        if not self.parser.should_upgrade():
+            super().on_message_complete()
+
+    def data_received(self, data: bytes) -> None:
+        if self.open:
+            self.frames(data)
+            return
+        import httptools
+
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self.open = True
+            self.upgraded()
+            rest = data[exc.args[0] :]
+            if rest:
+                self.frames(rest)
+        except self.parser_error:
+            if self.transport is not None:
+                self.transport.write(BAD_REQUEST)
+                self.transport.close()
+
+    def upgraded(self) -> None:
+        if self.transport is not None:
+            self.transport.write(ws_accept(self.key))
+
+    def frames(self, data: bytes) -> None:
+        buffer = self.buffer
+        if buffer:
+            buffer += data
+            view = bytes(buffer)
+        else:
+            view = data
+        pos = 0
+        end = len(view)
+        while end - pos >= 6:
+            size = view[pos + 1] & 0x7F
+            head = pos + 2
+            if size == 126:
+                size = int.from_bytes(view[head : head + 2], "big")
+                head += 2
+            elif size == 127:
+                size = int.from_bytes(view[head : head + 8], "big")
+                head += 8
+            start = head + 4
+            if end < start + size:
+                break
+            payload = self.apply_mask(view[start : start + size], view[head:start])
+            self.message(view[pos] & 0x0F, payload)
+            pos = start + size
+        self.buffer = bytearray(view[pos:]) if pos < end else bytearray()
+
+    def message(self, opcode: int, payload: bytes) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        if opcode == 0x8:
+            transport.write(ws_frame(0x8, payload[:2]))
+            transport.close()
+        elif opcode == 0x9:
+            transport.write(ws_frame(0xA, payload))
+        elif opcode in (0x1, 0x2):
+            transport.write(ws_frame(opcode, payload))
+
+
+class _Wait:
+    """What ``receive()`` of the ASGI WebSocket ceiling yields while no message is there."""
+
+    __slots__ = ("value",)
+
+    def __await__(self) -> Any:
+        yield self
+        return self.value
+
+
+class WsAsgiProtocol(WsBareProtocol):
+    """The WebSocket ceiling with an ASGI app: the upgrade builds a websocket scope and starts
+    the app, whose coroutine is stepped directly (no Task) each time a message arrives and its
+    ``receive()`` waits for one; ``send()`` writes at once. The bound of an ASGI WebSocket server
+    with nothing of a real one's checks, limits or task semantics."""
+
+    def __init__(self, app: App, server: tuple[str, int]) -> None:
+        super().__init__()
+        self.app = app
+        self.server = server
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.inbox: list[Message] = []
+        self.waiting: _Wait | None = None
+        self.coro: Any = None
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        self.headers.append((name, value))
+        if name == b"sec-websocket-key":
+            self.key = value
+
+    def upgraded(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        peer = transport.get_extra_info("peername")
+        scope: Scope = {
+            "type": "websocket",
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "http_version": "1.1",
+            "scheme": "ws",
+            "path": self.url.decode("latin-1"),
+            "raw_path": self.url,
+            "query_string": b"",
+            "root_path": "",
+            "headers": self.headers,
+            "client": (str(peer[0]), int(peer[1])) if peer else None,
+            "server": self.server,
+            "subprotocols": [],
+        }
+        self.inbox.append({"type": "websocket.connect"})
+        self.coro = self.app(scope, self.receive, self.send)
+        self.step()
+
+    async def receive(self) -> Message:
+        if self.inbox:
+            return self.inbox.pop(0)
+        wait = self.waiting = _Wait()
+        message: Message = await wait
+        return message
+
+    async def send(self, message: Message) -> None:
+        transport = self.transport
+        if transport is None:
+            raise OSError("the connection is closed")
+        kind = message["type"]
+        if kind == "websocket.send":
+            text = message.get("text")
+            if text is not None:
+                transport.write(ws_frame(0x1, text.encode("utf-8")))
+            else:
+                transport.write(ws_frame(0x2, message.get("bytes") or b""))
+        elif kind == "websocket.accept":
+            transport.write(ws_accept(self.key))
+        elif kind == "websocket.close":
+            transport.write(ws_frame(0x8, int(message.get("code", 1000)).to_bytes(2, "big")))
+            transport.close()
+
+    def step(self) -> None:
+        coro = self.coro
+        if coro is None:
+            return
+        try:
+            coro.send(None)
+        except StopIteration:
+            self.coro = None
+        except Exception:
+            self.coro = None
+            if self.transport is not None:
+                self.transport.close()
+
+    def deliver(self, message: Message) -> None:
+        wait = self.waiting
+        if wait is None:
+            self.inbox.append(message)
+            return
+        self.waiting = None
+        wait.value = message
+        self.step()
+
+    def message(self, opcode: int, payload: bytes) -> None:
+        if opcode == 0x1:
+            self.deliver({"type": "websocket.receive", "text": payload.decode("utf-8")})
+        elif opcode == 0x2:
+            self.deliver({"type": "websocket.receive", "bytes": payload})
+        elif opcode == 0x8:
+            self.deliver({"type": "websocket.disconnect", "code": 1000})
+            if self.transport is not None:
+                self.transport.write(ws_frame(0x8, payload[:2]))
+                self.transport.close()
+        elif opcode == 0x9 and self.transport is not None:
+            self.transport.write(ws_frame(0xA, payload))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.coro is not None:
+            self.deliver({"type": "websocket.disconnect", "code": 1006})
+
+
 def serve(mode: str, app_spec: str, host: str, port: int, backlog: int) -> None:
     import uvloop
 
@@ -239,7 +476,11 @@ def serve(mode: str, app_spec: str, host: str, port: int, backlog: int) -> None:
     asyncio.set_event_loop(loop)
     server_addr = (host, port)
 
+    websocket = app_spec.endswith(":ws_echo")
+
     def factory() -> asyncio.Protocol:
+        if websocket:
+            return WsBareProtocol() if mode == "bare" else WsAsgiProtocol(app, server_addr)
         return BareProtocol() if mode == "bare" else AsgiProtocol(app, server_addr)
 
     server = loop.run_until_complete(

@@ -234,7 +234,7 @@ SERVERS: tuple[Server, ...] = (
         "ceiling",
         _ceiling("bare"),
         None,
-        apps=frozenset({"hello"}),
+        apps=frozenset({"hello", "wsecho"}),
         notes="httptools + uvloop Protocol, fixed response bytes, no ASGI",
     ),
     Server(
@@ -242,7 +242,7 @@ SERVERS: tuple[Server, ...] = (
         "ceiling",
         _ceiling("asgi"),
         None,
-        apps=frozenset({"hello"}),
+        apps=frozenset({"hello", "wsecho"}),
         notes="httptools + uvloop Protocol stepping the ASGI app's coroutine, one write",
     ),
 )

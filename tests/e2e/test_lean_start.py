@@ -1,7 +1,7 @@
 """What a server that only speaks plain HTTP/1.1 loads: the HTTP/2, WebSocket, WSGI and metrics
-code (and what they pull in: hpack, websockets, http.server for the metrics endpoint, email) is imported when the first
-connection or app that needs it comes, so it costs such a server no memory. Checked in a process
-started the way users start it (the CLI), after it has served a request."""
+code (and what they pull in: hpack, websockets, http.server for the metrics endpoint, email) is
+imported when the first connection or app that needs it comes, so it costs such a server no memory.
+Checked in a process started the way users start it (the CLI), after it has served a request."""
 
 from __future__ import annotations
 
