@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..asgi.http import ASGIApp, FutureLike, Scope
 from ..asgi.scope import ProxyView, TrustedHosts, http_scope
+from ..logs import format_client
 from ..proto.events import Request
 from ..proto.http1 import DefaultHeaders, H1Limits
 from .observe import Metrics, RequestObserver
@@ -21,6 +22,15 @@ if TYPE_CHECKING:
     from ..tls import TLSContext
 
 access_logger = logging.getLogger("wherry.access")
+error_logger = logging.getLogger("wherry.error")
+
+
+def buffered(transport: Any) -> int:
+    """Bytes a transport still holds for the peer (0 when it cannot say)."""
+    try:
+        return int(transport.get_write_buffer_size())
+    except (AttributeError, NotImplementedError):
+        return 0
 
 
 def addresses(transport: Any) -> tuple[tuple[str, int] | None, tuple[str, int | None] | None]:
@@ -258,6 +268,20 @@ class ServerContext:
             root_path,
             self.lifespan_state,
             extensions,
+        )
+
+    def write_deadline(self, callback: Callable[[], None]) -> TimerHandle:
+        """A timer ``--timeout-send`` from now: output that waits that long for a peer that reads
+        nothing has its connection cut (``callback``)."""
+        runtime = self.runtime
+        return runtime.call_at(runtime.time() + self.config.timeout_send, callback)
+
+    def log_write_stalled(self, who: str, client: tuple[str, int] | None) -> None:
+        error_logger.info(
+            "%s %s read nothing for %.0f s; connection cut",
+            who,
+            format_client(client),
+            self.config.timeout_send,
         )
 
     def trusts(self, client: tuple[str, int] | None) -> bool:

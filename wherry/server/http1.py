@@ -40,7 +40,7 @@ from ..proto.events import (
     Request,
 )
 from ..proto.http1 import DONE, H2_REFUSAL, IDLE, H1Connection
-from .context import ServerContext, TimerHandle, addresses
+from .context import ServerContext, TimerHandle, addresses, buffered
 from .extensions import h1_send_file, h1_write_informational, h1_write_trailers
 
 if TYPE_CHECKING:
@@ -586,27 +586,17 @@ class H1Server:
         ever."""
         transport = self.transport
         transport.close()
-        try:
-            pending = transport.get_write_buffer_size()
-        except (AttributeError, NotImplementedError):
-            pending = 0
-        if pending:
+        if buffered(transport):
             self._arm_write_timer()
 
     def _arm_write_timer(self) -> None:
         if self._write_timer is None:
-            runtime = self.ctx.runtime
-            when = runtime.time() + self.ctx.config.timeout_send
-            self._write_timer = runtime.call_at(when, self._write_stalled)
+            self._write_timer = self.ctx.write_deadline(self._write_stalled)
 
     def _write_stalled(self) -> None:
         """The peer read nothing for ``timeout_send`` seconds while output waited for it."""
         self._write_timer = None
-        logger.info(
-            "Client %s read nothing for %.0f s; connection cut",
-            format_client(self.client),
-            self.ctx.config.timeout_send,
-        )
+        self.ctx.log_write_stalled("Client", self.client)
         current = self._current
         if current is not None:
             current.feed_disconnect()

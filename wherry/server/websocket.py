@@ -49,7 +49,7 @@ from ..proto.websocket import (
     negotiate,
     parse_offer,
 )
-from .context import ServerContext, TimerHandle
+from .context import ServerContext, TimerHandle, buffered
 
 if TYPE_CHECKING:
     from websockets.extensions.base import Extension
@@ -598,24 +598,18 @@ class WebSocketServer:
         if not self._closed:
             self._closed = True
             self.carrier.close()
-            if self.registered and (self.write_paused or _buffered(self.carrier)):
+            if self.registered and (self.write_paused or buffered(cast(H1Carrier, self.carrier).transport)):
                 # What is buffered goes out first, but not to a peer that reads none of it.
                 self._arm_write_timer()
 
     def _arm_write_timer(self) -> None:
         if self._write_timer is None:
-            runtime = self.ctx.runtime
-            when = runtime.time() + self.ctx.config.timeout_send
-            self._write_timer = runtime.call_at(when, self._write_stalled)
+            self._write_timer = self.ctx.write_deadline(self._write_stalled)
 
     def _write_stalled(self) -> None:
         """The peer read nothing for ``timeout_send`` seconds while output waited for it."""
         self._write_timer = None
-        logger.info(
-            "WebSocket client %s read nothing for %.0f s; connection cut",
-            format_client(self.carrier.client),
-            self.ctx.config.timeout_send,
-        )
+        self.ctx.log_write_stalled("WebSocket client", self.carrier.client)
         cycle = self.cycle
         if cycle is not None:
             cycle.feed_closed(ABNORMAL)
@@ -682,14 +676,6 @@ class WebSocketServer:
             self._started_at or perf_counter(),
         )
         self.ctx.observer.request_done(cast(Any, record))
-
-
-def _buffered(carrier: Any) -> int:
-    """Bytes an HTTP/1.1 carrier's transport still holds for the peer (0 when it cannot say)."""
-    try:
-        return int(carrier.transport.get_write_buffer_size())
-    except (AttributeError, NotImplementedError):
-        return 0
 
 
 class _AccessRecord:
