@@ -35,6 +35,7 @@ from typing import Any
 from hpack import Decoder, Encoder
 from hyperframe.frame import DataFrame, Frame, HeadersFrame, SettingsFrame, WindowUpdateFrame
 
+from bench import probe
 from bench.apps import hello
 from wherry.config import Config
 from wherry.server.context import ServerContext
@@ -76,38 +77,15 @@ class ClientBytes:
         return b"".join(out)
 
 
-class FakeTransport:
-    """The few transport methods the driver uses; writes are kept for counting afterwards."""
+class FakeTransport(probe.FakeTransport):
+    """The HTTP/1.1 probe's transport, keeping what is written for counting afterwards."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.chunks: list[bytes] = []
-        self.closed = False
 
     def write(self, data: bytes) -> None:
         self.chunks.append(data)
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
-
-    def close(self) -> None:
-        self.closed = True
-
-    abort = close
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def can_write_eof(self) -> bool:
-        return True
-
-    def write_eof(self) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 def count_responses(chunks: list[bytes]) -> int:

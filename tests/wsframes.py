@@ -8,6 +8,8 @@ import socket
 import struct
 import zlib
 
+from tests.conftest import recv_all
+
 KEY = base64.b64encode(b"0123456789abcdef")
 
 TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
@@ -96,15 +98,4 @@ def open_websocket(sock: socket.socket, path: str = "/", extra: bytes = b"") -> 
     return head, rest
 
 
-def read_until_closed(sock: socket.socket, timeout: float = 5.0) -> bytes:
-    sock.settimeout(timeout)
-    chunks = []
-    while True:
-        try:
-            data = sock.recv(65536)
-        except (TimeoutError, ConnectionResetError):
-            break
-        if not data:
-            break
-        chunks.append(data)
-    return b"".join(chunks)
+read_until_closed = recv_all  # bytes until the peer closes

@@ -25,6 +25,17 @@ access_logger = logging.getLogger("wherry.access")
 error_logger = logging.getLogger("wherry.error")
 
 
+def timer_at(
+    runtime: Runtime, timer: TimerHandle | None, when: float, callback: Callable[[], None]
+) -> TimerHandle:
+    """A new timer at ``when`` in place of ``timer``. Drivers move their deadline timer only when
+    the deadline comes earlier than it fires (``timer.when() > when``): one that fires early
+    re-arms for the later deadline then, so most deadline changes cost nothing."""
+    if timer is not None:
+        timer.cancel()
+    return runtime.call_at(when, callback)
+
+
 def buffered(transport: Any) -> int:
     """Bytes a transport still holds for the peer (0 when it cannot say)."""
     try:

@@ -40,7 +40,7 @@ from ..proto.events import (
     Request,
 )
 from ..proto.http1 import DONE, H2_REFUSAL, IDLE, H1Connection
-from .context import ServerContext, TimerHandle, addresses, buffered
+from .context import ServerContext, TimerHandle, addresses, buffered, timer_at
 from .extensions import h1_send_file, h1_write_informational, h1_write_trailers
 
 if TYPE_CHECKING:
@@ -531,11 +531,8 @@ class H1Server:
         if deadline is None or self._closed:
             return
         timer = self._timer
-        if timer is not None:
-            if timer.when() <= deadline:
-                return  # it fires early and re-arms then
-            timer.cancel()
-        self._timer = self.ctx.runtime.call_at(deadline, self._on_timer)
+        if timer is None or timer.when() > deadline:
+            self._timer = timer_at(self.ctx.runtime, timer, deadline, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -48,7 +48,7 @@ from ..proto.events import (
 )
 from ..proto.http1 import DefaultHeaders
 from ..proto.http2 import INTERNAL_ERROR, NO_ERROR, REFUSED_STREAM, H2Connection
-from .context import ServerContext, TimerHandle, access_logger, addresses
+from .context import ServerContext, TimerHandle, access_logger, addresses, timer_at
 from .extensions import read_chunks
 
 logger = logging.getLogger("wherry.error")
@@ -699,11 +699,8 @@ class H2Server:
         if deadline is None:
             return
         timer = self._timer
-        if timer is not None:
-            if timer.when() <= deadline:
-                return
-            timer.cancel()
-        self._timer = self.ctx.runtime.call_at(deadline, self._on_timer)
+        if timer is None or timer.when() > deadline:
+            self._timer = timer_at(self.ctx.runtime, timer, deadline, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None

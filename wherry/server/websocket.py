@@ -49,7 +49,7 @@ from ..proto.websocket import (
     negotiate,
     parse_offer,
 )
-from .context import ServerContext, TimerHandle, buffered
+from .context import ServerContext, TimerHandle, buffered, timer_at
 
 if TYPE_CHECKING:
     from websockets.extensions.base import Extension
@@ -570,11 +570,8 @@ class WebSocketServer:
         if deadline is None:
             return
         timer = self._timer
-        if timer is not None:
-            if timer.when() <= deadline:
-                return  # it fires early and re-arms then
-            timer.cancel()
-        self._timer = self.ctx.runtime.call_at(deadline, self._on_timer)
+        if timer is None or timer.when() > deadline:
+            self._timer = timer_at(self.ctx.runtime, timer, deadline, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
