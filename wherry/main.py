@@ -217,6 +217,14 @@ def _load_server_modules(config: Config) -> None:
 
     if config.loop == "trio":
         from .backends.trio import serve as trio_serve  # noqa: F401
+    if config.user is not None or config.group is not None:
+        # What a server otherwise imports when first needed (an HTTP/2 connection, a WebSocket,
+        # a WSGI app, the metrics endpoint) is imported now, while the installation is readable.
+        from .asgi import wsgi  # noqa: F401
+        from .server import h2websocket, http2, websocket  # noqa: F401
+
+        if config.metrics_bind:
+            import http.server  # noqa: F401
 
 
 def _import_trio() -> Any:

@@ -248,22 +248,80 @@ def _usable_by_others(path: str) -> bool:
     return all(os.stat(p).st_mode & stat.S_IXOTH for p in [current, *current.parents])
 
 
+IDS_APP = """
+import os
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": f"{os.getuid()} {os.getgid()}"})
+        await send({"type": "websocket.close"})
+        return
+    if scope["type"] != "http":
+        return
+    body = f"{os.getuid()} {os.getgid()} {scope['http_version']}".encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+"""
+
+
+@pytest.fixture
+def readable_app_dir() -> Iterator[Path]:
+    """A directory every user can read, holding ``ids_app`` (standard library only): the app is
+    imported after privileges are dropped, and the checkout itself may be readable by root only."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="wherry-ids-"))
+    try:
+        path.chmod(0o755)
+        (path / "ids_app.py").write_text(IDS_APP)
+        (path / "ids_app.py").chmod(0o644)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching user needs root")
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_user_and_group_when_started_as_root(servers: list[Wherry], tmp_path: Path, workers: str) -> None:
-    """--user/--group: the sockets are bound as root, the app runs as the user and group given."""
+def test_user_and_group_when_started_as_root(
+    servers: list[Wherry], tmp_path: Path, readable_app_dir: Path, workers: str
+) -> None:
+    """--user/--group: the sockets are bound as root, the app runs as the user and group given,
+    and what the server loads on first need (HTTP/2, WebSocket) still works once it runs as them."""
     import grp
     import pwd
+
+    from websockets.sync.client import connect
 
     if workers != "1" and not (_usable_by_others(sys.executable) and _usable_by_others(str(ROOT))):
         pytest.skip("the interpreter or the checkout is not reachable by other users here")
     nobody = pwd.getpwnam("nobody")
     group = grp.getgrgid(nobody.pw_gid).gr_name
     server = start(
-        servers, tmp_path, "tests.apps:ops", "--workers", workers, "--user", "nobody", "--group", group
+        servers,
+        tmp_path,
+        "ids_app:app",
+        "--app-dir",
+        str(readable_app_dir),
+        "--workers",
+        workers,
+        "--user",
+        "nobody",
+        "--group",
+        group,
     )
     server.wait_serving()
-    assert httpx.get(server.url + "/ids").text == f"{nobody.pw_uid} {nobody.pw_gid}"
+    ids = f"{nobody.pw_uid} {nobody.pw_gid}"
+    assert httpx.get(server.url + "/ids").text == f"{ids} 1.1"
+    h2 = subprocess.run(
+        ["curl", "-s", "--http2-prior-knowledge", server.url + "/ids"], capture_output=True, timeout=30
+    )
+    assert h2.stdout.decode() == f"{ids} 2"
+    with connect(f"ws://127.0.0.1:{server.port}/") as ws:
+        assert ws.recv(timeout=10) == ids
     assert server.stop() == 0
 
 
