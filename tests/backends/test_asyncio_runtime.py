@@ -34,9 +34,13 @@ def run_in_callbacks(loop: asyncio.AbstractEventLoop, calls: list[Any]) -> None:
     loop.run_until_complete(done)
 
 
-@pytest.fixture
-def loop() -> Any:
-    loop = asyncio.new_event_loop()
+@pytest.fixture(params=["asyncio", "uvloop"])
+def loop(request: pytest.FixtureRequest) -> Any:
+    if request.param == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
     yield loop
     loop.close()
 
@@ -94,3 +98,57 @@ def test_cancelling_a_busy_runner_cancels_its_app(loop: asyncio.AbstractEventLoo
     loop.run_until_complete(asyncio.wait(runtime.close(), timeout=5))
     assert len(ended) == 1 and isinstance(ended[0], asyncio.CancelledError)
     assert not runtime.by_task
+
+
+async def takes_from_pool(scope: Any, receive: Any, send: Any) -> None:
+    """An app that needs a pooled resource (a database connection): it waits for one in turn."""
+    item = await scope["pool"].get()
+    scope["got"].append((scope["name"], item))
+
+
+def test_a_new_call_does_not_take_what_a_waiting_call_was_woken_for(loop: asyncio.AbstractEventLoop) -> None:
+    """Rule 6: a resource freed and handed to a waiting app (its wake-up is due) is not taken by
+    a call that starts in the same I/O callback; the newcomer waits its turn."""
+    runtime = AsyncioRuntime(loop)
+    pool: asyncio.Queue[str] = asyncio.Queue()
+    got: list[tuple[str, str]] = []
+    ended: list[BaseException | None] = []
+
+    def start(name: str) -> None:
+        runtime.run_app(takes_from_pool, {"pool": pool, "got": got, "name": name}, None, None, ended.append)
+
+    run_in_callbacks(loop, [lambda: start("first")])
+    assert len(runtime.busy) == 1  # "first" waits for the pool
+    # One callback: a connection comes back to the pool (waking "first"), and a request arrives.
+    run_in_callbacks(loop, [lambda: pool.put_nowait("conn-1"), lambda: start("second")])
+    loop.run_until_complete(asyncio.sleep(0))
+    assert got == [("first", "conn-1")]
+    pool.put_nowait("conn-2")
+    loop.run_until_complete(asyncio.sleep(0))
+    assert got == [("first", "conn-1"), ("second", "conn-2")]
+    assert ended == [None, None]
+    loop.run_until_complete(asyncio.wait(runtime.close()))
+
+
+def test_queued_calls_start_when_the_runtime_closes(loop: asyncio.AbstractEventLoop) -> None:
+    """Rule 6 and shutdown: a call queued behind a waiting one is started by close(), so its
+    task is among those the shutdown waits for and on_done is called for it."""
+    runtime = AsyncioRuntime(loop)
+    gate = asyncio.Event()
+    ended: list[BaseException | None] = []
+    scopes: list[dict[str, Any]] = [{"gate": gate}, {"gate": gate}]
+    seen: list[tuple[int, int]] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    def start_two_then_close() -> None:
+        runtime.run_app(waiting, scopes[0], None, None, ended.append)  # starts now, and waits
+        runtime.run_app(waiting, scopes[1], None, None, ended.append)  # queued behind the first
+        seen.append((len(runtime.busy), len(runtime.queued)))
+        tasks.extend(runtime.close())
+        seen.append((len(runtime.busy), len(runtime.queued)))
+
+    run_in_callbacks(loop, [start_two_then_close])
+    assert seen == [(1, 1), (2, 0)] and len(tasks) == 2
+    gate.set()
+    loop.run_until_complete(asyncio.wait(tasks, timeout=5))
+    assert ended == [None, None] and scopes[1]["same"]

@@ -19,7 +19,13 @@ Rules of this module:
    own: what one request sets is never seen by another.
 5. ``on_done`` is called exactly once per application call, with the exception the app ended
    with or None.
-6. Timers (``call_at``) are one heap (``backends/timers.py``) with one loop timer at its earliest:
+6. Fairness: a call does not overtake the calls already waiting. While any application call
+   waits (a runner is busy), a new call is not started inside the I/O callback but queued on the
+   loop (``call_soon``), behind the wake-ups already due: a waiting app woken because a
+   resource it asked for became free (a pool connection, a lock, a queue item) runs before a
+   newcomer can take that resource, as it would if every call were a task of its own. With
+   nothing waiting, calls start at once (rule 2).
+7. Timers (``call_at``) are one heap (``backends/timers.py``) with one loop timer at its earliest:
    a connection's deadline costs a small object, not a loop handle. A callback's exception goes to
    the loop's exception handler, as it would from a loop timer.
 """
@@ -31,6 +37,7 @@ import math
 import types
 from asyncio import CancelledError
 from asyncio.tasks import _enter_task, _leave_task  # the loop's "current task" bookkeeping
+from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from contextvars import Context, copy_context
 from types import CoroutineType
@@ -47,6 +54,7 @@ except ImportError:  # pragma: no cover - later Pythons keep it elsewhere
     _current_task = asyncio.current_task
 
 OnDone = Callable[[BaseException | None], None]
+_Call = tuple[ASGIApp, Scope, Any, Any, OnDone]
 
 MAX_FREE_RUNNERS = 64  # runners kept waiting for work after a burst of waiting apps
 TIMER_SLACK = 0.001  # a timer due this close to now runs now
@@ -66,9 +74,10 @@ class AsyncioRuntime:
         self.by_task: dict[asyncio.Task[None], AppRunner] = {}  # every runner whose task runs
         self.busy: set[AppRunner] = set()  # runners whose task carries on an application call
         self.background: set[asyncio.Task[Any]] = set()  # spawned work (the lifespan driver)
+        self.queued: deque[_Call] = deque()  # calls started behind the waiting ones (rule 6)
 
     def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
-        """A timer in the runtime's heap (rule 6); the loop wakes once for the earliest."""
+        """A timer in the runtime's heap (rule 7); the loop wakes once for the earliest."""
         timer = self.timers.push(when, callback)
         if when < self._wake_at:
             if self._wake is not None:
@@ -98,8 +107,20 @@ class AsyncioRuntime:
         return task
 
     def run_app(self, app: ASGIApp, scope: Scope, receive: Any, send: Any, on_done: OnDone) -> None:
-        """Call the application now, in a runner's task (rule 2); it goes on in that task if it
-        has to wait."""
+        """Call the application in a runner's task (rule 2): now, or, while other calls wait,
+        behind the wake-ups already due (rule 6). It goes on in that task if it has to wait."""
+        if self.busy:
+            self.queued.append((app, scope, receive, send, on_done))
+            self.loop.call_soon(self._start_queued)
+            return
+        self._start(app, scope, receive, send, on_done)
+
+    def _start_queued(self) -> None:
+        queued = self.queued
+        if queued:  # (close() may have started it already)
+            self._start(*queued.popleft())
+
+    def _start(self, app: ASGIApp, scope: Scope, receive: Any, send: Any, on_done: OnDone) -> None:
         loop = self.loop
         current = _current_task(loop)
         if current is not None:
@@ -127,10 +148,16 @@ class AsyncioRuntime:
                 runner.close()
 
     def close(self) -> list[asyncio.Task[None]]:
-        """The server is done: free runners end; returns the runner tasks still to finish."""
+        """The server is done: queued calls start, free runners end; returns the runner tasks
+        still to finish."""
+        queued = self.queued
+        while queued:
+            self._start(*queued.popleft())
         for runner in self.free:
             runner.close()
         self.free.clear()
+        for runner in self.busy:
+            runner.closing = True  # its task ends once its call returns
         return [task for task in self.by_task if not task.done()]
 
 
