@@ -18,6 +18,7 @@ Rules of this module:
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import signal
 import socket
@@ -37,6 +38,11 @@ logger = logging.getLogger("wherry.error")
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 GIVE_UP_AFTER = 5.0  # seconds to wait for cancelled work to end before serve() returns
+# Accepting: every waiting connection up to a burst per readiness of a listening socket, so a
+# loop turn that is long under load does not hold new connections in the kernel's queue.
+ACCEPT_BURST = 64
+ACCEPT_RETRY_DELAY = 1.0  # seconds without accepting after running out of descriptors
+OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 class Waitable(Protocol):

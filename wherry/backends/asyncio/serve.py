@@ -13,7 +13,15 @@ from ...server.context import ServerContext
 from ...server.dispatch import TLSConnection
 from ...server.http1 import H1Server
 from ...server.proxy_protocol import ProxyProtocolStage
-from ..serving import HANDLED_SIGNALS, ServerBase, Waitable, in_main_thread
+from ..serving import (
+    ACCEPT_BURST,
+    ACCEPT_RETRY_DELAY,
+    HANDLED_SIGNALS,
+    OUT_OF_RESOURCES,
+    ServerBase,
+    Waitable,
+    in_main_thread,
+)
 from .runtime import AsyncioRuntime
 
 
@@ -23,7 +31,9 @@ class AsyncioServer(ServerBase):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._servers: list[asyncio.base_events.Server] = []
+        self._servers: list[asyncio.base_events.Server] = []  # TLS listeners
+        self._readers: list[socket.socket] = []  # plain listeners, accepted by _accept
+        self._connecting: set[asyncio.Task[Any]] = set()  # accepted, transport being made
         self.runtime: AsyncioRuntime | None = None
 
     async def serve(
@@ -56,12 +66,15 @@ class AsyncioServer(ServerBase):
         tls = ctx.tls
         for sock in sockets:
             if tls is None:
-                server = await loop.create_server(
-                    factory,  # type: ignore[arg-type]
-                    sock=sock,
-                    backlog=self.config.backlog,
-                )
+                # Plain listeners accept in bursts (below): uvloop's server accepts one
+                # connection per loop turn, which under load leaves a burst of new connections
+                # waiting for seconds.
+                sock.setblocking(False)
+                loop.add_reader(sock.fileno(), self._accept, sock, factory)
+                self._readers.append(sock)
             else:
+                # A TLS connection costs a handshake, far more than a loop turn: the loop's server
+                # runs it, with its timeout.
                 server = await loop.create_server(
                     tls_factory,  # type: ignore[arg-type]
                     sock=sock,
@@ -69,21 +82,61 @@ class AsyncioServer(ServerBase):
                     ssl=tls.context,
                     ssl_handshake_timeout=self.config.ssl_handshake_timeout,
                 )
-            self._servers.append(server)
+                self._servers.append(server)
             self.sockets.append(sock)
+
+    def _accept(self, sock: socket.socket, factory: Callable[[], Any]) -> None:
+        """The listening socket is readable: accept every waiting connection, up to a burst."""
+        loop = self._loop
+        assert loop is not None
+        for _ in range(ACCEPT_BURST):
+            try:
+                conn, _ = sock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                loop.call_exception_handler({"message": "socket.accept() failed", "exception": exc})
+                if exc.errno in OUT_OF_RESOURCES:
+                    # Out of descriptors: stop accepting for a while (connections wait in the
+                    # kernel's queue) rather than spin on a readable socket.
+                    fd = sock.fileno()
+                    loop.remove_reader(fd)
+                    loop.call_later(ACCEPT_RETRY_DELAY, self._resume_accepting, sock, factory)
+                return
+            conn.setblocking(False)
+            connecting = loop.create_task(loop.connect_accepted_socket(factory, conn))
+            self._connecting.add(connecting)
+            connecting.add_done_callback(self._connected)
+
+    def _resume_accepting(self, sock: socket.socket, factory: Callable[[], Any]) -> None:
+        if sock in self._readers and self._loop is not None:
+            self._loop.add_reader(sock.fileno(), self._accept, sock, factory)
+
+    def _connected(self, connecting: asyncio.Task[Any]) -> None:
+        self._connecting.discard(connecting)
+        if not connecting.cancelled():
+            connecting.exception()  # (a peer gone before its transport was made: nothing to do)
 
     async def _stop_accepting(self) -> None:
         # Close the listening sockets only once the connections already accepted have their
-        # transports (two loop iterations): asyncio cannot attach a transport to a closed Server,
-        # and would leave such a socket open with nobody to close it.
+        # transports: asyncio cannot attach a transport to a closed Server, and would leave such a
+        # socket open with nobody to close it.
         loop = asyncio.get_running_loop()
         for sock in self.sockets:
-            with contextlib.suppress(NotImplementedError):  # loops without add_reader
+            with contextlib.suppress(NotImplementedError, ValueError, OSError):
                 loop.remove_reader(sock.fileno())
         for _ in range(2):
             await asyncio.sleep(0)
+        if self._connecting:
+            await asyncio.wait(list(self._connecting), timeout=1.0)
 
     def _close_listeners(self) -> None:
+        for sock in self._readers:
+            with contextlib.suppress(ValueError, OSError):
+                assert self._loop is not None
+                self._loop.remove_reader(sock.fileno())
+            sock.close()
+        self._readers = []
         for server in self._servers:
             server.close()
 

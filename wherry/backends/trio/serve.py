@@ -21,7 +21,6 @@ Rules of this module:
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import socket
 from collections.abc import Callable, Iterable, Iterator
@@ -33,15 +32,19 @@ from ...server.context import ServerContext
 from ...server.dispatch import TLSConnection
 from ...server.http1 import H1Server
 from ...server.proxy_protocol import ProxyProtocolStage
-from ..serving import HANDLED_SIGNALS, ServerBase, Waitable, in_main_thread
+from ..serving import (
+    ACCEPT_BURST,
+    ACCEPT_RETRY_DELAY,
+    HANDLED_SIGNALS,
+    OUT_OF_RESOURCES,
+    ServerBase,
+    Waitable,
+    in_main_thread,
+)
 from .runtime import Spawned, TrioRuntime
 from .transport import TrioTransport
 
 logger = logging.getLogger("wherry.error")
-
-ACCEPT_BURST = 64  # connections accepted per readiness of a listening socket
-ACCEPT_RETRY_DELAY = 1.0  # seconds without accepting after running out of descriptors
-_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 class TrioServer(ServerBase):
@@ -105,7 +108,7 @@ class TrioServer(ServerBase):
                         break
                     except OSError as exc:
                         self.runtime.report({"message": "socket.accept() failed", "exception": exc})
-                        if exc.errno in _OUT_OF_RESOURCES:
+                        if exc.errno in OUT_OF_RESOURCES:
                             await trio.sleep(ACCEPT_RETRY_DELAY)
                         break
                     conn.setblocking(False)
