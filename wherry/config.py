@@ -241,6 +241,18 @@ def _metrics_bind(value: Any) -> str:
     return text
 
 
+FORWARDED_TRUST = ("host", "prefix")
+
+
+def _forwarded_trust(value: Any) -> list[str]:
+    """``host``, ``prefix`` or ``host,prefix``: the proxy fields trusted beyond address and scheme."""
+    names = [part.strip().lower() for part in str(value).split(",") if part.strip()]
+    for name in names:
+        if name not in FORWARDED_TRUST:
+            raise ValueError(f"expected 'host' and/or 'prefix', got {name!r}")
+    return names
+
+
 @dataclass(frozen=True)
 class Option:
     name: str
@@ -480,14 +492,15 @@ OPTIONS: tuple[Option, ...] = (
         "proxy_headers",
         "bool",
         True,
-        "Trust X-Forwarded-For/-Proto from --forwarded-allow-ips.",
+        "Trust the client address and scheme (X-Forwarded-For/-Proto, or Forwarded for=/proto=) "
+        "from --forwarded-allow-ips; host and prefix only with --forwarded-trust.",
         group="HTTP",
     ),
     Option(
         "forwarded_allow_ips",
         "str",
-        "127.0.0.1",
-        "Comma-separated addresses, CIDR networks or '*' trusted to send proxy headers.",
+        "127.0.0.1,::1",
+        "Comma-separated addresses, CIDR networks, 'unix' or '*' trusted to send proxy headers.",
         envs=("FORWARDED_ALLOW_IPS",),
         group="HTTP",
     ),
@@ -867,6 +880,16 @@ OPTIONS: tuple[Option, ...] = (
         choices=("x-forwarded", "forwarded"),
         group="HTTP",
     ),
+    Option(
+        "forwarded_trust",
+        "list",
+        [],
+        "Also take from trusted proxies: 'host' (X-Forwarded-Host, or Forwarded host=, replaces Host) "
+        "and 'prefix' (X-Forwarded-Prefix, put before root_path). Only if the proxy sets or strips them.",
+        convert=_forwarded_trust,
+        group="HTTP",
+        metavar="host,prefix",
+    ),
     # Observability
     Option(
         "access_log_format",
@@ -986,6 +1009,7 @@ class Config:
     group: str | None
     proxy_protocol: bool
     proxy_headers_style: str
+    forwarded_trust: list[str]
     access_log_format: str | None
     log_format: str
     metrics_bind: str | None

@@ -166,7 +166,9 @@ class ServerContext:
         self.access_log = access or self.metrics is not None
         self.proxy_headers = config.proxy_headers
         self.trusted = TrustedHosts(config.forwarded_allow_ips)
-        self.proxy_view = ProxyView(self.trusted, config.proxy_headers_style, config.root_path)
+        self.proxy_view = ProxyView(
+            self.trusted, config.proxy_headers_style, config.root_path, config.forwarded_trust
+        )
         self.read_high_water = 65536
         self.max_pipeline = 16
         self.shutting_down = False
