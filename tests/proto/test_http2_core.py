@@ -20,6 +20,7 @@ from hyperframe.frame import (
     GoAwayFrame,
     HeadersFrame,
     PingFrame,
+    PriorityFrame,
     RstStreamFrame,
     SettingsFrame,
     WindowUpdateFrame,
@@ -444,6 +445,102 @@ def test_settings_and_ping_floods_end_the_connection(kind: str) -> None:
     pair.to_client()
     goaway = pair.goaway()
     assert goaway is not None and goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+
+
+def _no_progress_frames(kind: str) -> bytes:
+    """One frame of a flood that costs the server work and gives the client nothing."""
+    if kind == "empty DATA":
+        return DataFrame(1).serialize()  # no payload, no END_STREAM (CVE-2019-9518)
+    if kind == "connection WINDOW_UPDATE":
+        return WindowUpdateFrame(0, window_increment=1).serialize()
+    if kind == "stream WINDOW_UPDATE":
+        return WindowUpdateFrame(1, window_increment=1).serialize()
+    if kind == "PRIORITY":
+        return PriorityFrame(3, depends_on=0, stream_weight=15).serialize()
+    if kind == "SETTINGS ACK":
+        return SettingsFrame(0, flags=["ACK"]).serialize()
+    if kind == "PING ACK":
+        return PingFrame(0, flags=["ACK"], opaque_data=b"12345678").serialize()
+    if kind == "GOAWAY NO_ERROR":
+        return GoAwayFrame(0, last_stream_id=0, error_code=0).serialize()
+    assert kind == "unknown type"
+    return b"\x00\x00\x00\xfa\x00\x00\x00\x00\x00"  # type 0xfa, ignored (RFC 9113 §5.5)
+
+
+NO_PROGRESS = [
+    "empty DATA",
+    "connection WINDOW_UPDATE",
+    "stream WINDOW_UPDATE",
+    "PRIORITY",
+    "SETTINGS ACK",
+    "PING ACK",
+    "GOAWAY NO_ERROR",
+    "unknown type",
+]
+
+
+@pytest.mark.parametrize("kind", NO_PROGRESS)
+def test_floods_of_frames_that_make_no_progress_end_the_connection(kind: str) -> None:
+    """CVE-2019-9518 class: empty DATA frames, WINDOW_UPDATEs that answer no DATA, PRIORITY, ACKs
+    of nothing, repeated GOAWAYs and unknown frame types each cost the server a parse and give
+    the client nothing; beyond a per-connection budget (the defaults) the connection ends with
+    GOAWAY ENHANCE_YOUR_CALM, and nothing after it is read."""
+    pair = Pair()
+    sid = pair.request(end=False)  # stream 1 open, its body not ended
+    events = pair.to_server()
+    assert kinds(events) == ["Request"]
+    events = pair.server.receive_data(_no_progress_frames(kind) * 5000, 0.0)
+    assert kinds(events)[-1] == "Rejected"
+    assert "no progress" in events[-1].detail  # type: ignore[attr-defined]
+    assert pair.server.closed
+    pair.to_client()
+    goaway = pair.goaway()
+    assert goaway is not None and goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+    assert pair.server.receive_data(DataFrame(sid).serialize(), 0.0) == []
+
+
+@pytest.mark.parametrize("kind", NO_PROGRESS)
+def test_frames_that_make_no_progress_within_the_budget_refill_over_time(kind: str) -> None:
+    """A client that sends such frames now and then keeps its connection: the budget refills
+    with time (here 50 a second against a refill of 100)."""
+    pair = Pair()
+    pair.request(end=False)
+    pair.to_server()
+    frame = _no_progress_frames(kind)
+    for _ in range(3000):
+        assert "Rejected" not in kinds(pair.server.receive_data(frame, pair.now))
+        pair.now += 0.02
+    assert not pair.server.closed
+
+
+def test_a_browser_never_spends_the_budget_for_frames_that_make_no_progress() -> None:
+    """What browsers send is earned by the work it asks for: PRIORITY frames for placeholder
+    streams at the start and one PRIORITY per request, a large connection WINDOW_UPDATE at the
+    start, and (the most a reader can send) a stream and a connection WINDOW_UPDATE for every
+    DATA frame received. Thousands of requests on one connection at one instant never end it."""
+    pair = Pair()
+    wire = pair.client.data_to_send()
+    wire += WindowUpdateFrame(0, window_increment=15_000_000).serialize()
+    for placeholder in (3, 5, 7, 9, 11):  # idle streams as priority groups
+        wire += PriorityFrame(placeholder, depends_on=0, stream_weight=100).serialize()
+    assert kinds(pair.server.receive_data(wire, 0.0)) == ["WindowOpened"]
+    pair.to_client()
+    sid = 13
+    for _ in range(1500):
+        wire = PriorityFrame(sid, depends_on=3, stream_weight=30).serialize()
+        wire += raw_headers_frame(sid, BASE)
+        events = pair.server.receive_data(wire, 0.0)
+        assert kinds(events) == ["Request", "EndOfMessage"]
+        pair.server.send_response(sid, 200, [], [], False)
+        for piece in range(4):
+            assert pair.server.send_data(sid, b"x" * 16000, piece == 3, 0.0) == b""
+        pair.server.stream_done(sid, 0.0)
+        pair.server.data_to_send()  # the client reads it all and acknowledges every DATA frame:
+        acks = (WindowUpdateFrame(sid, window_increment=16000).serialize() for _ in range(4))
+        acks2 = (WindowUpdateFrame(0, window_increment=16000).serialize() for _ in range(4))
+        assert "Rejected" not in kinds(pair.server.receive_data(b"".join(acks) + b"".join(acks2), 0.0))
+        sid += 2
+    assert not pair.server.closed
 
 
 def test_continuation_flood_is_bounded_by_the_header_list_size() -> None:

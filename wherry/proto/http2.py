@@ -13,7 +13,9 @@ Rules of this module:
    ``content-length`` and ``host``) and a body that must match its ``content-length``. HPACK is the
    ``hpack`` library's (RFC 7541); ``_HeaderCodec`` puts a per-connection cache in front of it.
 3. What RFC 9113 leaves to a server is checked here too: budgets for peer resets
-   (CVE-2023-44487), SETTINGS and PING frames; the size, frame count and deadline of a header block
+   (CVE-2023-44487), SETTINGS and PING frames, and frames that make no progress (CVE-2019-9518
+   class: empty DATA, PRIORITY, WINDOW_UPDATE beyond the DATA sent, ACKs of nothing, unknown
+   types; see ``_idle_frame``); the size, frame count and deadline of a header block
    still arriving in CONTINUATION frames (CVE-2023-45288 class); the decoded size of a header list
    (HPACK bomb), from the first request on; read and send deadlines per stream.
 4. A connection error queues GOAWAY and becomes one ``Rejected``; nothing after it is parsed. The
@@ -106,6 +108,10 @@ ENABLE_CONNECT_PROTOCOL: Final = 0x8
 MAX_WINDOW: Final = 2**31 - 1
 DEFAULT_WINDOW: Final = 65535
 MAX_CONTINUATIONS: Final = 64  # CONTINUATION frames one header block may take
+# Frames that make no progress a peer earns with useful work (``H2Connection._idle_frame``): a
+# browser's PRIORITY frames per stream opened; the WINDOW_UPDATEs for DATA sent earn two a frame.
+EARNED_PER_STREAM: Final = 4
+MAX_EARNED: Final = 16384
 RECENT_RESETS: Final = 128  # streams reset by the server whose late frames are ignored
 
 OPEN: Final = 0
@@ -159,6 +165,7 @@ class H2Limits:
         "body_timeout",
         "connect_protocol",
         "head_timeout",
+        "idle_frame_budget",
         "initial_window_size",
         "keep_alive_timeout",
         "max_body",
@@ -185,6 +192,7 @@ class H2Limits:
         reset_budget: tuple[int, float] = (200, 20.0),
         settings_budget: tuple[int, float] = (100, 10.0),
         ping_budget: tuple[int, float] = (100, 10.0),
+        idle_frame_budget: tuple[int, float] = (1000, 100.0),
         connect_protocol: bool = False,
     ) -> None:
         self.max_concurrent_streams = max_concurrent_streams
@@ -201,6 +209,7 @@ class H2Limits:
         self.reset_budget = reset_budget
         self.settings_budget = settings_budget
         self.ping_budget = ping_budget
+        self.idle_frame_budget = idle_frame_budget
         self.connect_protocol = connect_protocol  # extended CONNECT (RFC 8441) is offered
 
 
@@ -216,6 +225,9 @@ class _Budget:
         self._last = now
 
     def take(self, now: float) -> bool:
+        if self._tokens >= 1.0 and now == self._last:
+            self._tokens -= 1.0  # a flood arrives in one read: no refill to compute
+            return True
         tokens = min(self._size, self._tokens + (now - self._last) * self._rate)
         self._last = now
         if tokens < 1.0:
@@ -522,6 +534,11 @@ class H2Connection:
         self._resets = _Budget(limits.reset_budget, now)
         self._settings = _Budget(limits.settings_budget, now)
         self._pings = _Budget(limits.ping_budget, now)
+        self._idle_frames = _Budget(limits.idle_frame_budget, now)
+        # Frames that make no progress but answer useful work: a WINDOW_UPDATE for each DATA frame
+        # sent (stream and connection), PRIORITY for each stream opened. They are free up to what
+        # was earned; beyond it each spends the idle-frame budget.
+        self._earned = 0
         self._idle_since = now
         self._head_since: float | None = None
         self._closed = False
@@ -710,6 +727,8 @@ class H2Connection:
             elif kind == WINDOW_UPDATE:
                 if length != 4:
                     raise _ConnectionError(FRAME_SIZE_ERROR, "WINDOW_UPDATE of the wrong size")
+                if not self._idle_frame(now, out):
+                    break
                 self._window_update(sid, _U32.unpack(payload)[0] & 0x7FFFFFFF, out)
             elif kind == SETTINGS:
                 if sid:
@@ -717,6 +736,8 @@ class H2Connection:
                 if flags & ACK:
                     if length:
                         raise _ConnectionError(FRAME_SIZE_ERROR, "SETTINGS ACK with a payload")
+                    if self._settings_acked and not self._idle_frame(now, out):
+                        break  # one SETTINGS is sent, so one ACK is due
                     self._settings_acked = True
                     continue
                 if length % 6:
@@ -764,9 +785,13 @@ class H2Connection:
                         self._calm("too many PING frames", out)
                         break
                     self._out.append(_frame(PING, ACK, 0, payload))
+                elif not self._idle_frame(now, out):
+                    break  # the server sends no PING: an ACK answers nothing
             elif kind == PRIORITY:
                 if not sid:
                     raise _ConnectionError(PROTOCOL_ERROR, "PRIORITY on stream 0")
+                if not self._idle_frame(now, out):
+                    break
                 if length != 5:
                     self._stream_error(sid, FRAME_SIZE_ERROR, out)
                 elif _U32.unpack_from(payload)[0] & 0x7FFFFFFF == sid:
@@ -782,11 +807,14 @@ class H2Connection:
                     out.append(Rejected(400, f"the peer ended the connection ({code})"))
                     break
                 # RFC 9113 §6.8: the streams the peer already opened still complete.
+                if self.peer_goaway and not self._idle_frame(now, out):
+                    break
                 self.peer_goaway = True
                 out.append(GoAway())
             elif kind == PUSH_PROMISE:
                 raise _ConnectionError(PROTOCOL_ERROR, "PUSH_PROMISE from a client")
-            # Unknown frame types are ignored (RFC 9113 §5.5).
+            elif not self._idle_frame(now, out):
+                break  # unknown frame types are ignored (RFC 9113 §5.5), within the budget
             if self._closed:
                 break
         return buffer[pos:] if pos < size else b""
@@ -855,6 +883,7 @@ class H2Connection:
             return
         stream = self._streams[sid] = _Stream(now, self._peer_initial_window, self._local_window)
         self._open_inbound += 1
+        self._earn(EARNED_PER_STREAM)
         self._idle_since = now
         stream.expected = head.content_length
         method = head.method
@@ -881,6 +910,8 @@ class H2Connection:
         flow = len(payload)
         if flags & PADDED:
             payload = self._unpad(payload)
+        if not payload and not flags & END_STREAM and not self._idle_frame(now, out):
+            return
         self._recv_window -= flow
         if self._recv_window < 0:
             raise _ConnectionError(FLOW_CONTROL_ERROR, "DATA beyond the connection window")
@@ -1016,6 +1047,23 @@ class H2Connection:
             self._set_closed(sid, stream)
             out.append(StreamReset(sid, code))
         self._reset_frame(sid, code)
+
+    def _idle_frame(self, now: float, out: list[Event]) -> bool:
+        """A frame that makes no progress: free while the peer has earned it (``_earned``), then
+        paid from the idle-frame budget; False (the connection ends, ENHANCE_YOUR_CALM) once the
+        budget is spent. Empty DATA without END_STREAM, PRIORITY, WINDOW_UPDATE, a second
+        SETTINGS ACK, a PING ACK, a second GOAWAY and frames of unknown types count."""
+        if self._earned:
+            self._earned -= 1
+            return True
+        if self._idle_frames.take(now):
+            return True
+        self._calm("too many HTTP/2 frames that make no progress", out)
+        return False
+
+    def _earn(self, frames: int) -> None:
+        earned = self._earned + frames
+        self._earned = earned if earned < MAX_EARNED else MAX_EARNED
 
     def _calm(self, detail: str, out: list[Event]) -> None:
         self.close(ENHANCE_YOUR_CALM)
@@ -1196,6 +1244,8 @@ class H2Connection:
                 out.append(
                     _PACK_HEAD.pack(length >> 8, length & 0xFF, DATA, END_STREAM if ends else 0, sid) + data
                 )
+                if size:
+                    self._earn(2)  # a WINDOW_UPDATE for the stream and one for the connection
         else:
             offset = 0
             while offset < allowed:
@@ -1203,6 +1253,7 @@ class H2Connection:
                 last = ends and offset + step >= allowed
                 out.append(_frame(DATA, END_STREAM if last else 0, sid, data[offset : offset + step]))
                 offset += step
+                self._earn(2)
         stream.send_window -= allowed
         self._send_window -= allowed
         if allowed < size:
