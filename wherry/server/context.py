@@ -71,6 +71,11 @@ class Runtime(Protocol):
 
     def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle: ...
 
+    def after_io(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` soon, after the input that is already waiting has been delivered
+        (a deadline that fires after the loop stalled judges only input that was really late)."""
+        ...
+
     def create_future(self) -> FutureLike: ...
 
     def run_app(

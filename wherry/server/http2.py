@@ -282,6 +282,7 @@ class H2Server:
         self._paused_since = 0.0
         self._read_paused = False
         self._timer: TimerHandle | None = None
+        self._judging = False  # a timer fired: judged once the input already there is read
         self._upgrade_body: H2Stream | None = None  # h2c Upgrade: stream 1 still reading its body
         self._upgrade_left = 0
         self._upgrade_since = 0.0  # when upgrade body bytes last arrived
@@ -704,6 +705,15 @@ class H2Server:
 
     def _on_timer(self) -> None:
         self._timer = None
+        if self.closed or self._judging:
+            return
+        # The loop may have stalled while frames that arrived in time wait unread behind this
+        # timer: the deadlines are judged after they are delivered.
+        self._judging = True
+        self.ctx.runtime.after_io(self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self._judging = False
         if self.closed:
             return
         now = self.ctx.runtime.time()
