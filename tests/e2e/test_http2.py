@@ -975,3 +975,43 @@ def test_reset_streams_count_while_their_apps_run(h2serve: H2Start) -> None:
             assert client.goaway is None
     finally:
         release.set()
+
+
+CL_MISMATCH = {
+    "/long": (b"2", [(b"hello", False)]),
+    "/short": (b"100", [(b"hello", False)]),
+    "/long-first-piece": (b"2", [(b"hello", True), (b"", False)]),
+    "/long-later-piece": (b"5", [(b"hel", True), (b"lo!!", False)]),
+}
+
+
+def test_body_that_differs_from_its_content_length(h2serve: H2Start) -> None:
+    """RFC 9113 §8.1.1: a response whose DATA does not match its content-length is malformed. A
+    body refused before anything was sent (one message, or a first piece already too long) gets a
+    clean 500: one HEADERS frame, never a second HEADERS without END_STREAM; once part of the body
+    is sent, the stream is reset (INTERNAL_ERROR). The connection goes on either way."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["path"] not in CL_MISMATCH:
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+            await send({"type": "http.response.body", "body": b"ok"})
+            return
+        length, pieces = CL_MISMATCH[scope["path"]]
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", length)]})
+        for body, more in pieces:
+            await send({"type": "http.response.body", "body": body, "more_body": more})
+
+    env = h2serve(app)
+    with env.client() as client:
+        for path in ("/long", "/short", "/long-first-piece"):
+            response = client.response(client.request(path, scheme=env.scheme))
+            assert (response.status, response.reset) == (500, None), path
+            assert response.ended and response.body == b"Internal Server Error\n", path
+        sid = client.request("/long-later-piece", scheme=env.scheme)
+        while client.responses[sid].reset is None:
+            assert client.events(), "no reset"
+        assert client.responses[sid].reset == 2  # INTERNAL_ERROR
+        assert client.responses[sid].status == 200 and client.responses[sid].body == b"hel"
+        ok = client.response(client.request("/", scheme=env.scheme))
+        assert (ok.status, ok.body) == (200, b"ok")
+        assert client.goaway is None

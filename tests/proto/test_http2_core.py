@@ -823,3 +823,29 @@ def test_window_update_frame_is_counted_for_the_connection() -> None:
     events = pair.to_server(WindowUpdateFrame(0, window_increment=1000).serialize())
     assert any(isinstance(e, WindowOpened) and e.stream_id == 0 for e in events)
     assert GoAwayFrame(0).type == 7
+
+
+@pytest.mark.parametrize(
+    ("length", "size", "ends"),
+    [(b"2", 5, True), (b"100", 5, True), (b"2", 5, False), (b"5", 0, True)],
+    ids=["longer", "shorter", "first-piece-longer", "empty"],
+)
+def test_body_sent_with_the_headers_is_checked_before_they_are_queued(
+    length: bytes, size: int, ends: bool
+) -> None:
+    """RFC 9113 §8.1.1: a body that cannot match the content-length is refused before the HEADERS
+    are queued, so the same stream can still carry a 500 (twice for the cached field block)."""
+    pair = Pair()
+    for _ in range(2):
+        sid = pair.request()
+        pair.to_server()
+        with pytest.raises(LocalProtocolError):
+            pair.server.send_response(
+                sid, 200, [(b"content-length", length)], (), size == 0 and ends, size, ends
+            )
+        assert pair.server.data_to_send() == b""
+        assert not pair.server.send_response(sid, 500, [(b"content-length", b"3")], (), False, 3, True)
+        assert pair.server.send_data(sid, b"err", True, 0.0) == b""
+        events = pair.to_client()
+        assert [type(e).__name__ for e in events] == ["ResponseReceived", "DataReceived", "StreamEnded"]
+        assert dict(events[0].headers)[b":status"] == b"500"

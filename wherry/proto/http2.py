@@ -445,6 +445,14 @@ def _check_response(
     return tuple(block), length, frozenset(own)
 
 
+def _check_first_body(size: int, ends: bool, length: int) -> None:
+    """The body sent with the response headers against their content-length."""
+    if size > length:
+        raise LocalProtocolError("response body longer than its Content-Length")
+    if ends and size < length:
+        raise LocalProtocolError("response body shorter than its Content-Length")
+
+
 # Checked response fields by (status, fields): apps send the same few again and again.
 _CHECKED: dict[tuple[Any, ...], tuple[tuple[tuple[bytes, bytes], ...], int, frozenset[bytes]]] = {}
 
@@ -1169,8 +1177,14 @@ class H2Connection:
         headers: Headers,
         default: Sequence[tuple[bytes, bytes]],
         end_stream: bool,
+        body_size: int = -1,
+        body_ends: bool = False,
     ) -> bool:
-        """Queue the response headers; True when they end the stream (no body can follow)."""
+        """Queue the response headers; True when they end the stream (no body can follow).
+
+        ``body_size`` is the size of the body the app sent with them (-1: not known), the whole of
+        it when ``body_ends``. A body that cannot match the content-length raises
+        ``LocalProtocolError`` before anything is queued, so the stream can still carry a 500."""
         stream = self._streams.get(sid)
         if stream is None or self._closed or stream.state == CLOSED:
             return True
@@ -1187,6 +1201,8 @@ class H2Connection:
                     stream.remaining = length
                 if end_stream and stream.remaining > 0:
                     raise LocalProtocolError("response body shorter than its Content-Length")
+                if body_size >= 0 and length >= 0:
+                    _check_first_body(body_size, body_ends, length)
                 self._send_block(sid, encoded, end_stream)
                 if end_stream:
                     self._ended(sid, stream)
@@ -1201,6 +1217,8 @@ class H2Connection:
             stream.remaining = length
         if end_stream and stream.remaining > 0:
             raise LocalProtocolError("response body shorter than its Content-Length")
+        if body_size >= 0 and stream.remaining >= 0:
+            _check_first_body(body_size, body_ends, stream.remaining)
         encoded = self._codec.encode(block)
         if key is not None:
             self._codec.remember_response(key, encoded, length)

@@ -139,11 +139,23 @@ class H2Stream:
         if self.gone or conn.closed:
             raise ClientDisconnected("the stream is closed")
         core = conn.core
+        # A body that cannot match the content-length is refused here, before the HEADERS are
+        # queued: the stream still carries a clean 500.
         ended = core.send_response(
-            self.sid, status, headers, default_pairs(conn.ctx.default_headers), not more_body and not body
+            self.sid,
+            status,
+            headers,
+            default_pairs(conn.ctx.default_headers),
+            not more_body and not body,
+            len(body),
+            not more_body,
         )
         if not ended and (body or not more_body):
-            self._send(body, not more_body)
+            try:
+                self._send(body, not more_body)
+            except LocalProtocolError:
+                self.abort(cycle)  # the HEADERS are queued: the stream can only be reset
+                raise
         conn.flush_soon()
 
     def write_body(self, cycle: HTTPCycle, body: bytes, more_body: bool) -> None:
