@@ -154,6 +154,16 @@ REJECTED: list[tuple[str, bytes, int]] = [
     ("space in the target", b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     ("bad method bytes", b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     ("unknown method token (RFC 9110 §9.1)", b"FROB / HTTP/1.1\r\nHost: a\r\n\r\n", 501),
+    ("Host with a space (RFC 9112 §3.2)", b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+    ("Host as a list (RFC 9112 §3.2)", b"GET / HTTP/1.1\r\nHost: a, b\r\n\r\n", 400),
+    ("Host with userinfo (RFC 9112 §3.2)", b"GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", 400),
+    ("Host with a path (RFC 9112 §3.2)", b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
+    ("Host with a bad port (RFC 9112 §3.2)", b"GET / HTTP/1.1\r\nHost: a:b\r\n\r\n", 400),
+    (
+        "absolute-form with userinfo (RFC 9110 §4.2.4)",
+        b"GET http://u@a.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n",
+        400,
+    ),
     ("HTTP/2.0 request line", b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
     ("HTTP/1.2", b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", 505),
     ("HTTP/3.0", b"GET / HTTP/3.0\r\nHost: a\r\n\r\n", 505),
@@ -317,3 +327,34 @@ def test_keep_alive_flags() -> None:
         request = conn.receive_data(data, 0.0)[0]
         assert isinstance(request, Request)
         assert request.keep_alive is keep_alive, data
+
+
+@pytest.mark.parametrize(
+    "host", [b"a", b"a.example:8080", b"[2001:db8::1]:443", b"127.0.0.1", b"", b"xn--bcher-kva.example"]
+)
+@pytest.mark.parametrize("step", [None, 1])
+def test_valid_host_values_are_accepted(host: bytes, step: int | None) -> None:
+    """RFC 9112 §3.2: a Host value is uri-host [":" port]; an empty one is allowed."""
+    data = b"GET / HTTP/1.1\r\nHost: %b\r\n\r\n" % host
+    assert feed(data, step=step) == [GET, "end"]
+
+
+@pytest.mark.parametrize("step", [None, 1])
+@pytest.mark.parametrize(
+    ("head", "authority"),
+    [
+        (b"GET http://a.example/p?q=1 HTTP/1.1\r\nHost: b.example\r\n\r\n", b"a.example"),
+        (b"GET http://a.example:8080 HTTP/1.1\r\nHost: a.example:8080\r\n\r\n", b"a.example:8080"),
+        (b"GET https://[2001:db8::1]:8443/p HTTP/1.1\r\nHost: x\r\n\r\n", b"[2001:db8::1]:8443"),
+    ],
+)
+def test_absolute_form_authority_is_the_host(head: bytes, authority: bytes, step: int | None) -> None:
+    """RFC 9112 §3.2.2: with an absolute-form target the server ignores the Host field and uses
+    the target's authority: the one host header the app sees is the authority."""
+    conn = H1Connection(H1Limits(), DefaultHeaders(), 0.0)
+    events: list[object] = []
+    chunks = [head] if step is None else [head[i : i + 1] for i in range(len(head))]
+    for chunk in chunks:
+        events.extend(conn.receive_data(chunk, 0.0))
+    (request,) = [e for e in events if isinstance(e, Request)]
+    assert [value for name, value in request.headers if name == b"host"] == [authority]

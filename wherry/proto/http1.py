@@ -64,6 +64,9 @@ _lines: dict[tuple[bytes, bytes], bytes | tuple[bytes, int]] = {}
 _LINES_MAX = 4096
 _NO_FIELDS: Headers = []  # between messages: never appended to (on_message_begin comes first)
 _OWS = (b" ", b"\t")
+# A Host value (RFC 9112 §3.2, RFC 3986 §3.2.2): empty, or a reg-name or IP literal and an optional
+# port. No userinfo, no spaces; no comma either, which would make one field carry two hosts.
+_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+;=]*)(?::[0-9]*)?")
 # Response fields that change framing or replace a default; the rest are copied as they are.
 _FRAMING = frozenset((b"content-length", b"connection", b"transfer-encoding", b"date", b"server"))
 # Request fields the core looks at; any other field costs one set lookup.
@@ -489,6 +492,7 @@ class H1Connection:
             if size > limits.max_head:
                 raise _Reject(431, "request head too large")
         hosts = 0
+        host = b""
         length = -1
         expect = False
         forwarded = False
@@ -497,6 +501,7 @@ class H1Connection:
         for name, value in self._specials:
             if name == b"host":
                 hosts += 1
+                host = value
             elif name == b"content-length":
                 length = int(value)
             elif name == b"transfer-encoding":
@@ -513,6 +518,8 @@ class H1Connection:
                 forwarded = True
         if hosts != 1 and (hosts or version == "1.1"):
             raise _Reject(400, "more than one Host header" if hosts else "missing Host header")
+        if hosts and not _HOST.fullmatch(host):
+            raise _Reject(400, "invalid Host header")
         if te is not None:
             if version == "1.0":
                 raise _Reject(400, "Transfer-Encoding in an HTTP/1.0 request")
@@ -528,7 +535,13 @@ class H1Connection:
             elif not sep and path.find(b"#") >= 0:
                 path = path.partition(b"#")[0]
         else:
-            path, query = self._other_target(method, url)
+            path, query, authority = self._other_target(method, url)
+            if authority is not None and authority != host:
+                # RFC 9112 §3.2.2: with an absolute-form target the Host field is ignored and the
+                # target's authority is the host.
+                headers = [(name, authority if name == b"host" else value) for name, value in headers]
+                if not hosts:
+                    headers.append((b"host", authority))
         max_body = limits.max_body
         if max_body is not None and length > max_body:
             raise _Reject(413, "request body too large")
@@ -557,21 +570,28 @@ class H1Connection:
         self._awaiting_continue = expect
 
     @staticmethod
-    def _other_target(method: bytes, url: bytes) -> tuple[bytes, bytes]:
-        """Path and query of a target not in origin form (RFC 9112 §3.2)."""
+    def _other_target(method: bytes, url: bytes) -> tuple[bytes, bytes, bytes | None]:
+        """Path, query and authority (None: the target has none) of a target not in origin form
+        (RFC 9112 §3.2)."""
         if url == b"*":
             if method != b"OPTIONS":
                 raise _Reject(400, "asterisk-form target outside OPTIONS")
-            return b"*", b""
+            return b"*", b"", None
         if method == b"CONNECT":
-            return url, b""
+            return url, b"", None
         try:
             parsed = httptools.parse_url(url)
         except httptools.HttpParserInvalidURLError:
             raise _Reject(400, "malformed request target") from None
         if not parsed.schema or not parsed.host:
             raise _Reject(400, "malformed request target")
-        return parsed.path or b"/", parsed.query or b""
+        authority = url.partition(b"://")[2]
+        for end in (b"/", b"?", b"#"):
+            authority = authority.partition(end)[0]
+        if b"@" in authority or not _HOST.fullmatch(authority):
+            # RFC 9110 §4.2.4: userinfo in an http(s) URI is an error.
+            raise _Reject(400, "invalid authority in the request target")
+        return parsed.path or b"/", parsed.query or b"", authority
 
     def on_body(self, body: bytes) -> None:
         max_body = self.limits.max_body
