@@ -13,7 +13,8 @@ from ...server.context import ServerContext
 from ...server.dispatch import TLSConnection
 from ...server.http1 import H1Server
 from ...server.proxy_protocol import ProxyProtocolStage
-from ..serving import HANDLED_SIGNALS, ServerBase, Waitable, in_main_thread
+from ...sockets import HANDLED_SIGNALS
+from ..serving import ServerBase, Waitable, in_main_thread
 from .runtime import AsyncioRuntime
 
 
