@@ -596,14 +596,39 @@ def test_hpack_bomb_is_refused_by_the_header_list_size() -> None:
     assert goaway is not None and goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
 
 
-def test_more_streams_than_advertised_are_refused() -> None:
-    """RFC 9113 §5.1.2: a HEADERS frame beyond SETTINGS_MAX_CONCURRENT_STREAMS is an error; the
-    server ends the connection (a stream error may be treated as a connection error, §5.4.1)."""
+def test_streams_beyond_the_advertised_limit_get_refused_stream() -> None:
+    """RFC 9113 §5.1.2 and §8.7: a stream beyond SETTINGS_MAX_CONCURRENT_STREAMS is refused with
+    RST_STREAM(REFUSED_STREAM), which a client may retry; the connection and its other streams go
+    on, late frames on the refused stream are ignored, and HPACK stays in step."""
     pair = Pair(H2Limits(max_concurrent_streams=2))
-    events = pair.server.receive_data(raw_client_start(), 0.0)
-    for sid in (1, 3, 5):
-        events += pair.server.receive_data(raw_headers_frame(sid, BASE, ("END_HEADERS",)), 0.0)
-    assert kinds(events) == ["Request", "Request", "Rejected"]
+    upload = [(b":method", b"POST"), *BASE[1:], (b"x-token", b"abcdef")]
+    sids = [pair.request(upload, end=False) for _ in range(3)]  # before the client saw SETTINGS
+    events = pair.to_server()
+    assert kinds(events) == ["Request", "Request"]
+    assert [e.stream_id for e in events] == sids[:2]  # type: ignore[attr-defined]
+    resets = [e for e in pair.client_events if isinstance(e, h2.events.StreamReset)]
+    assert [(r.stream_id, r.error_code) for r in resets] == [(sids[2], h2.errors.ErrorCodes.REFUSED_STREAM)]
+    assert pair.goaway() is None
+    # The client's DATA already on its way for the refused stream is ignored (RFC 9113 §5.1).
+    late = DataFrame(sids[2])
+    late.data = b"late"
+    late.flags = {"END_STREAM"}
+    assert pair.to_server(late.serialize()) == []
+    # The first two still complete; a slot freed admits the retry, whose header block refers to
+    # the dynamic-table entry the refused block added.
+    pair.client.send_data(sids[0], b"body", end_stream=True)
+    events = pair.to_server()
+    assert kinds(events) == ["Data", "EndOfMessage"]
+    pair.server.send_response(sids[0], 200, [], (), True)
+    pair.server.stream_done(sids[0], 0.0)
+    pair.to_client()
+    retry = pair.request(upload)
+    events = pair.to_server()
+    assert kinds(events) == ["Request", "EndOfMessage"]
+    request = events[0]
+    assert isinstance(request, Request) and request.stream_id == retry
+    assert (b"x-token", b"abcdef") in request.headers
+    assert pair.goaway() is None
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ PROTOCOL_ERROR = 0x1
 FLOW_CONTROL_ERROR = 0x3
 STREAM_CLOSED = 0x5
 FRAME_SIZE_ERROR = 0x6
+REFUSED_STREAM = 0x7
 COMPRESSION_ERROR = 0x9
 ENHANCE_YOUR_CALM = 0xB
 
@@ -197,6 +198,29 @@ def test_continuation_frames_are_bounded_in_number(name: str, split: Callable[[b
         START + headers(1, GET, 0x1) + frame(0x9, 0, 1) * 63 + frame(0x9, 0x4, 1), split
     )
     assert [type(e) for e in ok] == [Request, EndOfMessage] and not server.closed
+
+
+@pytest.mark.parametrize(("name", "split"), FEEDS[:2], ids=[f[0] for f in FEEDS[:2]])
+def test_streams_beyond_the_limit_are_refused_within_a_budget(
+    name: str, split: Callable[[bytes], list[bytes]]
+) -> None:
+    """RFC 9113 §5.1.2: a stream beyond SETTINGS_MAX_CONCURRENT_STREAMS gets RST_STREAM
+    REFUSED_STREAM, not GOAWAY; refusals make no progress, so a flood of them spends the
+    idle-frame budget and ends with GOAWAY ENHANCE_YOUR_CALM."""
+    limits = H2Limits(max_concurrent_streams=1, idle_frame_budget=(5, 1.0))
+    wire = START + headers(1, POST, 0x4) + b"".join(headers(sid, GET) for sid in (3, 5, 7))
+    events, frames, server = run(wire, split, limits)
+    assert [type(e) for e in events] == [Request] and not server.closed
+    assert [(f.stream_id, f.error_code) for f in frames if isinstance(f, RstStreamFrame)] == [
+        (3, REFUSED_STREAM),
+        (5, REFUSED_STREAM),
+        (7, REFUSED_STREAM),
+    ]
+    assert not any(isinstance(f, GoAwayFrame) for f in frames)
+    flood = START + headers(1, POST, 0x4) + b"".join(headers(sid, GET) for sid in range(3, 41, 2))
+    events, frames, server = run(flood, split, limits)
+    assert server.closed and isinstance(events[-1], Rejected)
+    assert [f.error_code for f in frames if isinstance(f, GoAwayFrame)] == [ENHANCE_YOUR_CALM]
 
 
 @pytest.mark.parametrize(("name", "split"), FEEDS[:2], ids=[f[0] for f in FEEDS[:2]])

@@ -873,7 +873,14 @@ class H2Connection:
         self._highest_inbound = sid
         head = self._codec.request_head(block)
         if self._open_inbound >= self.limits.max_concurrent_streams:
-            raise _ConnectionError(PROTOCOL_ERROR, "more streams than SETTINGS_MAX_CONCURRENT_STREAMS")
+            # RFC 9113 §5.1.2, §8.7: a stream error, REFUSED_STREAM: never processed, so the
+            # client may retry it (one that sent its first flight before our SETTINGS keeps the
+            # streams it has). Its block is decoded (HPACK in step); its late frames are ignored
+            # (``_recent_resets``). A refusal makes no progress: it is paid from the idle-frame
+            # budget, so a flood of them ends the connection (ENHANCE_YOUR_CALM).
+            if self._idle_frame(now, out):
+                self._reset_frame(sid, REFUSED_STREAM)
+            return
         last = self._last_accepted
         if last is not None and sid > last:
             # Opened after our GOAWAY: never processed, the client may retry it elsewhere.
@@ -1060,7 +1067,8 @@ class H2Connection:
         """A frame that makes no progress: free while the peer has earned it (``_earned``), then
         paid from the idle-frame budget; False (the connection ends, ENHANCE_YOUR_CALM) once the
         budget is spent. Empty DATA without END_STREAM, PRIORITY, WINDOW_UPDATE, a second
-        SETTINGS ACK, a PING ACK, a second GOAWAY and frames of unknown types count."""
+        SETTINGS ACK, a PING ACK, a second GOAWAY, frames of unknown types and streams refused
+        beyond SETTINGS_MAX_CONCURRENT_STREAMS count."""
         if self._earned:
             self._earned -= 1
             return True
