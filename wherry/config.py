@@ -681,7 +681,7 @@ OPTIONS: tuple[Option, ...] = (
         "ssl_ciphers",
         "str",
         None,
-        "OpenSSL cipher list for TLS 1.2 (default: OpenSSL's secure defaults).",
+        "OpenSSL cipher list for TLS 1.2 (default: ECDHE with AES-GCM or ChaCha20-Poly1305).",
         flags=("--ssl-ciphers", "--ciphers"),
         group="TLS",
     ),

@@ -154,7 +154,9 @@ class H1Server:
                 for waiting in self._pipeline:
                     waiting.feed_eof()
             elif kind is H2Preface:
-                if self.ctx.config.http2:
+                # Over TLS, HTTP/2 is what ALPN chose (RFC 9113 §3.2; this driver serves a TLS
+                # connection only when ALPN chose http/1.1 or nothing): the preface is refused.
+                if self.ctx.config.http2 and self.scheme == "http":
                     self._switch_to_h2(event.data)  # type: ignore[attr-defined]
                     return
                 self.transport.write(H2_REFUSAL)
