@@ -600,6 +600,14 @@ OPTIONS: tuple[Option, ...] = (
         convert=_positive_int,
         group="Limits",
     ),
+    Option(
+        "min_body_rate",
+        "float",
+        None,
+        "Bytes per second a request body must keep up over each 5-second window (408 below it).",
+        convert=_positive_float,
+        group="Limits",
+    ),
     # Timeouts
     Option(
         "timeout_keep_alive",
@@ -974,6 +982,7 @@ class Config:
     limit_request_head: int
     limit_request_headers: int
     limit_request_body: int | None
+    min_body_rate: float | None
     timeout_keep_alive: float
     timeout_request_head: float
     timeout_request_body: float

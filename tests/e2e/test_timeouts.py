@@ -453,3 +453,16 @@ def test_websocket_pong_sent_in_time_keeps_the_connection_after_a_stalled_loop(s
             more = sock.recv(65536)
             assert more, f"closed after the stall: {parse_frames(data)}"
             data += more
+
+
+def test_body_slower_than_min_body_rate_gets_408(serve: Serve) -> None:
+    """--min-body-rate: a body trickled a byte every 0.2 s, each piece well within
+    timeout_request_body, still gets 408 and the close once a 5-second window passes without
+    the bytes the rate asks for; the reading app sees http.disconnect."""
+    app = Recorder()
+    server = serve(app, lifespan="off", min_body_rate=100, timeout_request_body=30, timeout_keep_alive=30)
+    with server.connect() as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n")
+        elapsed, reply = trickle(sock, b"x" * 1000, 0.2, 10.0)
+    assert 4.5 <= elapsed <= 7.5
+    assert_error_reply(reply, True, 408)

@@ -811,6 +811,31 @@ def test_stalled_request_body_meets_its_deadline() -> None:
     assert expired == [sid] and reason is None
 
 
+def test_request_body_slower_than_min_body_rate_is_reset() -> None:
+    """--min-body-rate on HTTP/2: while the app has read all it got, a stream's body must bring
+    rate x window bytes within each window (a new one starts when it did), or the stream is
+    reset as a stalled body is; time the app holds the body is not the client's."""
+    pair = Pair(H2Limits(body_timeout=30.0, min_body_rate=10.0, body_rate_window=1.0))
+    sid = pair.request(body=b"x" * 12, end=False)
+    pair.to_server()
+    assert pair.server.deadline is None  # the app holds the body: no clock runs
+    pair.server.acknowledge(sid, 12, 0.5)  # read: the window starts now
+    assert pair.server.deadline == 1.5
+    pair.now = 1.2
+    pair.client.send_data(sid, b"x" * 10)
+    pair.to_server()
+    pair.server.acknowledge(sid, 10, 1.2)
+    assert pair.server.deadline == pytest.approx(2.2)
+    pair.now = 2.0
+    pair.client.send_data(sid, b"x" * 3)
+    pair.to_server()
+    pair.server.acknowledge(sid, 3, 2.0)
+    assert pair.server.deadline == pytest.approx(3.0)
+    assert pair.server.timed_out(2.9) == ([], None)
+    expired, reason = pair.server.timed_out(3.0)
+    assert expired == [sid] and reason is None
+
+
 def test_body_held_by_a_slow_app_runs_no_deadline() -> None:
     """A client whose window is full because the app has not read is not blamed for the gap."""
     pair = Pair(H2Limits(body_timeout=2.0, keep_alive_timeout=100.0))

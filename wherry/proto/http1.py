@@ -121,14 +121,19 @@ class DefaultHeaders:
         return self.rest + self.date
 
 
+BODY_RATE_WINDOW: Final = 5.0  # seconds over which a body must keep up --min-body-rate
+
+
 class H1Limits:
     __slots__ = (
+        "body_rate_window",
         "body_timeout",
         "head_timeout",
         "keep_alive_timeout",
         "max_body",
         "max_head",
         "max_headers",
+        "min_body_rate",
     )
 
     def __init__(
@@ -139,6 +144,8 @@ class H1Limits:
         head_timeout: float = 10.0,
         body_timeout: float = 30.0,
         keep_alive_timeout: float = 5.0,
+        min_body_rate: float | None = None,
+        body_rate_window: float = BODY_RATE_WINDOW,
     ) -> None:
         self.max_head = max_head
         self.max_headers = max_headers
@@ -146,6 +153,10 @@ class H1Limits:
         self.head_timeout = head_timeout
         self.body_timeout = body_timeout
         self.keep_alive_timeout = keep_alive_timeout
+        # A body must bring min_body_rate * body_rate_window bytes within body_rate_window
+        # seconds of the last time it did (or of its start); None: no rate is asked.
+        self.min_body_rate = min_body_rate
+        self.body_rate_window = body_rate_window
 
 
 class _BodyOnly:
@@ -210,6 +221,8 @@ class H1Connection:
         "_parser",
         "_paused",
         "_prefix",
+        "_rate_bytes",
+        "_rate_since",
         "_specials",
         "_upgrading",
         "_url",
@@ -242,6 +255,8 @@ class H1Connection:
         self._idle_since = now
         self._head_since = now
         self._body_since = now
+        self._rate_since = now  # the start of the body's current rate window
+        self._rate_bytes = 0  # body bytes received in it
         self._paused = False
         self._owed = 0  # requests parsed and not yet answered in full
         self._fresh = True
@@ -565,7 +580,8 @@ class H1Connection:
         self._owed += 1
         self._events.append(request)
         self.read_state = BODY
-        self._body_since = self._now
+        self._body_since = self._rate_since = self._now
+        self._rate_bytes = 0
         # A client that expects 100-continue may hold its body back until it gets the 100.
         self._awaiting_continue = expect
 
@@ -601,6 +617,12 @@ class H1Connection:
                 raise _Reject(413, "request body too large")
         self._body_since = self._now
         self._awaiting_continue = False
+        rate = self.limits.min_body_rate
+        if rate is not None:
+            self._rate_bytes += len(body)
+            if self._rate_bytes >= rate * self.limits.body_rate_window:
+                self._rate_since = self._now  # kept up: a new window starts
+                self._rate_bytes = 0
         self._events.append(Data(body))
 
     def on_message_complete(self) -> None:
@@ -626,7 +648,8 @@ class H1Connection:
 
     def resume_reading(self, now: float) -> None:
         self._paused = False
-        self._body_since = now
+        self._body_since = self._rate_since = now
+        self._rate_bytes = 0
         if self.read_state == HEAD:
             self._head_since = now
 
@@ -641,7 +664,12 @@ class H1Connection:
         if state == BODY:
             if self._awaiting_continue:
                 return None  # the client waits for our 100 (or final answer) before its body
-            return self._body_since + self.limits.body_timeout
+            limits = self.limits
+            gap = self._body_since + limits.body_timeout
+            if limits.min_body_rate is None:
+                return gap
+            window = self._rate_since + limits.body_rate_window
+            return window if window < gap else gap
         if state == IDLE and self._owed == 0:
             return self._idle_since + self.limits.keep_alive_timeout
         return None
@@ -650,7 +678,8 @@ class H1Connection:
         """The 100 (Continue) went out: the client's body clock starts now (RFC 9110 §10.1.1)."""
         if self._awaiting_continue:
             self._awaiting_continue = False
-            self._body_since = now
+            self._body_since = self._rate_since = now
+            self._rate_bytes = 0
 
     def timed_out(self) -> Rejected | None:
         """Called once the deadline passed: what to answer (None: close quietly, as when the
@@ -660,6 +689,12 @@ class H1Connection:
         if state == HEAD:
             return Rejected(408, "request head not received in time")
         if state == BODY and self._owed:
+            limits = self.limits
+            if (
+                limits.min_body_rate is not None
+                and self._rate_since + limits.body_rate_window < self._body_since + limits.body_timeout
+            ):
+                return Rejected(408, "request body slower than the minimum rate")
             return Rejected(408, "request body not received in time")
         return None
 

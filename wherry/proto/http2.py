@@ -162,6 +162,7 @@ class H2Limits:
     """What one HTTP/2 connection allows its peer; from the options (``ServerContext``)."""
 
     __slots__ = (
+        "body_rate_window",
         "body_timeout",
         "connect_protocol",
         "head_timeout",
@@ -172,6 +173,7 @@ class H2Limits:
         "max_concurrent_streams",
         "max_frame_size",
         "max_header_list_size",
+        "min_body_rate",
         "ping_budget",
         "reset_budget",
         "send_timeout",
@@ -194,6 +196,8 @@ class H2Limits:
         ping_budget: tuple[int, float] = (100, 10.0),
         idle_frame_budget: tuple[int, float] = (1000, 100.0),
         connect_protocol: bool = False,
+        min_body_rate: float | None = None,
+        body_rate_window: float = 5.0,
     ) -> None:
         self.max_concurrent_streams = max_concurrent_streams
         self.initial_window_size = initial_window_size
@@ -204,6 +208,10 @@ class H2Limits:
         self.body_timeout = body_timeout
         self.keep_alive_timeout = keep_alive_timeout
         self.send_timeout = send_timeout
+        # A request body must bring min_body_rate * body_rate_window bytes within
+        # body_rate_window seconds of the last time it did, while its app has read all it got.
+        self.min_body_rate = min_body_rate
+        self.body_rate_window = body_rate_window
         # (burst, refill per second): a token bucket per connection for each kind of frame the
         # peer can make the server work for without opening a stream that counts.
         self.reset_budget = reset_budget
@@ -253,6 +261,8 @@ class _Stream:
         "bodyless",
         "expected",
         "held",
+        "rate_bytes",
+        "rate_since",
         "read_since",
         "received",
         "recv_window",
@@ -280,6 +290,8 @@ class _Stream:
         # The request body gap clock (None: the body is complete). It runs only while the app
         # has read everything: a peer whose window is full waits on the app, not the reverse.
         self.read_since: float | None = now
+        self.rate_since = now  # the start of the body's current rate window (--min-body-rate)
+        self.rate_bytes = 0  # body bytes received in it
         self.stalled_since: float | None = None  # response data waiting for a window
         self.tunnel = False  # an extended CONNECT the driver accepted: a byte stream, not a body
 
@@ -962,6 +974,12 @@ class H2Connection:
                 out.append(Data(body, sid))
         elif size:
             stream.read_since = now
+            rate = self.limits.min_body_rate
+            if rate is not None:
+                stream.rate_bytes += size
+                if stream.rate_bytes >= rate * self.limits.body_rate_window:
+                    stream.rate_since = now  # kept up: a new window starts
+                    stream.rate_bytes = 0
             max_body = self.limits.max_body
             refused = False
             if max_body is not None:
@@ -1132,7 +1150,8 @@ class H2Connection:
         if stream is not None:
             stream.held = max(0, stream.held - size)
             if not stream.held and stream.read_since is not None:
-                stream.read_since = now
+                stream.read_since = stream.rate_since = now
+                stream.rate_bytes = 0
         if not self._closed:
             self._credit(sid, size)
 
@@ -1467,12 +1486,15 @@ class H2Connection:
         """The earliest time the peer runs out of time: a header block in CONTINUATION frames,
         a stalled request body, a response waiting for a window, or an idle connection."""
         limits = self.limits
+        rated = limits.min_body_rate is not None
         best: float | None = None
         if self._head_since is not None:
             best = self._head_since + limits.head_timeout
         for stream in self._streams.values():
             if stream.read_since is not None and not stream.held:
                 when = stream.read_since + limits.body_timeout
+                if rated and stream.rate_since + limits.body_rate_window < when:
+                    when = stream.rate_since + limits.body_rate_window
                 if best is None or when < best:
                     best = when
             if stream.stalled_since is not None:
@@ -1493,10 +1515,14 @@ class H2Connection:
             self.close(PROTOCOL_ERROR)
             return [], "header block not received in time"
         expired = []
+        rated = limits.min_body_rate is not None
         for sid, stream in list(self._streams.items()):
-            reading = stream.read_since is not None and not stream.held
-            if (reading and now >= stream.read_since + limits.body_timeout) or (  # type: ignore[operator]
-                stream.stalled_since is not None and now >= stream.stalled_since + limits.send_timeout
+            since = stream.read_since
+            reading = since is not None and not stream.held
+            if (
+                (since is not None and reading and now >= since + limits.body_timeout)
+                or (reading and rated and now >= stream.rate_since + limits.body_rate_window)
+                or (stream.stalled_since is not None and now >= stream.stalled_since + limits.send_timeout)
             ):
                 expired.append(sid)
                 self.reset(sid, CANCEL)

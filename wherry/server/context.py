@@ -145,6 +145,7 @@ class ServerContext:
             head_timeout=config.timeout_request_head,
             body_timeout=config.timeout_request_body,
             keep_alive_timeout=config.timeout_keep_alive,
+            min_body_rate=config.min_body_rate,
         )
         # Upgrade tokens the HTTP/1.1 core hands to another driver instead of serving as plain
         # HTTP: h2c on plain connections only (ALPN decides over TLS), websocket on both.
@@ -219,6 +220,7 @@ class ServerContext:
             body_timeout=config.timeout_request_body,
             keep_alive_timeout=max(config.timeout_keep_alive, 1.0),
             send_timeout=config.timeout_send,
+            min_body_rate=config.min_body_rate,
             # WebSocket over HTTP/2 (RFC 8441) whenever WebSocket is on.
             connect_protocol=config.ws != "none",
         )
