@@ -257,6 +257,7 @@ class _Stream:
     """What the core remembers of one stream it serves."""
 
     __slots__ = (
+        "answered",
         "body_seen",
         "bodyless",
         "expected",
@@ -294,6 +295,9 @@ class _Stream:
         self.rate_bytes = 0  # body bytes received in it
         self.stalled_since: float | None = None  # response data waiting for a window
         self.tunnel = False  # an extended CONNECT the driver accepted: a byte stream, not a body
+        # Answered in full and the driver done with it, while the request body may still come
+        # (half-closed (local); ``stream_done``): nobody reads what arrives on it.
+        self.answered = False
 
 
 class _RequestHead:
@@ -794,7 +798,11 @@ class H2Connection:
                 stream = streams.pop(sid, None)
                 if stream is not None:
                     self._set_closed(sid, stream)
-                    out.append(StreamReset(sid, _U32.unpack(payload)[0]))
+                    if stream.answered:
+                        if not streams:
+                            self._idle_since = now
+                    else:
+                        out.append(StreamReset(sid, _U32.unpack(payload)[0]))
             elif kind == PING:
                 if sid:
                     raise _ConnectionError(PROTOCOL_ERROR, "PING on a stream")
@@ -874,7 +882,7 @@ class H2Connection:
             _check_trailers(self._codec.decode_raw(block))
             if not end:
                 raise _ConnectionError(PROTOCOL_ERROR, "trailers without END_STREAM")
-            self._remote_end(sid, stream, out)
+            self._remote_end(sid, stream, now, out)
         elif action == "closed":
             self._codec.decode_raw(block)
             raise _ConnectionError(STREAM_CLOSED, "HEADERS on a half-closed stream")
@@ -954,6 +962,13 @@ class H2Connection:
             self._credit(0, flow)
             self._stream_error(sid, STREAM_CLOSED, out)
             return
+        if stream.answered:
+            self._credit(0, flow)
+            if flags & END_STREAM:
+                self._forget(sid, stream, now)
+            else:
+                self.reset(sid, NO_ERROR)  # more body nobody reads: stop the upload (§8.1)
+            return
         stream.recv_window -= flow
         if stream.recv_window < 0:
             floor = self.limits.initial_window_size - DEFAULT_WINDOW
@@ -995,9 +1010,12 @@ class H2Connection:
         if flags & END_STREAM:
             if stream.expected >= 0 and stream.received != stream.expected:
                 raise _ConnectionError(PROTOCOL_ERROR, "request body shorter than its content-length")
-            self._remote_end(sid, stream, out)
+            self._remote_end(sid, stream, now, out)
 
-    def _remote_end(self, sid: int, stream: _Stream, out: list[Event]) -> None:
+    def _remote_end(self, sid: int, stream: _Stream, now: float, out: list[Event]) -> None:
+        if stream.answered:
+            self._forget(sid, stream, now)
+            return
         if stream.state == HALF_CLOSED_LOCAL:
             self._set_closed(sid, stream)
         else:
@@ -1352,12 +1370,29 @@ class H2Connection:
             return
         if not stream.sent_end:
             self.reset(sid, INTERNAL_ERROR)
+        elif stream.state == HALF_CLOSED_LOCAL and not stream.tunnel:
+            # Answered before the request body ended. The stream stays half-closed (local), as
+            # RFC 9113 §5.1 has it, until the client ends or resets it: its WINDOW_UPDATE and
+            # RST_STREAM frames get the answers §6.9 and §5.1 give for an open stream, and not
+            # "ignored after our RST_STREAM". DATA that does not end the body is dropped and
+            # stops the upload then with RST_STREAM(NO_ERROR) (§8.1); the body deadlines bound
+            # a client that sends nothing.
+            stream.answered = True
+            stream.held = 0  # what the app left unread is nobody's now: the deadlines run
+            if stream.read_since is not None:
+                stream.read_since = stream.rate_since = now
+            return
         elif stream.state == HALF_CLOSED_LOCAL:
-            # Answered before the request body (or a tunnel's input) ended: stop the upload
-            # (RFC 9113 §8.1).
-            self.reset(sid, NO_ERROR)
+            self.reset(sid, NO_ERROR)  # a tunnel's input after its end: stop it (§8.1)
         else:
             self._set_closed(sid, stream)
+        self._streams.pop(sid, None)
+        if not self._streams:
+            self._idle_since = now
+
+    def _forget(self, sid: int, stream: _Stream, now: float) -> None:
+        """An answered stream ended by the client: closed, and nobody hears of it."""
+        self._set_closed(sid, stream)
         self._streams.pop(sid, None)
         if not self._streams:
             self._idle_since = now
@@ -1524,6 +1559,9 @@ class H2Connection:
                 or (reading and rated and now >= stream.rate_since + limits.body_rate_window)
                 or (stream.stalled_since is not None and now >= stream.stalled_since + limits.send_timeout)
             ):
+                if stream.answered:  # its body stopped coming, and nobody waits for it
+                    self.reset(sid, NO_ERROR)
+                    continue
                 expired.append(sid)
                 self.reset(sid, CANCEL)
         if not self._streams and not expired and now >= self._idle_since + limits.keep_alive_timeout:
