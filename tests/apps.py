@@ -166,6 +166,25 @@ async def failing_startup(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "lifespan.startup.failed", "message": "the database is unreachable"})
 
 
+async def lifespan_marks(scope: Any, receive: Any, send: Any) -> None:
+    """Creates the files $MARK.startup and $MARK.shutdown when its lifespan startup and shutdown
+    run (a process test's evidence); requests get 'ok'."""
+    import os
+
+    if scope["type"] == "lifespan":
+        mark = os.environ["MARK"]
+        while True:
+            message = await receive()
+            step = message["type"].rpartition(".")[2]
+            with open(f"{mark}.{step}", "w"):
+                pass
+            await send({"type": f"lifespan.{step}.complete"})
+            if step == "shutdown":
+                return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
 _HELD: list[bytes] = []
 
 

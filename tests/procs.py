@@ -42,6 +42,15 @@ def unix_accepts(path: str) -> bool:
     return True
 
 
+def tcp_accepts(port: int) -> bool:
+    """A server listens on 127.0.0.1:``port`` (a plain connect, closed at once)."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 def children(pid: int) -> set[int]:
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()

@@ -133,6 +133,8 @@ def sample(option: Option, toml_file: Path) -> Any:
             return ["GET,POST /orders=tests.apps:echo", "/any=tests.apps:hello"]
         if option.name == "fallback_on":
             return [404, 405]
+        if option.name == "forwarded_trust":
+            return ["host", "prefix"]
         return ["x-one:1", "x-two: 2"]
     return "sample-text"
 

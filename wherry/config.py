@@ -241,6 +241,18 @@ def _metrics_bind(value: Any) -> str:
     return text
 
 
+FORWARDED_TRUST = ("host", "prefix")
+
+
+def _forwarded_trust(value: Any) -> list[str]:
+    """``host``, ``prefix`` or ``host,prefix``: the proxy fields trusted beyond address and scheme."""
+    names = [part.strip().lower() for part in str(value).split(",") if part.strip()]
+    for name in names:
+        if name not in FORWARDED_TRUST:
+            raise ValueError(f"expected 'host' and/or 'prefix', got {name!r}")
+    return names
+
+
 @dataclass(frozen=True)
 class Option:
     name: str
@@ -480,14 +492,15 @@ OPTIONS: tuple[Option, ...] = (
         "proxy_headers",
         "bool",
         True,
-        "Trust X-Forwarded-For/-Proto from --forwarded-allow-ips.",
+        "Trust the client address and scheme (X-Forwarded-For/-Proto, or Forwarded for=/proto=) "
+        "from --forwarded-allow-ips; host and prefix only with --forwarded-trust.",
         group="HTTP",
     ),
     Option(
         "forwarded_allow_ips",
         "str",
-        "127.0.0.1",
-        "Comma-separated addresses, CIDR networks or '*' trusted to send proxy headers.",
+        "127.0.0.1,::1",
+        "Comma-separated addresses, CIDR networks, 'unix' or '*' trusted to send proxy headers.",
         envs=("FORWARDED_ALLOW_IPS",),
         group="HTTP",
     ),
@@ -587,6 +600,14 @@ OPTIONS: tuple[Option, ...] = (
         convert=_positive_int,
         group="Limits",
     ),
+    Option(
+        "min_body_rate",
+        "float",
+        None,
+        "Bytes per second a request body must keep up over each 5-second window (408 below it).",
+        convert=_positive_float,
+        group="Limits",
+    ),
     # Timeouts
     Option(
         "timeout_keep_alive",
@@ -668,7 +689,7 @@ OPTIONS: tuple[Option, ...] = (
         "ssl_ciphers",
         "str",
         None,
-        "OpenSSL cipher list for TLS 1.2 (default: OpenSSL's secure defaults).",
+        "OpenSSL cipher list for TLS 1.2 (default: ECDHE with AES-GCM or ChaCha20-Poly1305).",
         flags=("--ssl-ciphers", "--ciphers"),
         group="TLS",
     ),
@@ -867,6 +888,16 @@ OPTIONS: tuple[Option, ...] = (
         choices=("x-forwarded", "forwarded"),
         group="HTTP",
     ),
+    Option(
+        "forwarded_trust",
+        "list",
+        [],
+        "Also take from trusted proxies: 'host' (X-Forwarded-Host, or Forwarded host=, replaces Host) "
+        "and 'prefix' (X-Forwarded-Prefix, put before root_path). Only if the proxy sets or strips them.",
+        convert=_forwarded_trust,
+        group="HTTP",
+        metavar="host,prefix",
+    ),
     # Observability
     Option(
         "access_log_format",
@@ -951,6 +982,7 @@ class Config:
     limit_request_head: int
     limit_request_headers: int
     limit_request_body: int | None
+    min_body_rate: float | None
     timeout_keep_alive: float
     timeout_request_head: float
     timeout_request_body: float
@@ -986,6 +1018,7 @@ class Config:
     group: str | None
     proxy_protocol: bool
     proxy_headers_style: str
+    forwarded_trust: list[str]
     access_log_format: str | None
     log_format: str
     metrics_bind: str | None

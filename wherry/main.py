@@ -20,7 +20,7 @@ from .config import Config, ConfigError, read_toml
 from .importer import AppImportError, load_app, load_env_file
 from .logs import configure
 from .loops import current_loop, new_future, running
-from .sockets import BindError, create_sockets, describe
+from .sockets import BindError, create_sockets, describe, held_signals
 
 logger = logging.getLogger("wherry.error")
 
@@ -188,26 +188,29 @@ def run(app: Any = None, config: Config | None = None, **options: Any) -> None:
         write_pid_file,
     )
 
-    try:
-        check_privileges(config.user, config.group)
-        sockets = create_sockets(config)
-    except PrivilegeError as exc:
-        logger.error("%s", exc)
-        sys.exit(1)
-    except BindError as exc:
-        logger.error("%s", exc.strerror or exc)
-        sys.exit(1)
-    if config.pid_file:
-        write_pid_file(config.pid_file)
-    try:
-        if needs_supervisor(config):
-            sys.exit(Supervisor(config, sockets).run())
-        _load_server_modules(config)
-        drop_privileges(config.user, config.group)
-        run_in_process(config, sockets)
-    finally:
+    # From the moment the sockets listen, a client may connect and a signal may come: it is held
+    # until the supervisor's or the server's own handlers take over and act on it.
+    with held_signals():
+        try:
+            check_privileges(config.user, config.group)
+            sockets = create_sockets(config)
+        except PrivilegeError as exc:
+            logger.error("%s", exc)
+            sys.exit(1)
+        except BindError as exc:
+            logger.error("%s", exc.strerror or exc)
+            sys.exit(1)
         if config.pid_file:
-            remove_pid_file(config.pid_file)
+            write_pid_file(config.pid_file)
+        try:
+            if needs_supervisor(config):
+                sys.exit(Supervisor(config, sockets).run())
+            _load_server_modules(config)
+            drop_privileges(config.user, config.group)
+            run_in_process(config, sockets)
+        finally:
+            if config.pid_file:
+                remove_pid_file(config.pid_file)
 
 
 def _load_server_modules(config: Config) -> None:
@@ -279,12 +282,15 @@ def run_in_process(
             exporter.start()
 
     try:
-        if config.loop == "trio":
-            trio = _import_trio()
-            trio.run(functools.partial(server.serve, sockets, on_started))
-        else:
-            with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
-                runner.run(server.serve(sockets, on_started))
+        # Held signals also keep trio and asyncio.Runner from installing their own SIGINT
+        # handlers (each does only over Python's default one), which would abort the run.
+        with held_signals():
+            if config.loop == "trio":
+                trio = _import_trio()
+                trio.run(functools.partial(server.serve, sockets, on_started))
+            else:
+                with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
+                    runner.run(server.serve(sockets, on_started))
     except ConfigError as exc:
         logger.error("%s", exc)
         sys.exit(1)

@@ -1,13 +1,17 @@
 """Listening sockets from the binding options: TCP (IPv4/IPv6), Unix sockets, inherited fds and
-systemd socket activation (``LISTEN_FDS``/``LISTEN_PID``)."""
+systemd socket activation (``LISTEN_FDS``/``LISTEN_PID``); and the signals held from the moment
+they listen until a server or the supervisor handles them (``held_signals``)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import stat
-from collections.abc import MutableMapping
+import threading
+from collections.abc import Iterator, MutableMapping
+from typing import Any
 
 from .config import Config, decimal, file_mode, parse_bind
 
@@ -132,3 +136,37 @@ def describe(sock: socket.socket) -> str:
     if sock.family == socket.AF_INET6:
         return f"http://[{name[0]}]:{name[1]}"
     return f"http://{name[0]}:{name[1]}"
+
+
+# ---------------------------------------------------------------- signals while listening
+
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_held: list[int] = []  # signals received while held_signals() is in force and nobody else handles them
+
+
+def _hold(signum: int, _frame: Any) -> None:
+    _held.append(signum)
+
+
+@contextlib.contextmanager
+def held_signals() -> Iterator[None]:
+    """Record SIGINT/SIGTERM instead of raising KeyboardInterrupt or dying (main thread only).
+
+    A server installs its own handlers over these and acts on what was recorded in the meantime
+    (``take_held_signals``); outside a server they stay recorded until the block ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _hold) for sig in HANDLED_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def take_held_signals() -> list[int]:
+    """The signals recorded by ``held_signals`` and not yet taken, oldest first."""
+    taken = _held[:]
+    del _held[:]
+    return taken

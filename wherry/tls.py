@@ -1,5 +1,11 @@
 """The TLS context from the options: certificate and key, client certificates (mTLS), ciphers,
-TLS 1.2 as the lowest version, and ALPN offering h2 before http/1.1."""
+TLS 1.2 as the lowest version, and ALPN offering h2 before http/1.1.
+
+Unless ``--ssl-ciphers`` says otherwise, TLS 1.2 offers only forward-secret AEAD suites (ECDHE
+with AES-GCM or ChaCha20-Poly1305, the Mozilla "intermediate" set); TLS 1.3 suites are all AEAD
+already. The key-exchange groups are X25519, P-256 and P-384 where the ``ssl`` module can set a
+list of them (``SSLContext.set_groups``); before that it can set only one curve, which would drop
+X25519, so OpenSSL's default list stays."""
 
 from __future__ import annotations
 
@@ -10,6 +16,12 @@ from .config import Config, ConfigError
 CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
 CERT_REQS.update({"0": ssl.CERT_NONE, "1": ssl.CERT_OPTIONAL, "2": ssl.CERT_REQUIRED})
 MIN_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+TLS12_CIPHERS = ":".join(
+    f"ECDHE-{key}-{cipher}"
+    for cipher in ("AES128-GCM-SHA256", "AES256-GCM-SHA384", "CHACHA20-POLY1305")
+    for key in ("ECDSA", "RSA")
+)
+GROUPS = "X25519:P-256:P-384"
 
 
 class TLSContext:
@@ -62,10 +74,12 @@ def create_tls_context(config: Config) -> TLSContext | None:
             raise ConfigError(f"--ssl-ca-certs: {exc}") from None
     elif context.verify_mode != ssl.CERT_NONE:
         raise ConfigError("--ssl-cert-reqs optional/required needs --ssl-ca-certs")
-    if config.ssl_ciphers:
-        try:
-            context.set_ciphers(config.ssl_ciphers)
-        except ssl.SSLError as exc:
-            raise ConfigError(f"--ssl-ciphers: {exc}") from None
+    try:
+        context.set_ciphers(config.ssl_ciphers or TLS12_CIPHERS)
+    except ssl.SSLError as exc:
+        raise ConfigError(f"--ssl-ciphers: {exc}") from None
+    set_groups = getattr(context, "set_groups", None)
+    if set_groups is not None:
+        set_groups(GROUPS)
     context.set_alpn_protocols(["h2", "http/1.1"] if config.http2 else ["http/1.1"])
     return TLSContext(context, _first_pem(config.ssl_certfile))

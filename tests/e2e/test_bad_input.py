@@ -5,6 +5,7 @@ the advisory they come from)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import socket
@@ -18,7 +19,8 @@ import anyio
 import httpx
 import pytest
 
-from tests.conftest import RunningServer
+from tests import apps
+from tests.conftest import RunningServer, exchange
 
 SMUGGLED = b"GET /admin HTTP/1.1\r\nHost: a\r\n\r\n"
 CHUNKED_HEAD = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -563,3 +565,27 @@ def test_closing_in_stages_is_bounded(serve: Serve, monkeypatch: pytest.MonkeyPa
         elapsed = time.monotonic() - started
     assert 0.2 <= elapsed <= 1.5
     assert app.calls == []
+
+
+@pytest.mark.parametrize("host", [b"a b", b"a, b", b"u@a"])
+def test_invalid_host_values_get_400(serve: Serve, host: bytes) -> None:
+    """RFC 9112 §3.2: a request whose Host value is invalid gets 400, and the connection closes."""
+    server = serve(apps.echo, lifespan="off")
+    reply = exchange(
+        server, b"GET / HTTP/1.1\r\nHost: %b\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n" % host
+    )
+    assert reply.startswith(b"HTTP/1.1 400 ") and reply.count(b"HTTP/1.1 ") == 1
+
+
+def test_absolute_form_authority_reaches_the_app_as_host(serve: Serve) -> None:
+    """RFC 9112 §3.2.2: with an absolute-form target the app's host header is the target's authority."""
+    server = serve(apps.echo, lifespan="off")
+    reply = exchange(
+        server, b"GET http://a.example/p?q=1 HTTP/1.1\r\nHost: b.example\r\nConnection: close\r\n\r\n"
+    )
+    head = reply.partition(b"\r\n\r\n")[0].decode("latin-1")
+    assert head.startswith("HTTP/1.1 200 "), head
+    line = next(x for x in head.split("\r\n") if x.startswith("x-scope:"))
+    info = json.loads(line.partition(":")[2])
+    assert [v for n, v in info["headers"] if n == "host"] == ["a.example"]
+    assert info["path"] == "/p" and info["query_string"] == "q=1"

@@ -25,10 +25,8 @@ import h2.config
 import h2.connection
 import h2.errors
 import h2.events
-import hpack
 import httpx
 import pytest
-from hyperframe.frame import HeadersFrame
 
 from tests import apps
 from tests.conftest import RunningServer, read_response
@@ -509,26 +507,19 @@ def test_client_that_stops_reading_is_cut_after_the_send_timeout(h2serve: H2Star
     assert outcome == ["disconnected"]
 
 
-def test_more_streams_than_allowed_end_the_connection(h2serve: H2Start) -> None:
-    """RFC 9113 §5.1.2: a client that opens more streams than SETTINGS_MAX_CONCURRENT_STREAMS
-    (from --h2-max-concurrent-streams) is refused."""
+def test_more_streams_than_allowed_are_refused_and_may_be_retried(h2serve: H2Start) -> None:
+    """RFC 9113 §5.1.2 and §8.7: streams a client opens beyond SETTINGS_MAX_CONCURRENT_STREAMS
+    (from --h2-max-concurrent-streams; here sent before the client read the server's SETTINGS)
+    get RST_STREAM(REFUSED_STREAM); the others are answered and the connection stays usable."""
     env = h2serve(apps.slow, h2_max_concurrent_streams=2)
     with env.client() as client:
-        assert client.wait(lambda: client.conn.remote_settings.max_concurrent_streams == 2)
-        encoder = hpack.Encoder()
-        block = [
-            (b":method", b"GET"),
-            (b":path", b"/?delay=1"),
-            (b":scheme", env.scheme),
-            (b":authority", b"x"),
-        ]
-        for sid in (1, 3, 5):  # raw frames: h2's own client would not exceed the limit
-            frame = HeadersFrame(sid)
-            frame.data = encoder.encode(block)
-            frame.flags = {"END_HEADERS", "END_STREAM"}
-            client.send_raw(frame.serialize())
-        goaway = client.wait_goaway()
-    assert goaway is not None and goaway.error_code != 0
+        sids = [client.request("/?delay=0.2", scheme=env.scheme) for _ in range(3)]
+        assert client.response(sids[2]).reset == h2.errors.ErrorCodes.REFUSED_STREAM
+        for sid in sids[:2]:
+            assert client.response(sid).body == b"done"
+        retry = client.request("/?delay=0", scheme=env.scheme)
+        assert client.response(retry).body == b"done"
+        assert client.goaway is None
 
 
 @pytest.mark.parametrize(
@@ -975,3 +966,43 @@ def test_reset_streams_count_while_their_apps_run(h2serve: H2Start) -> None:
             assert client.goaway is None
     finally:
         release.set()
+
+
+CL_MISMATCH = {
+    "/long": (b"2", [(b"hello", False)]),
+    "/short": (b"100", [(b"hello", False)]),
+    "/long-first-piece": (b"2", [(b"hello", True), (b"", False)]),
+    "/long-later-piece": (b"5", [(b"hel", True), (b"lo!!", False)]),
+}
+
+
+def test_body_that_differs_from_its_content_length(h2serve: H2Start) -> None:
+    """RFC 9113 §8.1.1: a response whose DATA does not match its content-length is malformed. A
+    body refused before anything was sent (one message, or a first piece already too long) gets a
+    clean 500: one HEADERS frame, never a second HEADERS without END_STREAM; once part of the body
+    is sent, the stream is reset (INTERNAL_ERROR). The connection goes on either way."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["path"] not in CL_MISMATCH:
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+            await send({"type": "http.response.body", "body": b"ok"})
+            return
+        length, pieces = CL_MISMATCH[scope["path"]]
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", length)]})
+        for body, more in pieces:
+            await send({"type": "http.response.body", "body": body, "more_body": more})
+
+    env = h2serve(app)
+    with env.client() as client:
+        for path in ("/long", "/short", "/long-first-piece"):
+            response = client.response(client.request(path, scheme=env.scheme))
+            assert (response.status, response.reset) == (500, None), path
+            assert response.ended and response.body == b"Internal Server Error\n", path
+        sid = client.request("/long-later-piece", scheme=env.scheme)
+        while client.responses[sid].reset is None:
+            assert client.events(), "no reset"
+        assert client.responses[sid].reset == 2  # INTERNAL_ERROR
+        assert client.responses[sid].status == 200 and client.responses[sid].body == b"hel"
+        ok = client.response(client.request("/", scheme=env.scheme))
+        assert (ok.status, ok.body) == (200, b"ok")
+        assert client.goaway is None

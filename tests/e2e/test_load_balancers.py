@@ -129,7 +129,8 @@ def behind_nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Whe
     if NGINX is None or shutil.which("openssl") is None:
         pytest.skip("nginx not installed")
     tmp_path = tmp_path_factory.mktemp("nginx")
-    server = Wherry(["tests.apps:ws_echo", "--no-access-log"], tmp_path)
+    # docs/deploy.md: this nginx configuration sets X-Forwarded-Host and -Prefix on every request.
+    server = Wherry(["tests.apps:ws_echo", "--no-access-log", "--forwarded-trust", "host,prefix"], tmp_path)
     try:
         server.wait_serving()
         proxy, http_port, https_port = start_nginx(tmp_path, server.port)

@@ -752,9 +752,10 @@ def test_proxy_view_table(
     host: str | None,
     root_path: str,
 ) -> None:
-    """RFC 7239 Forwarded or X-Forwarded-For/-Proto/-Host, never both; X-Forwarded-Prefix is
-    put before --root-path; a value that is not plainly a host or an absolute path is ignored."""
-    view = ProxyView(TrustedHosts(spec), style, "")
+    """RFC 7239 Forwarded or X-Forwarded-For/-Proto/-Host, never both; with --forwarded-trust
+    host,prefix, X-Forwarded-Prefix is put before --root-path; a value that is not plainly a host or
+    an absolute path is ignored."""
+    view = ProxyView(TrustedHosts(spec), style, "", ("host", "prefix"))
     got_client, got_scheme, got_headers, got_root = view([(b"host", b"backend:8000"), *headers], PEER, "http")
     assert (got_client, got_scheme, got_root) == (client, scheme, root_path)
     assert dict(got_headers)[b"host"] == (host or "backend:8000").encode()
@@ -762,14 +763,14 @@ def test_proxy_view_table(
 
 def test_prefix_goes_before_the_root_path() -> None:
     """--root-path names where the app is mounted behind the proxy's prefix."""
-    view = ProxyView(TrustedHosts("*"), "x-forwarded", "/app")
+    view = ProxyView(TrustedHosts("*"), "x-forwarded", "/app", ["prefix"])
     assert view([(b"x-forwarded-prefix", b"/api")], PEER, "http")[3] == "/api/app"
 
 
 def test_forwarded_host_and_prefix_over_the_wire(serve: Serve) -> None:
     """A trusted proxy's X-Forwarded-Host reaches the app as Host, its prefix as root_path (and
-    path, which includes root_path)."""
-    server = serve(apps.echo)
+    path, which includes root_path), once --forwarded-trust names them."""
+    server = serve(apps.echo, forwarded_trust="host,prefix")
     info = get_scope(server, [("X-Forwarded-Host", "shop.example"), ("X-Forwarded-Prefix", "/api")])
     assert ["host", "shop.example"] in info["headers"]
     assert info["root_path"] == "/api"
@@ -778,7 +779,7 @@ def test_forwarded_host_and_prefix_over_the_wire(serve: Serve) -> None:
 
 def test_rfc7239_over_the_wire(serve: Serve) -> None:
     """--proxy-headers-style forwarded reads RFC 7239 Forwarded from a trusted peer."""
-    server = serve(apps.echo, proxy_headers_style="forwarded")
+    server = serve(apps.echo, proxy_headers_style="forwarded", forwarded_trust=["host"])
     info = get_scope(server, [("Forwarded", 'for="[2001:db8::7]:4711";proto=https;host=shop.example')])
     assert info["client"] == ["2001:db8::7", 4711]
     assert info["scheme"] == "https"
@@ -805,7 +806,7 @@ def test_obs_text_beside_proxy_header_values_over_http1(serve: Serve, char: byte
     """RFC 9110 §5.6.3: only SP and HTAB are optional whitespace. \\x85 and \\xa0 are obs-text
     that HTTP/1.1 carries (and str.strip() strips): after an address, a scheme, a host or a prefix
     they leave the scope as the peer made it, in either proxy-headers style."""
-    x_style = serve(apps.echo)
+    x_style = serve(apps.echo, forwarded_trust="host,prefix")
     head = (
         b"X-Forwarded-For: 203.0.113.7%b\r\nX-Forwarded-Proto: https%b\r\n"
         b"X-Forwarded-Host: shop.example%b\r\nX-Forwarded-Prefix: /api%b\r\n" % (char, char, char, char)
@@ -815,7 +816,7 @@ def test_obs_text_beside_proxy_header_values_over_http1(serve: Serve, char: byte
     assert info["scheme"] == "http"
     assert ["host", "a"] in info["headers"]
     assert info["root_path"] == ""
-    rfc = serve(apps.echo, proxy_headers_style="forwarded")
+    rfc = serve(apps.echo, proxy_headers_style="forwarded", forwarded_trust="host")
     info = raw_scope(rfc, b"Forwarded: for=203.0.113.7%b;proto=https\r\n" % char)
     assert info["client"][0] == "127.0.0.1" and info["scheme"] == "http"
     info = raw_scope(rfc, b"Forwarded: for=203.0.113.7;proto=https%b;host=shop.example%b\r\n" % (char, char))
@@ -873,8 +874,9 @@ def h2_scopes(server: RunningServer, requests: list[list[tuple[bytes, bytes]]]) 
 
 def test_proxy_view_over_http2(serve: Serve) -> None:
     """Over HTTP/2 a trusted proxy's X-Forwarded-Host and -Prefix, and RFC 7239 Forwarded in that
-    style, reach the scope as over HTTP/1.1, alone or beside X-Forwarded-For."""
-    x_style = serve(apps.echo, root_path="/app")
+    style, reach the scope as over HTTP/1.1, alone or beside X-Forwarded-For (with
+    --forwarded-trust host,prefix)."""
+    x_style = serve(apps.echo, root_path="/app", forwarded_trust="host,prefix")
     host_only, prefix_only, both = h2_scopes(
         x_style,
         [
@@ -886,7 +888,7 @@ def test_proxy_view_over_http2(serve: Serve) -> None:
     assert ["host", "shop.example"] in host_only["headers"] and host_only["root_path"] == "/app"
     assert prefix_only["root_path"] == "/api/app" and prefix_only["path"].startswith("/api/app")
     assert both["client"][0] == "203.0.113.7" and ["host", "shop.example"] in both["headers"]
-    rfc = serve(apps.echo, proxy_headers_style="forwarded")
+    rfc = serve(apps.echo, proxy_headers_style="forwarded", forwarded_trust="host")
     (info,) = h2_scopes(rfc, [[(b"forwarded", b"for=203.0.113.9;proto=https;host=shop.example")]])
     assert info["client"] == ["203.0.113.9", 0] and info["scheme"] == "https"
     assert ["host", "shop.example"] in info["headers"]
@@ -896,3 +898,118 @@ def test_spoofed_proxy_view_over_http2_is_ignored(serve: Serve) -> None:
     server = serve(apps.echo, forwarded_allow_ips="192.0.2.1")
     (info,) = h2_scopes(server, [[(b"x-forwarded-host", b"evil.example"), (b"x-forwarded-prefix", b"/x")]])
     assert info["root_path"] == "" and ["host", "evil.example"] not in info["headers"]
+
+
+# ------------------------------------------------ host and prefix are trusted only when asked for
+
+POISON_X = [(b"x-forwarded-host", b"evil.example"), (b"x-forwarded-prefix", b"/evilprefix")]
+POISON_RFC = [(b"forwarded", b"for=203.0.113.7;proto=https;host=evil.example"), POISON_X[1]]
+
+
+@pytest.mark.parametrize(
+    ("style", "headers", "client", "scheme"),
+    [
+        (
+            "x-forwarded",
+            [*xff("203.0.113.7"), (b"x-forwarded-proto", b"https"), *POISON_X],
+            "203.0.113.7",
+            "https",
+        ),
+        ("forwarded", POISON_RFC, "203.0.113.7", "https"),
+    ],
+)
+def test_host_and_prefix_need_forwarded_trust(style: str, headers: H, client: str, scheme: str) -> None:
+    """Proxies append X-Forwarded-For and set -Proto, but pass a client's X-Forwarded-Host,
+    X-Forwarded-Prefix and Forwarded host= through: without --forwarded-trust a trusted peer
+    changes only the client address and scheme."""
+    view = ProxyView(TrustedHosts("127.0.0.1"), style, "")
+    got_client, got_scheme, got_headers, got_root = view([(b"host", b"backend:8000"), *headers], PEER, "http")
+    assert got_client == (client, 0) and got_scheme == scheme
+    assert dict(got_headers)[b"host"] == b"backend:8000" and got_root == ""
+    only_host = ProxyView(TrustedHosts("127.0.0.1"), style, "", ["host"])
+    _, _, got_headers, got_root = only_host([(b"host", b"backend:8000"), *headers], PEER, "http")
+    assert dict(got_headers)[b"host"] == b"evil.example" and got_root == ""
+    only_prefix = ProxyView(TrustedHosts("127.0.0.1"), style, "", ["prefix"])
+    _, _, got_headers, got_root = only_prefix([(b"host", b"backend:8000"), *headers], PEER, "http")
+    assert dict(got_headers)[b"host"] == b"backend:8000" and got_root == "/evilprefix"
+
+
+def test_defaults_trust_loopback_and_not_host_or_prefix() -> None:
+    """The default --forwarded-allow-ips holds both loopback addresses, and --forwarded-trust is empty."""
+    from wherry.config import Config, ConfigError
+
+    config = Config()
+    assert "::1" in TrustedHosts(config.forwarded_allow_ips)
+    assert "127.0.0.1" in TrustedHosts(config.forwarded_allow_ips)
+    assert config.forwarded_trust == []
+    assert Config(forwarded_trust="host, prefix").forwarded_trust == ["host", "prefix"]
+    assert Config.from_sources({}, environ={"WHERRY_FORWARDED_TRUST": "prefix"}).forwarded_trust == ["prefix"]
+    with pytest.raises(ConfigError, match="forwarded-trust"):
+        Config(forwarded_trust="port")
+
+
+def test_poisoned_host_and_prefix_over_http1_by_default(serve: Serve) -> None:
+    """With the defaults, a client's X-Forwarded-Host and -Prefix passed on by a local proxy reach
+    neither the Host header, root_path nor path; X-Forwarded-For and -Proto still do."""
+    server = serve(apps.echo)
+    info = get_scope(
+        server,
+        [*SPOOF, ("X-Forwarded-Host", "evil.example"), ("X-Forwarded-Prefix", "/evilprefix")],
+    )
+    assert info["client"] == ["203.0.113.7", 0] and info["scheme"] == "https"
+    assert ["host", "evil.example"] not in info["headers"]
+    assert info["root_path"] == "" and info["path"] == "/"
+    rfc = serve(apps.echo, proxy_headers_style="forwarded")
+    info = get_scope(rfc, [("Forwarded", "for=203.0.113.7;proto=https;host=evil.example")])
+    assert info["client"] == ["203.0.113.7", 0] and info["scheme"] == "https"
+    assert ["host", "evil.example"] not in info["headers"]
+
+
+def test_poisoned_host_and_prefix_over_http2_by_default(serve: Serve) -> None:
+    """As over HTTP/1.1: over HTTP/2 the defaults take the address and scheme, not host or prefix."""
+    server = serve(apps.echo)
+    (info,) = h2_scopes(server, [[*xff("203.0.113.7"), (b"x-forwarded-proto", b"https"), *POISON_X]])
+    assert info["client"] == ["203.0.113.7", 0] and info["scheme"] == "https"
+    assert ["host", "evil.example"] not in info["headers"]
+    assert info["root_path"] == ""
+
+
+async def _ws_scope(scope: Any, receive: Any, send: Any) -> None:
+    """WebSocket: accept and send the scope's client, scheme, Host and root_path as JSON."""
+    if scope["type"] != "websocket":
+        return
+    await receive()
+    await send({"type": "websocket.accept"})
+    hosts = [v.decode("latin-1") for n, v in scope["headers"] if n == b"host"]
+    info = {
+        "client": scope["client"],
+        "scheme": scope["scheme"],
+        "host": hosts,
+        "root_path": scope["root_path"],
+    }
+    await send({"type": "websocket.send", "text": json.dumps(info)})
+    await send({"type": "websocket.close"})
+
+
+@pytest.mark.parametrize(
+    ("trust", "host", "root_path"), [("", "example.com", ""), ("host,prefix", "evil.example", "/p")]
+)
+def test_host_and_prefix_over_websocket(serve: Serve, trust: str, host: str, root_path: str) -> None:
+    """A WebSocket handshake's proxy headers are read as an HTTP request's: host and prefix only
+    with --forwarded-trust."""
+    from tests.wsframes import TEXT, open_websocket, parse_frames
+
+    server = serve(_ws_scope, forwarded_trust=trust) if trust else serve(_ws_scope)
+    extra = b"X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: https\r\n"
+    extra += b"X-Forwarded-Host: evil.example\r\nX-Forwarded-Prefix: /p\r\n"
+    with server.connect() as sock:
+        _, data = open_websocket(sock, "/", extra)
+        sock.settimeout(5)
+        while not any(opcode == TEXT for opcode, _ in parse_frames(data)):
+            more = sock.recv(65536)
+            assert more, data
+            data += more
+    text = next(payload for opcode, payload in parse_frames(data) if opcode == TEXT)
+    info = json.loads(text)
+    assert info["client"] == ["203.0.113.7", 0] and info["scheme"] == "wss"
+    assert info["host"] == [host] and info["root_path"] == root_path

@@ -9,10 +9,12 @@ by opening the gate from the test thread. Nothing sleeps to wait for the server.
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -20,6 +22,7 @@ import pytest
 
 from tests.apps import Release
 from tests.conftest import RunningServer, read_response
+from tests.procs import Wherry, tcp_accepts, wait_until
 
 Serve = Callable[..., RunningServer]
 
@@ -349,3 +352,27 @@ def test_repeated_shutdown_stays_graceful(serve: Serve) -> None:
         assert_closed(sock)
     wait_stopped(server, 5)
     assert app.ended == ["returned"]
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "trio"])
+def test_signal_as_soon_as_the_port_accepts_runs_the_lifespan_shutdown(tmp_path: Path, loop: str) -> None:
+    """A SIGINT that arrives between listen() and the server's own handlers is held, not turned
+    into an abort: the app's startup is matched by its shutdown and the exit is clean."""
+    for attempt in range(3):
+        mark = tmp_path / f"mark{attempt}"
+        server = Wherry(
+            ["tests.apps:lifespan_marks", "--loop", loop, "--no-access-log"],
+            tmp_path,
+            env={"MARK": str(mark)},
+        )
+        try:
+            wait_until(lambda: tcp_accepts(server.port), 20, "the port to accept")  # noqa: B023
+            server.signal(signal.SIGINT)
+            code = server.proc.wait(20)
+        finally:
+            server.close()
+        assert code == 0, server.log()
+        assert "Aborted" not in server.log()
+        started = Path(f"{mark}.startup").exists()
+        assert Path(f"{mark}.shutdown").exists() == started, server.log()
+        assert started, server.log()

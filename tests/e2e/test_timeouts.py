@@ -344,3 +344,125 @@ def test_empty_lines_do_not_keep_a_connection_alive(serve: Serve) -> None:
     assert reply == b""
     assert 0.2 <= elapsed <= 1.5
     assert app.calls == []
+
+
+# ------------------------------------------------ a stalled loop: input that arrived in time counts
+
+STALL = 1.2  # how long the blocking app holds the loop; past every deadline below
+
+
+class Blocker:
+    """An app that blocks the event loop (``time.sleep``, as a sync call in an app does) on
+    /block, after telling the test it has started; every other path answers 200 at once."""
+
+    def __init__(self) -> None:
+        self.blocking = threading.Event()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return
+        if scope["type"] == "websocket":
+            await receive()
+            await send({"type": "websocket.accept"})
+            while (message := await receive())["type"] == "websocket.receive":
+                await send({"type": "websocket.send", "text": message["text"]})
+            return
+        if scope["path"] == "/block":
+            self.blocking.set()
+            time.sleep(STALL)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    def block(self, server: RunningServer) -> socket.socket:
+        """Start a request that blocks the loop; returns its connection once the block began."""
+        self.blocking.clear()
+        sock = server.connect()
+        sock.sendall(b"GET /block HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert self.blocking.wait(5), "the blocking request did not start"
+        return sock
+
+
+def test_keep_alive_request_sent_in_time_is_served_after_a_stalled_loop(serve: Serve) -> None:
+    """RFC 9112 §9.5: a server closes an idle connection, not one whose next request arrived before
+    the keep-alive deadline. The loop stalls past the deadline while that request waits unread;
+    it is answered, not reset."""
+    app = Blocker()
+    server = serve(app, lifespan="off", timeout_keep_alive=0.6)
+    with server.connect() as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert read_responses(sock, 1)[0][0] == 200
+        with app.block(server) as blocker:
+            sock.sendall(b"GET /again HTTP/1.1\r\nHost: a\r\n\r\n")  # within the 0.6 s
+            assert read_responses(sock, 1)[0][0] == 200
+            assert read_responses(blocker, 1)[0][0] == 200
+
+
+def test_request_head_completed_in_time_is_served_after_a_stalled_loop(serve: Serve) -> None:
+    """RFC 9110 §15.5.9: 408 is for a head that did not arrive in time; a head completed before
+    --timeout-request-head and read only after a stall of the loop is served."""
+    app = Blocker()
+    server = serve(app, lifespan="off", timeout_request_head=0.6, timeout_keep_alive=5)
+    with server.connect() as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\n")
+        with app.block(server) as blocker:
+            sock.sendall(b"Host: a\r\n\r\n")
+            assert read_responses(sock, 1)[0][0] == 200
+            assert read_responses(blocker, 1)[0][0] == 200
+
+
+def test_http2_request_sent_before_the_idle_deadline_is_served_after_a_stalled_loop(serve: Serve) -> None:
+    """RFC 9113 §6.8: the idle GOAWAY is for an idle connection; a stream opened before the
+    deadline and read only after a stall of the loop is served."""
+    from tests.h2util import H2Client
+
+    app = Blocker()
+    server = serve(app, lifespan="off", timeout_keep_alive=0.6)
+    with H2Client(server.host, server.port) as client:
+        first = client.request(scheme=b"http")
+        while not client.responses[first].ended:
+            assert client.events(), "no answer"
+        with app.block(server) as blocker:
+            second = client.request(scheme=b"http")
+            while not client.responses[second].ended:
+                assert client.events(), "no answer"
+            assert client.responses[second].status == 200
+            assert read_responses(blocker, 1)[0][0] == 200
+
+
+def test_websocket_pong_sent_in_time_keeps_the_connection_after_a_stalled_loop(serve: Serve) -> None:
+    """RFC 6455 §5.5.3: a pong that answered the ping before --ws-ping-timeout keeps the connection,
+    even when the loop stalled past the timeout before reading it."""
+    from tests.wsframes import PING, PONG, TEXT, frame, open_websocket, parse_frames
+
+    app = Blocker()
+    server = serve(app, lifespan="off", ws_ping_interval=0.3, ws_ping_timeout=0.6)
+    with server.connect() as sock:
+        _, data = open_websocket(sock)
+        sock.settimeout(5)
+        while not any(opcode == PING for opcode, _ in parse_frames(data)):
+            more = sock.recv(65536)
+            assert more, "closed before a ping"
+            data += more
+        payload = next(p for opcode, p in parse_frames(data) if opcode == PING)
+        with app.block(server) as blocker:
+            sock.sendall(frame(PONG, payload, mask=True))
+            assert read_responses(blocker, 1)[0][0] == 200
+        sock.sendall(frame(TEXT, b"still here", mask=True))
+        data = b""
+        while not any(opcode == TEXT for opcode, _ in parse_frames(data)):
+            more = sock.recv(65536)
+            assert more, f"closed after the stall: {parse_frames(data)}"
+            data += more
+
+
+def test_body_slower_than_min_body_rate_gets_408(serve: Serve) -> None:
+    """--min-body-rate: a body trickled a byte every 0.2 s, each piece well within
+    timeout_request_body, still gets 408 and the close once a 5-second window passes without
+    the bytes the rate asks for; the reading app sees http.disconnect."""
+    app = Recorder()
+    server = serve(app, lifespan="off", min_body_rate=100, timeout_request_body=30, timeout_keep_alive=30)
+    with server.connect() as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n")
+        elapsed, reply = trickle(sock, b"x" * 1000, 0.2, 10.0)
+    assert 4.5 <= elapsed <= 7.5
+    assert_error_reply(reply, True, 408)

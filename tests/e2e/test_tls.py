@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from tests.conftest import RunningServer, read_response, run_server
+from tests.conftest import RunningServer, read_response, recv_all, run_server
 from tests.h2util import Certs, make_certs
 from wherry.config import Config, ConfigError
+from wherry.proto.http1 import H2_REFUSAL
 from wherry.server.tls import rfc4514_name
 from wherry.tls import create_tls_context
 
@@ -264,3 +265,50 @@ def test_alpn_offers_h2_then_http11_and_only_http11_without_http2(serve: Serve, 
     with sock:
         assert sock.selected_alpn_protocol() == "http/1.1"
     assert info["http_version"] == "1.1"
+
+
+H2_START = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # preface, SETTINGS
+
+
+@pytest.mark.parametrize("offered", [("http/1.1",), None, ("foo",)], ids=["http11", "no-alpn", "unknown"])
+def test_http2_preface_is_refused_unless_alpn_chose_h2(
+    serve: Serve, certs: Certs, offered: tuple[str, ...] | None
+) -> None:
+    """RFC 9113 §3.2 and RFC 7301: over TLS, HTTP/2 is spoken only when ALPN chose h2; after
+    http/1.1 or no ALPN the preface is answered as an HTTP/1.1-only server does (GOAWAY
+    HTTP_1_1_REQUIRED) and the connection closed."""
+    server = serve(tls_info, lifespan="off", ssl_certfile=str(certs.server_file))
+    context = certs.client_context(offered or ())
+    with context.wrap_socket(server.connect(), server_hostname="localhost") as sock:
+        assert sock.selected_alpn_protocol() in (None, "http/1.1")
+        sock.sendall(H2_START)
+        answer = recv_all(sock)
+    assert answer == H2_REFUSAL
+    with certs.client_context(("h2",)).wrap_socket(server.connect(), server_hostname="localhost") as sock:
+        sock.sendall(H2_START)
+        sock.settimeout(5)
+        first = sock.recv(9)
+    assert first[3] == 0x4 and not first[4] & 0x1  # the server's SETTINGS: HTTP/2 is served
+
+
+def test_tls12_offers_only_forward_secret_aead_suites(serve: Serve, certs: Certs) -> None:
+    """Without --ssl-ciphers, TLS 1.2 offers ECDHE with AES-GCM or ChaCha20-Poly1305 only (the
+    Mozilla intermediate set): a client offering only CBC suites is refused, one offering
+    ChaCha20-Poly1305 is served."""
+    server = serve(tls_info, lifespan="off", ssl_certfile=str(certs.server_file))
+    cbc = certs.client_context(("http/1.1",))
+    cbc.maximum_version = ssl.TLSVersion.TLSv1_2
+    cbc.set_ciphers(
+        "ECDHE-ECDSA-AES128-SHA256:ECDHE-RSA-AES128-SHA256:ECDHE-ECDSA-AES256-SHA384:AES256-SHA256"
+    )
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        get_over_tls(server, cbc)
+    chacha = certs.client_context(("http/1.1",))
+    chacha.maximum_version = ssl.TLSVersion.TLSv1_2
+    chacha.set_ciphers("ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
+    info, sock = get_over_tls(server, chacha)
+    sock.close()
+    assert info["tls"]["cipher_suite"] in (0xCCA9, 0xCCA8)
+    tls = create_tls_context(Config(ssl_certfile=str(certs.server_file)))
+    assert tls is not None
+    assert all("GCM" in c["name"] or "CHACHA20" in c["name"] for c in tls.context.get_ciphers())

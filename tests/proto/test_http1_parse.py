@@ -154,6 +154,16 @@ REJECTED: list[tuple[str, bytes, int]] = [
     ("space in the target", b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     ("bad method bytes", b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     ("unknown method token (RFC 9110 §9.1)", b"FROB / HTTP/1.1\r\nHost: a\r\n\r\n", 501),
+    ("Host with a space (RFC 9112 §3.2)", b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+    ("Host as a list (RFC 9112 §3.2)", b"GET / HTTP/1.1\r\nHost: a, b\r\n\r\n", 400),
+    ("Host with userinfo (RFC 9112 §3.2)", b"GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", 400),
+    ("Host with a path (RFC 9112 §3.2)", b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
+    ("Host with a bad port (RFC 9112 §3.2)", b"GET / HTTP/1.1\r\nHost: a:b\r\n\r\n", 400),
+    (
+        "absolute-form with userinfo (RFC 9110 §4.2.4)",
+        b"GET http://u@a.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n",
+        400,
+    ),
     ("HTTP/2.0 request line", b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
     ("HTTP/1.2", b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", 505),
     ("HTTP/3.0", b"GET / HTTP/3.0\r\nHost: a\r\n\r\n", 505),
@@ -317,3 +327,83 @@ def test_keep_alive_flags() -> None:
         request = conn.receive_data(data, 0.0)[0]
         assert isinstance(request, Request)
         assert request.keep_alive is keep_alive, data
+
+
+@pytest.mark.parametrize(
+    "host", [b"a", b"a.example:8080", b"[2001:db8::1]:443", b"127.0.0.1", b"", b"xn--bcher-kva.example"]
+)
+@pytest.mark.parametrize("step", [None, 1])
+def test_valid_host_values_are_accepted(host: bytes, step: int | None) -> None:
+    """RFC 9112 §3.2: a Host value is uri-host [":" port]; an empty one is allowed."""
+    data = b"GET / HTTP/1.1\r\nHost: %b\r\n\r\n" % host
+    assert feed(data, step=step) == [GET, "end"]
+
+
+@pytest.mark.parametrize("step", [None, 1])
+@pytest.mark.parametrize(
+    ("head", "authority"),
+    [
+        (b"GET http://a.example/p?q=1 HTTP/1.1\r\nHost: b.example\r\n\r\n", b"a.example"),
+        (b"GET http://a.example:8080 HTTP/1.1\r\nHost: a.example:8080\r\n\r\n", b"a.example:8080"),
+        (b"GET https://[2001:db8::1]:8443/p HTTP/1.1\r\nHost: x\r\n\r\n", b"[2001:db8::1]:8443"),
+    ],
+)
+def test_absolute_form_authority_is_the_host(head: bytes, authority: bytes, step: int | None) -> None:
+    """RFC 9112 §3.2.2: with an absolute-form target the server ignores the Host field and uses
+    the target's authority: the one host header the app sees is the authority."""
+    conn = H1Connection(H1Limits(), DefaultHeaders(), 0.0)
+    events: list[object] = []
+    chunks = [head] if step is None else [head[i : i + 1] for i in range(len(head))]
+    for chunk in chunks:
+        events.extend(conn.receive_data(chunk, 0.0))
+    (request,) = [e for e in events if isinstance(e, Request)]
+    assert [value for name, value in request.headers if name == b"host"] == [authority]
+
+
+# ---------------------------------------------------------------- minimum body rate
+
+HEAD_100 = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n"
+CHUNKED = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+# (name, head, pieces as (time, bytes), the deadline after the last piece, its verdict). The rate
+# is 10 bytes/s over a 1-second window: 10 bytes within a second of the last window's end.
+BODY_RATES: list[tuple[str, bytes, list[tuple[float, bytes]], float, str]] = [
+    ("kept up", HEAD_100, [(0.5, b"x" * 6), (0.9, b"x" * 6), (1.5, b"x" * 3)], 1.9, "slower"),
+    ("trickled", HEAD_100, [(t / 5, b"x") for t in range(1, 5)], 1.0, "slower"),
+    ("window restarted", HEAD_100, [(0.1, b"x" * 10), (1.0, b"x" * 10)], 2.0, "slower"),
+    ("chunk framing earns nothing", CHUNKED, [(0.2, b"1;" + b"e" * 40), (0.6, b"\r\nx\r\n")], 1.0, "slower"),
+    ("one burst", HEAD_100, [(0.5, b"x" * 20)], 1.5, "slower"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "head", "pieces", "deadline", "verdict"), BODY_RATES, ids=[c[0] for c in BODY_RATES]
+)
+@pytest.mark.parametrize("step", [None, 1])
+def test_min_body_rate_is_kept_over_each_window(
+    name: str, head: bytes, pieces: list[tuple[float, bytes]], deadline: float, verdict: str, step: int | None
+) -> None:
+    """--min-body-rate: a body must bring rate x window bytes within each window (a new one starts
+    when it did); past that, 408. Only body bytes count (not chunk framing), fed whole or one
+    byte at a time."""
+    limits = H1Limits(body_timeout=30.0, min_body_rate=10.0, body_rate_window=1.0)
+    conn = H1Connection(limits, DefaultHeaders(), 0.0)
+    conn.receive_data(head, 0.0)
+    assert conn.deadline == 1.0
+    for when, data in pieces:
+        for i in range(0, len(data), step or len(data)):
+            events = conn.receive_data(data[i : i + (step or len(data))], when)
+            assert not any(isinstance(e, Rejected) for e in events)
+    assert conn.deadline == pytest.approx(deadline)
+    rejected = conn.timed_out()
+    assert rejected is not None and rejected.status == 408 and verdict in rejected.detail
+
+
+def test_without_min_body_rate_only_the_gap_between_pieces_counts() -> None:
+    """Off by default: a trickled body meets only timeout_request_body between two pieces."""
+    conn = H1Connection(H1Limits(body_timeout=30.0), DefaultHeaders(), 0.0)
+    conn.receive_data(HEAD_100, 0.0)
+    for tenth in range(1, 50):
+        conn.receive_data(b"x", tenth / 10)
+    assert conn.deadline == pytest.approx(4.9 + 30.0)
+    rejected = conn.timed_out()
+    assert rejected is not None and "not received in time" in rejected.detail

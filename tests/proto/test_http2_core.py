@@ -20,6 +20,7 @@ from hyperframe.frame import (
     GoAwayFrame,
     HeadersFrame,
     PingFrame,
+    PriorityFrame,
     RstStreamFrame,
     SettingsFrame,
     WindowUpdateFrame,
@@ -446,6 +447,102 @@ def test_settings_and_ping_floods_end_the_connection(kind: str) -> None:
     assert goaway is not None and goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
 
 
+def _no_progress_frames(kind: str) -> bytes:
+    """One frame of a flood that costs the server work and gives the client nothing."""
+    if kind == "empty DATA":
+        return DataFrame(1).serialize()  # no payload, no END_STREAM (CVE-2019-9518)
+    if kind == "connection WINDOW_UPDATE":
+        return WindowUpdateFrame(0, window_increment=1).serialize()
+    if kind == "stream WINDOW_UPDATE":
+        return WindowUpdateFrame(1, window_increment=1).serialize()
+    if kind == "PRIORITY":
+        return PriorityFrame(3, depends_on=0, stream_weight=15).serialize()
+    if kind == "SETTINGS ACK":
+        return SettingsFrame(0, flags=["ACK"]).serialize()
+    if kind == "PING ACK":
+        return PingFrame(0, flags=["ACK"], opaque_data=b"12345678").serialize()
+    if kind == "GOAWAY NO_ERROR":
+        return GoAwayFrame(0, last_stream_id=0, error_code=0).serialize()
+    assert kind == "unknown type"
+    return b"\x00\x00\x00\xfa\x00\x00\x00\x00\x00"  # type 0xfa, ignored (RFC 9113 §5.5)
+
+
+NO_PROGRESS = [
+    "empty DATA",
+    "connection WINDOW_UPDATE",
+    "stream WINDOW_UPDATE",
+    "PRIORITY",
+    "SETTINGS ACK",
+    "PING ACK",
+    "GOAWAY NO_ERROR",
+    "unknown type",
+]
+
+
+@pytest.mark.parametrize("kind", NO_PROGRESS)
+def test_floods_of_frames_that_make_no_progress_end_the_connection(kind: str) -> None:
+    """CVE-2019-9518 class: empty DATA frames, WINDOW_UPDATEs that answer no DATA, PRIORITY, ACKs
+    of nothing, repeated GOAWAYs and unknown frame types each cost the server a parse and give
+    the client nothing; beyond a per-connection budget (the defaults) the connection ends with
+    GOAWAY ENHANCE_YOUR_CALM, and nothing after it is read."""
+    pair = Pair()
+    sid = pair.request(end=False)  # stream 1 open, its body not ended
+    events = pair.to_server()
+    assert kinds(events) == ["Request"]
+    events = pair.server.receive_data(_no_progress_frames(kind) * 5000, 0.0)
+    assert kinds(events)[-1] == "Rejected"
+    assert "no progress" in events[-1].detail  # type: ignore[attr-defined]
+    assert pair.server.closed
+    pair.to_client()
+    goaway = pair.goaway()
+    assert goaway is not None and goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+    assert pair.server.receive_data(DataFrame(sid).serialize(), 0.0) == []
+
+
+@pytest.mark.parametrize("kind", NO_PROGRESS)
+def test_frames_that_make_no_progress_within_the_budget_refill_over_time(kind: str) -> None:
+    """A client that sends such frames now and then keeps its connection: the budget refills
+    with time (here 50 a second against a refill of 100)."""
+    pair = Pair()
+    pair.request(end=False)
+    pair.to_server()
+    frame = _no_progress_frames(kind)
+    for _ in range(3000):
+        assert "Rejected" not in kinds(pair.server.receive_data(frame, pair.now))
+        pair.now += 0.02
+    assert not pair.server.closed
+
+
+def test_a_browser_never_spends_the_budget_for_frames_that_make_no_progress() -> None:
+    """What browsers send is earned by the work it asks for: PRIORITY frames for placeholder
+    streams at the start and one PRIORITY per request, a large connection WINDOW_UPDATE at the
+    start, and (the most a reader can send) a stream and a connection WINDOW_UPDATE for every
+    DATA frame received. Thousands of requests on one connection at one instant never end it."""
+    pair = Pair()
+    wire = pair.client.data_to_send()
+    wire += WindowUpdateFrame(0, window_increment=15_000_000).serialize()
+    for placeholder in (3, 5, 7, 9, 11):  # idle streams as priority groups
+        wire += PriorityFrame(placeholder, depends_on=0, stream_weight=100).serialize()
+    assert kinds(pair.server.receive_data(wire, 0.0)) == ["WindowOpened"]
+    pair.to_client()
+    sid = 13
+    for _ in range(1500):
+        wire = PriorityFrame(sid, depends_on=3, stream_weight=30).serialize()
+        wire += raw_headers_frame(sid, BASE)
+        events = pair.server.receive_data(wire, 0.0)
+        assert kinds(events) == ["Request", "EndOfMessage"]
+        pair.server.send_response(sid, 200, [], [], False)
+        for piece in range(4):
+            assert pair.server.send_data(sid, b"x" * 16000, piece == 3, 0.0) == b""
+        pair.server.stream_done(sid, 0.0)
+        pair.server.data_to_send()  # the client reads it all and acknowledges every DATA frame:
+        acks = (WindowUpdateFrame(sid, window_increment=16000).serialize() for _ in range(4))
+        acks2 = (WindowUpdateFrame(0, window_increment=16000).serialize() for _ in range(4))
+        assert "Rejected" not in kinds(pair.server.receive_data(b"".join(acks) + b"".join(acks2), 0.0))
+        sid += 2
+    assert not pair.server.closed
+
+
 def test_continuation_flood_is_bounded_by_the_header_list_size() -> None:
     """CVE-2023-45288 class: CONTINUATION frames without END_HEADERS are not buffered beyond the
     header list limit; the connection ends with GOAWAY."""
@@ -499,14 +596,39 @@ def test_hpack_bomb_is_refused_by_the_header_list_size() -> None:
     assert goaway is not None and goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
 
 
-def test_more_streams_than_advertised_are_refused() -> None:
-    """RFC 9113 §5.1.2: a HEADERS frame beyond SETTINGS_MAX_CONCURRENT_STREAMS is an error; the
-    server ends the connection (a stream error may be treated as a connection error, §5.4.1)."""
+def test_streams_beyond_the_advertised_limit_get_refused_stream() -> None:
+    """RFC 9113 §5.1.2 and §8.7: a stream beyond SETTINGS_MAX_CONCURRENT_STREAMS is refused with
+    RST_STREAM(REFUSED_STREAM), which a client may retry; the connection and its other streams go
+    on, late frames on the refused stream are ignored, and HPACK stays in step."""
     pair = Pair(H2Limits(max_concurrent_streams=2))
-    events = pair.server.receive_data(raw_client_start(), 0.0)
-    for sid in (1, 3, 5):
-        events += pair.server.receive_data(raw_headers_frame(sid, BASE, ("END_HEADERS",)), 0.0)
-    assert kinds(events) == ["Request", "Request", "Rejected"]
+    upload = [(b":method", b"POST"), *BASE[1:], (b"x-token", b"abcdef")]
+    sids = [pair.request(upload, end=False) for _ in range(3)]  # before the client saw SETTINGS
+    events = pair.to_server()
+    assert kinds(events) == ["Request", "Request"]
+    assert [e.stream_id for e in events] == sids[:2]  # type: ignore[attr-defined]
+    resets = [e for e in pair.client_events if isinstance(e, h2.events.StreamReset)]
+    assert [(r.stream_id, r.error_code) for r in resets] == [(sids[2], h2.errors.ErrorCodes.REFUSED_STREAM)]
+    assert pair.goaway() is None
+    # The client's DATA already on its way for the refused stream is ignored (RFC 9113 §5.1).
+    late = DataFrame(sids[2])
+    late.data = b"late"
+    late.flags = {"END_STREAM"}
+    assert pair.to_server(late.serialize()) == []
+    # The first two still complete; a slot freed admits the retry, whose header block refers to
+    # the dynamic-table entry the refused block added.
+    pair.client.send_data(sids[0], b"body", end_stream=True)
+    events = pair.to_server()
+    assert kinds(events) == ["Data", "EndOfMessage"]
+    pair.server.send_response(sids[0], 200, [], (), True)
+    pair.server.stream_done(sids[0], 0.0)
+    pair.to_client()
+    retry = pair.request(upload)
+    events = pair.to_server()
+    assert kinds(events) == ["Request", "EndOfMessage"]
+    request = events[0]
+    assert isinstance(request, Request) and request.stream_id == retry
+    assert (b"x-token", b"abcdef") in request.headers
+    assert pair.goaway() is None
 
 
 @pytest.mark.parametrize(
@@ -689,6 +811,31 @@ def test_stalled_request_body_meets_its_deadline() -> None:
     assert expired == [sid] and reason is None
 
 
+def test_request_body_slower_than_min_body_rate_is_reset() -> None:
+    """--min-body-rate on HTTP/2: while the app has read all it got, a stream's body must bring
+    rate x window bytes within each window (a new one starts when it did), or the stream is
+    reset as a stalled body is; time the app holds the body is not the client's."""
+    pair = Pair(H2Limits(body_timeout=30.0, min_body_rate=10.0, body_rate_window=1.0))
+    sid = pair.request(body=b"x" * 12, end=False)
+    pair.to_server()
+    assert pair.server.deadline is None  # the app holds the body: no clock runs
+    pair.server.acknowledge(sid, 12, 0.5)  # read: the window starts now
+    assert pair.server.deadline == 1.5
+    pair.now = 1.2
+    pair.client.send_data(sid, b"x" * 10)
+    pair.to_server()
+    pair.server.acknowledge(sid, 10, 1.2)
+    assert pair.server.deadline == pytest.approx(2.2)
+    pair.now = 2.0
+    pair.client.send_data(sid, b"x" * 3)
+    pair.to_server()
+    pair.server.acknowledge(sid, 3, 2.0)
+    assert pair.server.deadline == pytest.approx(3.0)
+    assert pair.server.timed_out(2.9) == ([], None)
+    expired, reason = pair.server.timed_out(3.0)
+    assert expired == [sid] and reason is None
+
+
 def test_body_held_by_a_slow_app_runs_no_deadline() -> None:
     """A client whose window is full because the app has not read is not blamed for the gap."""
     pair = Pair(H2Limits(body_timeout=2.0, keep_alive_timeout=100.0))
@@ -726,3 +873,29 @@ def test_window_update_frame_is_counted_for_the_connection() -> None:
     events = pair.to_server(WindowUpdateFrame(0, window_increment=1000).serialize())
     assert any(isinstance(e, WindowOpened) and e.stream_id == 0 for e in events)
     assert GoAwayFrame(0).type == 7
+
+
+@pytest.mark.parametrize(
+    ("length", "size", "ends"),
+    [(b"2", 5, True), (b"100", 5, True), (b"2", 5, False), (b"5", 0, True)],
+    ids=["longer", "shorter", "first-piece-longer", "empty"],
+)
+def test_body_sent_with_the_headers_is_checked_before_they_are_queued(
+    length: bytes, size: int, ends: bool
+) -> None:
+    """RFC 9113 §8.1.1: a body that cannot match the content-length is refused before the HEADERS
+    are queued, so the same stream can still carry a 500 (twice for the cached field block)."""
+    pair = Pair()
+    for _ in range(2):
+        sid = pair.request()
+        pair.to_server()
+        with pytest.raises(LocalProtocolError):
+            pair.server.send_response(
+                sid, 200, [(b"content-length", length)], (), size == 0 and ends, size, ends
+            )
+        assert pair.server.data_to_send() == b""
+        assert not pair.server.send_response(sid, 500, [(b"content-length", b"3")], (), False, 3, True)
+        assert pair.server.send_data(sid, b"err", True, 0.0) == b""
+        events = pair.to_client()
+        assert [type(e).__name__ for e in events] == ["ResponseReceived", "DataReceived", "StreamEnded"]
+        assert dict(events[0].headers)[b":status"] == b"500"

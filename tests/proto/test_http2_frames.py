@@ -28,6 +28,7 @@ PROTOCOL_ERROR = 0x1
 FLOW_CONTROL_ERROR = 0x3
 STREAM_CLOSED = 0x5
 FRAME_SIZE_ERROR = 0x6
+REFUSED_STREAM = 0x7
 COMPRESSION_ERROR = 0x9
 ENHANCE_YOUR_CALM = 0xB
 
@@ -200,6 +201,29 @@ def test_continuation_frames_are_bounded_in_number(name: str, split: Callable[[b
 
 
 @pytest.mark.parametrize(("name", "split"), FEEDS[:2], ids=[f[0] for f in FEEDS[:2]])
+def test_streams_beyond_the_limit_are_refused_within_a_budget(
+    name: str, split: Callable[[bytes], list[bytes]]
+) -> None:
+    """RFC 9113 §5.1.2: a stream beyond SETTINGS_MAX_CONCURRENT_STREAMS gets RST_STREAM
+    REFUSED_STREAM, not GOAWAY; refusals make no progress, so a flood of them spends the
+    idle-frame budget and ends with GOAWAY ENHANCE_YOUR_CALM."""
+    limits = H2Limits(max_concurrent_streams=1, idle_frame_budget=(5, 1.0))
+    wire = START + headers(1, POST, 0x4) + b"".join(headers(sid, GET) for sid in (3, 5, 7))
+    events, frames, server = run(wire, split, limits)
+    assert [type(e) for e in events] == [Request] and not server.closed
+    assert [(f.stream_id, f.error_code) for f in frames if isinstance(f, RstStreamFrame)] == [
+        (3, REFUSED_STREAM),
+        (5, REFUSED_STREAM),
+        (7, REFUSED_STREAM),
+    ]
+    assert not any(isinstance(f, GoAwayFrame) for f in frames)
+    flood = START + headers(1, POST, 0x4) + b"".join(headers(sid, GET) for sid in range(3, 41, 2))
+    events, frames, server = run(flood, split, limits)
+    assert server.closed and isinstance(events[-1], Rejected)
+    assert [f.error_code for f in frames if isinstance(f, GoAwayFrame)] == [ENHANCE_YOUR_CALM]
+
+
+@pytest.mark.parametrize(("name", "split"), FEEDS[:2], ids=[f[0] for f in FEEDS[:2]])
 def test_request_trailers_end_the_body(name: str, split: Callable[[bytes], list[bytes]]) -> None:
     """RFC 9113 §8.1: a HEADERS frame with END_STREAM after DATA carries trailers; the body ends
     (ASGI has no request trailers, so they are checked and dropped)."""
@@ -267,17 +291,16 @@ def test_window_update_frames_sent_are_well_formed() -> None:
 def test_frames_after_the_server_reset_a_stream_are_ignored(
     name: str, split: Callable[[bytes], list[bytes]]
 ) -> None:
-    """RFC 9113 §5.1 (closed), §8.1: after the server answered early and reset the upload
-    (RST_STREAM NO_ERROR), the client's DATA and trailers already in flight are ignored, and the
-    trailers' header block still updates the HPACK table the next request refers to."""
+    """RFC 9113 §5.1 (closed), §8.1: after the server answered early, body DATA that arrives
+    stops the upload (RST_STREAM NO_ERROR); the client's trailers already in flight are then
+    ignored, and their header block still updates the HPACK table the next request refers to."""
     encoder = hpack.Encoder()
     server = H2Connection(H2Limits(), 0.0)
     server.initiate()
     server.receive_data(START + frame(0x1, 0x4, 1, encoder.encode(POST)), 0.0)
     server.send_response(1, 200, [], [], True)
     server.stream_done(1, 0.0)
-    resets = [f for f in written(server.data_to_send()) if isinstance(f, RstStreamFrame)]
-    assert [(f.stream_id, f.error_code) for f in resets] == [(1, 0)]
+    assert not any(isinstance(f, RstStreamFrame) for f in written(server.data_to_send()))
     late = frame(0x0, 0, 1, b"body") + frame(0x1, 0x5, 1, encoder.encode([(b"x-trailer", b"indexed now")]))
     fields = [*GET, (b"x-trailer", b"indexed now")]  # the last field comes from the dynamic table
     wire = late + frame(0x1, 0x5, 3, encoder.encode(fields))
@@ -289,7 +312,67 @@ def test_frames_after_the_server_reset_a_stream_are_ignored(
     assert isinstance(request, Request) and request.stream_id == 3
     assert (b"x-trailer", b"indexed now") in request.headers
     assert not server.closed
-    assert not any(isinstance(f, (GoAwayFrame, RstStreamFrame)) for f in written(server.data_to_send()))
+    out = written(server.data_to_send())
+    assert [(f.stream_id, f.error_code) for f in out if isinstance(f, RstStreamFrame)] == [(1, 0)]
+    assert not any(isinstance(f, GoAwayFrame) for f in out)
+
+
+AFTER_EARLY_ANSWER: list[tuple[str, bytes, type[Frame], int]] = [
+    # h2spec 5.1/8: the client resets the stream, then sends DATA on it (now closed).
+    (
+        "data after the client's reset",
+        frame(0x3, 0, 1, u32(0x8)) + frame(0x0, 0x1, 1, b"x"),
+        RstStreamFrame,
+        0x5,
+    ),
+    # h2spec 5.1/9: HEADERS on a stream the client reset.
+    ("headers after the client's reset", frame(0x3, 0, 1, u32(0x8)) + headers(1, POST), GoAwayFrame, 0x5),
+    # h2spec 6.9/2: a WINDOW_UPDATE of 0 on the stream.
+    ("window update of 0", frame(0x8, 0, 1, u32(0)), RstStreamFrame, PROTOCOL_ERROR),
+    # h2spec 6.9.1/3: the stream's window pushed above 2^31-1.
+    ("window above 2^31-1", frame(0x8, 0, 1, u32(2**31 - 1)) * 2, RstStreamFrame, FLOW_CONTROL_ERROR),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "wire", "kind", "code"), AFTER_EARLY_ANSWER, ids=[c[0] for c in AFTER_EARLY_ANSWER]
+)
+@pytest.mark.parametrize(("feed", "split"), FEEDS[:2], ids=[f[0] for f in FEEDS[:2]])
+def test_a_stream_answered_before_its_body_ended_is_half_closed_local(
+    name: str, wire: bytes, kind: type[Frame], code: int, feed: str, split: Callable[[bytes], list[bytes]]
+) -> None:
+    """RFC 9113 §5.1, §6.9, §6.9.1: a stream the server answered in full while the request body
+    may still come stays half-closed (local) rather than being reset at once, so the client's
+    frames on it get the errors the RFC names (as h2spec expects of an app that answers at once)."""
+    server = H2Connection(H2Limits(), 0.0)
+    server.initiate()
+    server.receive_data(START + headers(1, POST, 0x4), 0.0)
+    server.send_response(1, 200, [], [], True)
+    server.stream_done(1, 0.0)
+    server.data_to_send()
+    events: list[Event] = []
+    for piece in split(wire):
+        events += server.receive_data(piece, 0.0)
+    assert not any(isinstance(e, (Request, Data, EndOfMessage)) for e in events)
+    out = [f for f in written(server.data_to_send()) if isinstance(f, (GoAwayFrame, RstStreamFrame))]
+    assert [(type(f), f.error_code) for f in out] == [(kind, code)]
+
+
+def test_a_body_ending_after_an_early_answer_closes_the_stream_quietly() -> None:
+    """RFC 9113 §8.1: the rest of a body that ends (DATA with END_STREAM, or trailers) closes the
+    answered stream without a reset."""
+    server = H2Connection(H2Limits(), 0.0)
+    server.initiate()
+    server.receive_data(START + headers(1, POST, 0x4) + headers(3, POST, 0x4), 0.0)
+    for sid in (1, 3):
+        server.send_response(sid, 200, [], [], True)
+        server.stream_done(sid, 0.0)
+    server.data_to_send()
+    late = frame(0x0, 0x1, 1, b"x" * 16000) + headers(3, [(b"x-trailer", b"t")])
+    assert server.receive_data(late, 1.0) == []
+    assert server.open_streams == 0
+    out = written(server.data_to_send())
+    assert not any(isinstance(f, (GoAwayFrame, RstStreamFrame)) for f in out)
 
 
 def test_a_large_frame_in_small_reads_is_parsed_once_complete() -> None:
@@ -420,7 +503,8 @@ def test_late_frames_are_ignored_for_the_last_128_streams_the_server_reset() -> 
     for sid in sids:
         server.receive_data(headers(sid, POST, 0x4), 0.0)
         server.send_response(sid, 200, [], [], True)
-        server.stream_done(sid, 0.0)  # answered before the body ended: RST_STREAM NO_ERROR
+        server.stream_done(sid, 0.0)  # answered before the body ended
+        server.receive_data(frame(0x0, 0, sid, b"more"), 0.0)  # more body: RST_STREAM NO_ERROR
     server.data_to_send()
     assert server.receive_data(frame(0x0, 0, sids[-1], b"late"), 0.0) == []
     assert not any(isinstance(f, RstStreamFrame) for f in written(server.data_to_send()))
@@ -428,3 +512,20 @@ def test_late_frames_are_ignored_for_the_last_128_streams_the_server_reset() -> 
     resets = [f for f in written(server.data_to_send()) if isinstance(f, RstStreamFrame)]
     assert [(f.stream_id, f.error_code) for f in resets] == [(sids[0], STREAM_CLOSED)]
     assert not server.closed
+
+
+def test_an_answered_stream_whose_body_stops_is_reset_at_the_body_deadline() -> None:
+    """An answered stream kept for the rest of its body is bounded by the body deadline: then
+    RST_STREAM NO_ERROR, and no driver hears of it (its app is gone)."""
+    server = H2Connection(H2Limits(body_timeout=30.0), 0.0)
+    server.initiate()
+    server.receive_data(START + headers(1, POST, 0x4), 0.0)
+    server.send_response(1, 200, [], [], True)
+    server.stream_done(1, 1.0)
+    server.data_to_send()
+    assert server.deadline == 31.0
+    expired, _reason = server.timed_out(31.0)
+    assert expired == []
+    resets = [f for f in written(server.data_to_send()) if isinstance(f, RstStreamFrame)]
+    assert [(f.stream_id, f.error_code) for f in resets] == [(1, 0)]
+    assert server.open_streams == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote
 
@@ -277,26 +278,32 @@ def parse_forwarded(lines: list[bytes]) -> list[dict[str, str]] | None:
 
 
 class ProxyView:
-    """What a trusted peer's proxy headers say: client, scheme, Host and root_path.
+    """What a trusted peer's proxy headers say: client, scheme, and (when trusted) Host and root_path.
 
-    ``style`` "x-forwarded" reads X-Forwarded-For and -Proto (as ``apply_proxy_headers``), then
-    X-Forwarded-Host (replaces the Host header the app sees) and X-Forwarded-Prefix (put before
-    ``--root-path``). ``style`` "forwarded" reads RFC 7239 ``Forwarded`` instead of the
-    X-Forwarded-For/-Proto/-Host trio: the client is chosen by the same walk from the right over
-    the ``for=`` parameters, and ``proto=`` and ``host=`` come from the element of the chosen
-    client. X-Forwarded-Prefix has no RFC 7239 counterpart and is read in both styles. Only one
-    style is read, because a proxy that writes one kind passes the other kind from the client
-    untouched, and reading both would let a client choose its own address.
+    ``style`` "x-forwarded" reads X-Forwarded-For and -Proto (as ``apply_proxy_headers``).
+    ``style`` "forwarded" reads RFC 7239 ``Forwarded`` instead: the client is chosen by the same
+    walk from the right over the ``for=`` parameters, and ``proto=`` comes from the element of the
+    chosen client. Only one style is read, because a proxy that writes one kind passes the other
+    kind from the client untouched, and reading both would let a client choose its own address.
 
-    Hosts and prefixes that are not plainly a host or an absolute path are ignored.
+    The client address and scheme are all that is trusted by default: most proxies append to
+    X-Forwarded-For and set X-Forwarded-Proto, but pass a client's X-Forwarded-Host and
+    X-Forwarded-Prefix through untouched. ``trust`` (``--forwarded-trust``) adds ``"host"``:
+    X-Forwarded-Host, or ``host=`` of the chosen Forwarded element, replaces the Host header the
+    app sees; and ``"prefix"``: X-Forwarded-Prefix (read in both styles, RFC 7239 has no
+    counterpart) is put before ``--root-path``. Hosts and prefixes that are not plainly a host or
+    an absolute path are ignored.
     """
 
-    __slots__ = ("root_path", "style", "trusted")
+    __slots__ = ("root_path", "style", "trust_host", "trust_prefix", "trusted")
 
-    def __init__(self, trusted: TrustedHosts, style: str, root_path: str) -> None:
+    def __init__(self, trusted: TrustedHosts, style: str, root_path: str, trust: Iterable[str] = ()) -> None:
         self.trusted = trusted
         self.style = style
         self.root_path = root_path
+        names = set(trust)
+        self.trust_host = "host" in names
+        self.trust_prefix = "prefix" in names
 
     def __call__(
         self, headers: Headers, client: tuple[str, int] | None, scheme: str
@@ -320,8 +327,10 @@ class ProxyView:
             if hosts:
                 elements = _list_elements(hosts)
                 host = elements[-1] if elements else None
+        if not self.trust_host:
+            host = None
         root_path = self.root_path
-        if prefixes:
+        if prefixes and self.trust_prefix:
             elements = _list_elements(prefixes)
             if elements and _valid_prefix(elements[-1]):
                 root_path = elements[-1].rstrip("/") + root_path

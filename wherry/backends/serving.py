@@ -13,6 +13,10 @@ Rules of this module:
    ``timeout_graceful_shutdown`` for them; then cut what is left and cancel the apps still
    running; wait until every socket is released; finally run the lifespan shutdown.
 3. ``request_exit`` is safe from any thread and before ``serve`` has started.
+4. No SIGINT/SIGTERM is lost or turned into an abort once the sockets listen: ``held_signals``
+   (``wherry.sockets``) records them until a server's own handlers are in place, and the server
+   acts on them once its application's startup has completed (so a startup that ran is matched
+   by its shutdown).
 """
 
 from __future__ import annotations
@@ -32,11 +36,11 @@ from ..asgi.lifespan import Lifespan, LifespanFailure
 from ..config import Config
 from ..loops import foreign_loop
 from ..server.context import Runtime, ServerContext, TimerHandle
+from ..sockets import take_held_signals
 from ..tls import create_tls_context
 
 logger = logging.getLogger("wherry.error")
 
-HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 GIVE_UP_AFTER = 5.0  # seconds to wait for cancelled work to end before serve() returns
 # Accepting: every waiting connection up to a burst per readiness of a listening socket, so a
 # loop turn that is long under load does not hold new connections in the kernel's queue.
@@ -171,6 +175,8 @@ class ServerBase:
                 self._schedule_tick(ctx)
                 if on_started is not None:
                     on_started(self.sockets)
+                for sig in take_held_signals():  # arrived before the handlers above were in place
+                    self._on_signal(sig)
                 await self._exit
                 await self._shutdown(ctx)
             finally:

@@ -64,6 +64,9 @@ _lines: dict[tuple[bytes, bytes], bytes | tuple[bytes, int]] = {}
 _LINES_MAX = 4096
 _NO_FIELDS: Headers = []  # between messages: never appended to (on_message_begin comes first)
 _OWS = (b" ", b"\t")
+# A Host value (RFC 9112 §3.2, RFC 3986 §3.2.2): empty, or a reg-name or IP literal and an optional
+# port. No userinfo, no spaces; no comma either, which would make one field carry two hosts.
+_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+;=]*)(?::[0-9]*)?")
 # Response fields that change framing or replace a default; the rest are copied as they are.
 _FRAMING = frozenset((b"content-length", b"connection", b"transfer-encoding", b"date", b"server"))
 # Request fields the core looks at; any other field costs one set lookup.
@@ -118,14 +121,19 @@ class DefaultHeaders:
         return self.rest + self.date
 
 
+BODY_RATE_WINDOW: Final = 5.0  # seconds over which a body must keep up --min-body-rate
+
+
 class H1Limits:
     __slots__ = (
+        "body_rate_window",
         "body_timeout",
         "head_timeout",
         "keep_alive_timeout",
         "max_body",
         "max_head",
         "max_headers",
+        "min_body_rate",
     )
 
     def __init__(
@@ -136,6 +144,8 @@ class H1Limits:
         head_timeout: float = 10.0,
         body_timeout: float = 30.0,
         keep_alive_timeout: float = 5.0,
+        min_body_rate: float | None = None,
+        body_rate_window: float = BODY_RATE_WINDOW,
     ) -> None:
         self.max_head = max_head
         self.max_headers = max_headers
@@ -143,6 +153,10 @@ class H1Limits:
         self.head_timeout = head_timeout
         self.body_timeout = body_timeout
         self.keep_alive_timeout = keep_alive_timeout
+        # A body must bring min_body_rate * body_rate_window bytes within body_rate_window
+        # seconds of the last time it did (or of its start); None: no rate is asked.
+        self.min_body_rate = min_body_rate
+        self.body_rate_window = body_rate_window
 
 
 class _BodyOnly:
@@ -207,6 +221,8 @@ class H1Connection:
         "_parser",
         "_paused",
         "_prefix",
+        "_rate_bytes",
+        "_rate_since",
         "_specials",
         "_upgrading",
         "_url",
@@ -239,6 +255,8 @@ class H1Connection:
         self._idle_since = now
         self._head_since = now
         self._body_since = now
+        self._rate_since = now  # the start of the body's current rate window
+        self._rate_bytes = 0  # body bytes received in it
         self._paused = False
         self._owed = 0  # requests parsed and not yet answered in full
         self._fresh = True
@@ -489,6 +507,7 @@ class H1Connection:
             if size > limits.max_head:
                 raise _Reject(431, "request head too large")
         hosts = 0
+        host = b""
         length = -1
         expect = False
         forwarded = False
@@ -497,6 +516,7 @@ class H1Connection:
         for name, value in self._specials:
             if name == b"host":
                 hosts += 1
+                host = value
             elif name == b"content-length":
                 length = int(value)
             elif name == b"transfer-encoding":
@@ -513,6 +533,8 @@ class H1Connection:
                 forwarded = True
         if hosts != 1 and (hosts or version == "1.1"):
             raise _Reject(400, "more than one Host header" if hosts else "missing Host header")
+        if hosts and not _HOST.fullmatch(host):
+            raise _Reject(400, "invalid Host header")
         if te is not None:
             if version == "1.0":
                 raise _Reject(400, "Transfer-Encoding in an HTTP/1.0 request")
@@ -528,7 +550,13 @@ class H1Connection:
             elif not sep and path.find(b"#") >= 0:
                 path = path.partition(b"#")[0]
         else:
-            path, query = self._other_target(method, url)
+            path, query, authority = self._other_target(method, url)
+            if authority is not None and authority != host:
+                # RFC 9112 §3.2.2: with an absolute-form target the Host field is ignored and the
+                # target's authority is the host.
+                headers = [(name, authority if name == b"host" else value) for name, value in headers]
+                if not hosts:
+                    headers.append((b"host", authority))
         max_body = limits.max_body
         if max_body is not None and length > max_body:
             raise _Reject(413, "request body too large")
@@ -552,26 +580,34 @@ class H1Connection:
         self._owed += 1
         self._events.append(request)
         self.read_state = BODY
-        self._body_since = self._now
+        self._body_since = self._rate_since = self._now
+        self._rate_bytes = 0
         # A client that expects 100-continue may hold its body back until it gets the 100.
         self._awaiting_continue = expect
 
     @staticmethod
-    def _other_target(method: bytes, url: bytes) -> tuple[bytes, bytes]:
-        """Path and query of a target not in origin form (RFC 9112 §3.2)."""
+    def _other_target(method: bytes, url: bytes) -> tuple[bytes, bytes, bytes | None]:
+        """Path, query and authority (None: the target has none) of a target not in origin form
+        (RFC 9112 §3.2)."""
         if url == b"*":
             if method != b"OPTIONS":
                 raise _Reject(400, "asterisk-form target outside OPTIONS")
-            return b"*", b""
+            return b"*", b"", None
         if method == b"CONNECT":
-            return url, b""
+            return url, b"", None
         try:
             parsed = httptools.parse_url(url)
         except httptools.HttpParserInvalidURLError:
             raise _Reject(400, "malformed request target") from None
         if not parsed.schema or not parsed.host:
             raise _Reject(400, "malformed request target")
-        return parsed.path or b"/", parsed.query or b""
+        authority = url.partition(b"://")[2]
+        for end in (b"/", b"?", b"#"):
+            authority = authority.partition(end)[0]
+        if b"@" in authority or not _HOST.fullmatch(authority):
+            # RFC 9110 §4.2.4: userinfo in an http(s) URI is an error.
+            raise _Reject(400, "invalid authority in the request target")
+        return parsed.path or b"/", parsed.query or b"", authority
 
     def on_body(self, body: bytes) -> None:
         max_body = self.limits.max_body
@@ -581,6 +617,12 @@ class H1Connection:
                 raise _Reject(413, "request body too large")
         self._body_since = self._now
         self._awaiting_continue = False
+        rate = self.limits.min_body_rate
+        if rate is not None:
+            self._rate_bytes += len(body)
+            if self._rate_bytes >= rate * self.limits.body_rate_window:
+                self._rate_since = self._now  # kept up: a new window starts
+                self._rate_bytes = 0
         self._events.append(Data(body))
 
     def on_message_complete(self) -> None:
@@ -606,7 +648,8 @@ class H1Connection:
 
     def resume_reading(self, now: float) -> None:
         self._paused = False
-        self._body_since = now
+        self._body_since = self._rate_since = now
+        self._rate_bytes = 0
         if self.read_state == HEAD:
             self._head_since = now
 
@@ -621,7 +664,12 @@ class H1Connection:
         if state == BODY:
             if self._awaiting_continue:
                 return None  # the client waits for our 100 (or final answer) before its body
-            return self._body_since + self.limits.body_timeout
+            limits = self.limits
+            gap = self._body_since + limits.body_timeout
+            if limits.min_body_rate is None:
+                return gap
+            window = self._rate_since + limits.body_rate_window
+            return window if window < gap else gap
         if state == IDLE and self._owed == 0:
             return self._idle_since + self.limits.keep_alive_timeout
         return None
@@ -630,7 +678,8 @@ class H1Connection:
         """The 100 (Continue) went out: the client's body clock starts now (RFC 9110 §10.1.1)."""
         if self._awaiting_continue:
             self._awaiting_continue = False
-            self._body_since = now
+            self._body_since = self._rate_since = now
+            self._rate_bytes = 0
 
     def timed_out(self) -> Rejected | None:
         """Called once the deadline passed: what to answer (None: close quietly, as when the
@@ -640,6 +689,12 @@ class H1Connection:
         if state == HEAD:
             return Rejected(408, "request head not received in time")
         if state == BODY and self._owed:
+            limits = self.limits
+            if (
+                limits.min_body_rate is not None
+                and self._rate_since + limits.body_rate_window < self._body_since + limits.body_timeout
+            ):
+                return Rejected(408, "request body slower than the minimum rate")
             return Rejected(408, "request body not received in time")
         return None
 

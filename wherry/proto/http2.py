@@ -13,7 +13,9 @@ Rules of this module:
    ``content-length`` and ``host``) and a body that must match its ``content-length``. HPACK is the
    ``hpack`` library's (RFC 7541); ``_HeaderCodec`` puts a per-connection cache in front of it.
 3. What RFC 9113 leaves to a server is checked here too: budgets for peer resets
-   (CVE-2023-44487), SETTINGS and PING frames; the size, frame count and deadline of a header block
+   (CVE-2023-44487), SETTINGS and PING frames, and frames that make no progress (CVE-2019-9518
+   class: empty DATA, PRIORITY, WINDOW_UPDATE beyond the DATA sent, ACKs of nothing, unknown
+   types; see ``_idle_frame``); the size, frame count and deadline of a header block
    still arriving in CONTINUATION frames (CVE-2023-45288 class); the decoded size of a header list
    (HPACK bomb), from the first request on; read and send deadlines per stream.
 4. A connection error queues GOAWAY and becomes one ``Rejected``; nothing after it is parsed. The
@@ -106,6 +108,10 @@ ENABLE_CONNECT_PROTOCOL: Final = 0x8
 MAX_WINDOW: Final = 2**31 - 1
 DEFAULT_WINDOW: Final = 65535
 MAX_CONTINUATIONS: Final = 64  # CONTINUATION frames one header block may take
+# Frames that make no progress a peer earns with useful work (``H2Connection._idle_frame``): a
+# browser's PRIORITY frames per stream opened; the WINDOW_UPDATEs for DATA sent earn two a frame.
+EARNED_PER_STREAM: Final = 4
+MAX_EARNED: Final = 16384
 RECENT_RESETS: Final = 128  # streams reset by the server whose late frames are ignored
 
 OPEN: Final = 0
@@ -156,15 +162,18 @@ class H2Limits:
     """What one HTTP/2 connection allows its peer; from the options (``ServerContext``)."""
 
     __slots__ = (
+        "body_rate_window",
         "body_timeout",
         "connect_protocol",
         "head_timeout",
+        "idle_frame_budget",
         "initial_window_size",
         "keep_alive_timeout",
         "max_body",
         "max_concurrent_streams",
         "max_frame_size",
         "max_header_list_size",
+        "min_body_rate",
         "ping_budget",
         "reset_budget",
         "send_timeout",
@@ -185,7 +194,10 @@ class H2Limits:
         reset_budget: tuple[int, float] = (200, 20.0),
         settings_budget: tuple[int, float] = (100, 10.0),
         ping_budget: tuple[int, float] = (100, 10.0),
+        idle_frame_budget: tuple[int, float] = (1000, 100.0),
         connect_protocol: bool = False,
+        min_body_rate: float | None = None,
+        body_rate_window: float = 5.0,
     ) -> None:
         self.max_concurrent_streams = max_concurrent_streams
         self.initial_window_size = initial_window_size
@@ -196,11 +208,16 @@ class H2Limits:
         self.body_timeout = body_timeout
         self.keep_alive_timeout = keep_alive_timeout
         self.send_timeout = send_timeout
+        # A request body must bring min_body_rate * body_rate_window bytes within
+        # body_rate_window seconds of the last time it did, while its app has read all it got.
+        self.min_body_rate = min_body_rate
+        self.body_rate_window = body_rate_window
         # (burst, refill per second): a token bucket per connection for each kind of frame the
         # peer can make the server work for without opening a stream that counts.
         self.reset_budget = reset_budget
         self.settings_budget = settings_budget
         self.ping_budget = ping_budget
+        self.idle_frame_budget = idle_frame_budget
         self.connect_protocol = connect_protocol  # extended CONNECT (RFC 8441) is offered
 
 
@@ -216,6 +233,9 @@ class _Budget:
         self._last = now
 
     def take(self, now: float) -> bool:
+        if self._tokens >= 1.0 and now == self._last:
+            self._tokens -= 1.0  # a flood arrives in one read: no refill to compute
+            return True
         tokens = min(self._size, self._tokens + (now - self._last) * self._rate)
         self._last = now
         if tokens < 1.0:
@@ -237,10 +257,13 @@ class _Stream:
     """What the core remembers of one stream it serves."""
 
     __slots__ = (
+        "answered",
         "body_seen",
         "bodyless",
         "expected",
         "held",
+        "rate_bytes",
+        "rate_since",
         "read_since",
         "received",
         "recv_window",
@@ -268,8 +291,13 @@ class _Stream:
         # The request body gap clock (None: the body is complete). It runs only while the app
         # has read everything: a peer whose window is full waits on the app, not the reverse.
         self.read_since: float | None = now
+        self.rate_since = now  # the start of the body's current rate window (--min-body-rate)
+        self.rate_bytes = 0  # body bytes received in it
         self.stalled_since: float | None = None  # response data waiting for a window
         self.tunnel = False  # an extended CONNECT the driver accepted: a byte stream, not a body
+        # Answered in full and the driver done with it, while the request body may still come
+        # (half-closed (local); ``stream_done``): nobody reads what arrives on it.
+        self.answered = False
 
 
 class _RequestHead:
@@ -433,6 +461,14 @@ def _check_response(
     return tuple(block), length, frozenset(own)
 
 
+def _check_first_body(size: int, ends: bool, length: int) -> None:
+    """The body sent with the response headers against their content-length."""
+    if size > length:
+        raise LocalProtocolError("response body longer than its Content-Length")
+    if ends and size < length:
+        raise LocalProtocolError("response body shorter than its Content-Length")
+
+
 # Checked response fields by (status, fields): apps send the same few again and again.
 _CHECKED: dict[tuple[Any, ...], tuple[tuple[tuple[bytes, bytes], ...], int, frozenset[bytes]]] = {}
 
@@ -522,6 +558,11 @@ class H2Connection:
         self._resets = _Budget(limits.reset_budget, now)
         self._settings = _Budget(limits.settings_budget, now)
         self._pings = _Budget(limits.ping_budget, now)
+        self._idle_frames = _Budget(limits.idle_frame_budget, now)
+        # Frames that make no progress but answer useful work: a WINDOW_UPDATE for each DATA frame
+        # sent (stream and connection), PRIORITY for each stream opened. They are free up to what
+        # was earned; beyond it each spends the idle-frame budget.
+        self._earned = 0
         self._idle_since = now
         self._head_since: float | None = None
         self._closed = False
@@ -710,6 +751,8 @@ class H2Connection:
             elif kind == WINDOW_UPDATE:
                 if length != 4:
                     raise _ConnectionError(FRAME_SIZE_ERROR, "WINDOW_UPDATE of the wrong size")
+                if not self._idle_frame(now, out):
+                    break
                 self._window_update(sid, _U32.unpack(payload)[0] & 0x7FFFFFFF, out)
             elif kind == SETTINGS:
                 if sid:
@@ -717,6 +760,8 @@ class H2Connection:
                 if flags & ACK:
                     if length:
                         raise _ConnectionError(FRAME_SIZE_ERROR, "SETTINGS ACK with a payload")
+                    if self._settings_acked and not self._idle_frame(now, out):
+                        break  # one SETTINGS is sent, so one ACK is due
                     self._settings_acked = True
                     continue
                 if length % 6:
@@ -753,7 +798,11 @@ class H2Connection:
                 stream = streams.pop(sid, None)
                 if stream is not None:
                     self._set_closed(sid, stream)
-                    out.append(StreamReset(sid, _U32.unpack(payload)[0]))
+                    if stream.answered:
+                        if not streams:
+                            self._idle_since = now
+                    else:
+                        out.append(StreamReset(sid, _U32.unpack(payload)[0]))
             elif kind == PING:
                 if sid:
                     raise _ConnectionError(PROTOCOL_ERROR, "PING on a stream")
@@ -764,9 +813,13 @@ class H2Connection:
                         self._calm("too many PING frames", out)
                         break
                     self._out.append(_frame(PING, ACK, 0, payload))
+                elif not self._idle_frame(now, out):
+                    break  # the server sends no PING: an ACK answers nothing
             elif kind == PRIORITY:
                 if not sid:
                     raise _ConnectionError(PROTOCOL_ERROR, "PRIORITY on stream 0")
+                if not self._idle_frame(now, out):
+                    break
                 if length != 5:
                     self._stream_error(sid, FRAME_SIZE_ERROR, out)
                 elif _U32.unpack_from(payload)[0] & 0x7FFFFFFF == sid:
@@ -782,11 +835,14 @@ class H2Connection:
                     out.append(Rejected(400, f"the peer ended the connection ({code})"))
                     break
                 # RFC 9113 §6.8: the streams the peer already opened still complete.
+                if self.peer_goaway and not self._idle_frame(now, out):
+                    break
                 self.peer_goaway = True
                 out.append(GoAway())
             elif kind == PUSH_PROMISE:
                 raise _ConnectionError(PROTOCOL_ERROR, "PUSH_PROMISE from a client")
-            # Unknown frame types are ignored (RFC 9113 §5.5).
+            elif not self._idle_frame(now, out):
+                break  # unknown frame types are ignored (RFC 9113 §5.5), within the budget
             if self._closed:
                 break
         return buffer[pos:] if pos < size else b""
@@ -826,7 +882,7 @@ class H2Connection:
             _check_trailers(self._codec.decode_raw(block))
             if not end:
                 raise _ConnectionError(PROTOCOL_ERROR, "trailers without END_STREAM")
-            self._remote_end(sid, stream, out)
+            self._remote_end(sid, stream, now, out)
         elif action == "closed":
             self._codec.decode_raw(block)
             raise _ConnectionError(STREAM_CLOSED, "HEADERS on a half-closed stream")
@@ -837,7 +893,14 @@ class H2Connection:
         self._highest_inbound = sid
         head = self._codec.request_head(block)
         if self._open_inbound >= self.limits.max_concurrent_streams:
-            raise _ConnectionError(PROTOCOL_ERROR, "more streams than SETTINGS_MAX_CONCURRENT_STREAMS")
+            # RFC 9113 §5.1.2, §8.7: a stream error, REFUSED_STREAM: never processed, so the
+            # client may retry it (one that sent its first flight before our SETTINGS keeps the
+            # streams it has). Its block is decoded (HPACK in step); its late frames are ignored
+            # (``_recent_resets``). A refusal makes no progress: it is paid from the idle-frame
+            # budget, so a flood of them ends the connection (ENHANCE_YOUR_CALM).
+            if self._idle_frame(now, out):
+                self._reset_frame(sid, REFUSED_STREAM)
+            return
         last = self._last_accepted
         if last is not None and sid > last:
             # Opened after our GOAWAY: never processed, the client may retry it elsewhere.
@@ -855,6 +918,7 @@ class H2Connection:
             return
         stream = self._streams[sid] = _Stream(now, self._peer_initial_window, self._local_window)
         self._open_inbound += 1
+        self._earn(EARNED_PER_STREAM)
         self._idle_since = now
         stream.expected = head.content_length
         method = head.method
@@ -881,6 +945,8 @@ class H2Connection:
         flow = len(payload)
         if flags & PADDED:
             payload = self._unpad(payload)
+        if not payload and not flags & END_STREAM and not self._idle_frame(now, out):
+            return
         self._recv_window -= flow
         if self._recv_window < 0:
             raise _ConnectionError(FLOW_CONTROL_ERROR, "DATA beyond the connection window")
@@ -895,6 +961,13 @@ class H2Connection:
         if _INBOUND.get((stream.state, DATA)) != "ok":
             self._credit(0, flow)
             self._stream_error(sid, STREAM_CLOSED, out)
+            return
+        if stream.answered:
+            self._credit(0, flow)
+            if flags & END_STREAM:
+                self._forget(sid, stream, now)
+            else:
+                self.reset(sid, NO_ERROR)  # more body nobody reads: stop the upload (§8.1)
             return
         stream.recv_window -= flow
         if stream.recv_window < 0:
@@ -916,6 +989,12 @@ class H2Connection:
                 out.append(Data(body, sid))
         elif size:
             stream.read_since = now
+            rate = self.limits.min_body_rate
+            if rate is not None:
+                stream.rate_bytes += size
+                if stream.rate_bytes >= rate * self.limits.body_rate_window:
+                    stream.rate_since = now  # kept up: a new window starts
+                    stream.rate_bytes = 0
             max_body = self.limits.max_body
             refused = False
             if max_body is not None:
@@ -931,9 +1010,12 @@ class H2Connection:
         if flags & END_STREAM:
             if stream.expected >= 0 and stream.received != stream.expected:
                 raise _ConnectionError(PROTOCOL_ERROR, "request body shorter than its content-length")
-            self._remote_end(sid, stream, out)
+            self._remote_end(sid, stream, now, out)
 
-    def _remote_end(self, sid: int, stream: _Stream, out: list[Event]) -> None:
+    def _remote_end(self, sid: int, stream: _Stream, now: float, out: list[Event]) -> None:
+        if stream.answered:
+            self._forget(sid, stream, now)
+            return
         if stream.state == HALF_CLOSED_LOCAL:
             self._set_closed(sid, stream)
         else:
@@ -1017,6 +1099,24 @@ class H2Connection:
             out.append(StreamReset(sid, code))
         self._reset_frame(sid, code)
 
+    def _idle_frame(self, now: float, out: list[Event]) -> bool:
+        """A frame that makes no progress: free while the peer has earned it (``_earned``), then
+        paid from the idle-frame budget; False (the connection ends, ENHANCE_YOUR_CALM) once the
+        budget is spent. Empty DATA without END_STREAM, PRIORITY, WINDOW_UPDATE, a second
+        SETTINGS ACK, a PING ACK, a second GOAWAY, frames of unknown types and streams refused
+        beyond SETTINGS_MAX_CONCURRENT_STREAMS count."""
+        if self._earned:
+            self._earned -= 1
+            return True
+        if self._idle_frames.take(now):
+            return True
+        self._calm("too many HTTP/2 frames that make no progress", out)
+        return False
+
+    def _earn(self, frames: int) -> None:
+        earned = self._earned + frames
+        self._earned = earned if earned < MAX_EARNED else MAX_EARNED
+
     def _calm(self, detail: str, out: list[Event]) -> None:
         self.close(ENHANCE_YOUR_CALM)
         out.append(Rejected(400, detail))
@@ -1068,7 +1168,8 @@ class H2Connection:
         if stream is not None:
             stream.held = max(0, stream.held - size)
             if not stream.held and stream.read_since is not None:
-                stream.read_since = now
+                stream.read_since = stream.rate_since = now
+                stream.rate_bytes = 0
         if not self._closed:
             self._credit(sid, size)
 
@@ -1121,8 +1222,14 @@ class H2Connection:
         headers: Headers,
         default: Sequence[tuple[bytes, bytes]],
         end_stream: bool,
+        body_size: int = -1,
+        body_ends: bool = False,
     ) -> bool:
-        """Queue the response headers; True when they end the stream (no body can follow)."""
+        """Queue the response headers; True when they end the stream (no body can follow).
+
+        ``body_size`` is the size of the body the app sent with them (-1: not known), the whole of
+        it when ``body_ends``. A body that cannot match the content-length raises
+        ``LocalProtocolError`` before anything is queued, so the stream can still carry a 500."""
         stream = self._streams.get(sid)
         if stream is None or self._closed or stream.state == CLOSED:
             return True
@@ -1139,6 +1246,8 @@ class H2Connection:
                     stream.remaining = length
                 if end_stream and stream.remaining > 0:
                     raise LocalProtocolError("response body shorter than its Content-Length")
+                if body_size >= 0 and length >= 0:
+                    _check_first_body(body_size, body_ends, length)
                 self._send_block(sid, encoded, end_stream)
                 if end_stream:
                     self._ended(sid, stream)
@@ -1153,6 +1262,8 @@ class H2Connection:
             stream.remaining = length
         if end_stream and stream.remaining > 0:
             raise LocalProtocolError("response body shorter than its Content-Length")
+        if body_size >= 0 and stream.remaining >= 0:
+            _check_first_body(body_size, body_ends, stream.remaining)
         encoded = self._codec.encode(block)
         if key is not None:
             self._codec.remember_response(key, encoded, length)
@@ -1196,6 +1307,8 @@ class H2Connection:
                 out.append(
                     _PACK_HEAD.pack(length >> 8, length & 0xFF, DATA, END_STREAM if ends else 0, sid) + data
                 )
+                if size:
+                    self._earn(2)  # a WINDOW_UPDATE for the stream and one for the connection
         else:
             offset = 0
             while offset < allowed:
@@ -1203,6 +1316,7 @@ class H2Connection:
                 last = ends and offset + step >= allowed
                 out.append(_frame(DATA, END_STREAM if last else 0, sid, data[offset : offset + step]))
                 offset += step
+                self._earn(2)
         stream.send_window -= allowed
         self._send_window -= allowed
         if allowed < size:
@@ -1256,12 +1370,29 @@ class H2Connection:
             return
         if not stream.sent_end:
             self.reset(sid, INTERNAL_ERROR)
+        elif stream.state == HALF_CLOSED_LOCAL and not stream.tunnel:
+            # Answered before the request body ended. The stream stays half-closed (local), as
+            # RFC 9113 §5.1 has it, until the client ends or resets it: its WINDOW_UPDATE and
+            # RST_STREAM frames get the answers §6.9 and §5.1 give for an open stream, and not
+            # "ignored after our RST_STREAM". DATA that does not end the body is dropped and
+            # stops the upload then with RST_STREAM(NO_ERROR) (§8.1); the body deadlines bound
+            # a client that sends nothing.
+            stream.answered = True
+            stream.held = 0  # what the app left unread is nobody's now: the deadlines run
+            if stream.read_since is not None:
+                stream.read_since = stream.rate_since = now
+            return
         elif stream.state == HALF_CLOSED_LOCAL:
-            # Answered before the request body (or a tunnel's input) ended: stop the upload
-            # (RFC 9113 §8.1).
-            self.reset(sid, NO_ERROR)
+            self.reset(sid, NO_ERROR)  # a tunnel's input after its end: stop it (§8.1)
         else:
             self._set_closed(sid, stream)
+        self._streams.pop(sid, None)
+        if not self._streams:
+            self._idle_since = now
+
+    def _forget(self, sid: int, stream: _Stream, now: float) -> None:
+        """An answered stream ended by the client: closed, and nobody hears of it."""
+        self._set_closed(sid, stream)
         self._streams.pop(sid, None)
         if not self._streams:
             self._idle_since = now
@@ -1390,12 +1521,15 @@ class H2Connection:
         """The earliest time the peer runs out of time: a header block in CONTINUATION frames,
         a stalled request body, a response waiting for a window, or an idle connection."""
         limits = self.limits
+        rated = limits.min_body_rate is not None
         best: float | None = None
         if self._head_since is not None:
             best = self._head_since + limits.head_timeout
         for stream in self._streams.values():
             if stream.read_since is not None and not stream.held:
                 when = stream.read_since + limits.body_timeout
+                if rated and stream.rate_since + limits.body_rate_window < when:
+                    when = stream.rate_since + limits.body_rate_window
                 if best is None or when < best:
                     best = when
             if stream.stalled_since is not None:
@@ -1416,11 +1550,18 @@ class H2Connection:
             self.close(PROTOCOL_ERROR)
             return [], "header block not received in time"
         expired = []
+        rated = limits.min_body_rate is not None
         for sid, stream in list(self._streams.items()):
-            reading = stream.read_since is not None and not stream.held
-            if (reading and now >= stream.read_since + limits.body_timeout) or (  # type: ignore[operator]
-                stream.stalled_since is not None and now >= stream.stalled_since + limits.send_timeout
+            since = stream.read_since
+            reading = since is not None and not stream.held
+            if (
+                (since is not None and reading and now >= since + limits.body_timeout)
+                or (reading and rated and now >= stream.rate_since + limits.body_rate_window)
+                or (stream.stalled_since is not None and now >= stream.stalled_since + limits.send_timeout)
             ):
+                if stream.answered:  # its body stopped coming, and nobody waits for it
+                    self.reset(sid, NO_ERROR)
+                    continue
                 expired.append(sid)
                 self.reset(sid, CANCEL)
         if not self._streams and not expired and now >= self._idle_since + limits.keep_alive_timeout:

@@ -71,6 +71,11 @@ class Runtime(Protocol):
 
     def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle: ...
 
+    def after_io(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` soon, after the input that is already waiting has been delivered
+        (a deadline that fires after the loop stalled judges only input that was really late)."""
+        ...
+
     def create_future(self) -> FutureLike: ...
 
     def run_app(
@@ -140,6 +145,7 @@ class ServerContext:
             head_timeout=config.timeout_request_head,
             body_timeout=config.timeout_request_body,
             keep_alive_timeout=config.timeout_keep_alive,
+            min_body_rate=config.min_body_rate,
         )
         # Upgrade tokens the HTTP/1.1 core hands to another driver instead of serving as plain
         # HTTP: h2c on plain connections only (ALPN decides over TLS), websocket on both.
@@ -166,7 +172,9 @@ class ServerContext:
         self.access_log = access or self.metrics is not None
         self.proxy_headers = config.proxy_headers
         self.trusted = TrustedHosts(config.forwarded_allow_ips)
-        self.proxy_view = ProxyView(self.trusted, config.proxy_headers_style, config.root_path)
+        self.proxy_view = ProxyView(
+            self.trusted, config.proxy_headers_style, config.root_path, config.forwarded_trust
+        )
         self.read_high_water = 65536
         self.max_pipeline = 16
         self.shutting_down = False
@@ -212,6 +220,7 @@ class ServerContext:
             body_timeout=config.timeout_request_body,
             keep_alive_timeout=max(config.timeout_keep_alive, 1.0),
             send_timeout=config.timeout_send,
+            min_body_rate=config.min_body_rate,
             # WebSocket over HTTP/2 (RFC 8441) whenever WebSocket is on.
             connect_protocol=config.ws != "none",
         )

@@ -61,6 +61,7 @@ class H1Server:
         "_eof",
         "_extensions",
         "_in_pipeline",
+        "_judging",
         "_lingering",
         "_pipeline",
         "_read_paused",
@@ -92,6 +93,7 @@ class H1Server:
         self.write_paused = False
         self._drain_waiter: FutureLike | None = None
         self._timer: TimerHandle | None = None
+        self._judging = False  # a deadline passed: judged once the input already there is read
         self._write_timer: TimerHandle | None = None  # a peer that reads nothing (timeout_send)
         self._reject: Rejected | None = None
         self._reject_cycle: HTTPCycle | None = None
@@ -152,7 +154,9 @@ class H1Server:
                 for waiting in self._pipeline:
                     waiting.feed_eof()
             elif kind is H2Preface:
-                if self.ctx.config.http2:
+                # Over TLS, HTTP/2 is what ALPN chose (RFC 9113 §3.2; this driver serves a TLS
+                # connection only when ALPN chose http/1.1 or nothing): the preface is refused.
+                if self.ctx.config.http2 and self.scheme == "http":
                     self._switch_to_h2(event.data)  # type: ignore[attr-defined]
                     return
                 self.transport.write(H2_REFUSAL)
@@ -536,13 +540,28 @@ class H1Server:
 
     def _on_timer(self) -> None:
         self._timer = None
+        if self._closed or self._judging:
+            return
+        deadline = self.core.deadline
+        if deadline is None:
+            return
+        if self.ctx.runtime.time() < deadline:
+            self._arm_timer()
+            return
+        # The loop may have stalled (a blocking app, a GC pause) while input that arrived in time
+        # waits unread behind this timer: the verdict comes after that input is delivered.
+        self._judging = True
+        self.ctx.runtime.after_io(self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self._judging = False
         if self._closed:
             return
         deadline = self.core.deadline
         if deadline is None:
             return
         if self.ctx.runtime.time() < deadline:
-            self._timer = self.ctx.runtime.call_at(deadline, self._on_timer)
+            self._arm_timer()  # the input moved the deadline
             return
         rejected = self.core.timed_out()
         if rejected is None:

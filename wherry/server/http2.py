@@ -139,11 +139,23 @@ class H2Stream:
         if self.gone or conn.closed:
             raise ClientDisconnected("the stream is closed")
         core = conn.core
+        # A body that cannot match the content-length is refused here, before the HEADERS are
+        # queued: the stream still carries a clean 500.
         ended = core.send_response(
-            self.sid, status, headers, default_pairs(conn.ctx.default_headers), not more_body and not body
+            self.sid,
+            status,
+            headers,
+            default_pairs(conn.ctx.default_headers),
+            not more_body and not body,
+            len(body),
+            not more_body,
         )
         if not ended and (body or not more_body):
-            self._send(body, not more_body)
+            try:
+                self._send(body, not more_body)
+            except LocalProtocolError:
+                self.abort(cycle)  # the HEADERS are queued: the stream can only be reset
+                raise
         conn.flush_soon()
 
     def write_body(self, cycle: HTTPCycle, body: bytes, more_body: bool) -> None:
@@ -282,6 +294,7 @@ class H2Server:
         self._paused_since = 0.0
         self._read_paused = False
         self._timer: TimerHandle | None = None
+        self._judging = False  # a timer fired: judged once the input already there is read
         self._upgrade_body: H2Stream | None = None  # h2c Upgrade: stream 1 still reading its body
         self._upgrade_left = 0
         self._upgrade_since = 0.0  # when upgrade body bytes last arrived
@@ -704,6 +717,15 @@ class H2Server:
 
     def _on_timer(self) -> None:
         self._timer = None
+        if self.closed or self._judging:
+            return
+        # The loop may have stalled while frames that arrived in time wait unread behind this
+        # timer: the deadlines are judged after they are delivered.
+        self._judging = True
+        self.ctx.runtime.after_io(self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self._judging = False
         if self.closed:
             return
         now = self.ctx.runtime.time()

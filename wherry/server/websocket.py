@@ -243,6 +243,7 @@ class WebSocketServer:
         "_drain_waiter",
         "_extensions",
         "_extensions_header",
+        "_judging",
         "_lingering",
         "_lost",
         "_pending",
@@ -276,6 +277,7 @@ class WebSocketServer:
         self.write_paused = False
         self._drain_waiter: FutureLike | None = None
         self._timer: TimerHandle | None = None
+        self._judging = False  # a timer fired: judged once the input already there is read
         self._closed = False
         self._lost = False  # the connection ended other than in order: what was written may be lost
         self._lingering = False
@@ -575,6 +577,15 @@ class WebSocketServer:
 
     def _on_timer(self) -> None:
         self._timer = None
+        if self._closed or self._judging:
+            return
+        # The loop may have stalled while a pong or a message that arrived in time waits unread
+        # behind this timer: the deadline is judged after it is delivered.
+        self._judging = True
+        self.ctx.runtime.after_io(self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self._judging = False
         session = self.session
         if self._closed or session is None:
             return

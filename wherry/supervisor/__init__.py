@@ -36,6 +36,7 @@ from collections import deque
 from typing import Any
 
 from ..config import OPTIONS, Config
+from ..sockets import take_held_signals
 from .exporter import Exporter, add_counters, empty_snapshot, render
 from .ops import check_privileges
 from .process import WORKER_ENV, WorkerProcess
@@ -162,6 +163,7 @@ class Supervisor:
             sig = getattr(signal, name)
             previous[sig] = signal.signal(sig, self._queue_signal)
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        self._signals.extend(take_held_signals())  # arrived while the sockets were being bound
         return previous
 
     def _queue_signal(self, signum: int, _frame: Any) -> None:

@@ -96,6 +96,12 @@ class AsyncioRuntime:
         if when != math.inf:
             self._wake = self.loop.call_at(when, self._run_timers)
 
+    def after_io(self, callback: Callable[[], None]) -> None:
+        """``callback`` after the I/O already pending is delivered. asyncio's loop queues due timers
+        behind the I/O callbacks of the same turn, but uvloop (libuv) runs due timers, then what
+        is queued, then polls: two turns put the call behind one poll on both."""
+        self.loop.call_soon(self.loop.call_soon, callback)
+
     def _report(self, context: dict[str, Any]) -> None:
         self.loop.call_exception_handler(context)
 

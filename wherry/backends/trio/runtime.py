@@ -106,6 +106,18 @@ class TrioRuntime:
                 await trio.sleep_forever()
             self._sleep = None
 
+    def after_io(self, callback: Callable[[], None]) -> None:
+        """``callback`` after the I/O already pending is delivered: the tasks trio woke for input
+        in the same batch as the timer task run before this new task passes its checkpoint."""
+        self.nursery.start_soon(self._after_io, callback)
+
+    async def _after_io(self, callback: Callable[[], None]) -> None:
+        await trio.lowlevel.checkpoint()
+        try:
+            callback()
+        except Exception as exc:
+            self.report({"message": "Exception in a timer callback", "exception": exc})
+
     # ------------------------------------------------------------------ tasks
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> Spawned:

@@ -32,10 +32,10 @@ from ...server.context import ServerContext
 from ...server.dispatch import TLSConnection
 from ...server.http1 import H1Server
 from ...server.proxy_protocol import ProxyProtocolStage
+from ...sockets import HANDLED_SIGNALS
 from ..serving import (
     ACCEPT_BURST,
     ACCEPT_RETRY_DELAY,
-    HANDLED_SIGNALS,
     OUT_OF_RESOURCES,
     ServerBase,
     Waitable,
