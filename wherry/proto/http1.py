@@ -67,6 +67,9 @@ _OWS = (b" ", b"\t")
 # A Host value (RFC 9112 §3.2, RFC 3986 §3.2.2): empty, or a reg-name or IP literal and an optional
 # port. No userinfo, no spaces; no comma either, which would make one field carry two hosts.
 _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+;=]*)(?::[0-9]*)?")
+# Host values already found valid: a server sees few, and a set lookup is cheaper than the regex.
+_hosts_seen: set[bytes] = set()
+_HOSTS_SEEN_MAX = 1024
 # Response fields that change framing or replace a default; the rest are copied as they are.
 _FRAMING = frozenset((b"content-length", b"connection", b"transfer-encoding", b"date", b"server"))
 # Request fields the core looks at; any other field costs one set lookup.
@@ -533,8 +536,11 @@ class H1Connection:
                 forwarded = True
         if hosts != 1 and (hosts or version == "1.1"):
             raise _Reject(400, "more than one Host header" if hosts else "missing Host header")
-        if hosts and not _HOST.fullmatch(host):
-            raise _Reject(400, "invalid Host header")
+        if hosts and host not in _hosts_seen:
+            if not _HOST.fullmatch(host):
+                raise _Reject(400, "invalid Host header")
+            if len(_hosts_seen) < _HOSTS_SEEN_MAX:
+                _hosts_seen.add(host)
         if te is not None:
             if version == "1.0":
                 raise _Reject(400, "Transfer-Encoding in an HTTP/1.0 request")

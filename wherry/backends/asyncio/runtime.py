@@ -112,21 +112,16 @@ class AsyncioRuntime:
         task.add_done_callback(self.background.discard)
         return task
 
-    def run_app(self, app: ASGIApp, scope: Scope, receive: Any, send: Any, on_done: OnDone) -> None:
+    def run_app(
+        self, app: ASGIApp, scope: Scope, receive: Any, send: Any, on_done: OnDone, queued: bool = False
+    ) -> None:
         """Call the application in a runner's task (rule 2): now, or, while other calls wait,
-        behind the wake-ups already due (rule 6). It goes on in that task if it has to wait."""
-        if self.busy:
+        behind the wake-ups already due (rule 6). It goes on in that task if it has to wait.
+        (``queued``: the call was queued and its turn has come.)"""
+        if self.busy and not queued:
             self.queued.append((app, scope, receive, send, on_done))
             self.loop.call_soon(self._start_queued)
             return
-        self._start(app, scope, receive, send, on_done)
-
-    def _start_queued(self) -> None:
-        queued = self.queued
-        if queued:  # (close() may have started it already)
-            self._start(*queued.popleft())
-
-    def _start(self, app: ASGIApp, scope: Scope, receive: Any, send: Any, on_done: OnDone) -> None:
         loop = self.loop
         current = _current_task(loop)
         if current is not None:
@@ -153,12 +148,17 @@ class AsyncioRuntime:
             else:
                 runner.close()
 
+    def _start_queued(self) -> None:
+        queued = self.queued
+        if queued:  # (close() may have started it already)
+            self.run_app(*queued.popleft(), True)
+
     def close(self) -> list[asyncio.Task[None]]:
         """The server is done: queued calls start, free runners end; returns the runner tasks
         still to finish."""
         queued = self.queued
         while queued:
-            self._start(*queued.popleft())
+            self.run_app(*queued.popleft(), True)
         for runner in self.free:
             runner.close()
         self.free.clear()
