@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from bench.servers import REFERENCE
+from bench.servers import REFERENCE, REFERENCES
 
 Results = dict[str, Any]
 PointData = dict[str, Any]
@@ -131,6 +131,24 @@ def ratio(results: Results, scenario: str, server: str, to: str) -> float | None
     return float(point["summary"]["rps"]) / base if base else None
 
 
+def reference(results: Results, scenario: str) -> str | None:
+    """The fastest of uvicorn's configurations (``REFERENCES``) measured in the scenario."""
+    measured = [
+        point
+        for name in REFERENCES
+        if (point := find(results, scenario, name)) is not None and ok(point) and point["summary"]["rps"] > 0
+    ]
+    if not measured:
+        return None
+    return str(max(measured, key=lambda point: float(point["summary"]["rps"]))["server"])
+
+
+def vs_reference(results: Results, scenario: str, server: str) -> float | None:
+    """req/s over the faster uvicorn configuration's in the same scenario."""
+    ref = reference(results, scenario)
+    return None if ref is None else ratio(results, scenario, server, ref)
+
+
 def short_error(point: PointData) -> str:
     return str(point["error"]).splitlines()[0] if point["error"] else "failed"
 
@@ -174,7 +192,7 @@ def scenario_table(results: Results, scenario: dict[str, Any]) -> list[str]:
                 *([f"{summary['mbps']:,.0f}"] if transfer else []),
                 fmt_int(summary["rps"]) if answered else "**0: no response in the run**",
                 fmt_spread(summary),
-                fmt_ratio(ratio(results, name, point["server"], REFERENCE)),
+                fmt_ratio(vs_reference(results, name, point["server"])),
                 *latency,
                 fmt_errors(summary),
                 fmt_mib(summary["rss_peak_bytes"]),
@@ -185,15 +203,16 @@ def scenario_table(results: Results, scenario: dict[str, Any]) -> list[str]:
 
 
 def summary_section(results: Results) -> list[str]:
-    """One line per server: its req/s over the reference's in every scenario."""
+    """One line per server: its req/s over the faster uvicorn's in every scenario."""
     names = [s["name"] for s in results["scenarios"] if points_of(results, s["name"])]
     servers = [s for s in results["servers"] if s["kind"] != "ceiling"]
-    if not names or not any(s["name"] == REFERENCE for s in servers) or len(servers) < 2:
+    if not names or not any(s["name"] in REFERENCES for s in servers) or len(servers) < 2:
         return []
     lines = [
         "## Summary",
         "",
-        f"req/s (MB/s for transfers) over {REFERENCE}'s in the same scenario; above 1 is faster. "
+        f"req/s (MB/s for transfers) over {REFERENCE}'s in the same scenario, in the faster of its "
+        f"configurations there (named in the last row); above 1 is faster. "
         "A difference smaller than the spread in the scenario's table below is noise.",
         "",
         "| Server | " + " | ".join(names) + " |",
@@ -210,10 +229,12 @@ def summary_section(results: Results) -> list[str]:
             elif point["summary"]["rps"] <= 0:
                 cells.append("no response")
             else:
-                cells.append(fmt_ratio(ratio(results, scenario, server["name"], REFERENCE)))
+                cells.append(fmt_ratio(vs_reference(results, scenario, server["name"])))
         label = server["name"]
         label = f"**{label}**" if server["kind"] == "subject" else label
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    fastest = [reference(results, scenario) or "—" for scenario in names]
+    lines.append(f"| *faster {REFERENCE}* | " + " | ".join(fastest) + " |")
     lines.append("")
     return lines
 
@@ -354,7 +375,9 @@ def markdown(results: Results, charts: Iterable[str] = ()) -> str:
         f"Measured {results['timestamp']} with `bench/run.py`; how the numbers are made is in "
         "[methodology.md](methodology.md). req/s and latencies are medians over the repeats; "
         "errors and peak RSS are the worst repeat. `spread` is half the range of req/s over the "
-        f"repeats, relative to the median. `{TIMES} {REFERENCE}` is req/s over {REFERENCE}'s. "
+        f"repeats, relative to the median. `{TIMES} {REFERENCE}` is req/s over {REFERENCE}'s in the "
+        f"faster of its configurations in that scenario ({', '.join(f'`{name}`' for name in REFERENCES)}; "
+        "named under each table). "
         "RSS is summed over the server's processes; CPU is server CPU time over wall time "
         "(100% = one core).",
         "",
@@ -371,6 +394,9 @@ def markdown(results: Results, charts: Iterable[str] = ()) -> str:
             f"{seconds} s per run."
         )
         lines.append("")
+        ref = reference(results, scenario["name"])
+        if ref is not None:
+            lines += [f"`{TIMES} {REFERENCE}` is to `{ref}`.", ""]
         lines += scenario_table(results, scenario)
         lines.append("")
     lines += ceilings_section(results)
@@ -408,7 +434,7 @@ def terminal_table(results: Results) -> str:
                 failures.append((scenario["name"], point["server"], short_error(point)))
                 continue
             s = point["summary"]
-            r = ratio(results, scenario["name"], point["server"], REFERENCE)
+            r = vs_reference(results, scenario["name"], point["server"])
             rows.append((
                 scenario["name"], point["server"], fmt_int(s["rps"]),
                 f"{s['mbps']:,.0f}" if "mbps" in s else "",
@@ -510,7 +536,7 @@ def write_charts(results: Results, out_dir: Path) -> list[Path]:
         written.append(path)
 
     # Throughput: req/s (MB/s for the transfer scenarios), with the ratio to the reference.
-    fig, axes = figure(f"Throughput, higher is better ({TIMES} {REFERENCE} in brackets)")
+    fig, axes = figure(f"Throughput, higher is better ({TIMES} the faster {REFERENCE} in brackets)")
     for ax, scenario in zip(axes, scenarios, strict=True):
         points = points_of(results, scenario["name"])
         values = [main_value(p, scenario["metric"]) if ok(p) else 0.0 for p in points]
@@ -534,7 +560,7 @@ def write_charts(results: Results, out_dir: Path) -> list[Path]:
                     transform=ax.get_yaxis_transform(),
                 )
                 continue
-            r = ratio(results, scenario["name"], point["server"], REFERENCE)
+            r = vs_reference(results, scenario["name"], point["server"])
             text = f"{value:,.0f}" + (f" ({r:.2f}{TIMES})" if r is not None else "")
             ax.text(value + top * 0.01, row, text, va="center", fontsize=7)
     finish(fig, "throughput.png")

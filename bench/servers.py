@@ -16,7 +16,10 @@ from bench.scenarios import Scenario
 
 BACKLOG = 16_384
 REFERENCE = "uvicorn"
-"""Ratios in the report are to this server."""
+"""The peer the project measures itself against."""
+REFERENCES: tuple[str, ...] = (REFERENCE, "uvicorn_zttp")
+"""uvicorn's configurations: in each scenario the report's ratios are to the fastest of them
+that ran there."""
 CEILING_APP = "ceiling_app"
 """The in-process ceiling: not a server, but selected with --servers like one."""
 
@@ -113,6 +116,12 @@ def _uvicorn(run: Launch) -> list[str]:
     ]  # fmt: skip
 
 
+def _uvicorn_zttp(run: Launch) -> list[str]:
+    command = _uvicorn(run)
+    command[command.index("httptools")] = "zttp"
+    return command
+
+
 def _granian(run: Launch) -> list[str]:
     return [
         run.script("granian"), "--interface", "asgi",
@@ -201,6 +210,14 @@ SERVERS: tuple[Server, ...] = (
         _uvicorn,
         "uvicorn",
         notes="uvloop + httptools",
+        protocols=frozenset({"h1", "https"}),
+    ),
+    Server(
+        "uvicorn_zttp",
+        "peer",
+        _uvicorn_zttp,
+        "uvicorn",
+        notes="uvloop + zttp (--http zttp)",
         protocols=frozenset({"h1", "https"}),
     ),
     Server(
