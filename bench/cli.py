@@ -295,6 +295,7 @@ class Point:
             "p99_ms": median("p99_ms"),
             "p999_ms": median("p999_ms"),
             "latency_max_ms": max(run["latency_max_ms"] for run in self.runs),
+            "latencies_recorded_min": min(run.get("latencies_recorded", -1) for run in self.runs),
             "errors": worst["errors"],
             "errors_detail": {
                 key: worst[key]
@@ -645,6 +646,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "connections": s.connections,
                 "metric": s.metric,
                 "payload": s.payload,
+                "pipeline": s.pipeline,
+                "max_latency_target_ms": s.max_latency_target_ms,
             }
             for s in plan.scenarios
         ],

@@ -149,6 +149,16 @@ def vs_reference(results: Results, scenario: str, server: str) -> float | None:
     return None if ref is None else ratio(results, scenario, server, ref)
 
 
+def fmt_max(summary: dict[str, Any], target_ms: float) -> str:
+    if summary.get("latencies_recorded_min") == 0:
+        # Pipelined: answers came, but in some run no batch was answered whole.
+        return "longer than the run: no batch answered whole"
+    text = fmt_ms(summary["latency_max_ms"])
+    if target_ms and summary["latency_max_ms"] > target_ms:
+        text += f" (over {target_ms / 1000:g} s)"
+    return text
+
+
 def short_error(point: PointData) -> str:
     return str(point["error"]).splitlines()[0] if point["error"] else "failed"
 
@@ -168,6 +178,7 @@ def scenario_table(results: Results, scenario: dict[str, Any]) -> list[str]:
         "p50",
         "p99",
         "p99.9",
+        "max",
         "errors",
         "peak RSS",
         "CPU",
@@ -186,7 +197,8 @@ def scenario_table(results: Results, scenario: dict[str, Any]) -> list[str]:
         else:
             summary = point["summary"]
             answered = summary["rps"] > 0
-            latency = [fmt_ms(summary[key]) if answered else "—" for key in ("p50_ms", "p99_ms", "p999_ms")]
+            timed = answered and summary.get("latencies_recorded_min") != 0
+            latency = [fmt_ms(summary[key]) if timed else "—" for key in ("p50_ms", "p99_ms", "p999_ms")]
             cells = [
                 label,
                 *([f"{summary['mbps']:,.0f}"] if transfer else []),
@@ -194,6 +206,7 @@ def scenario_table(results: Results, scenario: dict[str, Any]) -> list[str]:
                 fmt_spread(summary),
                 fmt_ratio(vs_reference(results, name, point["server"])),
                 *latency,
+                fmt_max(summary, scenario.get("max_latency_target_ms", 0)) if answered else "—",
                 fmt_errors(summary),
                 fmt_mib(summary["rss_peak_bytes"]),
                 f"{summary['cpu_utilisation'] * 100:.0f}%",
@@ -377,7 +390,7 @@ def markdown(results: Results, charts: Iterable[str] = ()) -> str:
         "errors and peak RSS are the worst repeat. `spread` is half the range of req/s over the "
         f"repeats, relative to the median. `{TIMES} {REFERENCE}` is req/s over {REFERENCE}'s in the "
         f"faster of its configurations in that scenario ({', '.join(f'`{name}`' for name in REFERENCES)}; "
-        "named under each table). "
+        "named under each table). `max` is the slowest answer counted in any repeat. "
         "RSS is summed over the server's processes; CPU is server CPU time over wall time "
         "(100% = one core).",
         "",
@@ -423,6 +436,7 @@ def terminal_table(results: Results) -> str:
         "p50 ms",
         "p99 ms",
         "p99.9 ms",
+        "max ms",
         "errors",
         "RSS MiB",
     )
@@ -440,7 +454,7 @@ def terminal_table(results: Results) -> str:
                 f"{s['mbps']:,.0f}" if "mbps" in s else "",
                 "" if r is None else f"{r:.2f}",
                 f"{s['p50_ms']:.3f}", f"{s['p99_ms']:.2f}", f"{s['p999_ms']:.2f}",
-                f"{s['errors']:,}", f"{s['rss_peak_bytes'] / 2**20:.1f}",
+                f"{s['latency_max_ms']:.1f}", f"{s['errors']:,}", f"{s['rss_peak_bytes'] / 2**20:.1f}",
             ))  # fmt: skip
     widths = [max(len(row[i]) for row in (head, *rows)) for i in range(len(head))]
     out = []

@@ -60,6 +60,12 @@ class Scenario:
     """HTTP/2 streams in flight per connection (h2load ``-m``)."""
     close: bool = False
     """Every request on a new connection (``Connection: close``): with TLS, a handshake each."""
+    pipeline: int = 1
+    """HTTP/1.1 pipelining: requests written together on a connection before any answer is read
+    (wrk's ``request()`` returns this many concatenated). wrk then records one latency per batch:
+    the time from writing it to its last response."""
+    max_latency_target_ms: float = 0
+    """When set, the report flags a server whose slowest answer took longer than this."""
 
     @property
     def app_spec(self) -> str:
@@ -75,6 +81,8 @@ class Scenario:
             text += f" x {self.streams} stream{'s' if self.streams > 1 else ''} (h2c)"
         elif self.protocol == "https":
             text += ", TLS" + (", a new connection per request" if self.close else "")
+        if self.pipeline > 1:
+            text += f", pipelined {self.pipeline} deep"
         return text
 
 
@@ -119,7 +127,19 @@ SCENARIOS: tuple[Scenario, ...] = (
 
 # HTTP/2 and TLS: run by name (``--scenarios h2x10,h2x1,https64,tls_handshake``); their report
 # is docs/benchmarks/http2.md. WebSocket likewise (``--scenarios ws64,ws1m``): docs/benchmarks/websocket.md.
+# HTTP/1.1 pipelining too (``--scenarios pipeline16``).
 EXTRA_SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "pipeline16",
+        "hello",
+        "HTTP/1.1 pipelining: 16 requests written at once on each of 256 connections. "
+        "The target: no request waits more than 1 s (see the max column).",
+        connections=256,
+        pipeline=16,
+        duration=3,
+        timeout=10,
+        max_latency_target_ms=1000,
+    ),
     Scenario(
         "h2x10",
         "hello",
