@@ -369,6 +369,10 @@ def environment_section(results: Results) -> list[str]:
         f"run length: {durations}.",
         f"- Versions: {packages}.",
         quiet_line(results),
+        *(
+            f"- Skipped {name}: {reason.splitlines()[0]}"
+            for name, reason in results.get("skipped", {}).items()
+        ),
         "",
     ]
 

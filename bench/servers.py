@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bench.scenarios import Scenario
+from bench.scenarios import APPS, Scenario
 
 BACKLOG = 16_384
 REFERENCE = "uvicorn"
@@ -67,6 +67,10 @@ class Server:
 
     def supports(self, scenario: Scenario) -> bool:
         return (self.apps is None or scenario.app in self.apps) and scenario.protocol in self.protocols
+
+
+NOT_ASYNCIO_APPS = frozenset(APPS) - {"db"}
+"""What a server on trio can serve: asyncpg (the ``db`` app) needs asyncio."""
 
 
 def _wherry(run: Launch) -> list[str]:
@@ -186,6 +190,7 @@ SERVERS: tuple[Server, ...] = (
         "wherry",
         notes="wherry --loop trio",
         default=False,
+        apps=NOT_ASYNCIO_APPS,
         protocols=frozenset({"h1", "h2c", "https"}),
     ),
     Server(
@@ -243,6 +248,7 @@ SERVERS: tuple[Server, ...] = (
         "hypercorn",
         notes="hypercorn -k trio: its trio worker, h11 (h2 for HTTP/2)",
         default=False,
+        apps=NOT_ASYNCIO_APPS,
         protocols=frozenset({"h1", "h2c", "https"}),
     ),
     Server("daphne", "peer", _daphne, "daphne", notes="Twisted on the stdlib asyncio loop"),
