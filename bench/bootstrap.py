@@ -29,8 +29,11 @@ REQUIREMENTS: tuple[str, ...] = (
     "daphne",
     "fastapi",
     "httptools",
+    "zttp",
     "uvloop",
     "trio",
+    "asyncpg",
+    "jinja2",
     "matplotlib",
 )
 
@@ -44,8 +47,11 @@ REPORTED_PACKAGES: tuple[str, ...] = (
     "fastapi",
     "starlette",
     "httptools",
+    "zttp",
     "uvloop",
     "trio",
+    "asyncpg",
+    "jinja2",
     "h11",
     "h2",
     "twisted",
@@ -103,6 +109,39 @@ def ensure_tools(tools: Iterable[str]) -> None:
     still = [tool for tool in missing if shutil.which(tool) is None]
     if still:
         raise BootstrapError(f"still missing after apt-get: {', '.join(still)}")
+
+
+# PostgreSQL for the database scenarios (bench/postgres.py runs the binaries directly).
+POSTGRES_ROOT = Path("/usr/lib/postgresql")
+POSTGRES_APT = "postgresql"
+POSTGRES_MISSING = (
+    f"PostgreSQL is not installed (no {POSTGRES_ROOT}/<version>/bin/postgres); "
+    f"install with: sudo apt-get install -y {POSTGRES_APT}"
+)
+
+
+def postgres_bin_dir() -> Path | None:
+    """The bin directory of the newest PostgreSQL installed from Debian's packages."""
+    found = [
+        path.parent
+        for path in POSTGRES_ROOT.glob("*/bin/postgres")
+        if path.parent.parent.name.isdigit() and (path.parent / "initdb").exists()
+    ]
+    return max(found, key=lambda path: int(path.parent.name), default=None)
+
+
+def ensure_postgres() -> str | None:
+    """Install PostgreSQL with apt when it is missing and we are root; None when it is there,
+    otherwise why not (the database scenarios are then skipped)."""
+    if postgres_bin_dir() is not None:
+        return None
+    can_apt = hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get")
+    if not can_apt:
+        return POSTGRES_MISSING
+    install = ["install", "-y", "--no-install-recommends", POSTGRES_APT]
+    if not _apt_get(install) and not (_apt_get(["update"]) and _apt_get(install)):
+        return f"apt-get could not install {POSTGRES_APT}"
+    return None if postgres_bin_dir() is not None else POSTGRES_MISSING
 
 
 # --- virtualenv ----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import os
 import platform
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from typing import Any
 
 from bench import bootstrap
 from bench.loadgen import TOOLS, LoadError
+from bench.postgres import DATABASE_ENV, Postgres, PostgresError
 from bench.procs import (
     CpuWatch,
     Sampler,
@@ -295,6 +297,7 @@ class Point:
             "p99_ms": median("p99_ms"),
             "p999_ms": median("p999_ms"),
             "latency_max_ms": max(run["latency_max_ms"] for run in self.runs),
+            "latencies_recorded_min": min(run.get("latencies_recorded", -1) for run in self.runs),
             "errors": worst["errors"],
             "errors_detail": {
                 key: worst[key]
@@ -352,6 +355,38 @@ class Runner:
         self.ceiling_app_runs: list[float] = []
         self.quiet_budget = QUIET_BUDGET
         self.ceiling_app_error = ""
+        self.database: Postgres | None = None
+        self.database_version = ""
+        self.skipped: dict[str, str] = {}
+        """Scenarios left out of the run, and why."""
+
+    def skip(self, scenarios: list[Scenario], reason: str) -> None:
+        for scenario in scenarios:
+            self.skipped[scenario.name] = reason
+        log(f"skipping {', '.join(s.name for s in scenarios)}: {reason}")
+
+    def start_database(self) -> None:
+        """Start the PostgreSQL of the database scenarios (skipping them if it cannot start);
+        every server started after this finds it through ``DATABASE_ENV``."""
+        wanted = [s for s in self.plan.scenarios if s.database and s.name not in self.skipped]
+        if not wanted or not self.plan.servers_for(wanted[0]):
+            return
+        try:
+            database = Postgres(self.workdir, self.client_cpu)
+            self.database_version = database.version()
+            log(f"starting {self.database_version} for {', '.join(s.name for s in wanted)}")
+            database.start()
+        except PostgresError as exc:
+            self.skip(wanted, str(exc))
+            return
+        self.database = database
+        self.env[DATABASE_ENV] = database.url
+        log(f"database ready at {database.url} (log: {database.log_path})")
+
+    def stop_database(self) -> None:
+        if self.database is not None:
+            self.database.stop()
+            self.database = None
 
     def _port(self) -> int:
         port = free_port(self.next_port)
@@ -390,7 +425,7 @@ class Runner:
 
     def run_scenario(self, scenario: Scenario) -> None:
         servers = self.plan.servers_for(scenario)
-        if not servers:
+        if not servers or scenario.name in self.skipped:
             return
         log(f"== {scenario.name}: {scenario.description}")
         points = {server.name: Point(scenario, server) for server in servers}
@@ -571,6 +606,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     venv: Path = args.venv.resolve()
 
     if os.environ.get(BOOTSTRAPPED_ENV) != "1":
+        if any(scenario.database for scenario in plan.scenarios):
+            missing = bootstrap.ensure_postgres()
+            if missing:
+                log(f"{missing}; the database scenarios will be skipped")
         try:
             bootstrap.ensure_tools({scenario.tool for scenario in plan.scenarios})
             bootstrap.ensure_venv(venv, upgrade=args.upgrade)
@@ -583,6 +622,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             bootstrap.reexec_in(venv, [run_py, *(sys.argv[1:] if argv is None else argv)])
 
     started = time.monotonic()
+    needs_database = any(scenario.database for scenario in plan.scenarios)
+    postgres_missing = (
+        bootstrap.POSTGRES_MISSING if needs_database and not bootstrap.postgres_bin_dir() else ""
+    )
     stamp = json.loads((venv / bootstrap.STAMP_NAME).read_text())
     nofile = raise_nofile()
     most = max((scenario.connections for scenario in plan.scenarios), default=0)
@@ -607,7 +650,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     results_dir.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="tmp", dir=results_dir))
     runner = Runner(plan, venv, workdir, server_cpu, client_cpu)
+    if postgres_missing:
+        runner.skip([s for s in plan.scenarios if s.database], postgres_missing)
+    # A SIGTERM unwinds like Ctrl-C does, so that the database is stopped either way.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
+        runner.start_database()
         if plan.ceiling_app:
             runner.run_ceiling_app()
         for scenario in plan.scenarios:
@@ -615,6 +663,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         log("interrupted")
         return 130
+    finally:
+        runner.stop_database()
+    plan.scenarios = [scenario for scenario in plan.scenarios if scenario.name not in runner.skipped]
 
     now = datetime.now(UTC)
     results: dict[str, Any] = {
@@ -632,7 +683,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "disturbed_threshold": DISTURBED,
         },
         "machine": machine_info(nofile),
-        "tools": {name: TOOLS[name].version() for name in {s.tool for s in plan.scenarios}},
+        "tools": {name: TOOLS[name].version() for name in {s.tool for s in plan.scenarios}}
+        | ({"postgres": runner.database_version} if runner.database_version else {}),
+        "skipped": runner.skipped,
         "packages": package_versions(),
         "wherry_install": stamp.get("wherry", {}),
         "scenarios": [
@@ -645,6 +698,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "connections": s.connections,
                 "metric": s.metric,
                 "payload": s.payload,
+                "pipeline": s.pipeline,
+                "max_latency_target_ms": s.max_latency_target_ms,
             }
             for s in plan.scenarios
         ],

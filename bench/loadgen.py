@@ -24,17 +24,103 @@ from bench.scenarios import Scenario
 RESULT_MARK = "WRK_RESULT "
 
 DONE_HOOK = r"""
+latencies = latencies or function(summary, latency)
+  return latency.mean, latency.max, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency:percentile(99.9)
+end
 done = function(summary, latency, requests)
   local e = summary.errors
+  local mean, max, p50, p90, p99, p999, recorded = latencies(summary, latency)
   io.write(string.format(
     'WRK_RESULT {"requests": %.0f, "duration_us": %.0f, "bytes": %.0f, ' ..
     '"connect": %.0f, "read": %.0f, "write": %.0f, "status": %.0f, "timeout": %.0f, ' ..
     '"mean_us": %.3f, "max_us": %.3f, "p50_us": %.3f, "p90_us": %.3f, ' ..
-    '"p99_us": %.3f, "p999_us": %.3f}\n',
+    '"p99_us": %.3f, "p999_us": %.3f, "recorded": %.0f}\n',
     summary.requests, summary.duration, summary.bytes,
     e.connect, e.read, e.write, e.status, e.timeout,
-    latency.mean, latency.max, latency:percentile(50), latency:percentile(90),
-    latency:percentile(99), latency:percentile(99.9)))
+    mean, max, p50, p90, p99, p999, recorded or -1))
+end
+"""
+
+# HTTP/1.1 pipelining. wrk counts the requests in what request() returns, records one latency
+# when the last of them is answered (the batch's time), and sends the next batch.
+#
+# Before done(), wrk adds samples to its latency histogram for coordinated omission: below every
+# recorded latency n, one at each n - k * interval, with interval = run time / (responses per
+# connection). Pipelined, a connection's responses come DEPTH to a batch, so that interval is a
+# DEPTH-th of a batch's time and most of the added samples land below the histogram's minimum,
+# where percentile() never looks: its percentiles come out 0 or far too low. latencies() reads the
+# histogram itself (the wrk_stats layout of wrk 4.x, through LuaJIT's FFI), takes those samples
+# back out and adds them again at the interval of a batch, so that the percentiles mean what they
+# mean in the scenarios that do not pipeline. The max is wrk's own: the slowest batch recorded.
+PIPELINE = r"""
+local depth, connections = DEPTH, CONNECTIONS
+local batch
+init = function(args)
+  local parts = {}
+  for i = 1, depth do parts[i] = wrk.format() end
+  batch = table.concat(parts)
+end
+request = function()
+  return batch
+end
+
+local ffi = require("ffi")
+ffi.cdef("typedef struct { uint64_t count, limit, min, max; uint64_t data[]; } wrk_stats;")
+
+-- wrk's own correction: for each recorded latency n >= 2 * interval, its count again at every
+-- n - k * interval above interval (sign 1), or taken back out (sign -1: only where counts were
+-- read, from low up). Upwards it reads counts not yet changed, downwards counts already
+-- restored: either way the counts of the recorded latencies.
+local function correct(counts, low, high, interval, sign)
+  if interval < 1 then return end
+  local first, last, step, floor = math.max(low, 2 * interval), high, 1, 0
+  if sign < 0 then first, last, step, floor = high, math.max(low, 2 * interval), -1, low end
+  for n = first, last, step do
+    local count = counts[n]
+    if count then
+      local m = n - interval
+      while m > interval and m >= floor do
+        local value = (counts[m] or 0) + sign * count
+        counts[m] = value ~= 0 and value or nil
+        m = m - interval
+      end
+    end
+  end
+end
+
+latencies = function(summary, latency)
+  local stats = ffi.cast("wrk_stats **", latency)[0]
+  local low, high = tonumber(stats.min), tonumber(stats.max)
+  local responses = math.floor(summary.requests / connections)
+  if high < low or responses < 1 then
+    return latency.mean, latency.max, 0, 0, 0, 0, 0
+  end
+  local counts = {}
+  for n = low, high do
+    local count = tonumber(stats.data[n])
+    if count > 0 then counts[n] = count end
+  end
+  correct(counts, low, high, math.floor(summary.duration / responses), -1)
+  local recorded = 0
+  for _, count in pairs(counts) do recorded = recorded + count end
+  local batches = math.floor(responses / depth)
+  if batches >= 1 then
+    correct(counts, low, high, math.floor(summary.duration / batches), 1)
+  end
+  local bottom, total, sum = high, 0, 0
+  for n, count in pairs(counts) do
+    bottom, total, sum = math.min(bottom, n), total + count, sum + n * count
+  end
+  local wanted, found, seen, i = {50, 90, 99, 99.9}, {}, 0, 1
+  for n = bottom, high do
+    seen = seen + (counts[n] or 0)
+    while i <= #wanted and seen >= math.floor(wanted[i] / 100 * total + 1) do
+      found[i], i = n, i + 1
+    end
+  end
+  return sum / total, high, found[1] or high, found[2] or high, found[3] or high, found[4] or high,
+    recorded
 end
 """
 
@@ -60,6 +146,9 @@ class LoadResult:
     p90_ms: float
     p99_ms: float
     p999_ms: float
+    latencies_recorded: int = -1
+    """How many latencies the percentiles come from (batches when pipelining); -1: not counted.
+    0 with requests answered: no batch was answered whole in the run."""
 
     @property
     def rps(self) -> float:
@@ -104,6 +193,9 @@ class Wrk:
         if scenario.body_size:
             lines.append(f'wrk.body = string.rep("x", {scenario.body_size})')
             lines.append('wrk.headers["Content-Type"] = "application/octet-stream"')
+        if scenario.pipeline > 1:
+            script = PIPELINE.replace("DEPTH", str(scenario.pipeline))
+            lines.append(script.replace("CONNECTIONS", str(scenario.connections)))
         return "\n".join(lines) + "\n" + DONE_HOOK
 
     def command(self, scenario: Scenario, url: str, duration: int, script: Path) -> list[str]:
@@ -173,6 +265,7 @@ def parse_wrk(stdout: str, stderr: str, returncode: int) -> LoadResult:
         p90_ms=raw["p90_us"] / 1e3,
         p99_ms=raw["p99_us"] / 1e3,
         p999_ms=raw["p999_us"] / 1e3,
+        latencies_recorded=int(raw.get("recorded", -1)),
     )
     # The text lines carry the same counters; if they disagree, trust the larger.
     match = _SOCKET_ERRORS.search(stdout)

@@ -247,13 +247,20 @@ def in_sessions(sessions: Iterable[int]) -> Callable[[ProcStat], bool]:
     return lambda stat: stat.session in wanted
 
 
+LOAD_SESSIONS: set[int] = set()
+"""Sessions of what the harness runs on the load side besides the load tool (the PostgreSQL of
+the database scenarios): their CPU time is part of the benchmark, not another process's."""
+
+
 def not_harness(exclude_session: int | None = None) -> Callable[[ProcStat], bool]:
-    """Every user process except this one, its load-tool children and ``exclude_session``.
+    """Every user process except this one, its load-tool children, ``LOAD_SESSIONS`` and
+    ``exclude_session``.
 
     Kernel threads are left out too: their work here is mostly the network traffic of the
     benchmark itself.
     """
     me, my_session = os.getpid(), os.getsid(0)
+    load = frozenset(LOAD_SESSIONS)
 
     def include(stat: ProcStat) -> bool:
         return not (
@@ -261,6 +268,7 @@ def not_harness(exclude_session: int | None = None) -> Callable[[ProcStat], bool
             or stat.pid == KTHREADD
             or stat.ppid == KTHREADD
             or stat.session == exclude_session
+            or stat.session in load
             or (stat.ppid == me and stat.session == my_session)
         )
 

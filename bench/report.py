@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from bench.servers import REFERENCE
+from bench.servers import REFERENCE, REFERENCES
 
 Results = dict[str, Any]
 PointData = dict[str, Any]
@@ -131,6 +131,34 @@ def ratio(results: Results, scenario: str, server: str, to: str) -> float | None
     return float(point["summary"]["rps"]) / base if base else None
 
 
+def reference(results: Results, scenario: str) -> str | None:
+    """The fastest of uvicorn's configurations (``REFERENCES``) measured in the scenario."""
+    measured = [
+        point
+        for name in REFERENCES
+        if (point := find(results, scenario, name)) is not None and ok(point) and point["summary"]["rps"] > 0
+    ]
+    if not measured:
+        return None
+    return str(max(measured, key=lambda point: float(point["summary"]["rps"]))["server"])
+
+
+def vs_reference(results: Results, scenario: str, server: str) -> float | None:
+    """req/s over the faster uvicorn configuration's in the same scenario."""
+    ref = reference(results, scenario)
+    return None if ref is None else ratio(results, scenario, server, ref)
+
+
+def fmt_max(summary: dict[str, Any], target_ms: float) -> str:
+    if summary.get("latencies_recorded_min") == 0:
+        # Pipelined: answers came, but in some run no batch was answered whole.
+        return "longer than the run: no batch answered whole"
+    text = fmt_ms(summary["latency_max_ms"])
+    if target_ms and summary["latency_max_ms"] > target_ms:
+        text += f" (over {target_ms / 1000:g} s)"
+    return text
+
+
 def short_error(point: PointData) -> str:
     return str(point["error"]).splitlines()[0] if point["error"] else "failed"
 
@@ -150,6 +178,7 @@ def scenario_table(results: Results, scenario: dict[str, Any]) -> list[str]:
         "p50",
         "p99",
         "p99.9",
+        "max",
         "errors",
         "peak RSS",
         "CPU",
@@ -168,14 +197,16 @@ def scenario_table(results: Results, scenario: dict[str, Any]) -> list[str]:
         else:
             summary = point["summary"]
             answered = summary["rps"] > 0
-            latency = [fmt_ms(summary[key]) if answered else "—" for key in ("p50_ms", "p99_ms", "p999_ms")]
+            timed = answered and summary.get("latencies_recorded_min") != 0
+            latency = [fmt_ms(summary[key]) if timed else "—" for key in ("p50_ms", "p99_ms", "p999_ms")]
             cells = [
                 label,
                 *([f"{summary['mbps']:,.0f}"] if transfer else []),
                 fmt_int(summary["rps"]) if answered else "**0: no response in the run**",
                 fmt_spread(summary),
-                fmt_ratio(ratio(results, name, point["server"], REFERENCE)),
+                fmt_ratio(vs_reference(results, name, point["server"])),
                 *latency,
+                fmt_max(summary, scenario.get("max_latency_target_ms", 0)) if answered else "—",
                 fmt_errors(summary),
                 fmt_mib(summary["rss_peak_bytes"]),
                 f"{summary['cpu_utilisation'] * 100:.0f}%",
@@ -185,15 +216,16 @@ def scenario_table(results: Results, scenario: dict[str, Any]) -> list[str]:
 
 
 def summary_section(results: Results) -> list[str]:
-    """One line per server: its req/s over the reference's in every scenario."""
+    """One line per server: its req/s over the faster uvicorn's in every scenario."""
     names = [s["name"] for s in results["scenarios"] if points_of(results, s["name"])]
     servers = [s for s in results["servers"] if s["kind"] != "ceiling"]
-    if not names or not any(s["name"] == REFERENCE for s in servers) or len(servers) < 2:
+    if not names or not any(s["name"] in REFERENCES for s in servers) or len(servers) < 2:
         return []
     lines = [
         "## Summary",
         "",
-        f"req/s (MB/s for transfers) over {REFERENCE}'s in the same scenario; above 1 is faster. "
+        f"req/s (MB/s for transfers) over {REFERENCE}'s in the same scenario, in the faster of its "
+        f"configurations there (named in the last row); above 1 is faster. "
         "A difference smaller than the spread in the scenario's table below is noise.",
         "",
         "| Server | " + " | ".join(names) + " |",
@@ -210,10 +242,12 @@ def summary_section(results: Results) -> list[str]:
             elif point["summary"]["rps"] <= 0:
                 cells.append("no response")
             else:
-                cells.append(fmt_ratio(ratio(results, scenario, server["name"], REFERENCE)))
+                cells.append(fmt_ratio(vs_reference(results, scenario, server["name"])))
         label = server["name"]
         label = f"**{label}**" if server["kind"] == "subject" else label
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    fastest = [reference(results, scenario) or "—" for scenario in names]
+    lines.append(f"| *faster {REFERENCE}* | " + " | ".join(fastest) + " |")
     lines.append("")
     return lines
 
@@ -335,6 +369,10 @@ def environment_section(results: Results) -> list[str]:
         f"run length: {durations}.",
         f"- Versions: {packages}.",
         quiet_line(results),
+        *(
+            f"- Skipped {name}: {reason.splitlines()[0]}"
+            for name, reason in results.get("skipped", {}).items()
+        ),
         "",
     ]
 
@@ -354,7 +392,9 @@ def markdown(results: Results, charts: Iterable[str] = ()) -> str:
         f"Measured {results['timestamp']} with `bench/run.py`; how the numbers are made is in "
         "[methodology.md](methodology.md). req/s and latencies are medians over the repeats; "
         "errors and peak RSS are the worst repeat. `spread` is half the range of req/s over the "
-        f"repeats, relative to the median. `{TIMES} {REFERENCE}` is req/s over {REFERENCE}'s. "
+        f"repeats, relative to the median. `{TIMES} {REFERENCE}` is req/s over {REFERENCE}'s in the "
+        f"faster of its configurations in that scenario ({', '.join(f'`{name}`' for name in REFERENCES)}; "
+        "named under each table). `max` is the slowest answer counted in any repeat. "
         "RSS is summed over the server's processes; CPU is server CPU time over wall time "
         "(100% = one core).",
         "",
@@ -371,6 +411,9 @@ def markdown(results: Results, charts: Iterable[str] = ()) -> str:
             f"{seconds} s per run."
         )
         lines.append("")
+        ref = reference(results, scenario["name"])
+        if ref is not None:
+            lines += [f"`{TIMES} {REFERENCE}` is to `{ref}`.", ""]
         lines += scenario_table(results, scenario)
         lines.append("")
     lines += ceilings_section(results)
@@ -397,6 +440,7 @@ def terminal_table(results: Results) -> str:
         "p50 ms",
         "p99 ms",
         "p99.9 ms",
+        "max ms",
         "errors",
         "RSS MiB",
     )
@@ -408,13 +452,13 @@ def terminal_table(results: Results) -> str:
                 failures.append((scenario["name"], point["server"], short_error(point)))
                 continue
             s = point["summary"]
-            r = ratio(results, scenario["name"], point["server"], REFERENCE)
+            r = vs_reference(results, scenario["name"], point["server"])
             rows.append((
                 scenario["name"], point["server"], fmt_int(s["rps"]),
                 f"{s['mbps']:,.0f}" if "mbps" in s else "",
                 "" if r is None else f"{r:.2f}",
                 f"{s['p50_ms']:.3f}", f"{s['p99_ms']:.2f}", f"{s['p999_ms']:.2f}",
-                f"{s['errors']:,}", f"{s['rss_peak_bytes'] / 2**20:.1f}",
+                f"{s['latency_max_ms']:.1f}", f"{s['errors']:,}", f"{s['rss_peak_bytes'] / 2**20:.1f}",
             ))  # fmt: skip
     widths = [max(len(row[i]) for row in (head, *rows)) for i in range(len(head))]
     out = []
@@ -510,7 +554,7 @@ def write_charts(results: Results, out_dir: Path) -> list[Path]:
         written.append(path)
 
     # Throughput: req/s (MB/s for the transfer scenarios), with the ratio to the reference.
-    fig, axes = figure(f"Throughput, higher is better ({TIMES} {REFERENCE} in brackets)")
+    fig, axes = figure(f"Throughput, higher is better ({TIMES} the faster {REFERENCE} in brackets)")
     for ax, scenario in zip(axes, scenarios, strict=True):
         points = points_of(results, scenario["name"])
         values = [main_value(p, scenario["metric"]) if ok(p) else 0.0 for p in points]
@@ -534,7 +578,7 @@ def write_charts(results: Results, out_dir: Path) -> list[Path]:
                     transform=ax.get_yaxis_transform(),
                 )
                 continue
-            r = ratio(results, scenario["name"], point["server"], REFERENCE)
+            r = vs_reference(results, scenario["name"], point["server"])
             text = f"{value:,.0f}" + (f" ({r:.2f}{TIMES})" if r is not None else "")
             ax.text(value + top * 0.01, row, text, va="center", fontsize=7)
     finish(fig, "throughput.png")

@@ -20,6 +20,7 @@ APPS: dict[str, str] = {
     "download": "bench.apps:download",
     "fastapi": "bench.fastapi_app:app",
     "wsecho": "bench.apps:ws_echo",
+    "db": "bench.db_app:app",
 }
 
 Metric = Literal["rps", "upload", "download"]
@@ -60,6 +61,14 @@ class Scenario:
     """HTTP/2 streams in flight per connection (h2load ``-m``)."""
     close: bool = False
     """Every request on a new connection (``Connection: close``): with TLS, a handshake each."""
+    pipeline: int = 1
+    """HTTP/1.1 pipelining: requests written together on a connection before any answer is read
+    (wrk's ``request()`` returns this many concatenated). wrk then records one latency per batch:
+    the time from writing it to its last response."""
+    max_latency_target_ms: float = 0
+    """When set, the report flags a server whose slowest answer took longer than this."""
+    database: bool = False
+    """Needs the harness's PostgreSQL (``bench/postgres.py``); skipped when it is not installed."""
 
     @property
     def app_spec(self) -> str:
@@ -75,6 +84,8 @@ class Scenario:
             text += f" x {self.streams} stream{'s' if self.streams > 1 else ''} (h2c)"
         elif self.protocol == "https":
             text += ", TLS" + (", a new connection per request" if self.close else "")
+        if self.pipeline > 1:
+            text += f", pipelined {self.pipeline} deep"
         return text
 
 
@@ -119,7 +130,37 @@ SCENARIOS: tuple[Scenario, ...] = (
 
 # HTTP/2 and TLS: run by name (``--scenarios h2x10,h2x1,https64,tls_handshake``); their report
 # is docs/benchmarks/http2.md. WebSocket likewise (``--scenarios ws64,ws1m``): docs/benchmarks/websocket.md.
+# HTTP/1.1 pipelining too (``--scenarios pipeline16``), and the database pair
+# (``--scenarios dbquery,dbpage``), which needs PostgreSQL.
 EXTRA_SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "pipeline16",
+        "hello",
+        "HTTP/1.1 pipelining: 16 requests written at once on each of 256 connections. "
+        "The target: no request waits more than 1 s (see the max column).",
+        connections=256,
+        pipeline=16,
+        duration=3,
+        timeout=10,
+        max_latency_target_ms=1000,
+    ),
+    Scenario(
+        "dbquery",
+        "db",
+        "One row of a 10,000-row PostgreSQL table by a random id, as JSON (asyncpg pool of 16), "
+        "64 connections.",
+        path="/db",
+        duration=3,
+        database=True,
+    ),
+    Scenario(
+        "dbpage",
+        "db",
+        "A jinja2 HTML page of 13 rows (12 from PostgreSQL, one added), sorted and escaped, 64 connections.",
+        path="/fortunes",
+        duration=3,
+        database=True,
+    ),
     Scenario(
         "h2x10",
         "hello",

@@ -12,11 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bench.scenarios import Scenario
+from bench.scenarios import APPS, Scenario
 
 BACKLOG = 16_384
 REFERENCE = "uvicorn"
-"""Ratios in the report are to this server."""
+"""The peer the project measures itself against."""
+REFERENCES: tuple[str, ...] = (REFERENCE, "uvicorn_zttp")
+"""uvicorn's configurations: in each scenario the report's ratios are to the fastest of them
+that ran there."""
 CEILING_APP = "ceiling_app"
 """The in-process ceiling: not a server, but selected with --servers like one."""
 
@@ -66,6 +69,10 @@ class Server:
         return (self.apps is None or scenario.app in self.apps) and scenario.protocol in self.protocols
 
 
+NOT_ASYNCIO_APPS = frozenset(APPS) - {"db"}
+"""What a server on trio can serve: asyncpg (the ``db`` app) needs asyncio."""
+
+
 def _wherry(run: Launch) -> list[str]:
     tls = ["--ssl-certfile", run.certfile, "--ssl-keyfile", run.keyfile] if run.protocol == "https" else []
     return [
@@ -111,6 +118,12 @@ def _uvicorn(run: Launch) -> list[str]:
         "--backlog", str(run.backlog),
         *(["--ssl-certfile", run.certfile, "--ssl-keyfile", run.keyfile] if run.protocol == "https" else []),
     ]  # fmt: skip
+
+
+def _uvicorn_zttp(run: Launch) -> list[str]:
+    command = _uvicorn(run)
+    command[command.index("httptools")] = "zttp"
+    return command
 
 
 def _granian(run: Launch) -> list[str]:
@@ -177,6 +190,7 @@ SERVERS: tuple[Server, ...] = (
         "wherry",
         notes="wherry --loop trio",
         default=False,
+        apps=NOT_ASYNCIO_APPS,
         protocols=frozenset({"h1", "h2c", "https"}),
     ),
     Server(
@@ -204,6 +218,14 @@ SERVERS: tuple[Server, ...] = (
         protocols=frozenset({"h1", "https"}),
     ),
     Server(
+        "uvicorn_zttp",
+        "peer",
+        _uvicorn_zttp,
+        "uvicorn",
+        notes="uvloop + zttp (--http zttp)",
+        protocols=frozenset({"h1", "https"}),
+    ),
+    Server(
         "granian",
         "peer",
         _granian,
@@ -226,6 +248,7 @@ SERVERS: tuple[Server, ...] = (
         "hypercorn",
         notes="hypercorn -k trio: its trio worker, h11 (h2 for HTTP/2)",
         default=False,
+        apps=NOT_ASYNCIO_APPS,
         protocols=frozenset({"h1", "h2c", "https"}),
     ),
     Server("daphne", "peer", _daphne, "daphne", notes="Twisted on the stdlib asyncio loop"),

@@ -6,6 +6,11 @@ file is missing or malformed, the report or charts are missing, or the reference
 (uvicorn) could not be measured at all. A server that fails to start is a reported row, not a
 harness failure; timings are never checked.
 
+Then it runs wrk for one second with the Lua script of ``pipeline16`` (on 4 connections) against
+a few lines of socket server in this process, which answers every request it reads: the script
+must send its requests pipelined, and its ``done()`` hook must report answers and whole batches.
+No database is needed.
+
     python3 bench/smoke.py            # exit status 0 when the harness works
     python3 -m bench.smoke --keep     # keep the temporary directory to look at
 
@@ -15,12 +20,16 @@ From a test: ``assert not bench.smoke.run_smoke()`` (the list of problems found)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -77,6 +86,58 @@ def check_results(results_dir: Path, docs_dir: Path, servers: Sequence[str]) -> 
     return problems
 
 
+PIPELINED = "pipeline16"
+ANSWER = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+
+
+def _answer_all(listener: socket.socket, most: list[int]) -> None:
+    """Answer every GET read on every connection; ``most[0]``: most requests in one read."""
+
+    def serve(conn: socket.socket) -> None:
+        # wrk resets its connections when it stops.
+        with conn, contextlib.suppress(OSError):
+            pending = b""
+            while chunk := conn.recv(65536):
+                pending += chunk
+                count = pending.count(b"\r\n\r\n")
+                pending = pending[pending.rfind(b"\r\n\r\n") + 4 :] if count else pending
+                most[0] = max(most[0], count)
+                if count:
+                    conn.sendall(ANSWER * count)
+
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+
+def check_pipeline_script() -> list[str]:
+    """Problems with the pipelined scenario's wrk script (empty when all is well)."""
+    sys.path.insert(0, str(BENCH_DIR.parent))
+    from bench.loadgen import LoadError, Wrk
+    from bench.scenarios import SCENARIOS_BY_NAME
+
+    scenario = replace(SCENARIOS_BY_NAME[PIPELINED], connections=4)
+    most = [0]
+    with socket.create_server(("127.0.0.1", 0)) as listener, tempfile.TemporaryDirectory() as workdir:
+        threading.Thread(target=_answer_all, args=(listener, most), daemon=True).start()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+        try:
+            result = Wrk().run(scenario, url, 1, None, Path(workdir))
+        except LoadError as exc:
+            return [f"{PIPELINED}: {exc}"]
+    problems = []
+    if result.requests == 0 or result.latencies_recorded <= 0:
+        problems.append(
+            f"{PIPELINED}: wrk reported {result.requests} answers, {result.latencies_recorded} batches"
+        )
+    if most[0] < 2:
+        problems.append(f"{PIPELINED}: requests were not pipelined (at most {most[0]} in one read)")
+    return problems
+
+
 def run_smoke(
     servers: Sequence[str] = ("wherry", REFERENCE),
     *,
@@ -105,7 +166,7 @@ def run_smoke(
         if done.returncode != 0:
             tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-30:])
             return [f"bench/run.py exited {done.returncode}:\n{tail}"]
-        return check_results(results_dir, docs_dir, servers)
+        return check_results(results_dir, docs_dir, servers) + check_pipeline_script()
     finally:
         if keep is not None:
             shutil.copytree(workdir, keep, dirs_exist_ok=True)
