@@ -350,7 +350,7 @@ def test_precedence_command_line_environment_file_default(
 
 def test_config_file_named_in_the_environment() -> None:
     """WHERRY_CONFIG names the TOML file when --config is not given."""
-    with pytest.raises(ConfigError, match="cannot read the config file /no/such/file.toml"):
+    with pytest.raises(ConfigError, match="cannot read the config file"):
         Config.from_sources({}, environ={"WHERRY_CONFIG": "/no/such/file.toml"})
 
 

@@ -297,6 +297,11 @@ def run(app: Any = None, config: Config | None = None, **options: Any) -> None:
         write_pid_file,
     )
 
+    if config.loop == "trio":
+        try:
+            _import_trio()
+        except ConfigError as exc:
+            _fail(str(exc))
     if needs_supervisor(config) and not isinstance(config.app, str):
         _fail(
             "--workers, --reload and --limit-worker-rss start the application in new processes: "

@@ -143,6 +143,8 @@ class Lifespan:
             raise LifespanFailure(f"application startup failed: {error!r}")
         self.supported = False
         self.state.clear()
+        # uvicorn says so too when the app does not speak the protocol; operators wait for it.
+        logger.info("Application startup complete.")
 
     async def shutdown(self) -> None:
         if not self.supported or self._app_finished:
