@@ -1167,7 +1167,7 @@ class Config:
     metrics_bind: str | None
     config: str | None
 
-    log_config: str | None
+    log_config: str | dict[str, Any] | None
     use_colors: bool | None
     access_logfile: str | None
     error_logfile: str | None
@@ -1187,6 +1187,9 @@ class Config:
                 value = options[option.name]
                 if option.name == "app" and not isinstance(value, str | None):
                     self.app = value  # an application object, for wherry.run(app)
+                    continue
+                if option.name == "log_config" and isinstance(value, Mapping):
+                    self.log_config = dict(value)  # a dictConfig, as uvicorn.run(log_config=...) takes
                     continue
                 try:
                     value = option.parse(value)

@@ -156,7 +156,7 @@ class LogConfigError(ValueError):
     """A logging configuration file or log file cannot be used; the message says which."""
 
 
-def apply_log_config(path: str) -> None:
+def apply_log_config(path: str | dict[str, Any]) -> None:
     """Configure logging from ``path`` as uvicorn's ``--log-config`` does: ``.json`` and
     ``.yaml``/``.yml`` hold a ``logging.config.dictConfig`` dictionary, anything else is a
     ``fileConfig`` file. A file written for uvicorn configures ``uvicorn.error`` and
@@ -164,8 +164,11 @@ def apply_log_config(path: str) -> None:
     file configures ``wherry.error`` / ``wherry.access`` themselves)."""
     import logging.config
 
+    name = path if isinstance(path, str) else "(a dictConfig dictionary)"
     try:
-        if path.endswith(".json"):
+        if isinstance(path, dict):
+            logging.config.dictConfig(path)
+        elif path.endswith(".json"):
             with open(path, encoding="utf-8") as f:
                 logging.config.dictConfig(json.load(f))
         elif path.endswith((".yaml", ".yml")):
@@ -173,7 +176,7 @@ def apply_log_config(path: str) -> None:
                 import yaml
             except ImportError:
                 raise LogConfigError(
-                    f"--log-config {path}: reading YAML needs PyYAML: pip install pyyaml"
+                    f"--log-config {name}: reading YAML needs PyYAML: pip install pyyaml"
                 ) from None
             with open(path, encoding="utf-8") as f:
                 logging.config.dictConfig(yaml.safe_load(f))
@@ -182,10 +185,10 @@ def apply_log_config(path: str) -> None:
     except LogConfigError:
         raise
     except OSError as exc:
-        raise LogConfigError(f"--log-config {path}: cannot read it: {exc.strerror}") from None
+        raise LogConfigError(f"--log-config {name}: cannot read it: {exc.strerror}") from None
     except Exception as exc:  # json, yaml and configparser errors, and dictConfig's ValueError
         text = " ".join(str(exc).split())
-        raise LogConfigError(f"--log-config {path}: cannot configure logging: {text}") from None
+        raise LogConfigError(f"--log-config {name}: cannot configure logging: {text}") from None
     for ours, theirs in (("wherry.error", "uvicorn.error"), ("wherry.access", "uvicorn.access")):
         logger = logging.getLogger(ours)
         if any(not getattr(h, "_wherry", False) for h in logger.handlers):

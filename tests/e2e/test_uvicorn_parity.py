@@ -44,7 +44,9 @@ def uvicorn_help() -> str:
 
 
 # "  --flag[ / --no-flag] [METAVAR]   help" at the start of an option's line.
-OPTION_LINE = re.compile(r"^  (-{1,2}[a-z0-9-]+)(?: / (--[a-z0-9-]+))?(?: (\[[^\]]+\]|[A-Z]+(?: RANGE)?))?(?:\s|$)")
+OPTION_LINE = re.compile(
+    r"^  (-{1,2}[a-z0-9-]+)(?: / (--[a-z0-9-]+))?(?: (\[[^\]]+\]|[A-Z]+(?: RANGE)?))?(?:\s|$)"
+)
 
 
 def uvicorn_flags() -> list[tuple[str, str | None, str]]:
@@ -388,7 +390,7 @@ def test_env_file_is_read_as_python_dotenv_reads_it(tmp_path: Path, monkeypatch:
         "# a comment\n"
         "P_BASE=base\n"
         "export P_EXPORTED=yes\n"
-        "P_QUOTED=\"two words # not a comment\"\n"
+        'P_QUOTED="two words # not a comment"\n'
         "P_INLINE=value # a comment after the value\n"
         "P_EXPANDED=${P_BASE}/more\n"
         "P_DEFAULT=${P_MISSING:-fallback}\n"
@@ -636,3 +638,80 @@ def test_click_rejects_what_uvicorn_rejects(parse: Any) -> None:
     """A value out of uvicorn's choices is still an error that lists the choices."""
     with pytest.raises(click.BadParameter, match="h11"):
         parse(["--http", "h3", "tests.apps:hello"])
+
+
+# ---------------------------------------------------------------- --log-config as uvicorn reads it
+
+UVICORN_STYLE_YAML = """
+version: 1
+disable_existing_loggers: false
+formatters:
+  plain:
+    format: "%(levelname)s %(message)s"
+handlers:
+  errors:
+    class: logging.FileHandler
+    filename: {errors}
+    formatter: plain
+  access:
+    class: logging.FileHandler
+    filename: {access}
+    formatter: plain
+loggers:
+  uvicorn:
+    handlers: [errors]
+    level: INFO
+  uvicorn.access:
+    handlers: [access]
+    level: INFO
+    propagate: false
+"""
+
+
+def test_a_log_config_written_for_uvicorn_logs_wherrys_lines(servers: list[Wherry], tmp_path: Path) -> None:
+    """A YAML dictConfig that configures uvicorn's loggers gets Wherry's lines through the same
+    handlers."""
+    errors, access = tmp_path / "errors.log", tmp_path / "access.log"
+    path = tmp_path / "logging.yaml"
+    path.write_text(UVICORN_STYLE_YAML.format(errors=errors, access=access))
+    server = Wherry(["tests.apps:hello", "--log-config", str(path)], tmp_path)
+    servers.append(server)
+    server.wait_serving()
+    httpx.get(server.url + "/through-yaml")
+    assert server.stop() == 0
+    assert "INFO Application startup complete." in errors.read_text()
+    assert '"GET /through-yaml HTTP/1.1" 200' in access.read_text()
+
+
+@pytest.mark.parametrize("form", ["ini", "dict"])
+def test_log_config_as_ini_file_or_dict_in_run(form: str, tmp_path: Path) -> None:
+    """``--log-config file.ini`` (fileConfig) and ``wherry.run(app, log_config={...})``."""
+    errors = tmp_path / "errors.log"
+    if form == "ini":
+        ini = tmp_path / "logging.ini"
+        ini.write_text(
+            "[loggers]\nkeys=root,wherry\n[handlers]\nkeys=file\n[formatters]\nkeys=plain\n"
+            "[logger_root]\nhandlers=\n[logger_wherry]\nqualname=wherry.error\nhandlers=file\n"
+            "level=INFO\npropagate=0\n"
+            f"[handler_file]\nclass=FileHandler\nformatter=plain\nargs=({str(errors)!r},)\n"
+            "[formatter_plain]\nformat=%(levelname)s %(message)s\n"
+        )
+        setting = repr(str(ini))
+    else:
+        setting = repr(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "handlers": {"file": {"class": "logging.FileHandler", "filename": str(errors)}},
+                "loggers": {"uvicorn.error": {"handlers": ["file"], "level": "INFO"}},
+            }
+        )
+    port = free_port()
+    code = f"import wherry\nwherry.run('tests.apps:hello', port={port}, log_config={setting})\n"
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    try:
+        wait_until(lambda: proc.poll() is not None or answers(port), 20, "the server")
+        assert proc.poll() is None
+    finally:
+        assert stop(proc) == 0
+    assert "Application startup complete." in errors.read_text()
