@@ -355,9 +355,8 @@ class Records(logging.Handler):
 def test_a_factory_without_factory_is_called_with_a_warning() -> None:
     """As uvicorn does: an APP that takes no argument is a factory; it is called, and a warning
     says to pass --factory."""
-    from wherry.importer import load_app
-
     from tests.apps import hello
+    from wherry.importer import load_app
 
     def create_app() -> Any:
         return hello
