@@ -20,7 +20,7 @@ from .asgi.http import ASGIApp, FutureLike
 from .asgi.lifespan import LifespanFailure
 from .backends.current import server_class
 from .backends.serving import ServerBase
-from .config import Config, ConfigError, parse_bind, read_toml
+from .config import OPTIONS, Config, ConfigError, parse_bind, read_toml
 from .importer import AppImportError, load_app, load_env_file
 from .logs import APP_TEXT, LogConfigError, apply_log_config, configure
 from .loops import current_loop, new_future, running
@@ -131,6 +131,13 @@ class Server:
         logger.info("Started server process [%d]", os.getpid())
         backend = server_class(running())
         app = self.load()
+        if logger.isEnabledFor(logging.DEBUG):
+            changed = [
+                f"{o.name}=" + ("'***'" if "password" in o.name else repr(getattr(config, o.name)))
+                for o in OPTIONS
+                if o.name != "app" and getattr(config, o.name) != o.default
+            ]
+            logger.debug("Serving on %s with %s", backend.loop_name, ", ".join(changed) or "the defaults")
         impl = self._impl = backend(app, config)
         if config.limit_max_requests is not None and not self.recycled_by_supervisor:
             impl.max_requests = config.limit_max_requests + random.randint(

@@ -413,17 +413,20 @@ def servers() -> Iterator[list[Wherry]]:
         server.close()
 
 
-def test_log_level_trace_logs_more_than_info(servers: list[Wherry], tmp_path: Path) -> None:
+def test_log_levels_debug_and_trace_log_more_than_info(servers: list[Wherry], tmp_path: Path) -> None:
     quiet = Wherry(["tests.apps:hello"], tmp_path)
+    debug = Wherry(["tests.apps:hello", "--log-level", "debug", "--ssl-keyfile-password", "hush"], tmp_path)
     loud = Wherry(["tests.apps:hello", "--log-level", "trace"], tmp_path)
-    servers += [quiet, loud]
-    for server in (quiet, loud):
+    servers += [quiet, debug, loud]
+    for server in (quiet, debug, loud):
         server.wait_serving()
         httpx.get(server.url)
         assert server.stop() == 0
+    assert "DEBUG" not in quiet.log() and "Connection made" not in quiet.log()
+    assert "DEBUG wherry.error: Serving on asyncio with" in debug.log()
+    assert "hush" not in debug.log()
     assert "Connection made" in loud.log() and "Connection lost" in loud.log()
-    assert "Connection made" not in quiet.log()
-    assert len(loud.log().splitlines()) > len(quiet.log().splitlines())
+    assert len(quiet.log().splitlines()) < len(debug.log().splitlines()) < len(loud.log().splitlines())
 
 
 def test_limit_max_requests_stops_a_single_server(servers: list[Wherry], tmp_path: Path) -> None:
