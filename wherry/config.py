@@ -1191,6 +1191,7 @@ class Config:
                 if option.name == "log_config" and isinstance(value, Mapping):
                     self.log_config = dict(value)  # a dictConfig, as uvicorn.run(log_config=...) takes
                     continue
+                value = _python_form(option, value)
                 try:
                     value = option.parse(value)
                 except (TypeError, ValueError) as exc:
@@ -1289,6 +1290,23 @@ class Config:
     def __repr__(self) -> str:
         shown = ", ".join(f"{o.name}={getattr(self, o.name)!r}" for o in OPTIONS)
         return f"Config({shown})"
+
+
+_LEVEL_NAMES = {50: "critical", 40: "error", 30: "warning", 20: "info", 10: "debug", 5: "trace"}
+
+
+def _python_form(option: Option, value: Any) -> Any:
+    """The values uvicorn's ``Config`` takes from Python that are not text: a log level number,
+    headers as (name, value) pairs, a list of trusted addresses; None for "not set"."""
+    if value is None:
+        return option.default
+    if option.name == "log_level" and isinstance(value, int) and not isinstance(value, bool):
+        return _LEVEL_NAMES.get(value, value)
+    if option.name == "headers" and isinstance(value, list | tuple):
+        return [f"{v[0]}:{v[1]}" if isinstance(v, list | tuple) and len(v) == 2 else v for v in value]
+    if option.name == "forwarded_allow_ips" and isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return value
 
 
 def _check(name: str, value: Any, where: str) -> None:

@@ -257,7 +257,9 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
             import uvloop
         except ImportError:
             if name == "uvloop":
-                raise ConfigError("--loop uvloop: uvloop is not installed") from None
+                raise ConfigError(
+                    "--loop uvloop: uvloop is not installed (pip install 'wherry[uvloop]', or --loop auto)"
+                ) from None
         else:
             return uvloop.new_event_loop  # type: ignore[no-any-return,unused-ignore]
     return asyncio.new_event_loop

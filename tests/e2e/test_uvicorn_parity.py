@@ -717,3 +717,27 @@ def test_log_config_as_ini_file_or_dict_in_run(form: str, tmp_path: Path) -> Non
     finally:
         assert stop(proc) == 0
     assert "Application startup complete." in errors.read_text()
+
+
+def test_python_values_uvicorn_config_takes() -> None:
+    """What ``uvicorn.Config`` takes from Python: a log level number, (name, value) header pairs,
+    a list of trusted addresses, an ssl module constant, None for "not set"."""
+    import ssl
+
+    config = wherry.Config(
+        "tests.apps:hello",
+        log_level=logging.DEBUG,
+        headers=[("x-frame-options", "DENY")],
+        forwarded_allow_ips=["10.0.0.1", "127.0.0.1"],
+        ssl_version=ssl.PROTOCOL_TLS_SERVER,
+        ssl_cert_reqs=ssl.CERT_REQUIRED,
+        timeout_graceful_shutdown=None,
+        limit_concurrency=None,
+    )
+    assert config.log_level == "debug"
+    assert config.header_pairs() == [(b"x-frame-options", b"DENY")]
+    assert config.forwarded_allow_ips == "10.0.0.1,127.0.0.1"
+    assert config.ssl_version == 17
+    assert config.ssl_cert_reqs == "2"
+    assert config.timeout_graceful_shutdown == OPTIONS_BY_NAME["timeout_graceful_shutdown"].default
+    assert config.limit_concurrency is None
