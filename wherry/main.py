@@ -125,6 +125,8 @@ class Server:
         on_started: Callable[[Server], Any] | None = None,
     ) -> None:
         config = self.config
+        if not logger.handlers and not logging.getLogger().handlers:
+            configure_logging(config)  # nothing else set logging up: uvicorn's lines, as uvicorn
         if not self.notes_said:
             self.notes_said = True
             say_notes(config)

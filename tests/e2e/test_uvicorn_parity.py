@@ -741,3 +741,30 @@ def test_python_values_uvicorn_config_takes() -> None:
     assert config.ssl_cert_reqs == "2"
     assert config.timeout_graceful_shutdown == OPTIONS_BY_NAME["timeout_graceful_shutdown"].default
     assert config.limit_concurrency is None
+
+
+UVICORN_IDIOM = """
+import asyncio
+import wherry
+from tests.apps import hello
+
+async def main():
+    server = wherry.Server(wherry.Config(hello, port=0))
+    task = asyncio.create_task(server.serve())
+    await server.wait_started()
+    server.should_exit = True
+    await task
+
+asyncio.run(main())
+"""
+
+
+def test_the_idiom_logs_uvicorns_lines_without_logging_set_up() -> None:
+    """``asyncio.run(server.serve())`` in a script that set no logging up logs the familiar lines,
+    as uvicorn's Config does."""
+    result = subprocess.run(
+        [sys.executable, "-c", UVICORN_IDIOM], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    for line in ("Started server process", "Application startup complete.", "Finished server process"):
+        assert line in result.stderr
