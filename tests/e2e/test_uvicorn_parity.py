@@ -768,3 +768,13 @@ def test_the_idiom_logs_uvicorns_lines_without_logging_set_up() -> None:
     assert result.returncode == 0, result.stderr
     for line in ("Started server process", "Application startup complete.", "Finished server process"):
         assert line in result.stderr
+
+
+def test_every_uvicorn_option_reads_its_uvicorn_variable() -> None:
+    """Each option of the installed uvicorn is a Wherry option of the same name that reads
+    UVICORN_<NAME> after WHERRY_<NAME>."""
+    command = importlib.import_module("uvicorn.main").main
+    names = {p.name for p in command.params if p.name not in ("version", "help")}
+    for name in names:
+        assert name in OPTIONS_BY_NAME, name
+        assert OPTIONS_BY_NAME[name].all_envs[:2] == (f"WHERRY_{name.upper()}", f"UVICORN_{name.upper()}")
