@@ -10,6 +10,8 @@ import asyncio
 import json
 from typing import Any
 
+import sniffio
+
 PAGE = b"""<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><title>Wherry demo</title></head>
@@ -17,11 +19,29 @@ PAGE = b"""<!doctype html>
 <h1>Wherry is carrying this page</h1>
 <ul>
   <li><a href="/json">/json</a>: a JSON document</li>
-  <li><a href="/stream">/stream</a>: a streamed response, one line every 100 ms</li>
-  <li>POST to <code>/echo</code>: the body comes back as it was sent</li>
+  <li><a href="/stream">/stream</a>: a streamed response, one line every 100 ms (read live below)</li>
+  <li>POST to <code>/echo</code>: the body comes back as it was sent, as text</li>
   <li><a href="/chat">/chat</a>: a page that talks to the server over a WebSocket (<code>/ws</code>)</li>
+  <li><a href="http://127.0.0.1:9100/metrics">metrics</a> (Prometheus) and
+    <a href="http://127.0.0.1:9100/healthz">/healthz</a>, when served with
+    <code>--metrics-bind 127.0.0.1:9100</code></li>
 </ul>
 <form method="post" action="/echo"><input name="message" value="hello"><button>Echo</button></form>
+<h2>Streaming</h2>
+<button id="stream">Read /stream</button>
+<pre id="lines"></pre>
+<script>
+document.getElementById("stream").onclick = async () => {
+  const out = document.getElementById("lines");
+  out.textContent = "";
+  const reader = (await fetch("/stream")).body.pipeThrough(new TextDecoderStream()).getReader();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    out.textContent += value;  // each line shows as it arrives
+  }
+};
+</script>
 </body>
 </html>
 """
@@ -105,6 +125,16 @@ async def _read_body(receive: Any) -> bytes:
     return b"".join(chunks)
 
 
+async def _sleep(seconds: float) -> None:
+    """Sleep on whichever loop serves the demo (it also runs with --loop trio)."""
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        await trio.sleep(seconds)
+    else:
+        await asyncio.sleep(seconds)
+
+
 async def _respond(send: Any, status: int, content_type: bytes, body: bytes) -> None:
     await send(
         {
@@ -164,15 +194,13 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         )
         for i in range(10):
             await send({"type": "http.response.body", "body": b"line %d\n" % i, "more_body": True})
-            await asyncio.sleep(0.1)
+            await _sleep(0.1)
         await send({"type": "http.response.body", "body": b""})
     elif path == "/echo" and method == "POST":
+        # As text, whatever was sent: a form's body (application/x-www-form-urlencoded) answered
+        # with its own content type is downloaded by browsers instead of shown.
         body = await _read_body(receive)
-        content_type = b"application/octet-stream"
-        for name, value in scope["headers"]:
-            if name == b"content-type":
-                content_type = value
-        await _respond(send, 200, content_type, body)
+        await _respond(send, 200, b"text/plain; charset=utf-8", body)
     else:
         await _read_body(receive)
         await _respond(send, 404, b"text/plain; charset=utf-8", b"Not Found\n")

@@ -76,6 +76,14 @@ ALIASES = {
     "--pid": "pid_file",
     "-u": "user",
     "-g": "group",
+    "-k": "loop",
+    "--worker-class": "loop",
+    "--timeout": "timeout_worker_healthcheck",
+    "-t": "timeout_worker_healthcheck",
+    "-p": "pid_file",
+    "--log-file": "error_logfile",
+    "--access-logfile": "access_logfile",
+    "--error-logfile": "error_logfile",
 }
 
 # Parameters the command has that are not options of a server (click's own).
@@ -113,6 +121,10 @@ def sample(option: Option, toml_file: Path) -> Any:
         return "127.0.0.1:9100"
     if option.name == "access_log_format":
         return "%(h)s %(r)s %(s)s %(D)s"
+    if option.name == "chdir":
+        return str(toml_file.parent)  # kept as an absolute path
+    if option.name == "ssl_version":
+        return 5  # ssl.PROTOCOL_TLSv1_2
     kind = option.kind
     if kind == "bool":
         return not option.default
@@ -191,6 +203,8 @@ def params_by_flag(command: click.Command) -> dict[str, click.Parameter]:
     for param in command.params:
         for flag in [*param.opts, *param.secondary_opts]:
             found[flag] = param
+    for negation, flag in getattr(command, "negations", {}).items():
+        found[negation] = found[flag]  # "--no-NAME", read as "--NAME false"
     return found
 
 
@@ -338,7 +352,7 @@ def test_precedence_command_line_environment_file_default(
 
 def test_config_file_named_in_the_environment() -> None:
     """WHERRY_CONFIG names the TOML file when --config is not given."""
-    with pytest.raises(OSError):
+    with pytest.raises(ConfigError, match="cannot read the config file"):
         Config.from_sources({}, environ={"WHERRY_CONFIG": "/no/such/file.toml"})
 
 

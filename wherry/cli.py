@@ -18,13 +18,24 @@ def _click_param(option: Option) -> click.Parameter | None:
     if option.name == "app":
         return click.Argument(["app"], required=False, metavar="APP")
     flags = list(option.flags) or [option.primary_flag]
+    if option.kind == "bool" and option.takes_value:
+        # uvicorn's form, "--flag true|false"; the bare flag means true and "--no-flag" false
+        # (rewritten by _ValueFlags before parsing).
+        return click.Option(
+            [*flags, option.name],
+            type=click.BOOL,
+            is_flag=False,
+            flag_value=True,
+            default=None,
+            help=option.help,
+        )
     if option.kind == "bool":
         primary = flags[0]
         decls = [f"{primary}/--no-{primary[2:]}", *flags[1:]]
         return click.Option([*decls, option.name], default=None, help=option.help)
     kwargs: dict[str, Any] = {"help": option.help, "default": None}
     if option.kind == "choice":
-        kwargs["type"] = click.Choice(option.choices)
+        kwargs["type"] = click.Choice((*option.choices, *option.substitute_names))
     else:
         kwargs["metavar"] = option.metavar or _METAVARS.get(option.kind, "TEXT")
     if option.kind == "list":
@@ -35,11 +46,29 @@ def _click_param(option: Option) -> click.Parameter | None:
 
 def _help_with_defaults(option: Option) -> str:
     default = option.default
-    if option.kind == "bool":
+    if option.kind == "bool" and default is not None:
         default = "on" if default else "off"
     shown = [] if default in (None, [], "") else [f"default: {default}"]
     shown.append("env " + ", ".join(option.all_envs))
     return f"{option.help}  [{'; '.join(shown)}]"
+
+
+class _ValueFlags(click.Command):
+    """Reads ``--no-NAME`` as ``--NAME false`` for the bool options whose flag takes a value."""
+
+    negations = {f"--no-{o.primary_flag[2:]}": o.primary_flag for o in OPTIONS if o.takes_value}
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rewritten: list[str] = []
+        for arg in args:
+            if arg == "--":
+                rewritten.extend(args[len(rewritten) :])
+                break
+            if arg in self.negations:
+                rewritten.extend((self.negations[arg], "false"))
+            else:
+                rewritten.append(arg)
+        return super().parse_args(ctx, rewritten)
 
 
 def _build() -> click.Command:
@@ -75,7 +104,7 @@ def _build() -> click.Command:
 
     from . import __version__
 
-    command = click.Command(
+    command = _ValueFlags(
         "wherry",
         params=params,
         callback=callback,

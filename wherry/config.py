@@ -253,6 +253,97 @@ def _forwarded_trust(value: Any) -> list[str]:
     return names
 
 
+# ---------------------------------------------------------------- compatibility with other servers
+# (uvicorn's environment variables, the choices Wherry serves another way, hypercorn's TOML keys)
+
+# Options uvicorn also has, under the same name: each reads UVICORN_<NAME> too (uvicorn's click
+# reads every option from its UVICORN_ variable).
+UVICORN_NAMES = frozenset(
+    (
+        "app", "host", "port", "uds", "fd", "reload", "reload_dirs", "reload_includes",
+        "reload_excludes", "reload_delay", "workers", "loop", "http", "http2", "ws", "ws_max_size",
+        "ws_max_queue", "ws_ping_interval", "ws_ping_timeout", "ws_per_message_deflate", "lifespan",
+        "interface", "env_file", "log_config", "log_level", "access_log", "use_colors",
+        "proxy_headers", "server_header", "date_header", "forwarded_allow_ips", "root_path",
+        "limit_concurrency", "backlog", "limit_max_requests", "limit_max_requests_jitter",
+        "timeout_keep_alive", "timeout_graceful_shutdown", "timeout_worker_healthcheck",
+        "ssl_keyfile", "ssl_certfile", "ssl_keyfile_password", "ssl_version", "ssl_cert_reqs",
+        "ssl_ca_certs", "ssl_ciphers", "headers", "app_dir", "h11_max_incomplete_event_size",
+        "reset_contextvars", "factory",
+    )
+)  # fmt: skip
+
+_GUNICORN_WORKER = "the event loop Wherry picks (uvloop when installed): Wherry is the worker"
+LOOP_SUBSTITUTES = (
+    ("zuvloop", "auto", "Wherry does not run zuvloop; it runs uvloop when installed, else asyncio"),
+    ("none", "asyncio", "Wherry runs asyncio's own loop"),
+    ("uvicorn.workers.UvicornWorker", "auto", _GUNICORN_WORKER),
+    ("uvicorn_worker.UvicornWorker", "auto", _GUNICORN_WORKER),
+    ("uvicorn.workers.UvicornH11Worker", "auto", _GUNICORN_WORKER),
+)
+HTTP_SUBSTITUTES = (
+    ("h11", "httptools", "Wherry parses HTTP/1.1 with llhttp (httptools) in strict mode, not h11"),
+    ("zttp", "httptools", "Wherry parses HTTP/1.1 with llhttp (httptools) and serves HTTP/2 itself"),
+)
+WS_SUBSTITUTES = (
+    ("wsproto", "websockets-sansio", "Wherry frames WebSockets with the websockets library's sans-I/O core"),
+)
+
+# hypercorn's TOML keys that name a Wherry option differently.
+TOML_ALIASES = {
+    "accesslog": "access_logfile",
+    "errorlog": "error_logfile",
+    "loglevel": "log_level",
+    "worker_class": "loop",
+    "keep_alive_timeout": "timeout_keep_alive",
+    "graceful_timeout": "timeout_graceful_shutdown",
+    "certfile": "ssl_certfile",
+    "keyfile": "ssl_keyfile",
+    "keyfile_password": "ssl_keyfile_password",
+    "ca_certs": "ssl_ca_certs",
+    "ciphers": "ssl_ciphers",
+    "include_server_header": "server_header",
+    "include_date_header": "date_header",
+    "max_requests": "limit_max_requests",
+    "max_requests_jitter": "limit_max_requests_jitter",
+    "pid_path": "pid_file",
+    "use_reloader": "reload",
+    "websocket_ping_interval": "ws_ping_interval",
+    "websocket_max_message_size": "ws_max_size",
+    "h11_max_incomplete_size": "h11_max_incomplete_event_size",
+    "h2_max_inbound_frame_size": "h2_max_frame_size",
+}
+
+# The ssl module's protocol numbers uvicorn's --ssl-version takes (PROTOCOL_TLS_SERVER is its
+# default); Wherry serves TLS 1.2 and 1.3 whatever the number says.
+SSL_VERSIONS = {
+    2: "PROTOCOL_TLS",
+    3: "PROTOCOL_TLSv1",
+    4: "PROTOCOL_TLSv1_1",
+    5: "PROTOCOL_TLSv1_2",
+    17: "PROTOCOL_TLS_SERVER",
+}
+
+
+def _ssl_version(value: Any) -> int:
+    number = int(value)
+    if number not in SSL_VERSIONS:
+        known = ", ".join(f"{n} ({name})" for n, name in SSL_VERSIONS.items())
+        raise ValueError(f"expected an ssl module server protocol number: {known}; got {number}")
+    return number
+
+
+def _absolute_dir(value: Any) -> str:
+    return os.path.abspath(str(value))
+
+
+def _log_file(value: Any) -> str:
+    text = str(value).strip()
+    if not text:
+        raise ValueError("expected a file path, or '-' for the standard stream")
+    return text
+
+
 @dataclass(frozen=True)
 class Option:
     name: str
@@ -265,6 +356,10 @@ class Option:
     convert: Callable[[Any], Any] | None = None
     group: str = "Server"
     metavar: str | None = None
+    # Choices other servers name that Wherry serves another way: (value, what runs, why).
+    substitutes: tuple[tuple[str, str, str], ...] = ()
+    # A bool whose flag also takes a value, as uvicorn's BOOLEAN options do ("--flag false").
+    takes_value: bool = False
 
     @property
     def env(self) -> str:
@@ -272,7 +367,14 @@ class Option:
 
     @property
     def all_envs(self) -> tuple[str, ...]:
-        return (self.env, *self.envs)
+        """WHERRY_<NAME> first, then uvicorn's UVICORN_<NAME> for the options it shares, then
+        the extra names (uvicorn's order: its own variable beats WEB_CONCURRENCY)."""
+        uvicorn = ("UVICORN_" + self.name.upper(),) if self.name in UVICORN_NAMES else ()
+        return (self.env, *uvicorn, *self.envs)
+
+    @property
+    def substitute_names(self) -> tuple[str, ...]:
+        return tuple(value for value, _runs, _why in self.substitutes)
 
     @property
     def primary_flag(self) -> str:
@@ -287,9 +389,9 @@ class Option:
             if isinstance(value, bool):
                 return value
             text = str(value).strip().lower()
-            if text in ("1", "true", "yes", "on"):
+            if text in ("1", "true", "t", "yes", "y", "on"):
                 return True
-            if text in ("0", "false", "no", "off", ""):
+            if text in ("0", "false", "f", "no", "n", "off", ""):
                 return False
             raise ValueError(f"{self.name}: expected a boolean, got {value!r}")
         if kind == "list":
@@ -314,8 +416,8 @@ class Option:
             return converted
         if kind == "choice":
             text = str(value)
-            if text not in self.choices:
-                expected = ", ".join(self.choices)
+            if text not in self.choices and text not in self.substitute_names:
+                expected = ", ".join((*self.choices, *self.substitute_names))
                 raise ValueError(f"{self.name}: expected one of {expected}, got {text!r}")
             return text
         if self.convert is not None:
@@ -477,6 +579,8 @@ OPTIONS: tuple[Option, ...] = (
         "auto",
         "Event loop: auto (uvloop when installed), asyncio, uvloop or trio (with wherry[trio]).",
         choices=("auto", "asyncio", "uvloop", "trio"),
+        flags=("--loop", "-k", "--worker-class"),
+        substitutes=LOOP_SUBSTITUTES,
         group="Implementation",
     ),
     Option(
@@ -485,6 +589,7 @@ OPTIONS: tuple[Option, ...] = (
         "auto",
         "HTTP/1.1 implementation (httptools, llhttp in strict mode).",
         choices=("auto", "httptools"),
+        substitutes=HTTP_SUBSTITUTES,
         group="Implementation",
     ),
     # HTTP
@@ -524,6 +629,7 @@ OPTIONS: tuple[Option, ...] = (
         "WebSocket implementation: auto or websockets (the websockets library's sans-I/O framing), "
         "or none to answer upgrade requests as plain HTTP requests.",
         choices=("auto", "none", "websockets", "websockets-sansio"),
+        substitutes=WS_SUBSTITUTES,
         group="WebSocket",
     ),
     Option(
@@ -564,7 +670,9 @@ OPTIONS: tuple[Option, ...] = (
         "ws_per_message_deflate",
         "bool",
         True,
-        "Negotiate WebSocket compression (permessage-deflate) when the client offers it.",
+        "Negotiate WebSocket compression (permessage-deflate) when the client offers it "
+        "(--ws-per-message-deflate true|false, or --no-ws-per-message-deflate).",
+        takes_value=True,
         group="WebSocket",
     ),
     # Limits
@@ -767,6 +875,7 @@ OPTIONS: tuple[Option, ...] = (
         "float",
         5.0,
         "Seconds a worker has to answer the supervisor's ping before it is killed and replaced.",
+        flags=("--timeout-worker-healthcheck", "--timeout", "-t"),
         convert=_non_negative_float,
         group="Processes",
     ),
@@ -844,7 +953,7 @@ OPTIONS: tuple[Option, ...] = (
         "path",
         None,
         "Write the server's process id to this file (removed on exit).",
-        flags=("--pid-file", "--pid"),
+        flags=("--pid-file", "--pid", "-p"),
         group="Processes",
     ),
     Option(
@@ -932,6 +1041,73 @@ OPTIONS: tuple[Option, ...] = (
         "Read options from this TOML file (keys are option names).",
         flags=("--config", "-c"),
         group="Configuration",
+    ),
+    # Compatibility: uvicorn's, gunicorn's and hypercorn's options that Wherry takes as they are
+    Option(
+        "log_config",
+        "path",
+        None,
+        "Configure logging from this file, as uvicorn does: a dictConfig in .json or .yaml/.yml, "
+        "else a fileConfig .ini (loggers named uvicorn.error/uvicorn.access also log Wherry's lines).",
+        group="Logging",
+    ),
+    Option(
+        "use_colors",
+        "bool",
+        None,
+        "Accepted for uvicorn compatibility: Wherry's log lines are never coloured.",
+        group="Logging",
+    ),
+    Option(
+        "access_logfile",
+        "path",
+        None,
+        "Write the access log to this file ('-': standard output).",
+        flags=("--access-logfile",),
+        convert=_log_file,
+        group="Logging",
+    ),
+    Option(
+        "error_logfile",
+        "path",
+        None,
+        "Write the error log to this file ('-': standard error).",
+        flags=("--error-logfile", "--log-file"),
+        convert=_log_file,
+        group="Logging",
+    ),
+    Option(
+        "chdir",
+        "path",
+        None,
+        "Change to this directory before loading the application.",
+        convert=_absolute_dir,
+        group="Application",
+    ),
+    Option(
+        "reset_contextvars",
+        "bool",
+        False,
+        "Run each request without the context variables set around the server (each application "
+        "call already starts from a copy of the server's context, never the lifespan's).",
+        group="Application",
+    ),
+    Option(
+        "ssl_version",
+        "int",
+        None,
+        "uvicorn's ssl module protocol number (2, 5 or 17): Wherry serves TLS 1.2 and 1.3 "
+        "(see --ssl-min-version).",
+        convert=_ssl_version,
+        group="TLS",
+    ),
+    Option(
+        "h11_max_incomplete_event_size",
+        "int",
+        None,
+        "uvicorn's h11 buffer limit; Wherry takes it as the request head limit (--limit-request-head).",
+        convert=_positive_int,
+        group="Limits",
     ),
 )
 
@@ -1024,7 +1200,18 @@ class Config:
     metrics_bind: str | None
     config: str | None
 
-    def __init__(self, **options: Any) -> None:
+    log_config: str | dict[str, Any] | None
+    use_colors: bool | None
+    access_logfile: str | None
+    error_logfile: str | None
+    chdir: str | None
+    reset_contextvars: bool
+    ssl_version: int | None
+    h11_max_incomplete_event_size: int | None
+
+    def __init__(self, app: Any = None, /, **options: Any) -> None:
+        if app is not None:
+            options["app"] = app
         for name in options:
             if name not in OPTIONS_BY_NAME:
                 raise ConfigError(f"unknown option {name!r}")
@@ -1034,6 +1221,10 @@ class Config:
                 if option.name == "app" and not isinstance(value, str | None):
                     self.app = value  # an application object, for wherry.run(app)
                     continue
+                if option.name == "log_config" and isinstance(value, Mapping):
+                    self.log_config = dict(value)  # a dictConfig, as uvicorn.run(log_config=...) takes
+                    continue
+                value = _python_form(option, value)
                 try:
                     value = option.parse(value)
                 except (TypeError, ValueError) as exc:
@@ -1044,11 +1235,44 @@ class Config:
                     value = list(value)
             setattr(self, option.name, value)
         self.source: dict[str, str] = {}
+        # What Wherry does differently from what an option asked for, said once at startup.
+        self.notes: list[str] = self._compatibility(options)
         if self.proxy_protocol and self.ssl_certfile:
             raise ConfigError(
                 "--proxy-protocol cannot be combined with TLS (--ssl-certfile) yet: "
                 "terminate TLS at the proxy, or serve TLS without the PROXY protocol"
             )
+
+    def _compatibility(self, given: Mapping[str, Any]) -> list[str]:
+        """Turn the other servers' choices into Wherry's and say what changed."""
+        notes = []
+        for option in OPTIONS:
+            value = getattr(self, option.name)
+            for name, runs, why in option.substitutes:
+                if value == name:
+                    setattr(self, option.name, runs)
+                    notes.append(f"{option.primary_flag} {name}: {why} ({option.primary_flag} {runs})")
+        if self.h11_max_incomplete_event_size is not None and "limit_request_head" not in given:
+            self.limit_request_head = self.h11_max_incomplete_event_size
+            notes.append(
+                f"--h11-max-incomplete-event-size {self.h11_max_incomplete_event_size}: Wherry does not "
+                "use h11; the request head limit is set to it (--limit-request-head)"
+            )
+        if self.ssl_version in (3, 4):
+            notes.append(
+                f"--ssl-version {self.ssl_version}: Wherry serves TLS 1.2 and 1.3 only "
+                f"(--ssl-min-version {self.ssl_min_version})"
+            )
+        if self.use_colors:
+            notes.append("--use-colors: Wherry's log lines are not coloured")
+        if self.reset_contextvars:
+            notes.append(
+                "--reset-contextvars: each application call already starts from a copy of the "
+                "server's context, in which the lifespan's context variables are not set"
+            )
+        if (self.reload_dirs or self.reload_includes or self.reload_excludes) and not self.reload:
+            notes.append("--reload-dir, --reload-include and --reload-exclude do nothing without --reload")
+        return notes
 
     @classmethod
     def from_sources(
@@ -1061,17 +1285,25 @@ class Config:
         values: dict[str, Any] = {}
         source: dict[str, str] = {}
         from_env: dict[str, Any] = {}
+        env_names: dict[str, str] = {}
         for option in OPTIONS:
             for env in option.all_envs:
                 if env in environ:
-                    from_env[option.name] = environ[env]
+                    text = environ[env]
+                    if env.startswith("UVICORN_") and option.kind == "list":
+                        from_env[option.name] = text.split()  # click splits a list on spaces
+                    else:
+                        from_env[option.name] = text
+                    env_names[option.name] = env
                     break
         config_path = given.get("config") or from_env.get("config")
         if config_path:
-            for name, value in read_toml(str(config_path)).items():
+            for name, (key, value) in read_toml_keys(str(config_path)).items():
+                _check(name, value, f"{config_path}: key {key!r}")
                 values[name] = value
                 source[name] = "config file"
         for name, value in from_env.items():
+            _check(name, value, f"environment variable {env_names[name]}")
             values[name] = value
             source[name] = "environment"
         for name, value in given.items():
@@ -1093,18 +1325,59 @@ class Config:
         return f"Config({shown})"
 
 
+_LEVEL_NAMES = {50: "critical", 40: "error", 30: "warning", 20: "info", 10: "debug", 5: "trace"}
+
+
+def _python_form(option: Option, value: Any) -> Any:
+    """The values uvicorn's ``Config`` takes from Python that are not text: a log level number,
+    headers as (name, value) pairs, a list of trusted addresses; None for "not set"."""
+    if value is None:
+        return option.default
+    if option.name == "log_level" and isinstance(value, int) and not isinstance(value, bool):
+        return _LEVEL_NAMES.get(value, value)
+    if option.name == "headers" and isinstance(value, list | tuple):
+        return [f"{v[0]}:{v[1]}" if isinstance(v, list | tuple) and len(v) == 2 else v for v in value]
+    if option.name == "forwarded_allow_ips" and isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return value
+
+
+def _check(name: str, value: Any, where: str) -> None:
+    """Parse one value from a file or the environment, naming where it came from on error."""
+    try:
+        OPTIONS_BY_NAME[name].parse(value)
+    except (TypeError, ValueError) as exc:
+        text = str(exc).removeprefix(f"{name}: ")
+        raise ConfigError(f"{where}: {text}") from None
+
+
 def read_toml(path: str) -> dict[str, Any]:
-    """Options from a TOML file: top-level keys, or a [wherry] table; dashes or underscores."""
-    with open(path, "rb") as f:
-        data = tomllib.load(f)
+    """Options from a TOML file: top-level keys, or a [wherry] table; dashes or underscores;
+    hypercorn's key names too."""
+    return {name: value for name, (_key, value) in read_toml_keys(path).items()}
+
+
+def read_toml_keys(path: str) -> dict[str, tuple[str, Any]]:
+    """Option name -> (the key as written, its value), from a TOML file."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     if isinstance(data.get("wherry"), dict):
         data = data["wherry"]
-    values: dict[str, Any] = {}
+    values: dict[str, tuple[str, Any]] = {}
     for key, value in data.items():
         name = key.replace("-", "_")
         if name == "header":
             name = "headers"
+        if name not in OPTIONS_BY_NAME and name in TOML_ALIASES:
+            name = TOML_ALIASES[name]
+            if name == "log_level" and isinstance(value, str):
+                value = value.lower()  # hypercorn writes INFO
         if name not in OPTIONS_BY_NAME:
             raise ConfigError(f"{path}: unknown option {key!r}")
-        values[name] = value
+        values[name] = (key, value)
     return values

@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 import importlib
+import inspect
+import logging
 import os
 import sys
 from typing import Any
+
+logger = logging.getLogger("wherry.error")
 
 
 class AppImportError(Exception):
@@ -14,25 +18,19 @@ class AppImportError(Exception):
 
 
 def load_env_file(path: str) -> None:
-    """Read ``NAME=value`` lines (``#`` comments, optional quotes, ``export``) into os.environ."""
+    """Read a ``.env`` file into os.environ as python-dotenv reads it (uvicorn's ``--env-file``):
+    ``NAME=value`` lines, ``export``, quotes, ``#`` comments (inline too) and ``${VAR}``
+    expansion; a variable already set in the environment keeps its value."""
+    from dotenv import dotenv_values
+
     try:
         with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
+            values = dotenv_values(stream=f, interpolate=True)
     except OSError as exc:
         raise AppImportError(f"cannot read env file {path!r}: {exc.strerror}") from None
-    for line in lines:
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export ") :].lstrip()
-        name, sep, value = line.partition("=")
-        if not sep:
-            continue
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        os.environ[name.strip()] = value
+    for name, value in values.items():
+        if value is not None and name not in os.environ:
+            os.environ[name] = value
 
 
 def import_from_string(target: str) -> Any:
@@ -54,8 +52,26 @@ def import_from_string(target: str) -> Any:
     return obj
 
 
+def _takes_no_argument(obj: Any) -> bool:
+    """``obj`` can be called with no argument: a factory, not an ASGI or WSGI application (a class
+    is never taken for a factory: an ASGI 2 application is a class)."""
+    if inspect.isclass(obj):
+        return False
+    try:
+        signature = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return False
+    return all(
+        p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        for p in signature.parameters.values()
+    )
+
+
 def load_app(target: Any, *, factory: bool = False, app_dir: str | None = ".") -> Any:
-    """Return the application object named by ``target`` (or ``target`` itself if it is one)."""
+    """Return the application object named by ``target`` (or ``target`` itself if it is one).
+
+    Without ``factory``, a callable that takes no argument is taken for a factory and called,
+    with a warning, as uvicorn does."""
     if isinstance(target, str):
         if app_dir is not None:
             path = os.path.abspath(app_dir)
@@ -64,10 +80,21 @@ def load_app(target: Any, *, factory: bool = False, app_dir: str | None = ".") -
         app = import_from_string(target)
     else:
         app = target
+    name = target if isinstance(target, str) else getattr(target, "__qualname__", repr(target))
     if factory:
         if not callable(app):
-            raise AppImportError("--factory was given but the application is not callable")
+            raise AppImportError(f"--factory: {name!r} is not callable, so it is not a factory")
+        if not _takes_no_argument(app):
+            raise AppImportError(
+                f"--factory: {name!r} takes arguments, so it is an application, not a factory: drop --factory"
+            )
+        app = app()
+    elif callable(app) and _takes_no_argument(app):
+        logger.warning(
+            "%s takes no argument: calling it as an application factory (pass --factory to say so)",
+            name,
+        )
         app = app()
     if not callable(app):
-        raise AppImportError(f"the application {target!r} is not callable")
+        raise AppImportError(f"the application {name!r} is not callable")
     return app

@@ -37,6 +37,10 @@ LEVELS = {
     "trace": TRACE,
 }
 
+# ``extra=APP_TEXT`` marks a record whose arguments are the application's or the operator's own text
+# (a lifespan failure with its traceback), never the peer's: its line breaks are kept.
+APP_TEXT = {"wherry_app_text": True}
+
 _CONTROLS = [*range(0x20), *range(0x7F, 0xA0)]
 _ESCAPES = {i: f"\\x{i:02x}" for i in _CONTROLS}
 _ESCAPES_BUT_LINES = {i: e for i, e in _ESCAPES.items() if i not in (0x09, 0x0A)}
@@ -72,7 +76,8 @@ class SafeFormatter(logging.Formatter):
     """A formatter whose output holds no raw control characters but the newlines of tracebacks."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        return super().formatMessage(record).translate(_ESCAPES)
+        escapes = _ESCAPES_BUT_LINES if getattr(record, "wherry_app_text", False) else _ESCAPES
+        return super().formatMessage(record).translate(escapes)
 
     def format(self, record: logging.LogRecord) -> str:
         # The traceback text may come from another handler's cache (``record.exc_text``): escape
@@ -101,9 +106,17 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=True, default=str)
 
 
-def configure(log_level: str, access_log: bool, log_format: str = "text") -> None:
+def configure(
+    log_level: str,
+    access_log: bool,
+    log_format: str = "text",
+    *,
+    access_logfile: str | None = None,
+    error_logfile: str | None = None,
+) -> None:
     """Send ``wherry.error`` to stderr and ``wherry.access`` to stdout (only when ``access_log``),
-    as text or as JSON lines (``log_format``).
+    as text or as JSON lines (``log_format``); ``access_logfile`` / ``error_logfile`` name a file
+    instead ('-': the standard stream).
 
     Calling it again replaces the handlers it installed before and leaves other handlers alone.
     """
@@ -113,14 +126,83 @@ def configure(log_level: str, access_log: bool, log_format: str = "text") -> Non
         formatter = JSONFormatter()
     else:
         formatter = SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for name, enabled in (("wherry.error", True), ("wherry.access", access_log)):
+    for name, enabled, path in (
+        ("wherry.error", True, error_logfile),
+        ("wherry.access", access_log, access_logfile),
+    ):
         logger = logging.getLogger(name)
         logger.setLevel(level if enabled else logging.CRITICAL + 1)
         logger.propagate = False
-        for handler in list(logger.handlers):
-            if getattr(handler, "_wherry", False):
-                logger.removeHandler(handler)
-        handler = logging.StreamHandler(sys.stderr if name == "wherry.error" else sys.stdout)
-        handler._wherry = True  # type: ignore[attr-defined]
+        for old in list(logger.handlers):
+            if getattr(old, "_wherry", False):
+                logger.removeHandler(old)
+                if isinstance(old, logging.FileHandler):
+                    old.close()
+        handler: logging.Handler
+        if path and path != "-":
+            try:
+                handler = logging.FileHandler(path, encoding="utf-8")
+            except OSError as exc:
+                flag = "--error-logfile" if name == "wherry.error" else "--access-logfile"
+                raise LogConfigError(f"{flag} {path}: cannot open it: {exc.strerror}") from None
+        else:
+            handler = logging.StreamHandler(sys.stderr if name == "wherry.error" else sys.stdout)
+        setattr(handler, "_wherry", True)  # noqa: B010 - marks the handlers configure() owns
         handler.setFormatter(formatter)
         logger.addHandler(handler)
+
+
+class LogConfigError(ValueError):
+    """A logging configuration file or log file cannot be used; the message says which."""
+
+
+def apply_log_config(path: str | dict[str, Any]) -> None:
+    """Configure logging from ``path`` as uvicorn's ``--log-config`` does: ``.json`` and
+    ``.yaml``/``.yml`` hold a ``logging.config.dictConfig`` dictionary, anything else is a
+    ``fileConfig`` file. A file written for uvicorn configures ``uvicorn.error`` and
+    ``uvicorn.access``: Wherry's loggers then log through the handlers it gives those (unless the
+    file configures ``wherry.error`` / ``wherry.access`` themselves)."""
+    import logging.config
+
+    name = path if isinstance(path, str) else "(a dictConfig dictionary)"
+    try:
+        if isinstance(path, dict):
+            logging.config.dictConfig(path)
+        elif path.endswith(".json"):
+            with open(path, encoding="utf-8") as f:
+                logging.config.dictConfig(json.load(f))
+        elif path.endswith((".yaml", ".yml")):
+            try:
+                import yaml
+            except ImportError:
+                raise LogConfigError(
+                    f"--log-config {name}: reading YAML needs PyYAML: pip install pyyaml"
+                ) from None
+            with open(path, encoding="utf-8") as f:
+                logging.config.dictConfig(yaml.safe_load(f))
+        else:
+            logging.config.fileConfig(path, disable_existing_loggers=False)
+    except LogConfigError:
+        raise
+    except OSError as exc:
+        raise LogConfigError(f"--log-config {name}: cannot read it: {exc.strerror}") from None
+    except Exception as exc:  # json, yaml and configparser errors, and dictConfig's ValueError
+        text = " ".join(str(exc).split())
+        raise LogConfigError(f"--log-config {name}: cannot configure logging: {text}") from None
+    for ours, theirs in (("wherry.error", "uvicorn.error"), ("wherry.access", "uvicorn.access")):
+        logger = logging.getLogger(ours)
+        if any(not getattr(h, "_wherry", False) for h in logger.handlers):
+            continue  # the file configures Wherry's logger itself
+        source = logging.getLogger(theirs)
+        handlers = source.handlers or (
+            logging.getLogger("uvicorn").handlers if theirs != "uvicorn.access" else []
+        )
+        if not handlers:
+            continue
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        for handler in handlers:
+            logger.addHandler(handler)
+        if source.level != logging.NOTSET:
+            logger.setLevel(source.level)
+        logger.propagate = False

@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import os
+import random
 import socket
+import stat
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -16,11 +20,11 @@ from .asgi.http import ASGIApp, FutureLike
 from .asgi.lifespan import LifespanFailure
 from .backends.current import server_class
 from .backends.serving import ServerBase
-from .config import Config, ConfigError, read_toml
+from .config import OPTIONS, Config, ConfigError, parse_bind, read_toml
 from .importer import AppImportError, load_app, load_env_file
-from .logs import configure
+from .logs import APP_TEXT, LogConfigError, apply_log_config, configure
 from .loops import current_loop, new_future, running
-from .sockets import BindError, create_sockets, describe, held_signals
+from .sockets import BindError, create_sockets, describe, held_signals, systemd_activated
 
 logger = logging.getLogger("wherry.error")
 
@@ -35,22 +39,63 @@ class Server:
     socket paths), ``server.started`` is True and ``await server.wait_started()`` returns.
     """
 
-    def __init__(self, app: Any, config: Config | None = None, **options: Any) -> None:
+    def __init__(self, app: Any = None, config: Config | None = None, **options: Any) -> None:
+        if isinstance(app, Config):  # uvicorn's form: Server(config)
+            if config is not None:
+                raise TypeError("pass the Config once")
+            app, config = app.app, app
         if config is None:
             config = Config(**options)
         elif options:
             raise TypeError("pass either a Config or keyword options, not both")
         self.config = config
-        self.target = app
+        self.target = app if app is not None else config.app
         self.addresses: list[Any] = []
         self.sockets: list[socket.socket] = []
         self.started = False
         self._started_waiters: list[FutureLike] = []
         self._impl: ServerBase | None = None
         self._exit_requested = False
+        self._force_exit = False
+        # A supervised worker is replaced after --limit-max-requests by its supervisor; a single
+        # server stops itself, as uvicorn's does.
+        self.recycled_by_supervisor = False
+        self.notes_said = False
+
+    @property
+    def should_exit(self) -> bool:
+        """True once a shutdown was asked for; setting it True starts a graceful shutdown."""
+        return self._exit_requested
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        if value:
+            self.shutdown(force=self._force_exit)
+
+    @property
+    def force_exit(self) -> bool:
+        """Setting it True (with ``should_exit``) cuts the grace period short."""
+        return self._force_exit
+
+    @force_exit.setter
+    def force_exit(self, value: bool) -> None:
+        self._force_exit = bool(value)
+        if value and self._exit_requested:
+            self.shutdown(force=True)
+
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        """Serve in a new event loop (the ``--loop`` one) until shut down: uvicorn's
+        ``Server.run``. Blocks; use ``await serve()`` inside a running loop."""
+        configure_logging(self.config)
+        if self.config.loop == "trio":
+            _import_trio().run(functools.partial(self.serve, sockets))
+        else:
+            with asyncio.Runner(loop_factory=loop_factory(self.config.loop)) as runner:
+                runner.run(self.serve(sockets))
 
     def load(self) -> ASGIApp:
         config = self.config
+        change_directory(config)
         if config.env_file:
             load_env_file(config.env_file)
         primary = None
@@ -79,13 +124,33 @@ class Server:
         sockets: list[socket.socket] | None = None,
         on_started: Callable[[Server], Any] | None = None,
     ) -> None:
+        config = self.config
+        if not logger.handlers and not logging.getLogger().handlers:
+            configure_logging(config)  # nothing else set logging up: uvicorn's lines, as uvicorn
+        if not self.notes_said:
+            self.notes_said = True
+            say_notes(config)
+        logger.info("Started server process [%d]", os.getpid())
         backend = server_class(running())
         app = self.load()
-        impl = self._impl = backend(app, self.config)
+        if logger.isEnabledFor(logging.DEBUG):
+            changed = [
+                f"{o.name}=" + ("'***'" if "password" in o.name else repr(getattr(config, o.name)))
+                for o in OPTIONS
+                if o.name != "app" and getattr(config, o.name) != o.default
+            ]
+            logger.debug("Serving on %s with %s", backend.loop_name, ", ".join(changed) or "the defaults")
+        impl = self._impl = backend(app, config)
+        if config.limit_max_requests is not None and not self.recycled_by_supervisor:
+            impl.max_requests = config.limit_max_requests + random.randint(
+                0, config.limit_max_requests_jitter
+            )
         if self._exit_requested:
-            impl.request_exit()
+            impl.request_exit(self._force_exit)
+        own_paths: list[str] = []
         if sockets is None:
-            sockets = create_sockets(self.config)
+            own_paths = unix_paths(config)
+            sockets = create_sockets(config)
 
         def started(socks: list[socket.socket]) -> None:
             self.sockets = socks
@@ -107,6 +172,8 @@ class Server:
         finally:
             for sock in sockets:
                 sock.close()
+            remove_unix_sockets(own_paths)
+        logger.info("Finished server process [%d]", os.getpid())
 
     async def wait_started(self) -> None:
         if self.started:
@@ -139,6 +206,52 @@ async def serve(
     await Server(app, config, **options).serve(on_started=on_started)
 
 
+def configure_logging(config: Config) -> None:
+    """Wherry's handlers (with --access-logfile/--error-logfile), then --log-config's file."""
+    configure(
+        config.log_level,
+        config.access_log,
+        config.log_format,
+        access_logfile=config.access_logfile,
+        error_logfile=config.error_logfile,
+    )
+    if config.log_config:
+        apply_log_config(config.log_config)
+
+
+def say_notes(config: Config) -> None:
+    """What Wherry does differently from what the options asked for: one line each, once."""
+    for note in config.notes:
+        logger.warning("%s", note)
+
+
+def change_directory(config: Config) -> None:
+    if config.chdir and os.getcwd() != config.chdir:
+        try:
+            os.chdir(config.chdir)
+        except OSError as exc:
+            raise ConfigError(f"--chdir {config.chdir}: {exc.strerror}") from None
+
+
+def unix_paths(config: Config) -> list[str]:
+    """The Unix socket files the options bind (and so remove on exit); none under systemd
+    socket activation, whose unit owns them."""
+    if systemd_activated():
+        return []
+    if config.bind:
+        return [str(target) for kind, target in map(parse_bind, config.bind) if kind == "unix"]
+    if config.uds and config.fd is None:
+        return [config.uds]
+    return []
+
+
+def remove_unix_sockets(paths: list[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            if stat.S_ISSOCK(os.lstat(path).st_mode):
+                os.unlink(path)
+
+
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
     """The asyncio loop ``--loop`` names (trio is run by ``run_in_process`` itself)."""
     if name in ("auto", "uvloop"):
@@ -146,7 +259,9 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
             import uvloop
         except ImportError:
             if name == "uvloop":
-                raise ConfigError("--loop uvloop: uvloop is not installed") from None
+                raise ConfigError(
+                    "--loop uvloop: uvloop is not installed (pip install 'wherry[uvloop]', or --loop auto)"
+                ) from None
         else:
             return uvloop.new_event_loop  # type: ignore[no-any-return,unused-ignore]
     return asyncio.new_event_loop
@@ -172,7 +287,12 @@ def run(app: Any = None, config: Config | None = None, **options: Any) -> None:
         config.app = app
     if config.app is None and not (config.mount or config.route):
         raise ConfigError("no application given")
-    configure(config.log_level, config.access_log, config.log_format)
+    try:
+        configure_logging(config)
+        change_directory(config)
+    except (LogConfigError, ConfigError) as exc:
+        _fail(str(exc))
+    say_notes(config)
     if config.env_file:
         try:
             load_env_file(config.env_file)
@@ -188,6 +308,17 @@ def run(app: Any = None, config: Config | None = None, **options: Any) -> None:
         write_pid_file,
     )
 
+    if config.loop == "trio":
+        try:
+            _import_trio()
+        except ConfigError as exc:
+            _fail(str(exc))
+    if needs_supervisor(config) and not isinstance(config.app, str):
+        _fail(
+            "--workers, --reload and --limit-worker-rss start the application in new processes: "
+            "pass it as an import string, wherry.run('module:app', ...), not as an object"
+        )
+    own_paths = unix_paths(config)
     # From the moment the sockets listen, a client may connect and a signal may come: it is held
     # until the supervisor's or the server's own handlers take over and act on it.
     with held_signals():
@@ -211,6 +342,16 @@ def run(app: Any = None, config: Config | None = None, **options: Any) -> None:
         finally:
             if config.pid_file:
                 remove_pid_file(config.pid_file)
+            remove_unix_sockets(own_paths)
+
+
+def _fail(message: str) -> None:
+    """A one-line error, then exit 1 (nothing was started)."""
+    if logger.handlers or logging.getLogger().handlers:
+        logger.error("%s", message)
+    else:
+        print(f"Error: {message}", file=sys.stderr)
+    sys.exit(1)
 
 
 def _load_server_modules(config: Config) -> None:
@@ -245,8 +386,13 @@ def run_in_process(
 
     ``control`` is a worker's end of the supervisor's control channel; without one, this process
     serves ``--metrics-bind`` itself."""
-    configure(config.log_level, config.access_log, config.log_format)
+    try:
+        configure_logging(config)
+    except LogConfigError as exc:
+        _fail(str(exc))
     server = Server(config.app, config)
+    server.notes_said = True  # by run(), or by the supervisor for its workers
+    server.recycled_by_supervisor = control is not None
     hooks: list[Any] = []
     exporter: Any = None
     if control is None and config.metrics_bind:
@@ -295,7 +441,8 @@ def run_in_process(
         logger.error("%s", exc)
         sys.exit(1)
     except LifespanFailure as exc:
-        logger.error("Application startup failed: %s", exc)
+        logger.error("Application startup failed: %s", str(exc).rstrip(), extra=APP_TEXT)
+        logger.error("Application startup failed. Exiting.")
         sys.exit(STARTUP_FAILURE)
     except AppImportError as exc:
         logger.error("Error loading application: %s", exc)

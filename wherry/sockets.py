@@ -67,6 +67,13 @@ def _fd(fd: int, backlog: int) -> socket.socket:
     return sock
 
 
+def systemd_activated(environ: MutableMapping[str, str] = os.environ) -> bool:
+    """systemd passed this process its listening sockets (see ``systemd_sockets``)."""
+    count = environ.get("LISTEN_FDS", "")
+    pid = environ.get("LISTEN_PID", "")
+    return decimal(count) and decimal(pid) and int(pid) == os.getpid()
+
+
 def systemd_sockets(environ: MutableMapping[str, str] = os.environ) -> list[socket.socket]:
     """The sockets systemd passed (socket activation), or none.
 
@@ -74,10 +81,9 @@ def systemd_sockets(environ: MutableMapping[str, str] = os.environ) -> list[sock
     process they were not meant for); the variables are then removed so that no child takes the
     sockets for its own.
     """
-    count = environ.get("LISTEN_FDS", "")
-    pid = environ.get("LISTEN_PID", "")
-    if not decimal(count) or not decimal(pid) or int(pid) != os.getpid():
+    if not systemd_activated(environ):
         return []
+    count = environ["LISTEN_FDS"]
     for name in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
         environ.pop(name, None)
     sockets: list[socket.socket] = []

@@ -50,6 +50,14 @@ def _first_pem(path: str) -> str | None:
     return text[begin : end + len(end_mark)] + "\n"
 
 
+def _readable(flag: str, path: str) -> None:
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{flag} {path}: cannot read it: {exc.strerror}") from None
+
+
 def create_tls_context(config: Config) -> TLSContext | None:
     """None when no certificate is configured (plain TCP). Raises ConfigError with the reason
     when the files or settings cannot be used."""
@@ -60,18 +68,30 @@ def create_tls_context(config: Config) -> TLSContext | None:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = MIN_VERSIONS[config.ssl_min_version]
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    for flag, path in (("--ssl-certfile", config.ssl_certfile), ("--ssl-keyfile", config.ssl_keyfile)):
+        if path:
+            _readable(flag, path)
     try:
         context.load_cert_chain(
             config.ssl_certfile, config.ssl_keyfile or None, config.ssl_keyfile_password or None
         )
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"--ssl-certfile/--ssl-keyfile: cannot load the certificate: {exc}") from None
+        files = config.ssl_certfile + (f" and {config.ssl_keyfile}" if config.ssl_keyfile else "")
+        reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+        raise ConfigError(
+            f"--ssl-certfile/--ssl-keyfile: cannot load the certificate and key from {files}: {reason} "
+            "(a PEM certificate, and its unencrypted key or --ssl-keyfile-password)"
+        ) from None
     context.verify_mode = CERT_REQS[config.ssl_cert_reqs]
     if config.ssl_ca_certs:
+        _readable("--ssl-ca-certs", config.ssl_ca_certs)
         try:
             context.load_verify_locations(cafile=config.ssl_ca_certs)
         except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"--ssl-ca-certs: {exc}") from None
+            reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+            raise ConfigError(
+                f"--ssl-ca-certs {config.ssl_ca_certs}: cannot load CA certificates: {reason}"
+            ) from None
     elif context.verify_mode != ssl.CERT_NONE:
         raise ConfigError("--ssl-cert-reqs optional/required needs --ssl-ca-certs")
     try:

@@ -33,6 +33,7 @@ from gunicorn.workers.base import Worker
 
 from .asgi.lifespan import LifespanFailure
 from .config import Config
+from .logs import APP_TEXT
 from .main import Server, loop_factory
 
 STARTUP_FAILURE = 3  # gunicorn's WORKER_BOOT_ERROR: the arbiter stops instead of respawning
@@ -86,7 +87,7 @@ class WherryWorker(Worker):  # type: ignore[misc]
             with asyncio.Runner(loop_factory=loop_factory("auto")) as runner:
                 runner.run(self._serve())
         except LifespanFailure as exc:
-            self.log.error("Application startup failed: %s", exc)
+            self.log.error("Application startup failed: %s", str(exc).rstrip(), extra=APP_TEXT)
             sys.exit(STARTUP_FAILURE)
 
     async def _serve(self) -> None:

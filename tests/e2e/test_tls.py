@@ -213,7 +213,7 @@ def test_encrypted_key_with_password(serve: Serve, certs: Certs, tmp_path: Path)
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"ssl_certfile": "/nonexistent/cert.pem"}, "cannot load the certificate"),
+        ({"ssl_certfile": "/nonexistent/cert.pem"}, "--ssl-certfile /nonexistent/cert.pem: cannot read it"),
         ({"ssl_keyfile": "/tmp/key.pem"}, "need --ssl-certfile"),
         ({"ssl_cert_reqs": "required"}, "needs --ssl-ca-certs"),
         ({"ssl_ciphers": "NOT-A-CIPHER"}, "--ssl-ciphers"),

@@ -24,6 +24,9 @@ from .http import ASGIApp, FutureLike, Message
 logger = logging.getLogger("wherry.error")
 
 LIFESPAN_SPEC_VERSION = "2.0"
+# The application's own text (its failure message, often a traceback): wherry.logs keeps its line
+# breaks (wherry.logs.APP_TEXT; this layer does not import the logging setup).
+APP_TEXT = {"wherry_app_text": True}
 
 
 class LifespanFailure(Exception):
@@ -123,12 +126,14 @@ class Lifespan:
         start)."""
         if self.mode == "off":
             return
+        logger.info("Waiting for application startup.")
         self._spawn(self._run())
         self._push("lifespan.startup")
         await self._startup_done
         if self._failed is not None:
             raise LifespanFailure(self._failed or "application startup failed")
         if self._started:
+            logger.info("Application startup complete.")
             return
         # The app ended without answering 'lifespan.startup'.
         error = self._app_error
@@ -138,11 +143,16 @@ class Lifespan:
             raise LifespanFailure(f"application startup failed: {error!r}")
         self.supported = False
         self.state.clear()
+        # uvicorn says so too when the app does not speak the protocol; operators wait for it.
+        logger.info("Application startup complete.")
 
     async def shutdown(self) -> None:
         if not self.supported or self._app_finished:
             return
+        logger.info("Waiting for application shutdown.")
         self._push("lifespan.shutdown")
         await self._shutdown_done
         if self._failed is not None:
-            logger.error("Application shutdown failed: %s", self._failed)
+            logger.error("Application shutdown failed: %s", self._failed, extra=APP_TEXT)
+        elif self._started:
+            logger.info("Application shutdown complete.")

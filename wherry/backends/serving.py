@@ -114,6 +114,7 @@ class ServerBase:
         self._startup_waiter: FutureLike | None = None
         self._tick: TimerHandle | None = None
         self._idle: FutureLike | None = None
+        self.max_requests: int | None = None  # a single server stops after this many requests
 
     # ------------------------------------------------------------------ exit requests
 
@@ -243,11 +244,16 @@ class ServerBase:
 
         def tick() -> None:
             ctx.refresh_date()
+            limit = self.max_requests
+            if limit is not None and ctx.total_requests >= limit and not self.should_exit:
+                logger.info("Maximum request limit of %d exceeded. Terminating process.", limit)
+                self._set_exit(False)
             self._schedule_tick(ctx)
 
         self._tick = runtime.call_at(runtime.time() + delay, tick)
 
     async def _shutdown(self, ctx: ServerContext) -> None:
+        logger.info("Shutting down")
         drain = self.drain
         if not drain:
             ctx.shutting_down = True

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..asgi.http import ASGIApp, FutureLike, Scope
 from ..asgi.scope import ProxyView, TrustedHosts, http_scope
-from ..logs import format_client
+from ..logs import TRACE, format_client
 from ..proto.events import Request
 from ..proto.http1 import DefaultHeaders, H1Limits
 from .observe import Metrics, RequestObserver
@@ -159,6 +159,7 @@ class ServerContext:
         self.lifespan_state: dict[str, Any] | None = None
         self.connections: set[Connection] = set()
         self.tasks = 0  # requests whose app is running
+        self.trace = logging.getLogger("wherry.error").isEnabledFor(TRACE)  # connection lines
         self.limit_concurrency = config.limit_concurrency
         access = config.access_log and access_logger.isEnabledFor(logging.INFO)
         self.metrics = Metrics() if config.metrics_bind else None

@@ -28,7 +28,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from ..asgi.http import ClientDisconnected, FutureLike, HTTPCycle
-from ..logs import format_client, printable
+from ..logs import TRACE, format_client, printable
 from ..proto.events import (
     END_OF_MESSAGE,
     ConnectionClosed,
@@ -121,6 +121,8 @@ class H1Server:
         self._extensions = ctx.h1_extensions(transport)
         self._trusted_peer = ctx.trusts(self.client)
         ctx.connections.add(self)
+        if ctx.trace:
+            logger.log(TRACE, "%s - Connection made", format_client(self.client))
         if ctx.shutting_down:
             self._close()
             return
@@ -182,6 +184,8 @@ class H1Server:
     def connection_lost(self, exc: BaseException | None) -> None:
         self._closed = True
         self.ctx.connection_closed(self)
+        if self.ctx.trace:
+            logger.log(TRACE, "%s - Connection lost", format_client(self.client))
         timer = self._timer
         if timer is not None:
             timer.cancel()

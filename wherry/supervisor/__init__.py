@@ -74,8 +74,10 @@ __all__ = ["WORKER_ENV", "Supervisor", "needs_supervisor"]
 
 
 def needs_supervisor(config: Config) -> bool:
-    """Several workers, or anything that replaces the one worker, needs a supervising parent."""
-    return bool(config.workers > 1 or config.reload or config.limit_max_requests or config.limit_worker_rss)
+    """Several workers, or anything that replaces the one worker, needs a supervising parent.
+    A single server with --limit-max-requests stops once it has served that many (as uvicorn's
+    does: its process manager starts it again)."""
+    return bool(config.workers > 1 or config.reload or config.limit_worker_rss)
 
 
 def worker_options(config: Config) -> dict[str, Any]:

@@ -9,6 +9,7 @@ reported together, once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -21,6 +22,7 @@ from ..config import Config
 
 logger = logging.getLogger("wherry.error")
 
+POLL_MIN = 0.25  # seconds between two scans when polling
 DEFAULT_INCLUDES = ("*.py",)
 DEFAULT_EXCLUDES = (".*", ".py[cod]", ".sw.*", "~*")
 IGNORED_DIRS = frozenset(
@@ -62,9 +64,16 @@ class ReloadFilter:
 class Reloader:
     def __init__(self, config: Config, on_change: Callable[[list[str]], None]) -> None:
         try:
-            import watchfiles  # noqa: F401 - checked here so the error is clear and early
+            import watchfiles  # noqa: F401 - checked here so the warning comes early
         except ImportError:
-            raise RuntimeError("--reload needs watchfiles: pip install 'wherry[reload]'") from None
+            self.polling = True
+            logger.warning(
+                "watchfiles is not installed: --reload compares file times every %.2f s instead "
+                "(pip install 'wherry[reload]' to be told of changes)",
+                max(config.reload_delay, POLL_MIN),
+            )
+        else:
+            self.polling = False
         self.dirs = [os.path.abspath(d) for d in (config.reload_dirs or ["."])]
         self.filter = ReloadFilter(config.reload_includes, config.reload_excludes)
         self.step_ms = max(1, int(config.reload_delay * 1000))
@@ -81,6 +90,9 @@ class Reloader:
         self._thread.join(5)
 
     def _run(self) -> None:
+        if self.polling:
+            self._poll()
+            return
         from watchfiles import watch
 
         for changes in watch(
@@ -95,3 +107,27 @@ class Reloader:
             paths = sorted({path for _change, path in changes})
             if paths:
                 self.on_change(paths)
+
+    def _scan(self) -> dict[str, float]:
+        """Modification time of every watched file."""
+        found: dict[str, float] = {}
+        for top in self.dirs:
+            for folder, subdirs, files in os.walk(top):
+                subdirs[:] = [d for d in subdirs if d not in IGNORED_DIRS and not d.startswith(".venv")]
+                for name in files:
+                    path = os.path.join(folder, name)
+                    if self.filter(None, path):
+                        with contextlib.suppress(OSError):  # removed while walking
+                            found[path] = os.stat(path).st_mtime
+        return found
+
+    def _poll(self) -> None:
+        """Without watchfiles: compare file times every --reload-delay (at least POLL_MIN s)."""
+        interval = max(self.step_ms / 1000, POLL_MIN)
+        before = self._scan()
+        while not self._stop.wait(interval):
+            now = self._scan()
+            changed = sorted(p for p in before.keys() | now.keys() if before.get(p) != now.get(p))
+            before = now
+            if changed:
+                self.on_change(changed)
