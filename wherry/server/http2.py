@@ -29,6 +29,7 @@ Rules of this module:
 from __future__ import annotations
 
 import logging
+from contextlib import aclosing
 from time import perf_counter
 from typing import Any
 
@@ -225,10 +226,12 @@ class H2Stream:
         if self.conn.core.bodyless(self.sid):
             self.write_body(cycle, b"", more_body)  # HEAD, 204, 304: the file is not read
             return
-        async for chunk, last in read_chunks(path, 65536):
-            self.write_body(cycle, chunk, more_body or not last)
-            if self.write_paused:
-                await self.drain()
+        # Closed at once when the stream ends early (the peer gone while waiting in drain()).
+        async with aclosing(read_chunks(path, 65536)) as chunks:
+            async for chunk, last in chunks:
+                self.write_body(cycle, chunk, more_body or not last)
+                if self.write_paused:
+                    await self.drain()
 
     def body_consumed(self, cycle: HTTPCycle, size: int) -> None:
         conn = self.conn
