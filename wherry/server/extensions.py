@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
 from ..asgi.http import ClientDisconnected, HTTPCycle
@@ -32,7 +32,7 @@ _FORBIDDEN_TRAILERS = frozenset(
 )
 
 
-async def read_chunks(path: str, size: int) -> AsyncIterator[tuple[bytes, bool]]:
+async def read_chunks(path: str, size: int) -> AsyncGenerator[tuple[bytes, bool], None]:
     """The file at ``path`` in pieces of at most ``size`` bytes, each with "is it the last".
     Only one piece is in memory at a time; the caller waits for the peer between pieces."""
     with open(path, "rb") as f:
