@@ -46,11 +46,12 @@ import base64
 import re
 from collections.abc import Sequence
 from struct import Struct
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import hpack
 
 from .events import (
+    AppHeaders,
     ConnectionClosed,
     Data,
     EndOfMessage,
@@ -404,7 +405,7 @@ def _check_trailers(fields: list[tuple[bytes, bytes]]) -> None:
 
 
 def _check_response(
-    status: int, headers: Headers
+    status: int, headers: AppHeaders
 ) -> tuple[tuple[tuple[bytes, bytes], ...], int, frozenset[bytes]]:
     """Check and lowercase an app's response fields, dropping connection-specific ones (RFC 9113
     §8.2.2); return them after ``:status``, the content-length (-1: none) and which of the
@@ -463,15 +464,16 @@ class _HeaderCodec:
     def decode_raw(self, block: bytes) -> list[tuple[bytes, bytes]]:
         try:
             fields = self.decoder.decode(block, raw=True)
-        except hpack.OversizedHeaderListError as exc:
-            raise _ConnectionError(ENHANCE_YOUR_CALM, "header list larger than allowed") from exc
-        except hpack.HPACKError as exc:
-            raise _ConnectionError(COMPRESSION_ERROR, f"HPACK: {exc}") from exc
-        except (ValueError, IndexError, UnicodeError) as exc:
-            raise _ConnectionError(COMPRESSION_ERROR, f"HPACK: {exc}") from exc
+        except hpack.OversizedHeaderListError as oversized:
+            raise _ConnectionError(ENHANCE_YOUR_CALM, "header list larger than allowed") from oversized
+        except hpack.HPACKError as error:
+            raise _ConnectionError(COMPRESSION_ERROR, f"HPACK: {error}") from error
+        except (ValueError, IndexError, UnicodeError) as bad:
+            raise _ConnectionError(COMPRESSION_ERROR, f"HPACK: {bad}") from bad
         if block.translate(None, _ONE_BYTE_INDEXES):
             self._decoded.clear()  # the table may have changed
-        return fields  # type: ignore[return-value]
+        # hpack declares Iterable[HeaderTuple]; with raw=True it is a list of (bytes, bytes) tuples.
+        return cast("list[tuple[bytes, bytes]]", fields)
 
     def request_head(self, block: bytes) -> _RequestHead:
         head = self._decoded.get(block)
@@ -1074,7 +1076,7 @@ class H2Connection:
 
     @staticmethod
     def _response_block(
-        status: int, headers: Headers, default: Sequence[tuple[bytes, bytes]]
+        status: int, headers: AppHeaders, default: Sequence[tuple[bytes, bytes]]
     ) -> tuple[Headers, int]:
         """The response fields, checked, lowercased and without connection-specific fields, with
         the server's defaults; and the content-length (-1: none). An app that sends the same
@@ -1118,11 +1120,13 @@ class H2Connection:
         self,
         sid: int,
         status: int,
-        headers: Headers,
+        headers: AppHeaders,
         default: Sequence[tuple[bytes, bytes]],
         end_stream: bool,
     ) -> bool:
         """Queue the response headers; True when they end the stream (no body can follow)."""
+        if type(headers) is not list and type(headers) is not tuple:
+            headers = list(headers)  # an iterator: the cache key and the checks both read the fields
         stream = self._streams.get(sid)
         if stream is None or self._closed or stream.state == CLOSED:
             return True
@@ -1417,9 +1421,10 @@ class H2Connection:
             return [], "header block not received in time"
         expired = []
         for sid, stream in list(self._streams.items()):
-            reading = stream.read_since is not None and not stream.held
-            if (reading and now >= stream.read_since + limits.body_timeout) or (  # type: ignore[operator]
-                stream.stalled_since is not None and now >= stream.stalled_since + limits.send_timeout
+            read_since = stream.read_since
+            stalled_since = stream.stalled_since
+            if (read_since is not None and not stream.held and now >= read_since + limits.body_timeout) or (
+                stalled_since is not None and now >= stalled_since + limits.send_timeout
             ):
                 expired.append(sid)
                 self.reset(sid, CANCEL)
