@@ -1,15 +1,26 @@
 #!/usr/bin/env python3
 """Set up and run Wherry from a fresh checkout: ``demo`` serves examples/, ``test`` runs every gate.
 
-Needs only a Python 3.11+ interpreter and the package registries. Each supported Python found on the
-machine (3.11, 3.12, 3.13: on PATH or under pyenv) gets its own virtual environment (``.venv`` for the
-interpreter running this script, ``.venv-3.X`` for the others).
+Needs only a Python 3.11+ interpreter, a C compiler and the package registries. Each supported
+Python found on the machine (3.11, 3.12, 3.13: on PATH or under pyenv) gets its own virtual
+environment (``.venv`` for the interpreter running this script, ``.venv-3.X`` for the others) with
+the compiled build installed in place (``pip install -e .``: the mypyc extension modules land next to
+their sources, one per Python by their ABI tag). A venv is reinstalled only when what the build
+depends on changed (a stamp of the hashes of pyproject.toml, setup.py and the compiled sources).
+
+``test`` runs the static gates once, the whole suite on the compiled build on every Python found,
+and the whole suite once more on the pure-Python build: in a copy of the tree (``.pure/``, where no
+compiled module shadows a source) with its own venv, installed with ``WHERRY_PURE=1``.
+``WHERRY_EXPECT_BUILD`` tells the tests which build they must find (tests/test_build.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
+import runpy
 import shutil
 import subprocess
 import sys
@@ -17,6 +28,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SUPPORTED = ("3.11", "3.12", "3.13")
+PURE_TREE = ROOT / ".pure"  # a copy of the tree for the pure-Python run (ignored by git)
+STAMP = "wherry-install.json"  # in a venv: what was installed there, and from which sources
+EXTRAS_INCLUDED = {"test": {"test", "uvloop"}}  # the test extra brings uvloop too
 # command -> Debian package, used by the end-to-end tests (nginx and haproxy live in /usr/sbin).
 SYSTEM_TOOLS = {
     "curl": "curl",
@@ -28,9 +42,10 @@ SYSTEM_TOOLS = {
 }
 
 
-def run(cmd: list[str], **kwargs: object) -> None:
-    print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=ROOT, **kwargs)  # type: ignore[call-overload]
+def run(cmd: list[str], cwd: Path = ROOT, **kwargs: object) -> None:
+    where = "" if cwd == ROOT else f"(in {cwd.relative_to(ROOT)}) "
+    print("+", where + " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=cwd, **kwargs)  # type: ignore[call-overload]
 
 
 def find_python(version: str) -> str | None:
@@ -62,15 +77,72 @@ def _runs(python: str, version: str) -> bool:
     return out.returncode == 0 and out.stdout.strip() == version
 
 
-def venv_for(python: str, version: str, extras: str) -> Path:
+def build_inputs(root: Path) -> str:
+    """A hash of what the installed build depends on: the build files and the compiled sources
+    (the other modules are used in place by the editable install, so changing them needs nothing)."""
+    compiled = runpy.run_path(str(root / "wherry" / "_build.py"))["COMPILED_MODULES"]  # stdlib only
+    files = ["pyproject.toml", "setup.py", "wherry/_build.py"]
+    files += [str(Path(*name.split(".")).with_suffix(".py")) for name in compiled]
+    digest = hashlib.sha256()
+    for name in files:
+        digest.update(name.encode() + b"\0" + (root / name).read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def venv_for(python: str, version: str, extras: str, *, root: Path = ROOT, pure: bool = False) -> Path:
+    """The venv of ``version`` with Wherry installed in place from ``root`` (compiled, or pure),
+    reinstalled only if the stamp says the build inputs or the extras changed since."""
     current = f"{sys.version_info.major}.{sys.version_info.minor}"
-    venv = ROOT / (".venv" if version == current else f".venv-{version}")
+    venv = root / (".venv" if version == current else f".venv-{version}")
     bin_python = venv / "bin" / "python"
     if not bin_python.exists():
         run([python, "-m", "venv", str(venv)])
         run([str(bin_python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
-    run([str(bin_python), "-m", "pip", "install", "--quiet", "-e", f".[{extras}]"])
+    stamp_file = venv / STAMP
+    wanted = {"inputs": build_inputs(root), "pure": pure}
+    try:
+        stamp = json.loads(stamp_file.read_text())
+    except (OSError, ValueError):
+        stamp = {}
+    installed = set(EXTRAS_INCLUDED.get(stamp.get("extras", ""), {stamp.get("extras", "")}))
+    # (A compiled build's extension modules could have been deleted from the tree since.)
+    extensions = [] if pure else list((root / "wherry").rglob(f"*.cpython-{version.replace('.', '')}-*"))
+    up_to_date = all(stamp.get(key) == value for key, value in wanted.items()) and extras in installed
+    if up_to_date and (pure or extensions):
+        print(f"{venv.relative_to(ROOT)}: up to date ({'pure Python' if pure else 'compiled'} build)")
+        for extension in extensions:  # built from these very sources (a checkout may touch them)
+            extension.touch()
+        return venv
+    stamp_file.unlink(missing_ok=True)
+    env = dict(os.environ)
+    env.pop("WHERRY_PURE", None)
+    if pure:
+        env["WHERRY_PURE"] = "1"
+    else:
+        print(f"building the compiled build for Python {version} (mypyc and a C compiler: about a minute)")
+    run([str(bin_python), "-m", "pip", "install", "--quiet", "-e", f".[{extras}]"], cwd=root, env=env)
+    stamp_file.write_text(json.dumps({**wanted, "extras": extras}))
     return venv
+
+
+def copy_tree(target: Path) -> None:
+    """The files git tracks (and new ones it does not ignore) copied to ``target``, whose previous
+    content goes, except its venvs: what the pure-Python run tests."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    target.mkdir(exist_ok=True)
+    for child in target.iterdir():
+        if not child.name.startswith(".venv"):
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if source.is_file():  # (a file deleted but not yet committed is listed too)
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
 
 
 def ensure_system_tools() -> None:
@@ -117,11 +189,19 @@ def ensure_autobahn() -> None:
         print(f"note: the Autobahn|Testsuite client could not be installed; its tests are skipped: {exc}")
 
 
+def pytest(venv: Path, root: Path, build: str, extra: list[str]) -> None:
+    workers = "auto" if (os.cpu_count() or 1) > 1 else "0"
+    env = dict(os.environ, WHERRY_EXPECT_BUILD=build)
+    env.pop("WHERRY_PURE", None)
+    run([str(venv / "bin" / "python"), "-m", "pytest", "-n", workers, "-q", *extra], cwd=root, env=env)
+
+
 def test(args: argparse.Namespace) -> None:
     ensure_system_tools()
     ensure_autobahn()
     versions = [v for v in SUPPORTED if args.python in (None, v)]
     tested = []
+    pure_python = None
     for version in versions:
         python = find_python(version)
         if python is None:
@@ -130,14 +210,23 @@ def test(args: argparse.Namespace) -> None:
         venv = venv_for(python, version, "test")
         bin_dir = venv / "bin"
         if not tested:  # the static gates once, on the first interpreter
-            run([str(bin_dir / "ruff"), "check", "wherry", "tests", "examples", "bench", "scripts"])
-            run([str(bin_dir / "ruff"), "format", "--check", "wherry", "tests", "examples", "scripts"])
+            linted = ["wherry", "tests", "examples", "scripts", "setup.py"]
+            run([str(bin_dir / "ruff"), "check", *linted, "bench"])
+            run([str(bin_dir / "ruff"), "format", "--check", *linted])
             run([str(bin_dir / "mypy")])
-        workers = "auto" if (os.cpu_count() or 1) > 1 else "0"
-        run([str(bin_dir / "python"), "-m", "pytest", "-n", workers, "-q", *args.pytest_args])
-        tested.append(version)
-    if not tested:
+            pure_python = (python, version)
+        pytest(venv, ROOT, "compiled", args.pytest_args)
+        tested.append(f"{version} (compiled)")
+    if pure_python is None:
         sys.exit("no supported Python (3.11+) found")
+    if not args.no_pure:
+        # The same suite on the pure-Python build, once: in a copy of the tree, since the compiled
+        # modules built in place here would shadow their sources.
+        python, version = pure_python
+        copy_tree(PURE_TREE)
+        venv = venv_for(python, version, "test", root=PURE_TREE, pure=True)
+        pytest(venv, PURE_TREE, "pure", args.pytest_args)
+        tested.append(f"{version} (pure Python)")
     print(f"tested on Python {', '.join(tested)}")
 
 
@@ -149,6 +238,7 @@ def main() -> None:
     p_demo.add_argument("--port", type=int, default=8000)
     p_test = sub.add_parser("test", help="lint, type-check and run the test suite on every Python found")
     p_test.add_argument("--python", choices=SUPPORTED, help="only this Python version")
+    p_test.add_argument("--no-pure", action="store_true", help="skip the run on the pure-Python build")
     p_test.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args()
     {"demo": demo, "test": test}[args.command](args)

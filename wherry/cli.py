@@ -103,6 +103,7 @@ def _build() -> click.Command:
         run(config=config)
 
     from . import __version__
+    from ._build import describe
 
     command = _ValueFlags(
         "wherry",
@@ -110,7 +111,9 @@ def _build() -> click.Command:
         callback=callback,
         help="Serve the ASGI or WSGI application APP ('module:attribute').",
     )
-    return click.version_option(__version__, prog_name="wherry")(command)
+    return click.version_option(
+        __version__, prog_name="wherry", message=f"%(prog)s %(version)s ({describe()})"
+    )(command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -419,6 +419,21 @@ def test_access_log_format_response_header_and_empty_body(
     assert access_lines(logs) == ["204 - 0 t1"]
 
 
+def test_access_log_format_reads_response_headers_given_as_lists(
+    serve: Serve, logs: pytest.LogCaptureFixture
+) -> None:
+    """%({name}o)s reads response headers in any shape ASGI allows: here a tuple of lists."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        start = {"type": "http.response.start", "status": 200, "headers": ([b"X-Trace", b"t2"],)}
+        await send(start)
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    server = serve(app, access_log=True, access_log_format="%(s)s %({x-trace}o)s")
+    one_request(server, b"GET / HTTP/1.1\r\nHost: a\r\n")
+    assert access_lines(logs) == ["200 t2"]
+
+
 def test_access_log_format_escapes_peer_text(serve: Serve, logs: pytest.LogCaptureFixture) -> None:
     """Header atoms go through the same escaping as the default line (CVE-2020-7694)."""
     server = serve(apps.hello, access_log=True, access_log_format="%(a)s|%({x-a}i)s")

@@ -30,6 +30,7 @@ import pytest
 
 from tests import apps
 from tests.conftest import RunningServer, read_response
+from tests.e2e.test_http_semantics import HEADER_SHAPES, shaped_headers_app
 from tests.h2util import WAIT, Certs, H2Client, make_certs, settings
 
 Serve = Callable[..., RunningServer]
@@ -173,6 +174,18 @@ def test_app_error_after_start_resets_only_its_stream(h2serve: H2Start) -> None:
         ok = client.response(client.request("/", scheme=env.scheme))
         assert (ok.status, ok.body) == (200, b"Hello, world!")
         assert client.goaway is None
+
+
+@pytest.mark.parametrize("shape", list(HEADER_SHAPES))
+def test_response_headers_may_be_any_iterable_of_pairs_over_http2(h2serve: H2Start, shape: str) -> None:
+    """ASGI www spec, http.response.start: 'headers' is any iterable of [name, value] pairs, or
+    absent, over HTTP/2 as over HTTP/1.1 (and compiled as interpreted)."""
+    env = h2serve(shaped_headers_app(HEADER_SHAPES[shape]))
+    with env.client() as client:
+        for _ in range(2):  # the second time, the connection's caches know the fields
+            response = client.response(client.request("/", scheme=env.scheme))
+            assert (response.status, response.body) == (200, b"ok")
+            assert response.header(b"x-shape") == (None if shape == "absent" else b"1")
 
 
 @pytest.mark.parametrize(("method", "status"), [("HEAD", 200), ("GET", 204), ("GET", 304)])

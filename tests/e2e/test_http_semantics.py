@@ -162,6 +162,45 @@ def test_content_length_is_used_when_given(serve: Serve) -> None:
     assert body == b"abcdef"
 
 
+# What an app may give as http.response.start's headers: an iterable of [name, value] pairs (ASGI
+# www spec), or nothing. Each is a function, so a generator is made fresh for each request.
+HEADER_SHAPES: dict[str, Callable[[], Any] | None] = {
+    "absent": None,
+    "list of tuples": lambda: [(b"x-shape", b"1"), (b"content-length", b"2")],
+    "tuple of tuples": lambda: ((b"x-shape", b"1"), (b"content-length", b"2")),
+    "list of lists": lambda: [[b"x-shape", b"1"], [b"content-length", b"2"]],
+    "generator": lambda: (pair for pair in [(b"x-shape", b"1"), (b"content-length", b"2")]),
+}
+
+
+def shaped_headers_app(shape: Callable[[], Any] | None) -> Callable[..., Any]:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        start: dict[str, Any] = {"type": "http.response.start", "status": 200}
+        if shape is not None:
+            start["headers"] = shape()
+        await send(start)
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    return app
+
+
+@pytest.mark.parametrize("shape", list(HEADER_SHAPES))
+def test_response_headers_may_be_any_iterable_of_pairs(serve: Serve, shape: str) -> None:
+    """ASGI www spec, http.response.start: 'headers' is an iterable of [name, value] pairs, lists or
+    tuples, and may be left out; the compiled build takes what the interpreted one takes."""
+    server = serve(shaped_headers_app(HEADER_SHAPES[shape]))
+    for _ in range(2):  # the second time, the server knows the fields (its caches)
+        with server.connect() as sock:
+            sock.sendall(request(headers=b"Connection: close\r\n"))
+            data = read_until_close(sock)
+        _, headers, body = split_response(data)
+        assert data.startswith(b"HTTP/1.1 200 ")
+        assert headers.get(b"x-shape") == (None if shape == "absent" else b"1")
+        assert body == (b"2\r\nok\r\n0\r\n\r\n" if shape == "absent" else b"ok")
+
+
 def test_streaming_without_length_is_chunked_on_http11(serve: Serve) -> None:
     """Without Content-Length an HTTP/1.1 response is chunked (RFC 9112 §7.1); empty pieces are
     not written (a zero-size chunk would end the body)."""

@@ -24,7 +24,9 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 
-from ..proto.events import Headers, LocalProtocolError
+from mypy_extensions import mypyc_attr
+
+from ..proto.events import AppHeaders, Headers, LocalProtocolError
 from .extensions import send_extension
 
 Scope = MutableMapping[str, Any]
@@ -50,6 +52,8 @@ COMPLETE = 2
 TRAILERS = 3  # the body is complete, the trailers announced in http.response.start are not
 
 
+# An OSError: compiled with mypyc, a subclass of a built-in exception must be a plain Python class.
+@mypyc_attr(native_class=False)
 class ClientDisconnected(OSError):
     """Raised by send() once the peer is gone (ASGI www spec 2.4)."""
 
@@ -70,7 +74,7 @@ class HTTPStream(Protocol):
     def create_future(self) -> FutureLike: ...
 
     def write_response(
-        self, cycle: HTTPCycle, status: int, headers: Headers, body: bytes, more_body: bool
+        self, cycle: HTTPCycle, status: int, headers: AppHeaders, body: bytes, more_body: bool
     ) -> None: ...
 
     def write_body(self, cycle: HTTPCycle, body: bytes, more_body: bool) -> None: ...

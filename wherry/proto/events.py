@@ -11,11 +11,21 @@ Rules of this module:
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Final
 
+from mypy_extensions import mypyc_attr
+
 Headers = list[tuple[bytes, bytes]]
+# Header fields as an application hands them over in ``http.response.start``: any iterable of
+# (name, value) pairs, tuples or lists (ASGI). Declared by what is done with them, not as ``Headers``:
+# compiled with mypyc, a declared list of tuples is checked at run time (docs/discussion/compiled.md).
+AppHeaders = Iterable[Sequence[bytes]]
 
 
+# Compiled with mypyc (docs/discussion/compiled.md), a class may be subclassed by an interpreted
+# one only when it says so: proto/websocket.py's events are interpreted.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Event:
     __slots__ = ()
 

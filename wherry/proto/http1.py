@@ -20,13 +20,15 @@ Rules of this module:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from http import HTTPStatus
-from typing import Final
+from typing import Any, Final
 
 import httptools
 
 from .events import (
     END_OF_MESSAGE,
+    AppHeaders,
     ConnectionClosed,
     Data,
     Event,
@@ -60,9 +62,10 @@ _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 # Response fields already checked, and the line each one is written as: an app that sends the
 # same fields every time pays one dict lookup per field. Bounded; short fields only.
-_lines: dict[tuple[bytes, bytes], bytes | tuple[bytes, int]] = {}
+_lines: dict[Sequence[bytes], bytes | tuple[bytes, int]] = {}
 _LINES_MAX = 4096
 _NO_FIELDS: Headers = []  # between messages: never appended to (on_message_begin comes first)
+_NO_EVENTS: list[Event] = []  # between reads: never appended to (receive_data begins a new list)
 _OWS = (b" ", b"\t")
 # A Host value (RFC 9112 §3.2, RFC 3986 §3.2.2): empty, or a reg-name or IP literal and an optional
 # port. No userinfo, no spaces; no comma either, which would make one field carry two hosts.
@@ -251,7 +254,7 @@ class H1Connection:
         self.default_headers = default_headers
         self.accepted_upgrades = accepted_upgrades
         self._parser = httptools.HttpRequestParser(self)
-        self._events: list[Event] = []  # during receive_data only; () between reads
+        self._events: list[Event] = []  # during receive_data only; _NO_EVENTS between reads
         self.read_state = IDLE
         self.trailing_data = b""
         self._now = now
@@ -293,7 +296,7 @@ class H1Connection:
             events = self._events = []
             data = self._receive_special(data, state)
             if not data:
-                self._events = ()  # type: ignore[assignment]
+                self._events = _NO_EVENTS
                 return events
         else:
             events = self._events = []
@@ -306,18 +309,18 @@ class H1Connection:
         self._completed_in_chunk = 0
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
-            offset = exc.args[0] if exc.args else len(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            offset = upgrade.args[0] if upgrade.args else len(data)
             self._upgraded(data[offset:])
-        except _Reject as exc:
-            self._reject(exc.status, exc.detail)
-        except httptools.HttpParserError as exc:
-            self._parser_error(exc, data)
+        except _Reject as rejected:
+            self._reject(rejected.status, rejected.detail)
+        except httptools.HttpParserError as error:
+            self._parser_error(error, data)
         else:
             if self.read_state == HEAD:
                 self._check_partial_head(len(data))
         # The caller owns the events now; a connection between reads holds none of them.
-        self._events = ()  # type: ignore[assignment]
+        self._events = _NO_EVENTS
         return events
 
     def _receive_special(self, data: bytes, state: int) -> bytes:
@@ -448,10 +451,10 @@ class H1Connection:
             self._parser.feed_data(rest)
         except httptools.HttpParserUpgrade:
             self._reject(400, "upgrade inside an upgrade")
-        except _Reject as exc:
-            self._reject(exc.status, exc.detail)
-        except httptools.HttpParserError as exc:
-            self._parser_error(exc, rest)
+        except _Reject as rejected:
+            self._reject(rejected.status, rejected.detail)
+        except httptools.HttpParserError as error:
+            self._parser_error(error, rest)
         else:
             if self.read_state == HEAD:
                 self._check_partial_head(len(rest))
@@ -601,6 +604,9 @@ class H1Connection:
             return b"*", b"", None
         if method == b"CONNECT":
             return url, b"", None
+        # Any: httptools' stubs declare every part bytes, but an absent one is None (compiled,
+        # a declared type is checked at run time).
+        parsed: Any
         try:
             parsed = httptools.parse_url(url)
         except httptools.HttpParserInvalidURLError:
@@ -717,7 +723,7 @@ class H1Connection:
         return STATUS_LINES_11[status] + _encode_headers(headers) + b"\r\n"
 
     def response_head(
-        self, request: Request, status: int, headers: Headers, keep_alive: bool = True
+        self, request: Request, status: int, headers: AppHeaders, keep_alive: bool = True
     ) -> bytes:
         """Serialise the head of the response to ``request``; decides the body framing."""
         return b"".join(self._head(request, status, headers, keep_alive))
@@ -726,7 +732,7 @@ class H1Connection:
         self,
         request: Request,
         status: int,
-        headers: Headers,
+        headers: AppHeaders,
         body: bytes,
         keep_alive: bool,
         now: float,
@@ -758,7 +764,7 @@ class H1Connection:
             self.continue_sent(now)  # a final answer instead of the 100: the same clock starts
         return b"".join(out)
 
-    def _head(self, request: Request, status: int, headers: Headers, keep_alive: bool) -> list[bytes]:
+    def _head(self, request: Request, status: int, headers: AppHeaders, keep_alive: bool) -> list[bytes]:
         line = STATUS_LINES_11.get(status)
         if line is None:
             raise LocalProtocolError(f"invalid status code {status!r}")

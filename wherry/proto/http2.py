@@ -48,11 +48,12 @@ import base64
 import re
 from collections.abc import Sequence
 from struct import Struct
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import hpack
 
 from .events import (
+    AppHeaders,
     ConnectionClosed,
     Data,
     EndOfMessage,
@@ -432,7 +433,7 @@ def _check_trailers(fields: list[tuple[bytes, bytes]]) -> None:
 
 
 def _check_response(
-    status: int, headers: Headers
+    status: int, headers: AppHeaders
 ) -> tuple[tuple[tuple[bytes, bytes], ...], int, frozenset[bytes]]:
     """Check and lowercase an app's response fields, dropping connection-specific ones (RFC 9113
     §8.2.2); return them after ``:status``, the content-length (-1: none) and which of the
@@ -499,15 +500,16 @@ class _HeaderCodec:
     def decode_raw(self, block: bytes) -> list[tuple[bytes, bytes]]:
         try:
             fields = self.decoder.decode(block, raw=True)
-        except hpack.OversizedHeaderListError as exc:
-            raise _ConnectionError(ENHANCE_YOUR_CALM, "header list larger than allowed") from exc
-        except hpack.HPACKError as exc:
-            raise _ConnectionError(COMPRESSION_ERROR, f"HPACK: {exc}") from exc
-        except (ValueError, IndexError, UnicodeError) as exc:
-            raise _ConnectionError(COMPRESSION_ERROR, f"HPACK: {exc}") from exc
+        except hpack.OversizedHeaderListError as oversized:
+            raise _ConnectionError(ENHANCE_YOUR_CALM, "header list larger than allowed") from oversized
+        except hpack.HPACKError as error:
+            raise _ConnectionError(COMPRESSION_ERROR, f"HPACK: {error}") from error
+        except (ValueError, IndexError, UnicodeError) as bad:
+            raise _ConnectionError(COMPRESSION_ERROR, f"HPACK: {bad}") from bad
         if block.translate(None, _ONE_BYTE_INDEXES):
             self._decoded.clear()  # the table may have changed
-        return fields  # type: ignore[return-value]
+        # hpack declares Iterable[HeaderTuple]; with raw=True it is a list of (bytes, bytes) tuples.
+        return cast("list[tuple[bytes, bytes]]", fields)
 
     def request_head(self, block: bytes) -> _RequestHead:
         head = self._decoded.get(block)
@@ -1175,7 +1177,7 @@ class H2Connection:
 
     @staticmethod
     def _response_block(
-        status: int, headers: Headers, default: Sequence[tuple[bytes, bytes]]
+        status: int, headers: AppHeaders, default: Sequence[tuple[bytes, bytes]]
     ) -> tuple[Headers, int]:
         """The response fields, checked, lowercased and without connection-specific fields, with
         the server's defaults; and the content-length (-1: none). An app that sends the same
@@ -1219,7 +1221,7 @@ class H2Connection:
         self,
         sid: int,
         status: int,
-        headers: Headers,
+        headers: AppHeaders,
         default: Sequence[tuple[bytes, bytes]],
         end_stream: bool,
         body_size: int = -1,
@@ -1230,6 +1232,8 @@ class H2Connection:
         ``body_size`` is the size of the body the app sent with them (-1: not known), the whole of
         it when ``body_ends``. A body that cannot match the content-length raises
         ``LocalProtocolError`` before anything is queued, so the stream can still carry a 500."""
+        if type(headers) is not list and type(headers) is not tuple:
+            headers = list(headers)  # an iterator: the cache key and the checks both read the fields
         stream = self._streams.get(sid)
         if stream is None or self._closed or stream.state == CLOSED:
             return True
@@ -1553,11 +1557,12 @@ class H2Connection:
         rated = limits.min_body_rate is not None
         for sid, stream in list(self._streams.items()):
             since = stream.read_since
+            stalled_since = stream.stalled_since
             reading = since is not None and not stream.held
             if (
                 (since is not None and reading and now >= since + limits.body_timeout)
                 or (reading and rated and now >= stream.rate_since + limits.body_rate_window)
-                or (stream.stalled_since is not None and now >= stream.stalled_since + limits.send_timeout)
+                or (stalled_since is not None and now >= stalled_since + limits.send_timeout)
             ):
                 if stream.answered:  # its body stopped coming, and nobody waits for it
                     self.reset(sid, NO_ERROR)

@@ -90,6 +90,8 @@ class H2WebSocket(H2Stream):
         "trusted_peer",
     )
 
+    driver: WebSocketServer  # set by open_tunnel
+
     def __init__(self, conn: H2Server, request: Request) -> None:
         super().__init__(conn, request.stream_id)
         self.request = request
@@ -97,7 +99,6 @@ class H2WebSocket(H2Stream):
         self.server = conn.server
         self.scheme = conn.scheme
         self.trusted_peer = conn.trusted_peer
-        self.driver: WebSocketServer = None  # type: ignore[assignment]  # set by open_tunnel
         self.app_running = False
         self._held: deque[bytes] = deque()  # DATA read while reading is paused, not yet credited
         self._eof_held = False  # the client's END_STREAM came behind held DATA

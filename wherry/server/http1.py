@@ -31,6 +31,7 @@ from ..asgi.http import ClientDisconnected, FutureLike, HTTPCycle
 from ..logs import TRACE, format_client, printable
 from ..proto.events import (
     END_OF_MESSAGE,
+    AppHeaders,
     ConnectionClosed,
     Data,
     H2Preface,
@@ -81,10 +82,11 @@ class H1Server:
         "write_paused",
     )
 
+    core: H1Connection  # from connection_made on
+
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
         self.transport: Any = None
-        self.core: H1Connection = None  # type: ignore[assignment]
         self._current: HTTPCycle | None = None
         self._reading: HTTPCycle | None = None
         self._pipeline: list[HTTPCycle] = []  # short (max_pipeline) and mostly empty
@@ -389,7 +391,7 @@ class H1Server:
         return self.ctx.runtime.create_future()
 
     def write_response(
-        self, cycle: HTTPCycle, status: int, headers: Headers, body: bytes, more_body: bool
+        self, cycle: HTTPCycle, status: int, headers: AppHeaders, body: bytes, more_body: bool
     ) -> None:
         if self._closed or cycle is not self._current:
             raise ClientDisconnected("the connection is closed")

@@ -36,6 +36,7 @@ from typing import Any
 from ..asgi.http import ClientDisconnected, FutureLike, HTTPCycle
 from ..logs import format_client, printable
 from ..proto.events import (
+    AppHeaders,
     ConnectionClosed,
     Data,
     EndOfMessage,
@@ -98,7 +99,7 @@ class H2Stream:
     def __init__(self, conn: H2Server, sid: int) -> None:
         self.conn = conn
         self.sid = sid
-        self.cycle: HTTPCycle = None  # type: ignore[assignment]
+        self.cycle: HTTPCycle | None = None  # an HTTP request's; dropped once it is done
         self.write_paused = conn.transport_paused
         self.gone = False  # reset by either side, or the connection is lost
         self.untracked = 0  # body bytes outside HTTP/2 flow control (an h2c Upgrade's body)
@@ -112,14 +113,27 @@ class H2Stream:
     # another session (an RFC 8441 WebSocket) would take these three instead.
 
     def on_data(self, data: bytes) -> None:
-        self.cycle.feed_body(data)
+        cycle = self.cycle
+        if cycle is not None:
+            cycle.feed_body(data)
 
     def on_end(self) -> None:
-        self.cycle.feed_end()
+        cycle = self.cycle
+        if cycle is not None:
+            cycle.feed_end()
 
     def on_gone(self) -> None:
-        self.cycle.feed_disconnect()
+        cycle = self.cycle
+        if cycle is not None:
+            cycle.feed_disconnect()
         self.wake()
+
+    def http_cycle(self) -> HTTPCycle:
+        """The cycle of a stream that carries an HTTP request, until its app is done."""
+        cycle = self.cycle
+        if cycle is None:
+            raise RuntimeError(f"HTTP/2 stream {self.sid} has no HTTP cycle")
+        return cycle
 
     def pause_writing(self) -> None:
         """The connection's transport stopped taking writes."""
@@ -134,7 +148,7 @@ class H2Stream:
         return self.conn.ctx.runtime.create_future()
 
     def write_response(
-        self, cycle: HTTPCycle, status: int, headers: Headers, body: bytes, more_body: bool
+        self, cycle: HTTPCycle, status: int, headers: AppHeaders, body: bytes, more_body: bool
     ) -> None:
         conn = self.conn
         if self.gone or conn.closed:
@@ -275,21 +289,22 @@ class H2Stream:
 
     def app_done(self, exc: BaseException | None) -> None:
         """The app's call ended: the cycle decides the answer."""
-        self.cycle.app_finished(exc)
+        self.http_cycle().app_finished(exc)
         if self.conn.streams.get(self.sid) is not self:
             # Done: nothing reaches the cycle any more. Dropping it breaks the stream <-> cycle
             # reference cycle, so both go with their last reference instead of waiting for the
             # garbage collector (a collection's cost grows with every request it has to find).
-            self.cycle = None  # type: ignore[assignment]
+            self.cycle = None
 
 
 class H2Server:
     """One HTTP/2 connection on the server side."""
 
+    core: H2Connection  # from connection_made (or the h2c hand-over) on
+
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
         self.transport: Any = None
-        self.core: H2Connection = None  # type: ignore[assignment]
         self.streams: dict[int, H2Stream] = {}
         self.blocked: dict[int, H2Stream] = {}  # streams with a message waiting for a window
         self.transport_paused = False
@@ -372,7 +387,7 @@ class H2Server:
                 self._upgrade_left = body_size
                 self._upgrade_since = now
             else:
-                stream.cycle.feed_end()
+                stream.http_cycle().feed_end()
             self._run(stream)
         if rest:
             self.data_received(rest)
@@ -573,25 +588,26 @@ class H2Server:
         return stream
 
     def _run(self, stream: H2Stream) -> None:
-        cycle = stream.cycle
+        cycle = stream.http_cycle()
         self.ctx.call_app(cycle.scope, cycle.receive, cycle.send, stream.app_done)
 
     def push(self, parent: H2Stream, path: bytes, headers: Headers) -> None:
         """Promise ``path`` on ``parent`` and serve it as a request of its own."""
-        request = parent.cycle.request
+        parent_cycle = parent.http_cycle()
+        request = parent_cycle.request
         authority = b""
         for name, value in request.headers:
             if name == b"host":
                 authority = value
                 break
-        scheme = parent.cycle.scope["scheme"].encode("ascii")
+        scheme = parent_cycle.scope["scheme"].encode("ascii")
         promised = self.core.push(parent.sid, path, authority, scheme, headers, self.ctx.runtime.time())
         self.flush()
         if promised is None:
             return
         stream = self._start_stream(promised)
         if stream is not None:
-            stream.cycle.feed_end()
+            stream.http_cycle().feed_end()
             self._run(stream)
 
     def _window_opened(self, sid: int) -> None:
@@ -619,7 +635,7 @@ class H2Server:
             self._lost()
             return
         # One stream broke a limit (its body is too large): a status if nothing was answered yet.
-        cycle = stream.cycle
+        cycle = stream.http_cycle()
         if not cycle.response_started:
             body = b"Request Entity Too Large\n"
             self.core.send_response(
@@ -638,7 +654,7 @@ class H2Server:
         ctx = self.ctx
         ctx.tasks -= 1
         if ctx.access_log:
-            self._log_access(stream.cycle)
+            self._log_access(stream.http_cycle())
         if stream is self._upgrade_body and self._upgrade_paused and not self.closed:
             # Its app is done without reading the whole upgrade body: the rest is read (and
             # dropped), or the 101 and the answer would never go.

@@ -22,17 +22,35 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from ..asgi.http import Message, Scope
 from ..logs import answered_by, format_client, printable
-
-if TYPE_CHECKING:
-    from ..asgi.http import HTTPCycle
+from ..proto.events import AppHeaders, Request
 
 access_logger = logging.getLogger("wherry.access")
 
 # Upper bounds (seconds) of the latency histogram's buckets; the last bucket is +Inf.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Answered(Protocol):
+    """What the observer reads of a finished request: an ``Answered``, or the WebSocket driver's
+    record of a handshake. (A protocol, not ``HTTPCycle``: compiled, a declared class is checked.)"""
+
+    @property
+    def scope(self) -> Scope: ...
+    @property
+    def request(self) -> Request: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def sent_bytes(self) -> int: ...
+    @property
+    def started_at(self) -> float: ...
+    @property
+    def _start(self) -> Message | None: ...  # the app's http.response.start, if any
+
 
 _ATOM = re.compile(r"%\((\{[^}]*\}[ioe]|[^)]*)\)")
 
@@ -84,15 +102,15 @@ def _request_date(seconds_ago: float) -> str:
     return time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(time.time() - seconds_ago))
 
 
-Getter = Callable[["HTTPCycle", float], Any]
+Getter = Callable[[Answered, float], Any]
 
 
 def _simple_getters() -> dict[str, Getter]:
-    def client_host(c: HTTPCycle, _s: float) -> str:
+    def client_host(c: Answered, _s: float) -> str:
         client = c.scope.get("client")
         return printable(str(client[0])) if client else "-"
 
-    def request_line(c: HTTPCycle, _s: float) -> str:
+    def request_line(c: Answered, _s: float) -> str:
         r = c.request
         return f"{printable(r.method)} {printable(r.target)} HTTP/{r.http_version}"
 
@@ -120,27 +138,27 @@ def _simple_getters() -> dict[str, Getter]:
     }
 
 
-def _response_headers(cycle: HTTPCycle) -> Sequence[tuple[bytes, bytes]]:
+def _response_headers(cycle: Answered) -> AppHeaders:
     start = cycle._start  # the app's http.response.start, kept by the cycle
     return start.get("headers", ()) if start is not None else ()
 
 
 def _request_header(name: bytes) -> Getter:
-    def get(cycle: HTTPCycle, _s: float) -> str:
+    def get(cycle: Answered, _s: float) -> str:
         return _header(cycle.scope["headers"], name)
 
     return get
 
 
 def _response_header(name: bytes) -> Getter:
-    def get(cycle: HTTPCycle, _s: float) -> str:
+    def get(cycle: Answered, _s: float) -> str:
         return _header([(n.lower(), v) for n, v in _response_headers(cycle)], name)
 
     return get
 
 
 def _constant(value: str) -> Getter:
-    def get(_c: HTTPCycle, _s: float) -> str:
+    def get(_c: Answered, _s: float) -> str:
         return value
 
     return get
@@ -184,7 +202,7 @@ class RequestObserver:
         self._json = log_format == "json"
         self.metrics = metrics
 
-    def request_done(self, cycle: HTTPCycle) -> None:
+    def request_done(self, cycle: Answered) -> None:
         seconds = perf_counter() - cycle.started_at
         metrics = self.metrics
         if metrics is not None:
@@ -206,7 +224,7 @@ class RequestObserver:
         else:
             access_logger.info('%s - "-" %d %d -', text, status, size)
 
-    def _log(self, cycle: HTTPCycle, seconds: float) -> None:
+    def _log(self, cycle: Answered, seconds: float) -> None:
         fmt = self._format
         if fmt is not None:
             atoms = _Atoms({key: get(cycle, seconds) for key, get in self._getters})
@@ -238,7 +256,7 @@ class RequestObserver:
             access_logger.info('%s - "%s %s HTTP/%s" %d %d %.1fms%s', *args)
 
     @staticmethod
-    def _fields(cycle: HTTPCycle, seconds: float) -> dict[str, Any]:
+    def _fields(cycle: Answered, seconds: float) -> dict[str, Any]:
         request = cycle.request
         client = cycle.scope.get("client")
         return {

@@ -683,7 +683,7 @@ class WebSocketServer:
             size,
             self._started_at or perf_counter(),
         )
-        self.ctx.observer.request_done(cast(Any, record))
+        self.ctx.observer.request_done(record)
 
 
 class _AccessRecord:
