@@ -374,7 +374,15 @@ def test_a_factory_without_factory_is_called_with_a_warning() -> None:
 
 
 def test_public_surface() -> None:
-    assert sorted(wherry.__all__) == ["COMPILED", "Config", "Server", "__version__", "compose", "run", "serve"]
+    assert sorted(wherry.__all__) == [
+        "COMPILED",
+        "Config",
+        "Server",
+        "__version__",
+        "compose",
+        "run",
+        "serve",
+    ]
 
 
 # ---------------------------------------------------------------- --env-file, logs, processes
