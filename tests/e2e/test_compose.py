@@ -520,9 +520,12 @@ def test_cli_exits_3_when_a_mounted_app_fails_startup() -> None:
 
 
 def test_cli_rejects_two_apps_for_the_same_requests() -> None:
-    """Two mounts of one prefix are a usage error before anything starts, not a silent choice."""
+    """Two mounts of one prefix are a usage error before any request is served, not a silent choice
+    (on a free port: the check comes after the sockets are bound)."""
     from tests.e2e.test_cli import run_cli
 
-    done = run_cli("tests.apps:hello", "--mount", "/a=tests.apps:echo", "--mount", "/a/=tests.apps:hello")
+    done = run_cli(
+        "tests.apps:hello", "--port", "0", "--mount", "/a=tests.apps:echo", "--mount", "/a/=tests.apps:hello"
+    )
     assert done.returncode == 1
     assert "two applications for the same requests" in done.stderr
