@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from mypy_extensions import mypyc_attr
 
@@ -35,21 +35,21 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-logger = logging.getLogger("wherry.error")
+logger: Final = logging.getLogger("wherry.error")
 
-ERROR_500_HEADERS: Headers = [
+ERROR_500_HEADERS: Final[Headers] = [
     (b"content-type", b"text/plain; charset=utf-8"),
     (b"content-length", b"22"),
 ]
-ERROR_500_BODY = b"Internal Server Error\n"
+ERROR_500_BODY: Final = b"Internal Server Error\n"
 
-_NO_FIELDS: Headers = []
+_NO_FIELDS: Final[Headers] = []
 
 # Response states.
-START = 0
-BODY = 1
-COMPLETE = 2
-TRAILERS = 3  # the body is complete, the trailers announced in http.response.start are not
+START: Final = 0
+BODY: Final = 1
+COMPLETE: Final = 2
+TRAILERS: Final = 3  # the body is complete, the trailers announced in http.response.start are not
 
 
 # An OSError: compiled with mypyc, a subclass of a built-in exception must be a plain Python class.

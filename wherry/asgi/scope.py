@@ -5,19 +5,19 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote
 
 from ..proto.events import Headers
 
-ASGI_VERSION = "3.0"
-HTTP_SPEC_VERSION = "2.5"
+ASGI_VERSION: Final = "3.0"
+HTTP_SPEC_VERSION: Final = "2.5"
 
-logger = logging.getLogger("wherry.error")
+logger: Final = logging.getLogger("wherry.error")
 
 # X-Forwarded-Proto values honoured, and the http scope scheme each stands for.
-_SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
-_TRUST_CACHE_SIZE = 1024  # addresses remembered by TrustedHosts; cleared when full
+_SCHEMES: Final = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
+_TRUST_CACHE_SIZE: Final = 1024  # addresses remembered by TrustedHosts; cleared when full
 
 
 def decode_path(raw_path: bytes) -> str:
@@ -130,7 +130,7 @@ def parse_forwarded_node(text: str) -> tuple[str, int] | None:
 # Optional whitespace (RFC 9110 §5.6.3): the only bytes stripped around list elements and
 # parameters. str.strip() would also strip \x1c-\x1f, \x85 and \xa0 (whitespace to Python), so
 # that ``1.2.3.4\x85`` would pass for an address.
-OWS = " \t"
+OWS: Final = " \t"
 
 
 def _list_elements(lines: list[bytes]) -> list[str]:
@@ -187,8 +187,10 @@ def apply_proxy_headers(
     return client, scheme
 
 
-_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:[]")
-_PREFIX_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/-._~%!$&'()*+,;=:@")
+_HOST_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:[]")
+_PREFIX_CHARS: Final = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/-._~%!$&'()*+,;=:@"
+)
 
 
 def _valid_host(text: str) -> bool:
@@ -362,7 +364,7 @@ class ProxyView:
         return client, scheme, chosen.get("host")
 
 
-_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
+_METHODS: Final = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 
 
 def http_scope(
@@ -405,8 +407,8 @@ def http_scope(
     return scope
 
 
-WEBSOCKET_EXTENSIONS: dict[str, Any] = {"websocket.http.response": {}}
-_WS_SCHEMES = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
+WEBSOCKET_EXTENSIONS: Final[dict[str, Any]] = {"websocket.http.response": {}}
+_WS_SCHEMES: Final = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
 
 
 def websocket_scope(

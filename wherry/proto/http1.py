@@ -58,25 +58,25 @@ def _status_line(code: int, version: bytes) -> bytes:
 
 STATUS_LINES_11: Final = {code: _status_line(code, b"1.1") for code in range(100, 600)}
 
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 # Response fields already checked, and the line each one is written as: an app that sends the
 # same fields every time pays one dict lookup per field. Bounded; short fields only.
-_lines: dict[Sequence[bytes], bytes | tuple[bytes, int]] = {}
-_LINES_MAX = 4096
-_NO_FIELDS: Headers = []  # between messages: never appended to (on_message_begin comes first)
-_NO_EVENTS: list[Event] = []  # between reads: never appended to (receive_data begins a new list)
-_OWS = (b" ", b"\t")
+_lines: Final[dict[Sequence[bytes], bytes | tuple[bytes, int]]] = {}
+_LINES_MAX: Final = 4096
+_NO_FIELDS: Final[Headers] = []  # between messages: never appended to (on_message_begin comes first)
+_NO_EVENTS: Final[list[Event]] = []  # between reads: never appended to (receive_data begins a new list)
+_OWS: Final = (b" ", b"\t")
 # A Host value (RFC 9112 §3.2, RFC 3986 §3.2.2): empty, or a reg-name or IP literal and an optional
 # port. No userinfo, no spaces; no comma either, which would make one field carry two hosts.
-_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+;=]*)(?::[0-9]*)?")
+_HOST: Final = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+;=]*)(?::[0-9]*)?")
 # Host values already found valid: a server sees few, and a set lookup is cheaper than the regex.
-_hosts_seen: set[bytes] = set()
-_HOSTS_SEEN_MAX = 1024
+_hosts_seen: Final[set[bytes]] = set()
+_HOSTS_SEEN_MAX: Final = 1024
 # Response fields that change framing or replace a default; the rest are copied as they are.
-_FRAMING = frozenset((b"content-length", b"connection", b"transfer-encoding", b"date", b"server"))
+_FRAMING: Final = frozenset((b"content-length", b"connection", b"transfer-encoding", b"date", b"server"))
 # Request fields the core looks at; any other field costs one set lookup.
-_SPECIAL = frozenset(
+_SPECIAL: Final = frozenset(
     (
         b"host",
         b"content-length",

@@ -134,11 +134,11 @@ _INBOUND: Final = {
     (CLOSED, HEADERS): "closed",
 }
 
-_FRAME_HEAD = Struct(">HBBBL")  # length (24 bits as 16 + 8), type, flags, R + stream id
-_PACK_HEAD = Struct(">HBBBL")
-_SETTING = Struct(">HL")
-_U32 = Struct(">L")
-_GOAWAY = Struct(">LL")
+_FRAME_HEAD: Final = Struct(">HBBBL")  # length (24 bits as 16 + 8), type, flags, R + stream id
+_PACK_HEAD: Final = Struct(">HBBBL")
+_SETTING: Final = Struct(">HL")
+_U32: Final = Struct(">L")
+_GOAWAY: Final = Struct(">LL")
 
 # Response fields that only mean something on one HTTP/1.1 connection (RFC 9113 §8.2.2).
 CONNECTION_SPECIFIC: Final = frozenset(
@@ -147,11 +147,11 @@ CONNECTION_SPECIFIC: Final = frozenset(
 _REQUEST_CONNECTION_SPECIFIC: Final = frozenset(
     (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
 )
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
+_TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
 # A received field name (RFC 9113 §8.2.1): no 0x00-0x20, A-Z, 0x7f-0xff, and no colon.
-_FIELD_NAME = re.compile(rb"[^\x00-\x20A-Z:\x7f-\xff]+")
-_BAD_VALUE = re.compile(rb"[\x00\x0a\x0d]|^[ \t]|[ \t]$")
-_DIGITS = re.compile(rb"[0-9]{1,18}")
+_FIELD_NAME: Final = re.compile(rb"[^\x00-\x20A-Z:\x7f-\xff]+")
+_BAD_VALUE: Final = re.compile(rb"[\x00\x0a\x0d]|^[ \t]|[ \t]$")
+_DIGITS: Final = re.compile(rb"[0-9]{1,18}")
 _STATUS: Final = {code: b"%d" % code for code in range(100, 600)}
 _PSEUDO: Final = frozenset((b":method", b":scheme", b":authority", b":path", b":protocol"))
 # A header block made only of one-byte indexed fields (RFC 7541 §6.1, indexes 1-126) neither
@@ -418,7 +418,7 @@ def _parse_request(fields: list[tuple[bytes, bytes]]) -> _RequestHead:
     return head
 
 
-_FORWARDED = frozenset(
+_FORWARDED: Final = frozenset(
     (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-prefix", b"forwarded")
 )
 
@@ -471,7 +471,7 @@ def _check_first_body(size: int, ends: bool, length: int) -> None:
 
 
 # Checked response fields by (status, fields): apps send the same few again and again.
-_CHECKED: dict[tuple[Any, ...], tuple[tuple[tuple[bytes, bytes], ...], int, frozenset[bytes]]] = {}
+_CHECKED: Final[dict[tuple[Any, ...], tuple[tuple[tuple[bytes, bytes], ...], int, frozenset[bytes]]]] = {}
 
 
 class _HeaderCodec:

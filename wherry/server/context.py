@@ -6,7 +6,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ..asgi.http import ASGIApp, FutureLike, Scope
 from ..asgi.scope import ProxyView, TrustedHosts, http_scope
@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from ..proto.http2 import H2Limits
     from ..tls import TLSContext
 
-access_logger = logging.getLogger("wherry.access")
-error_logger = logging.getLogger("wherry.error")
+access_logger: Final = logging.getLogger("wherry.access")
+error_logger: Final = logging.getLogger("wherry.error")
 
 
 def timer_at(
@@ -111,8 +111,8 @@ async def _service_unavailable(scope: Scope, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"Service Unavailable\n"})
 
 
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_DAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 def http_date(seconds: float) -> bytes:
@@ -124,7 +124,7 @@ def http_date(seconds: float) -> bytes:
     ).encode("ascii")
 
 
-_H1_EXTENSIONS: dict[str, Any] = {
+_H1_EXTENSIONS: Final[dict[str, Any]] = {
     "http.response.trailers": {},
     "http.response.early_hint": {},
     "http.response.pathsend": {},

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ..asgi.http import ClientDisconnected, FutureLike, HTTPCycle
 from ..logs import TRACE, format_client, printable
@@ -47,7 +47,7 @@ from .extensions import h1_send_file, h1_write_informational, h1_write_trailers
 if TYPE_CHECKING:
     from .http2 import H2Server
 
-logger = logging.getLogger("wherry.error")
+logger: Final = logging.getLogger("wherry.error")
 
 LINGER = 2.0  # seconds a closing connection keeps dropping input so its last answer is read
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 from contextlib import aclosing
 from time import perf_counter
-from typing import Any
+from typing import Any, Final
 
 from ..asgi.http import ClientDisconnected, FutureLike, HTTPCycle
 from ..logs import format_client, printable
@@ -53,12 +53,12 @@ from ..proto.http2 import INTERNAL_ERROR, NO_ERROR, REFUSED_STREAM, H2Connection
 from .context import ServerContext, TimerHandle, access_logger, addresses, timer_at
 from .extensions import read_chunks
 
-logger = logging.getLogger("wherry.error")
+logger: Final = logging.getLogger("wherry.error")
 
 LINGER = 2.0
-_SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
-_BAD_UPGRADE = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-_UPGRADE_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+_SWITCHING: Final = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
+_BAD_UPGRADE: Final = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+_UPGRADE_TIMEOUT: Final = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
 def default_pairs(

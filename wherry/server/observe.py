@@ -22,16 +22,16 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from time import perf_counter
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from ..asgi.http import Message, Scope
 from ..logs import answered_by, format_client, printable
 from ..proto.events import AppHeaders, Request
 
-access_logger = logging.getLogger("wherry.access")
+access_logger: Final = logging.getLogger("wherry.access")
 
 # Upper bounds (seconds) of the latency histogram's buckets; the last bucket is +Inf.
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class Answered(Protocol):
@@ -52,7 +52,7 @@ class Answered(Protocol):
     def _start(self) -> Message | None: ...  # the app's http.response.start, if any
 
 
-_ATOM = re.compile(r"%\((\{[^}]*\}[ioe]|[^)]*)\)")
+_ATOM: Final = re.compile(r"%\((\{[^}]*\}[ioe]|[^)]*)\)")
 
 
 class Metrics:
