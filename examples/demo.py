@@ -23,8 +23,8 @@ PAGE = b"""<!doctype html>
   <li>POST to <code>/echo</code>: the body comes back as it was sent, as text</li>
   <li><a href="/chat">/chat</a>: a page that talks to the server over a WebSocket (<code>/ws</code>)</li>
   <li><a href="http://127.0.0.1:9100/metrics">metrics</a> (Prometheus) and
-    <a href="http://127.0.0.1:9100/healthz">/healthz</a>, when served with
-    <code>--metrics-bind 127.0.0.1:9100</code></li>
+    <a href="http://127.0.0.1:9100/healthz">/healthz</a> (<code>scripts/dev.py demo</code> serves
+    them with <code>--metrics-bind 127.0.0.1:9100</code>)</li>
 </ul>
 <form method="post" action="/echo"><input name="message" value="hello"><button>Echo</button></form>
 <h2>Streaming</h2>

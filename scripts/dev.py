@@ -174,6 +174,9 @@ def demo(args: argparse.Namespace) -> None:
             args.host,
             "--port",
             str(args.port),
+            # The page links the Prometheus metrics and the health probes served here.
+            "--metrics-bind",
+            f"{args.host}:{args.metrics_port}",
         ],
     )
 
@@ -236,6 +239,7 @@ def main() -> None:
     p_demo = sub.add_parser("demo", help="serve examples/demo.py on http://127.0.0.1:8000")
     p_demo.add_argument("--host", default="127.0.0.1")
     p_demo.add_argument("--port", type=int, default=8000)
+    p_demo.add_argument("--metrics-port", type=int, default=9100)
     p_test = sub.add_parser("test", help="lint, type-check and run the test suite on every Python found")
     p_test.add_argument("--python", choices=SUPPORTED, help="only this Python version")
     p_test.add_argument("--no-pure", action="store_true", help="skip the run on the pure-Python build")
