@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SUPPORTED = ("3.11", "3.12", "3.13")
 PURE_TREE = ROOT / ".pure"  # a copy of the tree for the pure-Python run (ignored by git)
 STAMP = "wherry-install.json"  # in a venv: what was installed there, and from which sources
-EXTRAS_INCLUDED = {"test": {"test", "uvloop"}}  # the test extra brings uvloop too
+# What each extra brings of the others (the test extra brings uvloop and trustme too).
+EXTRAS_INCLUDED = {"test": {"test", "uvloop", "demo"}, "demo": {"demo", "uvloop"}}
 # command -> Debian package, used by the end-to-end tests (nginx and haproxy live in /usr/sbin).
 SYSTEM_TOOLS = {
     "curl": "curl",
@@ -162,23 +163,39 @@ def ensure_system_tools() -> None:
 
 
 def demo(args: argparse.Namespace) -> None:
-    venv = venv_for(sys.executable, f"{sys.version_info.major}.{sys.version_info.minor}", "uvloop")
-    os.execv(
-        str(venv / "bin" / "python"),
+    """The demo on http://HOST:PORT (HTTP/1.1, and h2c), and the same app on https://HOST:TLS_PORT
+    (HTTP/2 by ALPN, with a certificate made for this machine in .demo-tls/)."""
+    venv = venv_for(sys.executable, f"{sys.version_info.major}.{sys.version_info.minor}", "demo")
+    python = str(venv / "bin" / "python")
+    certs = ROOT / ".demo-tls"
+    if not (certs / "server.key").exists():
+        subprocess.run([python, "-m", "examples.certificate", str(certs)], cwd=ROOT, check=True)
+    serve = [python, "-m", "wherry", "examples.demo:app", "--host", args.host]
+    tls = subprocess.Popen(
         [
-            str(venv / "bin" / "python"),
-            "-m",
-            "wherry",
-            "examples.demo:app",
-            "--host",
-            args.host,
+            *serve,
             "--port",
-            str(args.port),
-            # The page links the Prometheus metrics and the health probes served here.
-            "--metrics-bind",
-            f"{args.host}:{args.metrics_port}",
+            str(args.tls_port),
+            "--ssl-certfile",
+            str(certs / "server.pem"),
+            "--ssl-keyfile",
+            str(certs / "server.key"),
         ],
+        cwd=ROOT,
     )
+    print(
+        f"HTTPS and HTTP/2: https://{args.host}:{args.tls_port} (certificate authority: {certs / 'ca.pem'})"
+    )
+    try:
+        # The page links the Prometheus metrics and the health probes served here.
+        metrics = ["--metrics-bind", f"{args.host}:{args.metrics_port}"]
+        subprocess.run([*serve, "--port", str(args.port), *metrics], cwd=ROOT, check=False)
+    except KeyboardInterrupt:
+        pass  # the servers got the same Ctrl-C and shut down gracefully
+    finally:
+        if tls.poll() is None:
+            tls.terminate()
+        tls.wait()
 
 
 def ensure_autobahn() -> None:
@@ -258,6 +275,7 @@ def main() -> None:
     p_demo.add_argument("--host", default="127.0.0.1")
     p_demo.add_argument("--port", type=int, default=8000)
     p_demo.add_argument("--metrics-port", type=int, default=9100)
+    p_demo.add_argument("--tls-port", type=int, default=8443)
     p_test = sub.add_parser("test", help="lint, type-check and run the test suite on every Python found")
     p_test.add_argument("--python", choices=SUPPORTED, help="only this Python version")
     p_test.add_argument("--no-pure", action="store_true", help="skip the run on the pure-Python build")

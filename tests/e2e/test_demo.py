@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ssl
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from examples.certificate import write_certificate
 from examples.demo import app as demo_app
 
 
@@ -27,3 +30,14 @@ def test_the_page_links_the_metrics_and_reads_the_stream(serve: Any) -> None:
     with httpx.stream("GET", f"{server.url}/stream") as response:
         lines = [line for line in response.iter_lines() if line]
     assert lines == [f"line {i}" for i in range(10)]
+
+
+def test_the_demo_certificate_serves_the_page_over_http2(serve: Any, tmp_path: Path) -> None:
+    """What ``scripts/dev.py demo`` serves on its TLS port: the page over HTTP/2 (ALPN), trusted
+    through the authority written beside the certificate."""
+    ca, cert, key = write_certificate(tmp_path / "tls")
+    server = serve(demo_app, ssl_certfile=str(cert), ssl_keyfile=str(key))
+    with httpx.Client(http2=True, verify=ssl.create_default_context(cafile=str(ca))) as client:
+        response = client.get(f"https://localhost:{server.port}/")
+    assert response.status_code == 200 and response.http_version == "HTTP/2"
+    assert "Wherry" in response.text
