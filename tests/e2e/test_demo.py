@@ -38,6 +38,6 @@ def test_the_demo_certificate_serves_the_page_over_http2(serve: Any, tmp_path: P
     ca, cert, key = write_certificate(tmp_path / "tls")
     server = serve(demo_app, ssl_certfile=str(cert), ssl_keyfile=str(key))
     with httpx.Client(http2=True, verify=ssl.create_default_context(cafile=str(ca))) as client:
-        response = client.get(f"https://localhost:{server.port}/")
+        response = client.get(f"https://127.0.0.1:{server.port}/")
     assert response.status_code == 200 and response.http_version == "HTTP/2"
     assert "Wherry" in response.text

@@ -844,7 +844,7 @@ def test_websocket_over_tls_is_wss_with_the_tls_extension(serve: Serve, tmp_path
 
     server = serve(app, ssl_certfile=str(certs.server_file))
     context = certs.client_context(alpn=("http/1.1",))
-    with connect(f"wss://localhost:{server.port}/", ssl=context) as ws:
+    with connect(f"wss://127.0.0.1:{server.port}/", ssl=context) as ws:
         ws.send("over tls")
         assert ws.recv(timeout=5) == "over tls"
     assert seen == [("wss", ["tls", "websocket.http.response"])]
