@@ -360,6 +360,8 @@ class Option:
     substitutes: tuple[tuple[str, str, str], ...] = ()
     # A bool whose flag also takes a value, as uvicorn's BOOLEAN options do ("--flag false").
     takes_value: bool = False
+    # A choice that also takes an import string ("module:attr"), as uvicorn's Config does for loop.
+    import_form: bool = False
 
     @property
     def env(self) -> str:
@@ -416,6 +418,8 @@ class Option:
             return converted
         if kind == "choice":
             text = str(value)
+            if self.import_form and ":" in text:
+                return text
             if text not in self.choices and text not in self.substitute_names:
                 expected = ", ".join((*self.choices, *self.substitute_names))
                 raise ValueError(f"{self.name}: expected one of {expected}, got {text!r}")
@@ -577,10 +581,12 @@ OPTIONS: tuple[Option, ...] = (
         "loop",
         "choice",
         "auto",
-        "Event loop: auto (uvloop when installed), asyncio, uvloop or trio (with wherry[trio]).",
+        "Event loop: auto (uvloop when installed), asyncio, uvloop or trio (with wherry[trio]); "
+        "or module:attr, a callable that returns a new asyncio event loop.",
         choices=("auto", "asyncio", "uvloop", "trio"),
         flags=("--loop", "-k", "--worker-class"),
         substitutes=LOOP_SUBSTITUTES,
+        import_form=True,
         group="Implementation",
     ),
     Option(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib
 import logging
 import os
 import random
@@ -254,6 +255,15 @@ def remove_unix_sockets(paths: list[str]) -> None:
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
     """The asyncio loop ``--loop`` names (trio is run by ``run_in_process`` itself)."""
+    if ":" in name:  # an import string, as uvicorn's Config takes: a callable making the loop
+        module, _, attr = name.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"--loop {name}: cannot import the loop factory ({exc})") from None
+        if not callable(factory):
+            raise ConfigError(f"--loop {name}: not a callable that returns an event loop")
+        return factory  # type: ignore[no-any-return]
     if name in ("auto", "uvloop"):
         try:
             import uvloop

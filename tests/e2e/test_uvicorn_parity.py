@@ -23,6 +23,7 @@ import pytest
 
 import wherry
 import wherry.cli
+import wherry.main
 from wherry.config import OPTIONS_BY_NAME, Config, ConfigError
 from wherry.importer import load_env_file
 
@@ -341,6 +342,34 @@ def test_server_run_blocks_until_should_exit() -> None:
         server.should_exit = True
         thread.join(15)
     assert not thread.is_alive()
+
+
+LOOPS_MADE: list[asyncio.AbstractEventLoop] = []
+
+
+def recorded_loop() -> asyncio.AbstractEventLoop:
+    """A loop factory named by import string, as uvicorn's Config(loop="module:attr") takes it."""
+    loop = asyncio.new_event_loop()
+    LOOPS_MADE.append(loop)
+    return loop
+
+
+def test_loop_as_an_import_string_names_the_loop_factory() -> None:
+    config = wherry.Config("tests.apps:hello", port=0, log_level="warning", loop=f"{__name__}:recorded_loop")
+    server = wherry.Server(config)
+    thread = threading.Thread(target=server.run)
+    LOOPS_MADE.clear()
+    thread.start()
+    try:
+        wait_until(lambda: server.started, 15, "the server to start")
+        host, port = server.addresses[0]
+        assert httpx.get(f"http://{host}:{port}/").status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(15)
+    assert len(LOOPS_MADE) == 1
+    with pytest.raises(ConfigError, match="cannot import the loop factory"):
+        wherry.main.loop_factory("tests.no_such_module:loop")
 
 
 class Records(logging.Handler):
