@@ -17,10 +17,15 @@ class Release:
         self._event: anyio.Event | None = None
         self._token: anyio.lowlevel.EventLoopToken | None = None
 
-    async def wait(self) -> None:
+    def arm(self) -> None:
+        """Make the event (in the server's loop): from then on ``open()`` may be called."""
         if self._event is None:
             self._event = anyio.Event()
             self._token = anyio.lowlevel.current_token()
+
+    async def wait(self) -> None:
+        self.arm()
+        assert self._event is not None
         await self._event.wait()
 
     def open(self) -> None:

@@ -34,6 +34,7 @@ class HeldReader:
         self.received = 0
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.release.arm()  # before the test thread hears "entered" and opens it
         self.entered.set()
         await self.release.wait()
         while True:

@@ -35,6 +35,7 @@ class Gate:
         self._release = Release()
 
     async def wait(self) -> None:
+        self._release.arm()  # before the test thread hears "entered" and opens it
         self.entered.set()
         await self._release.wait()
 
