@@ -121,6 +121,12 @@ class WherryWorker(Worker):  # type: ignore[misc]
                 elif not getattr(self, "alive", True):
                     stopping = True
                 if stopping:
+                    replaced = self.ppid != os.getppid() or served >= self.max_requests
                     setattr(self, "alive", False)  # noqa: B010 - gunicorn's flag, untyped
-                    server.shutdown()
+                    if replaced and impl is not None:
+                        # Another worker takes over the socket: the connections this one already
+                        # accepted are served (a drain), not closed unanswered.
+                        impl.request_exit(drain=True)
+                    else:
+                        server.shutdown()
             await asyncio.sleep(interval)
