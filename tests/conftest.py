@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -195,3 +196,22 @@ def read_response(sock: socket.socket, timeout: float = 5.0) -> tuple[int, dict[
             if size == 0:
                 return status, headers, body
     return status, headers, rest
+
+
+@pytest.fixture
+def parse(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[list[str]], Config]]:
+    """``parse(args)``: the Config the ``wherry`` command would serve with (no environment)."""
+    import wherry.cli
+
+    for name in list(os.environ):
+        if name.startswith(("WHERRY_", "UVICORN_")) or name in ("WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS"):
+            monkeypatch.delenv(name)
+    captured: list[Config] = []
+    monkeypatch.setattr(wherry.cli, "run", lambda config: captured.append(config))
+    command = wherry.cli._build()
+
+    def run(args: list[str]) -> Config:
+        command.main(args=args, prog_name="wherry", standalone_mode=False)
+        return captured.pop()
+
+    yield run

@@ -3,7 +3,6 @@ the values shown (the ``wherry`` command is built and run up to the point where 
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 from collections.abc import Callable, Iterator
@@ -11,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-import wherry.cli
 from wherry.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,22 +29,6 @@ def command_lines() -> Iterator[tuple[str, str]]:
 
 
 COMMANDS = list(command_lines())
-
-
-@pytest.fixture
-def parse(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[list[str]], Config]]:
-    for name in list(os.environ):
-        if name.startswith(("WHERRY_", "UVICORN_")) or name in ("WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS"):
-            monkeypatch.delenv(name)
-    captured: list[Config] = []
-    monkeypatch.setattr(wherry.cli, "run", lambda config: captured.append(config))
-    command = wherry.cli._build()
-
-    def run(args: list[str]) -> Config:
-        command.main(args=args, prog_name="wherry", standalone_mode=False)
-        return captured.pop()
-
-    yield run
 
 
 def test_the_docs_show_commands() -> None:

@@ -115,23 +115,6 @@ def cases() -> Iterator[Any]:
             yield pytest.param(negative, [], id=negative)
 
 
-@pytest.fixture
-def parse(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
-    """``parse(args)``: the Config the ``wherry`` command would serve with (no environment)."""
-    for name in list(os.environ):
-        if name.startswith(("WHERRY_", "UVICORN_")) or name in ("WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS"):
-            monkeypatch.delenv(name)
-    captured: list[Config] = []
-    monkeypatch.setattr(wherry.cli, "run", lambda config: captured.append(config))
-    command = wherry.cli._build()
-
-    def run(args: list[str]) -> Config:
-        command.main(args=args, prog_name="wherry", standalone_mode=False)
-        return captured.pop()
-
-    yield run
-
-
 def test_the_help_lists_uvicorns_options() -> None:
     """The table below is read from the installed uvicorn, not written by hand."""
     flags = {flag for flag, _negative, _metavar in FLAGS}
@@ -330,7 +313,11 @@ def test_config_and_server_as_in_uvicorn() -> None:
 def test_server_run_blocks_until_should_exit() -> None:
     """``server.run()`` serves in its own event loop; ``should_exit`` set from another thread
     stops it."""
-    config = wherry.Config("tests.apps:hello", port=0, log_level="warning")
+    run_in_a_thread_and_stop(wherry.Config("tests.apps:hello", port=0, log_level="warning"))
+
+
+def run_in_a_thread_and_stop(config: Config) -> None:
+    """``server.run()`` in a thread: one request answered, then ``should_exit`` stops it."""
     server = wherry.Server(config)
     thread = threading.Thread(target=server.run)
     thread.start()
@@ -355,18 +342,10 @@ def recorded_loop() -> asyncio.AbstractEventLoop:
 
 
 def test_loop_as_an_import_string_names_the_loop_factory() -> None:
-    config = wherry.Config("tests.apps:hello", port=0, log_level="warning", loop=f"{__name__}:recorded_loop")
-    server = wherry.Server(config)
-    thread = threading.Thread(target=server.run)
     LOOPS_MADE.clear()
-    thread.start()
-    try:
-        wait_until(lambda: server.started, 15, "the server to start")
-        host, port = server.addresses[0]
-        assert httpx.get(f"http://{host}:{port}/").status_code == 200
-    finally:
-        server.should_exit = True
-        thread.join(15)
+    run_in_a_thread_and_stop(
+        wherry.Config("tests.apps:hello", port=0, log_level="warning", loop=f"{__name__}:recorded_loop")
+    )
     assert len(LOOPS_MADE) == 1
     with pytest.raises(ConfigError, match="cannot import the loop factory"):
         wherry.main.loop_factory("tests.no_such_module:loop")
