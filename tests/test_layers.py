@@ -81,17 +81,18 @@ RULES = [
     ),
     Rule(
         "asgi",
-        allowed=("wherry.asgi", "wherry.proto"),
+        allowed=("wherry.asgi", "wherry.proto", "wherry.contracts"),
         typing_allowed=(),
         forbidden=("asyncio", "trio", "anyio", "socket", "uvloop"),
         why="ASGI semantics are written once for every backend",
     ),
     Rule(
         "server",
-        allowed=("wherry.server", "wherry.asgi", "wherry.proto", "wherry.logs"),
+        allowed=("wherry.server", "wherry.asgi", "wherry.proto", "wherry.contracts", "wherry.logs"),
         typing_allowed=("wherry.config", "wherry.tls"),
-        forbidden=(),
-        why="connection drivers sit on the protocol and ASGI layers only",
+        forbidden=("asyncio", "trio", "anyio", "socket", "selectors", "uvloop"),
+        why="connection drivers sit on the protocol and ASGI layers only, and know no event loop: "
+        "what they need of one is the backend's Runtime and Transport (wherry/contracts.py)",
     ),
     Rule(
         "loops",
@@ -104,6 +105,7 @@ RULES = [
         "backends",
         allowed=(
             "wherry.backends",
+            "wherry.contracts",
             "wherry.loops",
             "wherry.server",
             "wherry.asgi",
@@ -163,6 +165,14 @@ def test_imports_point_downward(rule: Rule) -> None:
     assert not problems, f"{rule.why}:\n" + "\n".join(problems)
 
 
+def test_contracts_stand_on_nothing() -> None:
+    """wherry/contracts.py, the seams every layer is typed against, imports nothing of Wherry and no
+    event loop: it is types only."""
+    found = imports_of(PACKAGE / "contracts.py")
+    assert [i.module for i in found if i.module.startswith("wherry")] == []
+    assert not [i.module for i in found if within(i.module, ("asyncio", "trio", "anyio", "uvloop"))]
+
+
 def test_logs_is_a_leaf() -> None:
     """wherry/logs.py (log-safe text, formatters) imports nothing from wherry, so the drivers may
     use it without reaching up a layer."""
@@ -175,7 +185,7 @@ def test_the_import_reader_resolves_relative_imports(tmp_path: Path) -> None:
     """The checker itself: relative imports and TYPE_CHECKING blocks are read correctly."""
     source = PACKAGE / "server" / "context.py"
     found = {(i.module, i.typing_only) for i in imports_of(source)}
-    assert ("wherry.asgi.http", False) in found
+    assert ("wherry.contracts", False) in found
     assert ("wherry.config", True) in found
 
 

@@ -22,6 +22,7 @@ COMPILED_MODULES = (
     "wherry.asgi.scope",
     "wherry.asgi.extensions",
     "wherry.server.context",
+    "wherry.server.lifecycle",
     "wherry.server.observe",
     "wherry.server.http1",
     "wherry.server.http2",

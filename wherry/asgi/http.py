@@ -2,7 +2,7 @@
 
 Rules of this module:
 
-1. One ``HTTPCycle`` per request, whatever the protocol (HTTP/1.1 now, HTTP/2 streams later) and
+1. One ``HTTPCycle`` per request, whatever the protocol (an HTTP/1.1 request, an HTTP/2 stream) and
    whatever the backend. Protocol drivers feed it request body and disconnects, and implement
    ``HTTPStream`` to carry the response; they never look at ASGI messages themselves.
 2. ``receive()`` and ``send()`` are the app's only doors. Message order is checked here:
@@ -21,19 +21,18 @@ Rules of this module:
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final, Protocol
 
 from mypy_extensions import mypyc_attr
 
+from ..contracts import ASGIApp as ASGIApp
+from ..contracts import FutureLike as FutureLike
+from ..contracts import Message as Message
+from ..contracts import Receive as Receive
+from ..contracts import Scope as Scope
+from ..contracts import Send as Send
 from ..proto.events import AppHeaders, Headers, LocalProtocolError
 from .extensions import send_extension
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 logger: Final = logging.getLogger("wherry.error")
 
@@ -56,14 +55,6 @@ TRAILERS: Final = 3  # the body is complete, the trailers announced in http.resp
 @mypyc_attr(native_class=False)
 class ClientDisconnected(OSError):
     """Raised by send() once the peer is gone (ASGI www spec 2.4)."""
-
-
-class FutureLike(Protocol):
-    def done(self) -> bool: ...
-
-    def set_result(self, result: None) -> None: ...
-
-    def __await__(self) -> Any: ...
 
 
 class HTTPStream(Protocol):

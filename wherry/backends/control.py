@@ -25,7 +25,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from ..server.context import TimerHandle
+from ..contracts import TimerHandle
 from .serving import ServerBase
 
 logger = logging.getLogger("wherry.error")

@@ -5,14 +5,15 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
 
-from ..asgi.http import ASGIApp, FutureLike, Scope
 from ..asgi.scope import ProxyView, TrustedHosts, http_scope
+from ..contracts import ASGIApp, Receive, Runtime, Scope, Send, TimerHandle, TrackedConnection, Transport
 from ..logs import TRACE, format_client
 from ..proto.events import Request
 from ..proto.http1 import DefaultHeaders, H1Limits
+from .lifecycle import ConnectionInfo, addresses
 from .observe import Metrics, RequestObserver
 from .tls import tls_extension
 
@@ -25,78 +26,7 @@ access_logger: Final = logging.getLogger("wherry.access")
 error_logger: Final = logging.getLogger("wherry.error")
 
 
-def timer_at(
-    runtime: Runtime, timer: TimerHandle | None, when: float, callback: Callable[[], None]
-) -> TimerHandle:
-    """A new timer at ``when`` in place of ``timer``. Drivers move their deadline timer only when
-    the deadline comes earlier than it fires (``timer.when() > when``): one that fires early
-    re-arms for the later deadline then, so most deadline changes cost nothing."""
-    if timer is not None:
-        timer.cancel()
-    return runtime.call_at(when, callback)
-
-
-def buffered(transport: Any) -> int:
-    """Bytes a transport still holds for the peer (0 when it cannot say)."""
-    try:
-        return int(transport.get_write_buffer_size())
-    except (AttributeError, NotImplementedError):
-        return 0
-
-
-def addresses(transport: Any) -> tuple[tuple[str, int] | None, tuple[str, int | None] | None]:
-    """The scope's ``client`` and ``server`` of a connection: (host, port) over TCP; no client and
-    (path, None) as the server over a Unix socket."""
-    peer = transport.get_extra_info("peername")
-    sock = transport.get_extra_info("sockname")
-    client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) and len(peer) >= 2 else None
-    server: tuple[str, int | None] | None = None
-    if isinstance(sock, tuple) and len(sock) >= 2:
-        server = (str(sock[0]), int(sock[1]))
-    elif isinstance(sock, str) and sock:
-        server = (sock, None)
-    return client, server
-
-
-class TimerHandle(Protocol):
-    def cancel(self) -> None: ...
-
-    def when(self) -> float: ...
-
-
-class Runtime(Protocol):
-    """The small contract a backend offers the connection drivers (see docs/discussion/backends.md)."""
-
-    def time(self) -> float: ...
-
-    def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle: ...
-
-    def after_io(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` soon, after the input that is already waiting has been delivered
-        (a deadline that fires after the loop stalled judges only input that was really late)."""
-        ...
-
-    def create_future(self) -> FutureLike: ...
-
-    def run_app(
-        self,
-        app: ASGIApp,
-        scope: Scope,
-        receive: Any,
-        send: Any,
-        on_done: Callable[[BaseException | None], None],
-    ) -> None: ...
-
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> object: ...
-
-
-class Connection(Protocol):
-    def shutdown(self) -> None: ...
-
-    def abort_all(self) -> None: ...
-
-
-async def _service_unavailable(scope: Scope, receive: Any, send: Any) -> None:
+async def _service_unavailable(scope: Scope, receive: Receive, send: Send) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -157,7 +87,7 @@ class ServerContext:
         self.default_headers = DefaultHeaders()
         self.root_path = config.root_path
         self.lifespan_state: dict[str, Any] | None = None
-        self.connections: set[Connection] = set()
+        self.connections: set[TrackedConnection] = set()
         self.tasks = 0  # requests whose app is running
         self.trace = logging.getLogger("wherry.error").isEnabledFor(TRACE)  # connection lines
         self.limit_concurrency = config.limit_concurrency
@@ -226,7 +156,19 @@ class ServerContext:
             connect_protocol=config.ws != "none",
         )
 
-    def tls_extension(self, transport: Any) -> dict[str, Any] | None:
+    def identify(self, transport: Transport) -> ConnectionInfo:
+        """Who is at each end of a new connection (made once; handed on with the connection)."""
+        client, server = addresses(transport)
+        tls = transport.get_extra_info("sslcontext") is not None
+        return ConnectionInfo(
+            client,
+            server,
+            "https" if tls else "http",
+            self.trusts(client),
+            self.tls_extension(transport) if tls else None,
+        )
+
+    def tls_extension(self, transport: Transport) -> dict[str, Any] | None:
         """The ASGI ``tls`` scope extension of a TLS connection (None on plain TCP)."""
         tls = self.tls
         ssl_object = transport.get_extra_info("ssl_object")
@@ -234,15 +176,14 @@ class ServerContext:
             return None
         return tls_extension(ssl_object, tls.server_cert, tls.cipher_ids)
 
-    def h1_extensions(self, transport: Any) -> dict[str, Any]:
+    def h1_extensions(self, tls: dict[str, Any] | None) -> dict[str, Any]:
         """``scope["extensions"]`` for the HTTP/1.1 requests of one connection (each request gets a
         shallow copy): one dict shared by every plain connection, one of its own over TLS."""
-        tls = self.tls_extension(transport)
         if tls is None:
             return _H1_EXTENSIONS
         return {**_H1_EXTENSIONS, "tls": tls}
 
-    def connection_closed(self, conn: Connection) -> None:
+    def connection_closed(self, conn: TrackedConnection) -> None:
         self.connections.discard(conn)
         if not self.connections and self.on_empty is not None:
             self.on_empty()
@@ -250,8 +191,8 @@ class ServerContext:
     def call_app(
         self,
         scope: Scope,
-        receive: Any,
-        send: Any,
+        receive: Receive,
+        send: Send,
         done: Callable[[BaseException | None], None],
     ) -> None:
         """Run the app for one request; past ``--limit-concurrency`` a 503 answers instead."""
@@ -266,16 +207,15 @@ class ServerContext:
         self,
         request: Request,
         http_version: str,
-        client: tuple[str, int] | None,
-        server: tuple[str, int | None] | None,
-        scheme: str,
-        trusted_peer: bool,
+        info: ConnectionInfo,
         extensions: dict[str, Any],
     ) -> Scope:
         """The ``http`` scope of ``request``, seen through a trusted peer's proxy headers."""
         headers = request.headers
         root_path = self.root_path
-        if request.forwarded and trusted_peer:
+        client = info.client
+        scheme = info.scheme
+        if request.forwarded and info.trusted:
             client, scheme, headers, root_path = self.proxy_view(headers, client, scheme)
         return http_scope(
             request.method,
@@ -285,7 +225,7 @@ class ServerContext:
             headers,
             scheme,
             client,
-            server,
+            info.server,
             root_path,
             self.lifespan_state,
             extensions,

@@ -4,8 +4,9 @@ chose once the handshake is done."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..contracts import Transport
 from .context import ServerContext
 from .http1 import H1Server
 
@@ -23,7 +24,7 @@ class TLSConnection:
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
 
-    def connection_made(self, transport: Any) -> None:
+    def connection_made(self, transport: Transport) -> None:
         ssl_object = transport.get_extra_info("ssl_object")
         chosen = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
         driver: H1Server | H2Server

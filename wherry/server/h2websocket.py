@@ -26,15 +26,16 @@ Rules of this module:
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..asgi.http import ClientDisconnected
+from ..contracts import TimerHandle
 from ..proto.events import Headers, Request
 from ..proto.http2 import CANCEL, REFUSED_STREAM
 from ..proto.websocket import accept_fields, h2_check, refusal
-from .context import TimerHandle
 from .http2 import H2Stream, default_pairs
-from .websocket import LINGER, WebSocketServer
+from .lifecycle import linger
+from .websocket import WebSocketServer
 
 if TYPE_CHECKING:
     from .http2 import H2Server
@@ -82,12 +83,9 @@ class H2WebSocket(H2Stream):
         "_paused",
         "_waited",
         "app_running",
-        "client",
         "driver",
+        "info",
         "request",
-        "scheme",
-        "server",
-        "trusted_peer",
     )
 
     driver: WebSocketServer  # set by open_tunnel
@@ -95,10 +93,7 @@ class H2WebSocket(H2Stream):
     def __init__(self, conn: H2Server, request: Request) -> None:
         super().__init__(conn, request.stream_id)
         self.request = request
-        self.client = conn.client
-        self.server = conn.server
-        self.scheme = conn.scheme
-        self.trusted_peer = conn.trusted_peer
+        self.info = conn.info
         self.app_running = False
         self._held: deque[bytes] = deque()  # DATA read while reading is paused, not yet credited
         self._eof_held = False  # the client's END_STREAM came behind held DATA
@@ -199,8 +194,8 @@ class H2WebSocket(H2Stream):
 
     # ---------------------------------------------------------------- the handshake's answers
 
-    def tls_extension(self) -> dict[str, Any] | None:
-        return self.conn.tls
+    def buffered(self) -> int:
+        return 0  # HTTP/2 flow control bounds what a stream holds
 
     def check(self, request: Request) -> None:
         h2_check(request.headers)
@@ -314,8 +309,7 @@ class H2WebSocket(H2Stream):
             return
         if not self._client_ended and not self.gone and not self._waited:
             if self._linger is None:
-                runtime = self.conn.ctx.runtime
-                self._linger = runtime.call_at(runtime.time() + LINGER, self._stop_waiting)
+                self._linger = linger(self.conn.ctx.runtime, self._stop_waiting)
             return
         self._done = True
         if self._linger is not None:

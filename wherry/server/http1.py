@@ -3,31 +3,30 @@ beside.
 
 Rules of this module:
 
-1. Backends call ``connection_made``, ``data_received``, ``eof_received``, ``connection_lost``,
-   ``pause_writing`` and ``resume_writing`` (the asyncio Protocol names; asyncio calls them
-   directly). The transport is used only through ``write``, ``write_eof``, ``can_write_eof``,
-   ``close``, ``abort``, ``pause_reading``, ``resume_reading``, ``is_closing`` and
-   ``get_extra_info``.
+1. Backends call the driver through ``TransportCallbacks`` and the driver uses the backend's
+   ``Transport`` and ``Runtime`` (``wherry/contracts.py``); on asyncio the loop calls the driver
+   directly.
 2. Requests are answered strictly in order. At most one application call runs per connection;
    pipelined requests wait in ``_pipeline`` and reading pauses when it is deep.
-3. Every read has a deadline (the core computes it; one timer per connection follows it) and every
-   buffer a high-water mark: request body above ``read_high_water`` pauses reading, and the app's
+3. Every read has a deadline (the core computes it; the connection's ``DeadlineTimer`` follows it)
+   and every buffer a high-water mark: request body above ``read_high_water`` pauses reading, and the app's
    ``send()`` waits while the transport pauses writing. A request body its app can no longer
    receive (the response is complete) is read and dropped.
 4. A rejected request is answered with its status and ``connection: close`` once the responses owed
    before it are written; nothing after it is parsed.
-5. Closing while the peer may still be sending is done in stages (RFC 9112 §9.6): half-close, drop
-   what still arrives for at most ``LINGER`` seconds, then close, so that a reset does not destroy
-   the last response before the client has read it.
+5. Closing while the peer may still be sending is done in stages (``server/lifecycle.py`` rule 4),
+   so that a reset does not destroy the last response before the client has read it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Final
 
-from ..asgi.http import ClientDisconnected, FutureLike, HTTPCycle
+from ..asgi.http import ClientDisconnected, HTTPCycle
+from ..contracts import FutureLike, TimerHandle, Transport
 from ..logs import TRACE, format_client, printable
 from ..proto.events import (
     END_OF_MESSAGE,
@@ -41,15 +40,14 @@ from ..proto.events import (
     Request,
 )
 from ..proto.http1 import DONE, H2_REFUSAL, IDLE, H1Connection
-from .context import ServerContext, TimerHandle, addresses, buffered, timer_at
-from .extensions import h1_send_file, h1_write_informational, h1_write_trailers
+from .context import ServerContext
+from .extensions import CHUNK, accepts_trailers, encode_trailers
+from .lifecycle import ConnectionInfo, DeadlineTimer, WriteGate, buffered, half_close, linger
 
 if TYPE_CHECKING:
     from .http2 import H2Server
 
 logger: Final = logging.getLogger("wherry.error")
-
-LINGER = 2.0  # seconds a closing connection keeps dropping input so its last answer is read
 
 
 class H1Server:
@@ -58,11 +56,11 @@ class H1Server:
     __slots__ = (
         "_closed",
         "_current",
-        "_drain_waiter",
         "_eof",
         "_extensions",
+        "_gate",
         "_in_pipeline",
-        "_judging",
+        "_linger",
         "_lingering",
         "_pipeline",
         "_read_paused",
@@ -70,85 +68,73 @@ class H1Server:
         "_reject",
         "_reject_cycle",
         "_timer",
-        "_trusted_peer",
         "_upgrade",
-        "_write_timer",
-        "client",
         "core",
         "ctx",
-        "scheme",
-        "server",
+        "info",
         "transport",
         "write_paused",
     )
 
-    core: H1Connection  # from connection_made on
+    # From connection_made on:
+    core: H1Connection
+    transport: Transport
+    info: ConnectionInfo
 
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
-        self.transport: Any = None
         self._current: HTTPCycle | None = None
         self._reading: HTTPCycle | None = None
         self._pipeline: list[HTTPCycle] = []  # short (max_pipeline) and mostly empty
         self._in_pipeline = False
         self._read_paused = False
         self.write_paused = False
-        self._drain_waiter: FutureLike | None = None
-        self._timer: TimerHandle | None = None
-        self._judging = False  # a deadline passed: judged once the input already there is read
-        self._write_timer: TimerHandle | None = None  # a peer that reads nothing (timeout_send)
+        self._gate = WriteGate(ctx, self._write_stalled)
+        self._timer = DeadlineTimer(ctx.runtime, self._next_deadline, self._on_deadline)
+        self._linger: TimerHandle | None = None
         self._reject: Rejected | None = None
         self._reject_cycle: HTTPCycle | None = None
         self._closed = False
         self._eof = False
         self._lingering = False
-        self._trusted_peer = False
         self._upgrade: Request | None = None
-        self.client: tuple[str, int] | None = None
-        self.server: tuple[str, int | None] | None = None
-        self.scheme = "http"
         self._extensions: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ backend side
 
-    def connection_made(self, transport: Any) -> None:
+    def connection_made(self, transport: Transport) -> None:
         self.transport = transport
         ctx = self.ctx
-        tls = transport.get_extra_info("sslcontext") is not None
-        upgrades = ctx.h1_tls_upgrades if tls else ctx.h1_upgrades
+        info = self.info = ctx.identify(transport)
+        upgrades = ctx.h1_tls_upgrades if info.scheme == "https" else ctx.h1_upgrades
         self.core = H1Connection(ctx.limits, ctx.default_headers, ctx.runtime.time(), upgrades)
-        self.client, self.server = addresses(transport)
-        if transport.get_extra_info("sslcontext") is not None:
-            self.scheme = "https"
-        self._extensions = ctx.h1_extensions(transport)
-        self._trusted_peer = ctx.trusts(self.client)
+        self._extensions = ctx.h1_extensions(info.tls)
         ctx.connections.add(self)
         if ctx.trace:
-            logger.log(TRACE, "%s - Connection made", format_client(self.client))
+            logger.log(TRACE, "%s - Connection made", format_client(info.client))
         if ctx.shutting_down:
             self._close()
             return
-        self._arm_timer()
+        self._timer.follow(self.core.deadline)
 
     def data_received(self, data: bytes) -> None:
         if self._closed:
             return
         events = self.core.receive_data(data, self.ctx.runtime.time())
         for event in events:
-            kind = type(event)
-            if kind is Data:
+            if type(event) is Data:
                 reading = self._reading
                 if reading is not None:
-                    reading.feed_body(event.data)  # type: ignore[attr-defined]
-            elif kind is Request:
-                self._on_request(event)  # type: ignore[arg-type]
+                    reading.feed_body(event.data)
+            elif type(event) is Request:
+                self._on_request(event)
             elif event is END_OF_MESSAGE:
                 reading = self._reading
                 if reading is not None:
                     reading.feed_end()
-            elif kind is Rejected:
-                self._on_reject(event)  # type: ignore[arg-type]
-            elif kind is ConnectionClosed:
+            elif type(event) is Rejected:
+                self._on_reject(event)
+            elif type(event) is ConnectionClosed:
                 if self._current is None and not self._pipeline:
                     self._close()
                     return
@@ -157,11 +143,11 @@ class H1Server:
                     self._current.feed_eof()
                 for waiting in self._pipeline:
                     waiting.feed_eof()
-            elif kind is H2Preface:
+            elif type(event) is H2Preface:
                 # Over TLS, HTTP/2 is what ALPN chose (RFC 9113 §3.2; this driver serves a TLS
                 # connection only when ALPN chose http/1.1 or nothing): the preface is refused.
-                if self.ctx.config.http2 and self.scheme == "http":
-                    self._switch_to_h2(event.data)  # type: ignore[attr-defined]
+                if self.ctx.config.http2 and self.info.scheme == "http":
+                    self._switch_to_h2(event.data)
                     return
                 self.transport.write(H2_REFUSAL)
                 self._close_after_answer()
@@ -175,7 +161,7 @@ class H1Server:
             or (self._reading is not None and self._reading.buffered > self.ctx.read_high_water)
         ):
             self._flow_control()
-        self._arm_timer()
+        self._timer.follow(self.core.deadline)
 
     def eof_received(self) -> bool:
         """The peer closed its sending side; answer what it already sent, then close."""
@@ -184,17 +170,14 @@ class H1Server:
         return not self._closed
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._closed = True
+        self._end()
         self.ctx.connection_closed(self)
         if self.ctx.trace:
-            logger.log(TRACE, "%s - Connection lost", format_client(self.client))
-        timer = self._timer
-        if timer is not None:
-            timer.cancel()
-            self._timer = None
-        if self._write_timer is not None:
-            self._write_timer.cancel()
-            self._write_timer = None
+            logger.log(TRACE, "%s - Connection lost", format_client(self.info.client))
+        linger = self._linger
+        if linger is not None:
+            linger.cancel()
+            self._linger = None
         current = self._current
         if current is not None and not current.response_complete:
             current.feed_disconnect()
@@ -203,22 +186,18 @@ class H1Server:
             reading.feed_disconnect()
         self._pipeline.clear()
         self.write_paused = False
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._gate.ended()
 
     def pause_writing(self) -> None:
         self.write_paused = True
-        self._arm_write_timer()
+        self._gate.paused()
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        if self._write_timer is not None and not self._closed:
-            self._write_timer.cancel()
-            self._write_timer = None
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if self._closed:
+            self._gate.wake()  # what a closed connection still holds keeps its stall clock
+        else:
+            self._gate.resumed()
 
     # ------------------------------------------------------------------ requests
 
@@ -234,15 +213,7 @@ class H1Server:
                 self._to_websocket()
             return
         ctx = self.ctx
-        scope = ctx.request_scope(
-            request,
-            request.http_version,
-            self.client,
-            self.server,
-            self.scheme,
-            self._trusted_peer,
-            self._extensions.copy(),
-        )
+        scope = ctx.request_scope(request, request.http_version, self.info, self._extensions.copy())
         cycle = HTTPCycle(
             scope, self, request, request.expect_continue, perf_counter() if ctx.access_log else 0.0
         )
@@ -252,7 +223,7 @@ class H1Server:
     def _on_reject(self, event: Rejected) -> None:
         logger.info(
             "Bad request from %s: %d %s",
-            format_client(self.client),
+            format_client(self.info.client),
             event.status,
             printable(event.detail.encode("utf-8", "replace")),
         )
@@ -351,31 +322,18 @@ class H1Server:
         else:
             self._nothing_owed()
         self._flow_control()
-        self._arm_timer()
+        self._timer.follow(self.core.deadline)
 
     def _to_websocket(self) -> None:
         """Give the transport to the WebSocket driver (server/websocket.py)."""
         request = self._upgrade
         assert request is not None
         self._upgrade = None
-        self._closed = True  # this driver is done with the connection
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._end()  # this driver is done with the connection
         self.ctx.connections.discard(self)
         from .websocket import take_over  # (imported by the first upgrade)
 
-        take_over(
-            self.ctx,
-            self.transport,
-            self.core,
-            request,
-            self.client,
-            self.server,
-            self.scheme,
-            self._trusted_peer,
-            self._read_paused,
-        )
+        take_over(self.ctx, self.transport, self.core, request, self.info, self._read_paused)
 
     def _log_access(self, cycle: HTTPCycle) -> None:
         self.ctx.observer.request_done(cycle)  # access line and metrics (wherry/server/observe.py)
@@ -383,7 +341,7 @@ class H1Server:
     def _log_rejected(self, status: int, response: bytes) -> None:
         """The access line of a request the server answered itself: its line is unknown, so "-"."""
         size = len(response) - response.index(b"\r\n\r\n") - 4
-        self.ctx.observer.request_rejected(self.client, status, size)
+        self.ctx.observer.request_rejected(self.info.client, status, size)
 
     # ------------------------------------------------------------------ HTTPStream
 
@@ -438,7 +396,7 @@ class H1Server:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             if cycle is self._reading:
                 self.core.continue_sent(self.ctx.runtime.time())
-                self._arm_timer()
+                self._timer.follow(self.core.deadline)
 
     def body_consumed(self, cycle: HTTPCycle, size: int) -> None:
         if self._read_paused:
@@ -446,10 +404,7 @@ class H1Server:
 
     async def drain(self) -> None:
         while self.write_paused and not self._closed:
-            waiter = self._drain_waiter
-            if waiter is None or waiter.done():
-                waiter = self._drain_waiter = self.ctx.runtime.create_future()
-            await waiter
+            await self._gate.wait()
         if self._closed:
             raise ClientDisconnected("the connection is closed")
 
@@ -457,28 +412,81 @@ class H1Server:
         """The response cannot be finished properly: cut the connection."""
         cycle.feed_disconnect()
         if not self._closed:
-            self._closed = True
-            self.transport.abort() if hasattr(self.transport, "abort") else self.transport.close()
+            self._end()
+            self.transport.abort()
 
     # ------------------------------------------------------------------ ASGI extensions
 
     def write_trailers(self, cycle: HTTPCycle, headers: Headers) -> None:
-        h1_write_trailers(self, cycle, headers)
+        """End a chunked response with its trailer section when the client accepts trailers;
+        otherwise end it as usual and drop them (ASGI: sent only after ``TE: trailers``)."""
+        if self._closed:
+            raise ClientDisconnected("the connection is closed")
+        try:
+            fields = encode_trailers(headers)
+            end = self.core.response_end(self.ctx.runtime.time())
+        except LocalProtocolError:
+            self.abort(cycle)
+            raise
+        if end == b"0\r\n\r\n" and fields and accepts_trailers(cycle.request.headers):
+            end = b"0\r\n" + fields + b"\r\n"
+        if end:
+            self.transport.write(end)
+        if cycle is self._reading and not cycle.body_complete:
+            self._drop_unread_body()
 
     def write_informational(self, cycle: HTTPCycle, status: int, headers: Headers) -> None:
-        h1_write_informational(self, cycle, status, headers)
+        """1xx before the head (103 Early Hints); HTTP/1.0 clients do not get them (RFC 9110 §15.2)."""
+        if self._closed or cycle is not self._current or cycle.request.http_version != "1.1":
+            return
+        self.transport.write(self.core.informational(status, headers))
 
     def push(self, cycle: HTTPCycle, path: bytes, headers: Headers) -> None:
         pass  # HTTP/1.1 has no server push
 
     async def send_file(self, cycle: HTTPCycle, path: str, more_body: bool) -> None:
-        await h1_send_file(self, cycle, path, more_body)
+        """The body of the response in flight is the file at ``path``: sent by the kernel where the
+        backend can (``Runtime.sendfile``: a plain socket on asyncio), in bounded pieces through the
+        transport elsewhere. The head is already written."""
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            framing = self.core.response_file_framing(size)
+            if framing is not None and size:
+                prefix, suffix = framing
+                transport = self.transport
+                if prefix:
+                    transport.write(prefix)
+                sent = False
+                if self.info.scheme == "http":
+                    try:
+                        sent = await self.ctx.runtime.sendfile(transport, f, 0, size)
+                    except OSError as exc:
+                        self.abort(cycle)
+                        raise ClientDisconnected("the connection is closed") from exc
+                if not sent:
+                    f.seek(0)
+                    left = size
+                    while left > 0:
+                        chunk = f.read(min(CHUNK, left))
+                        if not chunk:
+                            self.abort(cycle)
+                            raise OSError(f"{path} became shorter while being sent")
+                        left -= len(chunk)
+                        if self._closed:
+                            raise ClientDisconnected("the connection is closed")
+                        transport.write(chunk)
+                        if self.write_paused:
+                            await self.drain()
+                if suffix:
+                    transport.write(suffix)
+        if not more_body:
+            self.write_body(cycle, b"", False)
 
     # ------------------------------------------------------------------ switching to HTTP/2
 
     def _switch_to_h2(self, data: bytes) -> None:
         """The connection opened with the HTTP/2 preface: HTTP/2 takes the transport over."""
-        self._hand_over().take_over(self.transport, data, self._extensions.get("tls"))
+        self._hand_over().take_over(self.transport, self.info, data)
 
     def _upgrade_h2c(self, request: Request) -> None:
         """h2c by Upgrade (RFC 7540 §3.2): the core stopped after the head (a chunked body is
@@ -496,14 +504,10 @@ class H1Server:
         self.core.trailing_data = b""
         request.upgrade = None
         request.keep_alive = True
-        self._hand_over().take_over_upgrade(self.transport, request, settings[0], size, rest)
+        self._hand_over().take_over_upgrade(self.transport, self.info, request, settings[0], size, rest)
 
     def _hand_over(self) -> H2Server:
-        self._closed = True  # this driver is done; callbacks now go to the HTTP/2 driver
-        timer = self._timer
-        if timer is not None:
-            timer.cancel()
-            self._timer = None
+        self._end()  # this driver is done; callbacks now go to the HTTP/2 driver
         self.ctx.connections.discard(self)
         from .http2 import H2Server  # (imported by the first HTTP/2 connection)
 
@@ -534,46 +538,18 @@ class H1Server:
             else:
                 self.core.resume_reading(ctx.runtime.time())
                 self.transport.resume_reading()
-                self._arm_timer()
+                self._timer.follow(self.core.deadline)
 
-    def _arm_timer(self) -> None:
-        deadline = self.core.deadline
-        if deadline is None or self._closed:
-            return
-        timer = self._timer
-        if timer is None or timer.when() > deadline:
-            self._timer = timer_at(self.ctx.runtime, timer, deadline, self._on_timer)
+    def _next_deadline(self) -> float | None:
+        return None if self._closed else self.core.deadline
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        if self._closed or self._judging:
-            return
-        deadline = self.core.deadline
-        if deadline is None:
-            return
-        if self.ctx.runtime.time() < deadline:
-            self._arm_timer()
-            return
-        # The loop may have stalled (a blocking app, a GC pause) while input that arrived in time
-        # waits unread behind this timer: the verdict comes after that input is delivered.
-        self._judging = True
-        self.ctx.runtime.after_io(self._on_deadline)
-
-    def _on_deadline(self) -> None:
-        self._judging = False
-        if self._closed:
-            return
-        deadline = self.core.deadline
-        if deadline is None:
-            return
-        if self.ctx.runtime.time() < deadline:
-            self._arm_timer()  # the input moved the deadline
-            return
+    def _on_deadline(self, now: float) -> None:
+        """The core's deadline passed, with the input that had arrived read (lifecycle rule 2)."""
         rejected = self.core.timed_out()
         if rejected is None:
             self._close()  # idle keep-alive connection
             return
-        logger.info("Request timeout from %s: %s", format_client(self.client), rejected.detail)
+        logger.info("Request timeout from %s: %s", format_client(self.info.client), rejected.detail)
         reading = self._reading
         current = self._current
         if reading is not None and not reading.body_complete and reading is current:
@@ -597,9 +573,14 @@ class H1Server:
 
     # ------------------------------------------------------------------ closing
 
+    def _end(self) -> None:
+        """This driver is done with the connection: no deadline applies any more."""
+        self._closed = True
+        self._timer.stop()
+
     def _close(self) -> None:
         if not self._closed:
-            self._closed = True
+            self._end()
             self._release()
 
     def _release(self) -> None:
@@ -609,51 +590,31 @@ class H1Server:
         transport = self.transport
         transport.close()
         if buffered(transport):
-            self._arm_write_timer()
-
-    def _arm_write_timer(self) -> None:
-        if self._write_timer is None:
-            self._write_timer = self.ctx.write_deadline(self._write_stalled)
+            self._gate.paused()
 
     def _write_stalled(self) -> None:
         """The peer read nothing for ``timeout_send`` seconds while output waited for it."""
-        self._write_timer = None
-        self.ctx.log_write_stalled("Client", self.client)
+        self.ctx.log_write_stalled("Client", self.info.client)
         current = self._current
         if current is not None:
             current.feed_disconnect()
-        self._closed = True
+        self._end()
         self.transport.abort()
 
     def _close_after_answer(self) -> None:
-        """Close once the last answer is written, in stages (rule 5): half-close now, then drop
-        input until the peer closes too or ``LINGER`` passes."""
+        """Close once the last answer is written, in stages (rule 5)."""
         if self._closed:
             return
-        self._closed = True
+        self._end()
         transport = self.transport
-        try:
-            # Once the peer has closed its side nothing more can arrive: a plain close is clean.
-            can_linger = not self._eof and transport.can_write_eof() and not transport.is_closing()
-        except (AttributeError, NotImplementedError):
-            can_linger = False
-        if can_linger:
-            try:
-                transport.write_eof()
-            except OSError:  # the peer is already gone
-                can_linger = False
-        if not can_linger:
+        if not half_close(transport, self._eof):
             self._release()
             return
         self._lingering = True
         if self._read_paused:
             self._read_paused = False
             transport.resume_reading()
-        timer = self._timer
-        if timer is not None:
-            timer.cancel()
-        runtime = self.ctx.runtime
-        self._timer = runtime.call_at(runtime.time() + LINGER, self._release)
+        self._linger = linger(self.ctx.runtime, self._release)
 
     def shutdown(self) -> None:
         """Graceful shutdown: close now if idle, otherwise after the response in flight."""
@@ -668,5 +629,5 @@ class H1Server:
         if current is not None:
             current.feed_disconnect()
         if not self._closed or self._lingering:
-            self._closed = True
+            self._end()
             self.transport.abort()

@@ -14,9 +14,10 @@ Rules of this module:
    ``send()`` waits until a WINDOW_UPDATE takes it; while the transport pauses writing every
    ``send()`` waits and the connection stops reading (a client that does not read gets no more
    PING or SETTINGS answers queued for it).
-4. Deadlines come from the core (header blocks, body gaps, zero-window stalls, idle) plus one of
-   the driver's own: a transport that stays paused (the client stopped reading) for
-   ``timeout_send`` ends the connection.
+4. Deadlines come from the core (header blocks, body gaps, zero-window stalls, idle) and the h2c
+   Upgrade body's gap, followed by the connection's ``DeadlineTimer``; a transport that stays
+   paused (the client stopped reading) for ``timeout_send`` ends the connection (``WriteGate``).
+   Both are ``server/lifecycle.py``'s, as on HTTP/1.1.
 5. App errors reset their stream (RST_STREAM INTERNAL_ERROR), never the connection. Graceful
    shutdown sends GOAWAY naming the last stream served and closes once the open ones finish.
 6. An extended CONNECT stream (RFC 8441, ``Request.upgrade`` holds ``:protocol``) is handed to
@@ -33,7 +34,8 @@ from contextlib import aclosing
 from time import perf_counter
 from typing import Any, Final
 
-from ..asgi.http import ClientDisconnected, FutureLike, HTTPCycle
+from ..asgi.http import ClientDisconnected, HTTPCycle
+from ..contracts import FutureLike, TimerHandle, Transport
 from ..logs import format_client, printable
 from ..proto.events import (
     AppHeaders,
@@ -50,12 +52,12 @@ from ..proto.events import (
 )
 from ..proto.http1 import DefaultHeaders
 from ..proto.http2 import INTERNAL_ERROR, NO_ERROR, REFUSED_STREAM, H2Connection
-from .context import ServerContext, TimerHandle, access_logger, addresses, timer_at
+from .context import ServerContext, access_logger
 from .extensions import read_chunks
+from .lifecycle import ConnectionInfo, DeadlineTimer, WriteGate, half_close, linger
 
 logger: Final = logging.getLogger("wherry.error")
 
-LINGER = 2.0
 _SWITCHING: Final = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
 _BAD_UPGRADE: Final = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 _UPGRADE_TIMEOUT: Final = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
@@ -195,7 +197,7 @@ class H2Stream:
         if rest:
             self.write_paused = True
             conn.blocked[self.sid] = self
-            conn._arm_timer()  # the stall has a deadline
+            conn.follow_deadline()  # the stall has a deadline
         elif end and self._trailers is not None:
             self._send_trailers()
 
@@ -259,7 +261,7 @@ class H2Stream:
         if not self.gone and not conn.closed:
             conn.core.acknowledge(self.sid, size, conn.ctx.runtime.time())
             conn.flush_soon()
-            conn._arm_timer()  # the app waits for the body again: its gap deadline runs
+            conn.follow_deadline()  # the app waits for the body again: its gap deadline runs
 
     async def drain(self) -> None:
         while self.write_paused and not self.gone and not self.conn.closed:
@@ -300,19 +302,21 @@ class H2Stream:
 class H2Server:
     """One HTTP/2 connection on the server side."""
 
-    core: H2Connection  # from connection_made (or the h2c hand-over) on
+    # From connection_made (or the hand-over from HTTP/1.1) on:
+    core: H2Connection
+    transport: Transport
+    info: ConnectionInfo
 
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
-        self.transport: Any = None
         self.streams: dict[int, H2Stream] = {}
         self.blocked: dict[int, H2Stream] = {}  # streams with a message waiting for a window
         self.transport_paused = False
         self.closed = False
-        self._paused_since = 0.0
         self._read_paused = False
-        self._timer: TimerHandle | None = None
-        self._judging = False  # a timer fired: judged once the input already there is read
+        self._timer = DeadlineTimer(ctx.runtime, self._next_deadline, self._on_deadline)
+        self._gate = WriteGate(ctx, self._write_stalled)
+        self._linger: TimerHandle | None = None
         self._upgrade_body: H2Stream | None = None  # h2c Upgrade: stream 1 still reading its body
         self._upgrade_left = 0
         self._upgrade_since = 0.0  # when upgrade body bytes last arrived
@@ -323,28 +327,22 @@ class H2Server:
         self._flush_scheduled = False
         self._reading = False  # starting the apps of one read: data_received flushes after them
         self.unflushed = 0  # DATA bytes queued since the last write
-        self.client: tuple[str, int] | None = None
-        self.server: tuple[str, int | None] | None = None
-        self.scheme = "http"
-        self._trusted_peer = False
-        self._tls: dict[str, Any] | None = None
         self._extensions: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ starting
 
-    def connection_made(self, transport: Any) -> None:
+    def connection_made(self, transport: Transport) -> None:
         """ALPN chose h2."""
-        self._attach(transport)
+        self._attach(transport, self.ctx.identify(transport))
         if self.closed:
             return
         self.core.initiate()
         self.flush()
-        self._arm_timer()
+        self.follow_deadline()
 
-    def take_over(self, transport: Any, data: bytes, tls: dict[str, Any] | None) -> None:
+    def take_over(self, transport: Transport, info: ConnectionInfo, data: bytes) -> None:
         """A plain connection that opened with the client preface (``data`` holds what was read)."""
-        self._tls = tls
-        self._attach(transport)
+        self._attach(transport, info)
         if self.closed:
             return
         self.core.initiate()
@@ -353,7 +351,8 @@ class H2Server:
 
     def take_over_upgrade(
         self,
-        transport: Any,
+        transport: Transport,
+        info: ConnectionInfo,
         request: Request,
         settings: bytes,
         body_size: int,
@@ -364,14 +363,14 @@ class H2Server:
         101 comes after the body: a client takes the 101 as the switch for both directions (curl
         stops uploading at the 101), so nothing of HTTP/2 is written before the body is in. The
         app runs meanwhile and reads the body as it arrives; what it answers waits with the 101."""
-        self._attach(transport)
+        self._attach(transport, info)
         if self.closed:
             return
         now = self.ctx.runtime.time()
         try:
             self.core.initiate_upgrade(settings, request, now)
         except ValueError as exc:  # a malformed HTTP2-Settings: nothing was switched yet
-            logger.info("Bad h2c upgrade from %s: %s", format_client(self.client), exc)
+            logger.info("Bad h2c upgrade from %s: %s", format_client(info.client), exc)
             self.transport.write(_BAD_UPGRADE)
             self._close()
             return
@@ -392,34 +391,18 @@ class H2Server:
         if rest:
             self.data_received(rest)
         else:
-            self._arm_timer()
+            self.follow_deadline()
 
-    def _attach(self, transport: Any) -> None:
+    def _attach(self, transport: Transport, info: ConnectionInfo) -> None:
         self.transport = transport
+        self.info = info
         ctx = self.ctx
-        limits = ctx.h2_limits
-        self.core = H2Connection(limits, ctx.runtime.time())
-        self.client, self.server = addresses(transport)
-        if transport.get_extra_info("sslcontext") is not None:
-            self.scheme = "https"
-            if self._tls is None:
-                self._tls = ctx.tls_extension(transport)
-        self._trusted_peer = ctx.trusts(self.client)
+        self.core = H2Connection(ctx.h2_limits, ctx.runtime.time())
         ctx.connections.add(self)
         if ctx.shutting_down:
             self.core.close(NO_ERROR)
             self.flush()
             self._close()
-
-    @property
-    def tls(self) -> dict[str, Any] | None:
-        """The ASGI ``tls`` scope extension of this connection (None on h2c)."""
-        return self._tls
-
-    @property
-    def trusted_peer(self) -> bool:
-        """Proxy headers are read from this connection's peer."""
-        return self._trusted_peer
 
     # ------------------------------------------------------------------ backend side
 
@@ -429,37 +412,36 @@ class H2Server:
         if self._upgrade_left:
             data = self._upgrade_body_data(data)
             if not data:
-                self._arm_timer()
+                self.follow_deadline()
                 return
         core = self.core
         events = core.receive_data(data, self.ctx.runtime.time())
         started: list[H2Stream] = []
         streams = self.streams
         for event in events:
-            kind = type(event)
-            if kind is Data:
-                stream = streams.get(event.stream_id)  # type: ignore[attr-defined]
+            if type(event) is Data:
+                stream = streams.get(event.stream_id)
                 if stream is not None:
-                    stream.on_data(event.data)  # type: ignore[attr-defined]
-            elif kind is Request:
-                stream = self._start_stream(event)  # type: ignore[arg-type]
+                    stream.on_data(event.data)
+            elif type(event) is Request:
+                stream = self._start_stream(event)
                 if stream is not None:
                     started.append(stream)
-            elif kind is EndOfMessage:
-                stream = streams.get(event.stream_id)  # type: ignore[attr-defined]
+            elif type(event) is EndOfMessage:
+                stream = streams.get(event.stream_id)
                 if stream is not None:
                     stream.on_end()
-            elif kind is WindowOpened:
-                self._window_opened(event.stream_id)  # type: ignore[attr-defined]
-            elif kind is StreamReset:
-                stream = streams.get(event.stream_id)  # type: ignore[attr-defined]
+            elif type(event) is WindowOpened:
+                self._window_opened(event.stream_id)
+            elif type(event) is StreamReset:
+                stream = streams.get(event.stream_id)
                 if stream is not None:
                     self._stream_gone(stream)
-            elif kind is Rejected:
-                self._rejected(event)  # type: ignore[arg-type]
-            elif kind is GoAway:
+            elif type(event) is Rejected:
+                self._rejected(event)
+            elif type(event) is GoAway:
                 pass  # the core stops pushing; open streams go on
-            elif kind is ConnectionClosed:
+            elif type(event) is ConnectionClosed:
                 self._lost()
                 self._close()
                 return
@@ -476,7 +458,7 @@ class H2Server:
         if core.closed and not self.closed:
             self._close()
             return
-        self._arm_timer()
+        self.follow_deadline()
 
     def _upgrade_body_data(self, data: bytes) -> bytes:
         """Body bytes of the upgraded request (HTTP/1.1 framing); returns what follows them."""
@@ -509,7 +491,7 @@ class H2Server:
             self._upgrade_paused = False
             self._upgrade_since = self.ctx.runtime.time()
             self.transport.resume_reading()
-            self._arm_timer()
+            self.follow_deadline()
 
     def eof_received(self) -> bool:
         self._eof = True
@@ -520,26 +502,28 @@ class H2Server:
         return False
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self.closed = True
+        self._end()
         self.ctx.connection_closed(self)
-        timer = self._timer
-        if timer is not None:
-            timer.cancel()
-            self._timer = None
+        linger = self._linger
+        if linger is not None:
+            linger.cancel()
+            self._linger = None
+        self._gate.ended()
         self._lost()
 
     def pause_writing(self) -> None:
         self.transport_paused = True
-        self._paused_since = self.ctx.runtime.time()
         for stream in self.streams.values():
             stream.pause_writing()
-        if not self._read_paused and not self.closed:
-            self._read_paused = True
-            self.transport.pause_reading()
-        self._arm_timer()
+        if not self.closed:
+            self._gate.paused()
+            if not self._read_paused:
+                self._read_paused = True
+                self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.transport_paused = False
+        self._gate.resumed()
         for stream in list(self.streams.values()):
             if not stream._pending:
                 stream.write_paused = False
@@ -572,14 +556,12 @@ class H2Server:
                 "http.response.early_hint": {},
                 "http.response.pathsend": {},
             }
-            if self._tls is not None:
-                extensions["tls"] = self._tls
+            if self.info.tls is not None:
+                extensions["tls"] = self.info.tls
         extensions = extensions.copy()  # one per request, as on HTTP/1.1
         if self.core.push_allowed:
             extensions["http.response.push"] = {}
-        scope = ctx.request_scope(
-            request, "2", self.client, self.server, self.scheme, self._trusted_peer, extensions
-        )
+        scope = ctx.request_scope(request, "2", self.info, extensions)
         stream = H2Stream(self, sid)
         stream.cycle = HTTPCycle(
             scope, stream, request, request.expect_continue, perf_counter() if ctx.access_log else 0.0
@@ -629,7 +611,7 @@ class H2Server:
         if stream is None:
             logger.info(
                 "HTTP/2 connection error from %s: %s",
-                format_client(self.client),
+                format_client(self.info.client),
                 printable(event.detail.encode("utf-8", "replace")),
             )
             self._lost()
@@ -677,7 +659,7 @@ class H2Server:
             return
         if not self._reading:
             self.flush_soon()
-            self._arm_timer()
+            self.follow_deadline()
 
     def _log_access(self, cycle: HTTPCycle) -> None:
         request = cycle.request
@@ -718,50 +700,29 @@ class H2Server:
         self._flush_scheduled = False
         self.flush()
 
-    def _arm_timer(self) -> None:
+    def follow_deadline(self) -> None:
+        """The connection's next deadline may have come earlier: the timer follows it."""
+        self._timer.follow(self._next_deadline())
+
+    def _next_deadline(self) -> float | None:
         if self.closed:
-            return
+            return None
         deadline = self.core.deadline
-        if self.transport_paused:
-            stall = self._paused_since + self.ctx.config.timeout_send
-            deadline = stall if deadline is None else min(deadline, stall)
         if self._upgrade_left and not self._upgrade_paused:
             gap = self._upgrade_since + self.ctx.config.timeout_request_body
             deadline = gap if deadline is None else min(deadline, gap)
-        if deadline is None:
-            return
-        timer = self._timer
-        if timer is None or timer.when() > deadline:
-            self._timer = timer_at(self.ctx.runtime, timer, deadline, self._on_timer)
+        return deadline
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        if self.closed or self._judging:
-            return
-        # The loop may have stalled while frames that arrived in time wait unread behind this
-        # timer: the deadlines are judged after they are delivered.
-        self._judging = True
-        self.ctx.runtime.after_io(self._on_deadline)
-
-    def _on_deadline(self) -> None:
-        self._judging = False
-        if self.closed:
-            return
-        now = self.ctx.runtime.time()
-        if self.transport_paused and now >= self._paused_since + self.ctx.config.timeout_send:
-            logger.info("HTTP/2 client %s stopped reading; closing", format_client(self.client))
-            self._lost()
-            self.closed = True
-            self.transport.abort()
-            return
+    def _on_deadline(self, now: float) -> None:
+        """A deadline passed, with the frames that had arrived read (lifecycle rule 2)."""
         if (
             self._upgrade_left
             and not self._upgrade_paused
             and now >= self._upgrade_since + self.ctx.config.timeout_request_body
         ):
-            logger.info("h2c upgrade body from %s not received in time", format_client(self.client))
+            logger.info("h2c upgrade body from %s not received in time", format_client(self.info.client))
             self._lost()
-            self.closed = True
+            self._end()
             if self._before_101 is not None:  # nothing was switched: answered as HTTP/1.1 would
                 self.transport.write(_UPGRADE_TIMEOUT)
             self.transport.close()
@@ -779,13 +740,20 @@ class H2Server:
                 else:
                     self.core.close(NO_ERROR)
             elif reason is not None:
-                logger.info("HTTP/2 timeout from %s: %s", format_client(self.client), reason)
+                logger.info("HTTP/2 timeout from %s: %s", format_client(self.info.client), reason)
             self.flush()
             if self.core.closed:
                 self._lost()
                 self._close()
                 return
-        self._arm_timer()
+        self.follow_deadline()
+
+    def _write_stalled(self) -> None:
+        """The client read nothing for ``timeout_send`` seconds while output waited for it."""
+        self.ctx.log_write_stalled("HTTP/2 client", self.info.client)
+        self._lost()
+        self._end()
+        self.transport.abort()
 
     # ------------------------------------------------------------------ closing
 
@@ -795,35 +763,27 @@ class H2Server:
             self._stream_gone(stream)
         self.blocked.clear()
 
+    def _end(self) -> None:
+        """This driver is done with the connection: no deadline applies any more."""
+        self.closed = True
+        self._timer.stop()
+
     def _close(self) -> None:
         """Close once what is written is sent; half-close first where possible, so that input
-        still arriving does not turn into a reset that destroys the last frames."""
+        still arriving does not turn into a reset that destroys the last frames (lifecycle
+        rule 4)."""
         if self.closed:
             return
-        self.closed = True
+        self._end()
         transport = self.transport
-        timer = self._timer
-        if timer is not None:
-            timer.cancel()
-            self._timer = None
-        try:
-            can_linger = not self._eof and transport.can_write_eof() and not transport.is_closing()
-        except (AttributeError, NotImplementedError):
-            can_linger = False
-        if can_linger:
-            try:
-                transport.write_eof()
-            except OSError:
-                can_linger = False
-        if not can_linger:
+        if not half_close(transport, self._eof):
             transport.close()
             return
         self._lingering = True
         if self._read_paused:
             self._read_paused = False
             transport.resume_reading()
-        runtime = self.ctx.runtime
-        self._timer = runtime.call_at(runtime.time() + LINGER, transport.close)
+        self._linger = linger(self.ctx.runtime, transport.close)
 
     def shutdown(self) -> None:
         """Graceful shutdown: GOAWAY now; close when the streams in flight are done."""
@@ -842,5 +802,5 @@ class H2Server:
     def abort_all(self) -> None:
         self._lost()
         if not self.closed or self._lingering:
-            self.closed = True
+            self._end()
             self.transport.abort()

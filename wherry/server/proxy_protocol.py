@@ -18,8 +18,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ..contracts import TimerHandle
 from ..proto.proxy_protocol import ProxyHeaderParser, ProxyProtocolError
-from .context import ServerContext, TimerHandle
+from .context import ServerContext
 from .http1 import H1Server
 
 logger = logging.getLogger("wherry.error")

@@ -32,11 +32,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..asgi.http import ClientDisconnected, FutureLike
+from ..asgi.http import ClientDisconnected
 from ..asgi.scope import websocket_scope
 from ..asgi.websocket import ABNORMAL, WebSocketCycle
+from ..contracts import TimerHandle, Transport
 from ..logs import format_client, printable
 from ..proto.events import Headers, LocalProtocolError, RemoteProtocolError, Request
 from ..proto.websocket import (
@@ -49,7 +50,8 @@ from ..proto.websocket import (
     negotiate,
     parse_offer,
 )
-from .context import ServerContext, TimerHandle, buffered, timer_at
+from .context import ServerContext
+from .lifecycle import ConnectionInfo, DeadlineTimer, WriteGate, buffered, half_close, linger
 
 if TYPE_CHECKING:
     from websockets.extensions.base import Extension
@@ -59,17 +61,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger("wherry.error")
 
 PENDING_LIMIT = 65536  # bytes held from a client that sends before its handshake is answered
-LINGER = 2.0  # seconds a refused connection keeps dropping input so its answer is read
 CLOSE_TIMEOUT = 10.0  # the wait for the peer's Close when --ws-ping-timeout is 0
 
 
 class Carrier(Protocol):
-    """What carries one WebSocket for ``WebSocketServer``."""
+    """What carries one WebSocket for ``WebSocketServer``: an HTTP/1.1 connection after its
+    Upgrade (``H1Carrier``) or an HTTP/2 extended CONNECT stream (``H2WebSocket``)."""
 
-    client: tuple[str, int] | None
-    server: tuple[str, int | None] | None
-    scheme: str  # http or https (the scope says ws or wss)
-    trusted_peer: bool  # proxy headers are read from this peer
+    info: ConnectionInfo  # the connection's (scheme http or https: the scope says ws or wss)
 
     def write(self, data: bytes) -> None: ...
 
@@ -83,7 +82,9 @@ class Carrier(Protocol):
     def reset(self) -> None:
         """The abrupt end: a TCP reset, or RST_STREAM CANCEL."""
 
-    def tls_extension(self) -> dict[str, Any] | None: ...
+    def buffered(self) -> int:
+        """Bytes written and not yet sent (0 for a stream: HTTP/2 flow control bounds it)."""
+        ...
 
     def check(self, request: Request) -> None:
         """The carrier's half of the handshake; raises ``RemoteProtocolError``."""
@@ -110,17 +111,14 @@ class Carrier(Protocol):
 
 def take_over(
     ctx: ServerContext,
-    transport: Any,
+    transport: Transport,
     core: H1Connection,
     request: Request,
-    client: tuple[str, int] | None,
-    server: tuple[str, int | None] | None,
-    scheme: str,
-    trusted_peer: bool,
+    info: ConnectionInfo,
     read_paused: bool,
 ) -> WebSocketServer:
     """Hand ``transport`` (whose HTTP/1.1 driver parsed the upgrade ``request``) to a new driver."""
-    carrier = H1Carrier(ctx, transport, core, client, server, scheme, trusted_peer)
+    carrier = H1Carrier(ctx, transport, core, info)
     driver = WebSocketServer(ctx, carrier, request)
     driver.registered = True
     transport.set_protocol(driver)
@@ -137,37 +135,24 @@ class H1Carrier:
 
     __slots__ = (
         "_key",
-        "client",
         "close",
         "core",
         "ctx",
+        "info",
         "pause_reading",
         "reset",
         "resume_reading",
-        "scheme",
-        "server",
         "transport",
-        "trusted_peer",
         "write",
     )
 
     def __init__(
-        self,
-        ctx: ServerContext,
-        transport: Any,
-        core: H1Connection,
-        client: tuple[str, int] | None,
-        server: tuple[str, int | None] | None,
-        scheme: str,
-        trusted_peer: bool,
+        self, ctx: ServerContext, transport: Transport, core: H1Connection, info: ConnectionInfo
     ) -> None:
         self.ctx = ctx
         self.transport = transport
         self.core = core
-        self.client = client
-        self.server = server
-        self.scheme = scheme
-        self.trusted_peer = trusted_peer
+        self.info = info
         self.write: Callable[[bytes], None] = transport.write
         self.pause_reading: Callable[[], None] = transport.pause_reading
         self.resume_reading: Callable[[], None] = transport.resume_reading
@@ -175,8 +160,8 @@ class H1Carrier:
         self.reset: Callable[[], None] = transport.abort
         self._key = b""
 
-    def tls_extension(self) -> dict[str, Any] | None:
-        return self.ctx.tls_extension(self.transport)
+    def buffered(self) -> int:
+        return buffered(self.transport)
 
     def check(self, request: Request) -> None:
         self._key = h1_key(request.method, request.http_version, request.headers)
@@ -216,18 +201,12 @@ class H1Carrier:
             self.transport.write(data)
 
     def answered(self) -> bool:
-        """Half-close once the answer is written, where the transport can (the HTTP/1.1 driver's
-        rule 5); otherwise close."""
-        transport = self.transport
-        try:
-            can_linger = transport.can_write_eof() and not transport.is_closing()
-            if can_linger:
-                transport.write_eof()
-        except (AttributeError, NotImplementedError, OSError):
-            can_linger = False
-        if not can_linger:
-            transport.close()
-        return bool(can_linger)
+        """Half-close once the answer is written, where the transport can (lifecycle rule 4);
+        otherwise close."""
+        if half_close(self.transport, False):
+            return True
+        self.transport.close()
+        return False
 
     def app_finished(self) -> None:
         pass  # the connection is the WebSocket's alone: its end is the transport's
@@ -240,17 +219,16 @@ class WebSocketServer:
         "_accepted",
         "_closed",
         "_denied_size",
-        "_drain_waiter",
         "_extensions",
         "_extensions_header",
-        "_judging",
+        "_gate",
+        "_linger",
         "_lingering",
         "_lost",
         "_pending",
         "_started_at",
         "_timer",
         "_write_held",
-        "_write_timer",
         "carrier",
         "create_future",
         "ctx",
@@ -275,16 +253,15 @@ class WebSocketServer:
         self.cycle: WebSocketCycle | None = None
         self.session: WebSocketSession | None = None
         self.write_paused = False
-        self._drain_waiter: FutureLike | None = None
-        self._timer: TimerHandle | None = None
-        self._judging = False  # a timer fired: judged once the input already there is read
+        self._gate = WriteGate(ctx, self._write_stalled)
+        self._timer = DeadlineTimer(ctx.runtime, self._next_deadline, self._on_deadline)
+        self._linger: TimerHandle | None = None
         self._closed = False
         self._lost = False  # the connection ended other than in order: what was written may be lost
         self._lingering = False
         self._accepted = False
         self.read_paused = False  # reading paused for the queue (the cycle then reports what it takes)
         self._write_held = False  # reading paused until what the peer's input made us write is written
-        self._write_timer: TimerHandle | None = None  # a peer that reads nothing (timeout_send)
         self._pending = b""
         self._extensions_header: bytes | None = None
         self._extensions: list[Extension] = []
@@ -303,17 +280,18 @@ class WebSocketServer:
         except RemoteProtocolError as exc:
             logger.info(
                 "Bad WebSocket handshake from %s: %d %s",
-                format_client(carrier.client),
+                format_client(carrier.info.client),
                 exc.status,
                 printable(exc.detail.encode("utf-8", "replace")),
             )
             self._refuse(exc.status, exc.detail)
             return False
         self._extensions_header, self._extensions = negotiate(offer, ctx.config.ws_per_message_deflate)
-        client, scheme, root_path = carrier.client, carrier.scheme, ctx.root_path
-        if request.forwarded and carrier.trusted_peer:
+        info = carrier.info
+        client, scheme, root_path = info.client, info.scheme, ctx.root_path
+        if request.forwarded and info.trusted:
             client, scheme, headers, root_path = ctx.proxy_view(headers, client, scheme)
-        tls = carrier.tls_extension()
+        tls = info.tls
         scope = websocket_scope(
             request.http_version,
             request.raw_path,
@@ -321,7 +299,7 @@ class WebSocketServer:
             headers,
             scheme,
             client,
-            carrier.server,
+            info.server,
             root_path,
             ctx.lifespan_state,
             offer.subprotocols,
@@ -363,38 +341,29 @@ class WebSocketServer:
     def connection_lost(self, exc: BaseException | None) -> None:
         if exc is not None or not self._closed:
             self._lost = True  # (after our orderly close, the carrier flushed what it held)
-        self._closed = True
+        self._end()
         if self.registered:
             self.ctx.connection_closed(self)
-        timer = self._timer
-        if timer is not None:
-            timer.cancel()
-            self._timer = None
-        timer = self._write_timer
-        if timer is not None:
-            timer.cancel()
-            self._write_timer = None
+        linger = self._linger
+        if linger is not None:
+            linger.cancel()
+            self._linger = None
         cycle = self.cycle
         if cycle is not None:
             cycle.feed_closed(ABNORMAL)
-        waiter = self._drain_waiter  # a drain waiting on it raises (``_lost``)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._gate.ended()  # a drain waiting on it raises (``_lost``)
 
     def pause_writing(self) -> None:
         self.write_paused = True
         if self.registered:  # (an HTTP/2 stream's stalls are the HTTP/2 connection's to bound)
-            self._arm_write_timer()
+            self._gate.paused()
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        timer = self._write_timer
-        if timer is not None and not self._closed:
-            timer.cancel()
-            self._write_timer = None
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if self._closed:
+            self._gate.wake()  # what a closed connection still holds keeps its stall clock
+        else:
+            self._gate.resumed()
         if self._write_held and not self._closed:
             self._write_held = False
             if not self.read_paused:
@@ -437,15 +406,15 @@ class WebSocketServer:
             if not self._write_held:
                 session.pause_reading()
                 self.carrier.pause_reading()
-        if self._timer is None:  # an armed timer fires at or before the deadline and re-arms
-            self._arm_timer()
+        if not self._timer.armed:  # an armed timer fires at or before the deadline and re-arms
+            self._timer.follow(session.deadline)
 
     def _resume_reading(self) -> None:
         session = self.session
         if session is not None:
             session.resume_reading(self.ctx.runtime.time())
         self.carrier.resume_reading()
-        self._arm_timer()
+        self._timer.refresh()
 
     # ------------------------------------------------------------------ WebSocketStream
 
@@ -478,7 +447,7 @@ class WebSocketServer:
         if pending:
             self._feed(session, pending)
         else:
-            self._arm_timer()
+            self._timer.follow(session.deadline)
         return status
 
     def send_message(self, cycle: WebSocketCycle, data: bytes | str) -> None:
@@ -503,7 +472,7 @@ class WebSocketServer:
             self.read_paused = self._write_held = False
             session.resume_reading(self.ctx.runtime.time())
             self.carrier.resume_reading()
-        self._arm_timer()
+        self._timer.follow(session.deadline)
 
     def respond(
         self, cycle: WebSocketCycle, status: int, headers: Headers, body: bytes, more_body: bool
@@ -542,10 +511,7 @@ class WebSocketServer:
         WebSocket closed in order (the peer's Close arrived meanwhile) has not failed: the carrier
         still delivers them; only a connection lost (or cut) makes it raise."""
         while self.write_paused and not self._closed:
-            waiter = self._drain_waiter
-            if waiter is None or waiter.done():
-                waiter = self._drain_waiter = self.ctx.runtime.create_future()
-            await waiter
+            await self._gate.wait()
         if self._lost:
             raise ClientDisconnected("the connection is closed")
 
@@ -553,7 +519,7 @@ class WebSocketServer:
         cycle.feed_closed(ABNORMAL)
         self._lost = True
         if not self._closed:
-            self._closed = True
+            self._end()
             self.carrier.reset()
 
     def cycle_finished(self, cycle: WebSocketCycle) -> None:
@@ -564,32 +530,15 @@ class WebSocketServer:
 
     # ------------------------------------------------------------------ time
 
-    def _arm_timer(self) -> None:
+    def _next_deadline(self) -> float | None:
         session = self.session
-        if session is None or self._closed:
-            return
-        deadline = session.deadline
-        if deadline is None:
-            return
-        timer = self._timer
-        if timer is None or timer.when() > deadline:
-            self._timer = timer_at(self.ctx.runtime, timer, deadline, self._on_timer)
+        return None if session is None or self._closed else session.deadline
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        if self._closed or self._judging:
-            return
-        # The loop may have stalled while a pong or a message that arrived in time waits unread
-        # behind this timer: the deadline is judged after it is delivered.
-        self._judging = True
-        self.ctx.runtime.after_io(self._on_deadline)
-
-    def _on_deadline(self) -> None:
-        self._judging = False
+    def _on_deadline(self, now: float) -> None:
+        """The session's deadline passed, with the frames that had arrived read (lifecycle rule 2)."""
         session = self.session
-        if self._closed or session is None:
-            return
-        out, close = session.on_deadline(self.ctx.runtime.time())
+        assert session is not None
+        out, close = session.on_deadline(now)
         if out:
             self.write(out)
         closed = session.closed
@@ -598,31 +547,31 @@ class WebSocketServer:
         if close:
             self._close()
             return
-        self._arm_timer()
+        self._timer.follow(session.deadline)
 
     # ------------------------------------------------------------------ closing
 
+    def _end(self) -> None:
+        """This driver is done with the connection: no deadline applies any more."""
+        self._closed = True
+        self._timer.stop()
+
     def _close(self) -> None:
         if not self._closed:
-            self._closed = True
+            self._end()
             self.carrier.close()
-            if self.registered and (self.write_paused or buffered(cast(H1Carrier, self.carrier).transport)):
+            if self.registered and (self.write_paused or self.carrier.buffered()):
                 # What is buffered goes out first, but not to a peer that reads none of it.
-                self._arm_write_timer()
-
-    def _arm_write_timer(self) -> None:
-        if self._write_timer is None:
-            self._write_timer = self.ctx.write_deadline(self._write_stalled)
+                self._gate.paused()
 
     def _write_stalled(self) -> None:
         """The peer read nothing for ``timeout_send`` seconds while output waited for it."""
-        self._write_timer = None
-        self.ctx.log_write_stalled("WebSocket client", self.carrier.client)
+        self.ctx.log_write_stalled("WebSocket client", self.carrier.info.client)
         cycle = self.cycle
         if cycle is not None:
             cycle.feed_closed(ABNORMAL)
         self._lost = True
-        self._closed = True
+        self._end()
         self.carrier.reset()
 
     def _refuse(self, status: int, detail: str) -> None:
@@ -635,7 +584,7 @@ class WebSocketServer:
         peer closes or ``LINGER`` passes, then close (the HTTP/1.1 driver's rule 5)."""
         if self._closed:
             return
-        self._closed = True
+        self._end()
         carrier = self.carrier
         if not carrier.answered():
             return
@@ -643,8 +592,7 @@ class WebSocketServer:
         if self.read_paused or self._write_held:
             self.read_paused = self._write_held = False
             carrier.resume_reading()
-        runtime = self.ctx.runtime
-        self._timer = runtime.call_at(runtime.time() + LINGER, carrier.close)
+        self._linger = linger(self.ctx.runtime, carrier.close)
 
     def shutdown(self) -> None:
         """Graceful shutdown: a Close with 1001 (going away) to an open session; the app sees it
@@ -654,7 +602,7 @@ class WebSocketServer:
             self.carrier.close()
         elif session is not None and session.can_send and not self._closed:
             self.write(session.send_close(1001, "server shutting down", self.ctx.runtime.time()))
-            self._arm_timer()
+            self._timer.follow(session.deadline)
 
     def abort_all(self) -> None:
         """The graceful period is over."""
@@ -663,7 +611,7 @@ class WebSocketServer:
             cycle.feed_closed(ABNORMAL)
         self._lost = True
         if not self._closed or self._lingering:
-            self._closed = True
+            self._end()
             self.carrier.reset()
 
     # ------------------------------------------------------------------ access log
@@ -676,8 +624,9 @@ class WebSocketServer:
 
     def _log_line(self, status: int, size: int) -> None:
         """Through the server's observer, as an HTTP request is (--access-log-format, metrics)."""
+        cycle = self.cycle
         record = _AccessRecord(
-            self.cycle.scope if self.cycle is not None else {"client": self.carrier.client, "headers": []},
+            cycle.scope if cycle is not None else {"client": self.carrier.info.client, "headers": []},
             self.request,
             status,
             size,

@@ -41,9 +41,9 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from contextvars import Context, copy_context
 from types import CoroutineType
-from typing import Any
+from typing import Any, BinaryIO
 
-from ...asgi.http import ASGIApp, Scope
+from ...contracts import ASGIApp, OnDone, Scope, Transport
 from ..timers import Timer, TimerHeap
 
 try:  # the loop -> task mapping behind asyncio.current_task (a Python function on 3.11)
@@ -53,7 +53,6 @@ try:  # the loop -> task mapping behind asyncio.current_task (a Python function 
 except ImportError:  # pragma: no cover - later Pythons keep it elsewhere
     _current_task = asyncio.current_task
 
-OnDone = Callable[[BaseException | None], None]
 _Call = tuple[ASGIApp, Scope, Any, Any, OnDone]
 
 MAX_FREE_RUNNERS = 64  # runners kept waiting for work after a burst of waiting apps
@@ -104,6 +103,17 @@ class AsyncioRuntime:
 
     def _report(self, context: dict[str, Any]) -> None:
         self.loop.call_exception_handler(context)
+
+    async def sendfile(self, transport: Transport, file: BinaryIO, offset: int, count: int) -> bool:
+        """``loop.sendfile`` (``os.sendfile``: the kernel copies the file) where the loop and the
+        transport allow it: a plain socket on asyncio's own loop. False, with nothing sent,
+        elsewhere (uvloop, TLS, a wrapped transport)."""
+        try:
+            await self.loop.sendfile(transport, file, offset, count, fallback=False)  # type: ignore[arg-type]
+        except (NotImplementedError, AttributeError, RuntimeError, asyncio.SendfileNotAvailableError):
+            file.seek(offset)
+            return False
+        return True
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run ``coro`` as a task of its own; it is not one of the app calls cut at shutdown."""

@@ -27,11 +27,11 @@ from __future__ import annotations
 import contextvars
 import logging
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import trio
 
-from ...asgi.http import ASGIApp, Scope
+from ...contracts import ASGIApp, OnDone, Scope, Transport
 from ...loops.on_trio import TrioFuture
 from ..timers import Timer, TimerHeap
 
@@ -39,8 +39,6 @@ if TYPE_CHECKING:
     from .transport import TrioTransport
 
 logger = logging.getLogger("wherry.error")
-
-OnDone = Callable[[BaseException | None], None]
 
 # The transport of the connection whose task is running (rule 3).
 CONNECTION: contextvars.ContextVar[TrioTransport] = contextvars.ContextVar("wherry_connection")
@@ -117,6 +115,10 @@ class TrioRuntime:
             callback()
         except Exception as exc:
             self.report({"message": "Exception in a timer callback", "exception": exc})
+
+    async def sendfile(self, transport: Transport, file: BinaryIO, offset: int, count: int) -> bool:
+        """trio has no sendfile: the driver sends the file in pieces."""
+        return False
 
     # ------------------------------------------------------------------ tasks
 
