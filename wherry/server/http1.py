@@ -7,7 +7,9 @@ Rules of this module:
    ``pause_writing`` and ``resume_writing`` (the asyncio Protocol names; asyncio calls them
    directly). The transport is used only through ``write``, ``write_eof``, ``can_write_eof``,
    ``close``, ``abort``, ``pause_reading``, ``resume_reading``, ``is_closing`` and
-   ``get_extra_info``.
+   ``get_extra_info``, and handed to a successor (WebSocket, HTTP/2) with ``set_protocol``. The
+   connection's addresses are the transport's own unless the driver is made with others
+   (``named``: a PROXY header's), and a successor is given the ones this driver has.
 2. Requests are answered strictly in order. At most one application call runs per connection;
    pipelined requests wait in ``_pipeline`` and reading pauses when it is deep.
 3. Every read has a deadline (the core computes it; one timer per connection follows it) and every
@@ -41,7 +43,7 @@ from ..proto.events import (
     Request,
 )
 from ..proto.http1 import DONE, H2_REFUSAL, IDLE, H1Connection
-from .context import ServerContext, TimerHandle, addresses, buffered, timer_at
+from .context import Addresses, ServerContext, TimerHandle, addresses, buffered, timer_at
 from .extensions import h1_send_file, h1_write_informational, h1_write_trailers
 
 if TYPE_CHECKING:
@@ -64,6 +66,7 @@ class H1Server:
         "_in_pipeline",
         "_judging",
         "_lingering",
+        "_named",
         "_pipeline",
         "_read_paused",
         "_reading",
@@ -84,9 +87,10 @@ class H1Server:
 
     core: H1Connection  # from connection_made on
 
-    def __init__(self, ctx: ServerContext) -> None:
+    def __init__(self, ctx: ServerContext, named: Addresses | None = None) -> None:
         self.ctx = ctx
         self.transport: Any = None
+        self._named = named  # the client and server when they are not the transport's own
         self._current: HTTPCycle | None = None
         self._reading: HTTPCycle | None = None
         self._pipeline: list[HTTPCycle] = []  # short (max_pipeline) and mostly empty
@@ -117,7 +121,8 @@ class H1Server:
         tls = transport.get_extra_info("sslcontext") is not None
         upgrades = ctx.h1_tls_upgrades if tls else ctx.h1_upgrades
         self.core = H1Connection(ctx.limits, ctx.default_headers, ctx.runtime.time(), upgrades)
-        self.client, self.server = addresses(transport)
+        named = self._named
+        self.client, self.server = addresses(transport) if named is None else named
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
         self._extensions = ctx.h1_extensions(transport)
@@ -507,7 +512,7 @@ class H1Server:
         self.ctx.connections.discard(self)
         from .http2 import H2Server  # (imported by the first HTTP/2 connection)
 
-        successor = H2Server(self.ctx)
+        successor = H2Server(self.ctx, (self.client, self.server))
         self.transport.set_protocol(successor)
         if self._read_paused:
             self._read_paused = False

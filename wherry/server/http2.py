@@ -5,6 +5,8 @@ Rules of this module:
 1. A connection reaches this driver three ways: ALPN ``h2`` over TLS (``connection_made``), the
    client preface on a plain connection (``H1Server`` hands the transport over with the bytes it
    read), and h2c Upgrade (``H1Server`` hands over the upgraded request, which becomes stream 1).
+   A connection handed over keeps the addresses ``H1Server`` had (``named``: a PROXY header's
+   included); otherwise they are the transport's own.
 2. Each stream is an ``HTTPCycle`` of ``wherry.asgi.http`` with an ``H2Stream`` as its
    ``HTTPStream``: the ASGI rules are the same objects as on HTTP/1.1. Streams run concurrently;
    the core bounds how many.
@@ -50,7 +52,7 @@ from ..proto.events import (
 )
 from ..proto.http1 import DefaultHeaders
 from ..proto.http2 import INTERNAL_ERROR, NO_ERROR, REFUSED_STREAM, H2Connection
-from .context import ServerContext, TimerHandle, access_logger, addresses, timer_at
+from .context import Addresses, ServerContext, TimerHandle, access_logger, addresses, timer_at
 from .extensions import read_chunks
 
 logger: Final = logging.getLogger("wherry.error")
@@ -302,9 +304,10 @@ class H2Server:
 
     core: H2Connection  # from connection_made (or the h2c hand-over) on
 
-    def __init__(self, ctx: ServerContext) -> None:
+    def __init__(self, ctx: ServerContext, named: Addresses | None = None) -> None:
         self.ctx = ctx
         self.transport: Any = None
+        self._named = named  # the client and server when they are not the transport's own
         self.streams: dict[int, H2Stream] = {}
         self.blocked: dict[int, H2Stream] = {}  # streams with a message waiting for a window
         self.transport_paused = False
@@ -399,7 +402,8 @@ class H2Server:
         ctx = self.ctx
         limits = ctx.h2_limits
         self.core = H2Connection(limits, ctx.runtime.time())
-        self.client, self.server = addresses(transport)
+        named = self._named
+        self.client, self.server = addresses(transport) if named is None else named
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
             if self._tls is None:
