@@ -244,3 +244,38 @@ class H2Client:
 def settings(**values: int) -> dict[int, int]:
     codes = h2.settings.SettingCodes
     return {getattr(codes, name.upper()): value for name, value in values.items()}
+
+
+def h2c_upgrade(sock: socket.socket, path: str, body: bytes) -> tuple[bytes, dict[bytes, bytes], bytes]:
+    """An h2c Upgrade request (RFC 7540 §3.2) on ``sock``: the 101's head, then the headers and
+    body of the answer on stream 1 over HTTP/2."""
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    offer = conn.initiate_upgrade_connection()
+    sock.sendall(
+        b"POST %b HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+        b"HTTP2-Settings: %b\r\nContent-Length: %d\r\n\r\n%b" % (path.encode(), offer, len(body), body)
+    )
+    sock.settimeout(WAIT)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = sock.recv(65536)
+        assert piece, data
+        data += piece
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    sock.sendall(conn.data_to_send())
+    headers: dict[bytes, bytes] = {}
+    answer = b""
+    while True:
+        for event in conn.receive_data(rest):
+            if isinstance(event, h2.events.ResponseReceived):
+                headers = dict(event.headers)
+            elif isinstance(event, h2.events.DataReceived):
+                answer += event.data
+                conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, h2.events.StreamEnded):
+                sock.sendall(conn.data_to_send())
+                return head, headers, answer
+        sock.sendall(conn.data_to_send())
+        rest = sock.recv(65536)
+        assert rest, "closed before the answer on stream 1 ended"

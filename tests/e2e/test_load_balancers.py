@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from tests.deploy_docs import config_block, replace_all
+from tests.h2util import h2c_upgrade
 from tests.load import Load
 from tests.procs import Wherry, free_port, wait_until
 
@@ -275,3 +276,61 @@ def test_haproxy_rolling_restart_under_load_fails_no_request(behind_haproxy: tup
         load.wait_for(300)
     assert load.failures == []
     assert load.ok >= 600
+
+
+@needs_haproxy
+def test_haproxy_websocket_session_keeps_the_client_address(behind_haproxy: tuple[Wherry, Proxy]) -> None:
+    """A WebSocket session through the documented HAProxy (send-proxy-v2): the upgrade is
+    answered, messages go both ways, and the app sees the client's address."""
+    if importlib.util.find_spec("wherry.proto.websocket") is None:
+        pytest.skip("this build of Wherry has no WebSocket support")
+    websockets = pytest.importorskip("websockets.sync.client")
+    server, proxy = behind_haproxy
+    with websockets.connect(f"ws://localhost:{proxy.port}/ws", source_address=(CLIENT, 0)) as ws:
+        for text in ("hello", "again"):
+            ws.send(text)
+            assert ws.recv(timeout=5) == f"{CLIENT} ws {text}"
+    assert "Traceback" not in server.log_path.read_text(errors="replace")
+
+
+def start_haproxy_tcp(tmp: Path, upstream: int, send_proxy: str) -> Proxy:
+    """HAProxy in TCP mode (the bytes of the client's protocol pass untouched), prefixing each
+    connection with a PROXY header (``send-proxy`` or ``send-proxy-v2``)."""
+    port = free_port()
+    conf = tmp / "haproxy-tcp.cfg"
+    conf.write_text(
+        "global\n    maxconn 256\n\n"
+        "defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\n"
+        f"frontend www\n    bind 127.0.0.1:{port}\n    default_backend wherry\n\n"
+        f"backend wherry\n    server app1 127.0.0.1:{upstream} {send_proxy}\n"
+    )
+    assert HAPROXY is not None
+    return Proxy([HAPROXY, "-f", str(conf), "-db"], tmp, port)
+
+
+@needs_haproxy
+@pytest.mark.parametrize("send_proxy", ["send-proxy", "send-proxy-v2"])
+def test_haproxy_tcp_mode_upgrades_keep_the_client_address(
+    tmp_path: Path, cleanup: list[Any], send_proxy: str
+) -> None:
+    """HAProxy in TCP mode with a PROXY v1 or v2 header: an h2c upgrade is answered over HTTP/2
+    and a WebSocket session works, both with the client's address and port in the scope."""
+    server = Wherry(["tests.apps:ws_echo", "--proxy-protocol", "--no-access-log"], tmp_path)
+    cleanup.append(server)
+    wait_until(lambda: listening(server.port), 20, "wherry to listen")
+    proxy = start_haproxy_tcp(tmp_path, server.port, send_proxy)
+    cleanup.append(proxy)
+    with socket.socket() as sock:
+        sock.bind((CLIENT, 0))
+        sock.connect(("127.0.0.1", proxy.port))
+        _head, headers, body = h2c_upgrade(sock, "/up", b"hello")
+        source_port = sock.getsockname()[1]
+    assert body == b"hello"
+    info = json.loads(headers[b"x-scope"])
+    assert (info["http_version"], info["client"]) == ("2", [CLIENT, source_port])
+    if importlib.util.find_spec("wherry.proto.websocket") is not None:
+        websockets = pytest.importorskip("websockets.sync.client")
+        with websockets.connect(f"ws://localhost:{proxy.port}/ws", source_address=(CLIENT, 0)) as ws:
+            ws.send("hello")
+            assert ws.recv(timeout=5) == f"{CLIENT} ws hello"
+    assert "Traceback" not in server.log_path.read_text(errors="replace")

@@ -1,17 +1,25 @@
 """--proxy-protocol over real sockets: the header of a trusted peer names the client and server in
 the scope; untrusted peers get plain HTTP; malformed, missing or late headers close the connection
-with nothing written."""
+with nothing written. Behind the header a connection can still change protocol (WebSocket, h2c by
+Upgrade or by prior knowledge) and send files with the kernel's sendfile, and every protocol it
+changes to keeps the addresses the header named."""
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests import apps
 from tests.conftest import RunningServer, exchange, read_response, recv_all
+from tests.h2util import H2Client, h2c_upgrade
+from tests.wsframes import TEXT, close_frame, frame, handshake, open_websocket, parse_frames
 from wherry.proto.proxy_protocol import v1_header, v2_header
 
 Serve = Callable[..., RunningServer]
@@ -129,3 +137,141 @@ def test_shutdown_closes_connections_waiting_for_their_header(serve: Serve) -> N
     assert time.monotonic() - started < 5
     assert recv_all(sock) == b""
     sock.close()
+
+
+# ------------------------------------------------------------------ protocol changes behind the header
+
+CLIENT_V4, SERVER_V4 = ("203.0.113.7", 41000), ("198.51.100.1", 80)
+CLIENT_V6, SERVER_V6 = ("2001:db8::7", 5555), ("2001:db8::1", 8080)
+HEADERS = {
+    "v1": (v1_header(CLIENT_V4, SERVER_V4), CLIENT_V4),
+    "v2": (v2_header(CLIENT_V6, SERVER_V6), CLIENT_V6),
+}
+
+
+async def ws_scope(scope: Any, receive: Any, send: Any) -> None:
+    """WebSocket: accept, then answer each text message with the scope's client, server and scheme
+    as JSON; HTTP: the echo app."""
+    if scope["type"] == "http":
+        await apps.echo(scope, receive, send)
+        return
+    if scope["type"] != "websocket":
+        return
+    await receive()
+    await send({"type": "websocket.accept"})
+    while (await receive())["type"] == "websocket.receive":
+        info = {"client": scope["client"], "server": scope["server"], "scheme": scope["scheme"]}
+        await send({"type": "websocket.send", "text": json.dumps(info)})
+
+
+def read_frames(sock: socket.socket, data: bytes, count: int) -> list[tuple[int, bytes]]:
+    """The first ``count`` frames the server sent, ``data`` being what already arrived."""
+    sock.settimeout(5)
+    while len(parse_frames(data)) < count:
+        piece = sock.recv(65536)
+        assert piece, f"closed after {data!r}"
+        data += piece
+    return parse_frames(data)[:count]
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_websocket_upgrade_behind_the_header(serve: Serve, version: str) -> None:
+    """A PROXY header then a WebSocket handshake: 101, messages both ways with the client and
+    server the header named, and a clean close."""
+    header, client = HEADERS[version]
+    server = serve(ws_scope, proxy_protocol=True, lifespan="off")
+    with server.connect() as sock:
+        sock.sendall(header)
+        _head, rest = open_websocket(sock, "/ws")
+        for _ in range(2):
+            sock.sendall(frame(TEXT, b"who"))
+            ((opcode, payload),) = read_frames(sock, rest, 1)
+            rest = b""
+            assert opcode == TEXT
+            info = json.loads(payload)
+            assert info["client"] == list(client)
+            assert info["server"] == list(SERVER_V4 if version == "v1" else SERVER_V6)
+            assert info["scheme"] == "ws"
+        sock.sendall(close_frame(1000))
+        ((opcode, _payload),) = read_frames(sock, b"", 1)
+        assert opcode == 0x8
+        assert recv_all(sock) == b""
+
+
+def test_websocket_handshake_in_the_header_packet(serve: Serve) -> None:
+    """Header and handshake in one packet, the first frame right behind them: nothing is lost
+    across the two hand-overs."""
+    server = serve(ws_scope, proxy_protocol=True, lifespan="off")
+    with server.connect() as sock:
+        sock.sendall(HEADERS["v1"][0] + handshake("/ws") + frame(TEXT, b"who"))
+        data = b""
+        while b"\r\n\r\n" not in data:
+            piece = sock.recv(65536)
+            assert piece, data
+            data += piece
+        head, _, rest = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 ")
+        ((_opcode, payload),) = read_frames(sock, rest, 1)
+        assert json.loads(payload)["client"] == list(CLIENT_V4)
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_h2c_upgrade_behind_the_header(serve: Serve, version: str) -> None:
+    """A PROXY header then an h2c Upgrade with a body: 101, the answer on stream 1 over HTTP/2
+    with the body read, and the scope names the header's client and server."""
+    header, client = HEADERS[version]
+    server = serve(apps.echo, proxy_protocol=True, lifespan="off")
+    with server.connect() as sock:
+        sock.sendall(header)
+        _head, headers, body = h2c_upgrade(sock, "/up", b"hello")
+    assert body == b"hello"
+    info = json.loads(headers[b"x-scope"])
+    assert info["http_version"] == "2"
+    assert info["client"] == list(client)
+    assert info["server"] == list(SERVER_V4 if version == "v1" else SERVER_V6)
+
+
+def test_h2c_prior_knowledge_behind_the_header(serve: Serve) -> None:
+    """A PROXY header then the HTTP/2 client preface: HTTP/2 serves the connection, and the scope
+    names the header's client."""
+    server = serve(apps.echo, proxy_protocol=True, lifespan="off")
+    with H2Client(server.host, server.port, preface=False) as h2c:
+        h2c.send_raw(HEADERS["v2"][0])
+        h2c.conn.initiate_connection()
+        h2c.flush()
+        response = h2c.response(h2c.request("/pk", scheme=b"http"))
+    scope = response.header(b"x-scope")
+    assert response.status == 200 and scope is not None
+    info = json.loads(scope)
+    assert (info["http_version"], info["client"]) == ("2", list(CLIENT_V6))
+
+
+def test_pathsend_behind_the_header(
+    serve: Serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loop_name: str
+) -> None:
+    """http.response.pathsend behind a PROXY header: the file is the body, and under asyncio the
+    kernel still copies it (os.sendfile), as without the header."""
+    path = tmp_path / "file.bin"
+    content = os.urandom(1_000_000)
+    path.write_bytes(content)
+    calls: list[int] = []
+    real = os.sendfile
+
+    def counting(*args: Any) -> int:
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(os, "sendfile", counting)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        size = b"%d" % len(content)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", size)]})
+        await send({"type": "http.response.pathsend", "path": str(path)})
+
+    server = serve(app, proxy_protocol=True, lifespan="off")
+    with server.connect() as sock:
+        sock.sendall(HEADERS["v1"][0] + REQUEST)
+        status, _headers, body = read_response(sock)
+        assert (status, body) == (200, content)
+    if loop_name == "asyncio":
+        assert calls, "the file was not sent with os.sendfile"

@@ -13,7 +13,7 @@ from ..contracts import ASGIApp, Receive, Runtime, Scope, Send, TimerHandle, Tra
 from ..logs import TRACE, format_client
 from ..proto.events import Request
 from ..proto.http1 import DefaultHeaders, H1Limits
-from .lifecycle import ConnectionInfo, addresses
+from .lifecycle import Addresses, ConnectionInfo, addresses
 from .observe import Metrics, RequestObserver
 from .tls import tls_extension
 
@@ -156,9 +156,10 @@ class ServerContext:
             connect_protocol=config.ws != "none",
         )
 
-    def identify(self, transport: Transport) -> ConnectionInfo:
-        """Who is at each end of a new connection (made once; handed on with the connection)."""
-        client, server = addresses(transport)
+    def identify(self, transport: Transport, named: Addresses | None = None) -> ConnectionInfo:
+        """Who is at each end of a new connection (made once; handed on with the connection): the
+        transport's own addresses, or ``named`` ones (a PROXY header's)."""
+        client, server = addresses(transport) if named is None else named
         tls = transport.get_extra_info("sslcontext") is not None
         return ConnectionInfo(
             client,

@@ -5,7 +5,9 @@ Rules of this module:
 
 1. Backends call the driver through ``TransportCallbacks`` and the driver uses the backend's
    ``Transport`` and ``Runtime`` (``wherry/contracts.py``); on asyncio the loop calls the driver
-   directly.
+   directly. The connection's addresses are the transport's own unless the driver is made with
+   others (``named``: a PROXY header's); a successor (HTTP/2, WebSocket) is handed the same
+   ``ConnectionInfo``.
 2. Requests are answered strictly in order. At most one application call runs per connection;
    pipelined requests wait in ``_pipeline`` and reading pauses when it is deep.
 3. Every read has a deadline (the core computes it; the connection's ``DeadlineTimer`` follows it)
@@ -42,7 +44,7 @@ from ..proto.events import (
 from ..proto.http1 import DONE, H2_REFUSAL, IDLE, H1Connection
 from .context import ServerContext
 from .extensions import CHUNK, accepts_trailers, encode_trailers
-from .lifecycle import ConnectionInfo, DeadlineTimer, WriteGate, buffered, half_close, linger
+from .lifecycle import Addresses, ConnectionInfo, DeadlineTimer, WriteGate, buffered, half_close, linger
 
 if TYPE_CHECKING:
     from .http2 import H2Server
@@ -62,6 +64,7 @@ class H1Server:
         "_in_pipeline",
         "_linger",
         "_lingering",
+        "_named",
         "_pipeline",
         "_read_paused",
         "_reading",
@@ -81,8 +84,9 @@ class H1Server:
     transport: Transport
     info: ConnectionInfo
 
-    def __init__(self, ctx: ServerContext) -> None:
+    def __init__(self, ctx: ServerContext, named: Addresses | None = None) -> None:
         self.ctx = ctx
+        self._named = named  # the client and server when they are not the transport's own
         self._current: HTTPCycle | None = None
         self._reading: HTTPCycle | None = None
         self._pipeline: list[HTTPCycle] = []  # short (max_pipeline) and mostly empty
@@ -105,7 +109,7 @@ class H1Server:
     def connection_made(self, transport: Transport) -> None:
         self.transport = transport
         ctx = self.ctx
-        info = self.info = ctx.identify(transport)
+        info = self.info = ctx.identify(transport, self._named)
         upgrades = ctx.h1_tls_upgrades if info.scheme == "https" else ctx.h1_upgrades
         self.core = H1Connection(ctx.limits, ctx.default_headers, ctx.runtime.time(), upgrades)
         self._extensions = ctx.h1_extensions(info.tls)

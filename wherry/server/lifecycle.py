@@ -56,11 +56,19 @@ class ConnectionInfo:
         self.tls = tls  # the ASGI tls scope extension; None on plain TCP
 
 
-def addresses(transport: Transport) -> tuple[tuple[str, int] | None, tuple[str, int | None] | None]:
-    """The scope's ``client`` and ``server`` of a connection: (host, port) over TCP; no client and
-    (path, None) as the server over a Unix socket."""
-    peer = transport.get_extra_info("peername")
-    sock = transport.get_extra_info("sockname")
+Addresses = tuple[tuple[str, int] | None, tuple[str, int | None] | None]
+"""The scope's ``client`` and ``server`` of a connection."""
+
+
+def addresses(transport: Transport) -> Addresses:
+    """The scope's ``client`` and ``server`` of a connection, from its transport's own addresses."""
+    return address_pair(transport.get_extra_info("peername"), transport.get_extra_info("sockname"))
+
+
+def address_pair(peer: Any, sock: Any) -> Addresses:
+    """The scope's ``client`` and ``server`` of a connection whose ends are ``peer`` and ``sock``
+    (socket addresses): (host, port) over TCP; no client and (path, None) as the server over a
+    Unix socket."""
     client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) and len(peer) >= 2 else None
     server: tuple[str, int | None] | None = None
     if isinstance(sock, tuple) and len(sock) >= 2:

@@ -7,58 +7,27 @@ Rules of this module:
    to the HTTP/1.1 driver at once, untouched: a PROXY line from it is just a bad request.
 2. The header must arrive whole within ``--timeout-request-head``; a malformed or late header
    closes the connection with nothing written (there is no protocol yet in which to answer).
-3. Once the header is read, the driver is given the connection with the addresses the header
-   names (``peername``/``sockname``), the bytes that followed the header are passed on, and the
-   transport is pointed at the driver (``set_protocol``): from then on this stage is out of the
-   path, and requests cost what they cost without the PROXY protocol.
+3. Once the header is read, the driver is made with the addresses the header names (its
+   ``named``; they pass on to a WebSocket or HTTP/2 successor), the transport is pointed at the
+   driver (``set_protocol``) and given to it as it is, and the bytes that followed the header are
+   passed on: from then on this stage is out of the path, and requests cost what they cost
+   without the PROXY protocol.
+4. The transport is never wrapped: every driver uses the backend's transport itself, so all of it
+   works behind a PROXY header as without one (``set_protocol`` for an upgrade, the socket that
+   ``loop.sendfile`` needs for ``http.response.pathsend``, the write buffer's size).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-from ..contracts import TimerHandle
+from ..contracts import TimerHandle, Transport
 from ..proto.proxy_protocol import ProxyHeaderParser, ProxyProtocolError
 from .context import ServerContext
 from .http1 import H1Server
+from .lifecycle import Addresses, address_pair
 
 logger = logging.getLogger("wherry.error")
-
-
-class AddressedTransport:
-    """A transport whose ``get_extra_info`` answers the addresses of the PROXY header. Its methods
-    are the wrapped transport's own bound methods, so a call costs no more than a direct one."""
-
-    __slots__ = (
-        "_extra",
-        "_transport",
-        "abort",
-        "can_write_eof",
-        "close",
-        "is_closing",
-        "pause_reading",
-        "resume_reading",
-        "write",
-        "write_eof",
-    )
-
-    def __init__(self, transport: Any, extra: dict[str, Any]) -> None:
-        self._transport = transport
-        self._extra = extra
-        self.write = transport.write
-        self.write_eof = transport.write_eof
-        self.can_write_eof = transport.can_write_eof
-        self.close = transport.close
-        self.abort = transport.abort
-        self.is_closing = transport.is_closing
-        self.pause_reading = transport.pause_reading
-        self.resume_reading = transport.resume_reading
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        if name in self._extra:
-            return self._extra[name]
-        return self._transport.get_extra_info(name, default)
 
 
 class ProxyProtocolStage:
@@ -66,21 +35,22 @@ class ProxyProtocolStage:
 
     __slots__ = ("_closed", "_parser", "_peer", "_timer", "ctx", "transport")
 
+    transport: Transport  # from connection_made on
+
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
-        self.transport: Any = None
         self._parser = ProxyHeaderParser()
         self._timer: TimerHandle | None = None
         self._closed = False
         self._peer = "-"
 
-    def connection_made(self, transport: Any) -> None:
+    def connection_made(self, transport: Transport) -> None:
         self.transport = transport
         ctx = self.ctx
         peer = transport.get_extra_info("peername")
         host = str(peer[0]) if isinstance(peer, tuple) and len(peer) >= 2 else "unix"
         if host not in ctx.trusted:
-            self._hand_over(transport, b"")  # rule 1: no PROXY header from this peer
+            self._hand_over(None, b"")  # rule 1: no PROXY header from this peer
             return
         self._peer = f"{peer[0]}:{peer[1]}" if host != "unix" else "unix"
         ctx.connections.add(self)
@@ -101,22 +71,21 @@ class ProxyProtocolStage:
             return
         if header is None:
             return
-        extra: dict[str, Any] = {}
-        if header.source is not None and header.destination is not None:
+        named: Addresses | None = None  # None: the connection's own addresses stand
+        source, destination = header.source, header.destination
+        if source is not None and destination is not None:
             if header.family == "UNIX":
-                extra["peername"] = ""
-                extra["sockname"] = header.destination[0]
+                named = address_pair(None, destination[0])
             else:
-                extra["peername"] = header.source
-                extra["sockname"] = header.destination
+                named = address_pair(source, destination)
         self._cancel_timer()
         self.ctx.connections.discard(self)
-        transport = self.transport
-        self._hand_over(AddressedTransport(transport, extra) if extra else transport, self._parser.rest)
+        self._hand_over(named, self._parser.rest)
 
-    def _hand_over(self, transport: Any, rest: bytes) -> None:
-        driver = H1Server(self.ctx)
-        self.transport.set_protocol(driver)
+    def _hand_over(self, named: Addresses | None, rest: bytes) -> None:
+        driver = H1Server(self.ctx, named)
+        transport = self.transport
+        transport.set_protocol(driver)
         driver.connection_made(transport)
         if rest:
             driver.data_received(rest)
