@@ -477,3 +477,82 @@ def test_json_error_log_carries_the_traceback(
     [text] = capsys.readouterr().err.splitlines()
     entry = json.loads(text)
     assert entry["level"] == "error" and "ValueError: boom" in entry["exception"]
+
+
+# ------------------------------------------------------------ every protocol, one observer
+
+PROTOCOLS = ["http/1.1", "h2", "websocket", "h2-websocket"]
+
+
+def speak(server: RunningServer, protocol: str) -> None:
+    """One exchange of ``protocol`` with ``apps.ws_echo`` on ``/p?q=1``, with an X-Request-Id, up
+    to its end (a WebSocket is closed by the client)."""
+    from tests.e2e.test_h2_websocket import WSClient
+    from tests.h2util import H2Client
+    from tests.wsframes import close_frame, open_websocket, read_until_closed
+
+    if protocol == "http/1.1":
+        one_request(server, b"GET /p?q=1 HTTP/1.1\r\nHost: a\r\nX-Request-Id: abc\r\nUser-Agent: t/1\r\n")
+    elif protocol == "h2":
+        with H2Client(server.host, server.port) as client:
+            extra = [(b"x-request-id", b"abc"), (b"user-agent", b"t/1")]
+            assert client.response(client.request("/p?q=1", headers=extra, scheme=b"http")).status == 200
+    elif protocol == "websocket":
+        with server.connect() as sock:
+            open_websocket(sock, "/p?q=1", b"X-Request-Id: abc\r\nUser-Agent: t/1\r\n")
+            sock.sendall(close_frame(1000))
+            read_until_closed(sock)
+    else:
+        with WSClient(server.host, server.port) as h2:
+            sid = h2.open(b"/p?q=1", [(b"x-request-id", b"abc"), (b"user-agent", b"t/1")])
+            assert h2.opened(sid).status == 200
+            h2.send(sid, close_frame(1000))
+            assert h2.ended(sid).ended
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_access_log_format_is_the_same_for_every_protocol(
+    serve: Serve, logs: pytest.LogCaptureFixture, protocol: str
+) -> None:
+    """--access-log-format applies to HTTP/1.1, HTTP/2 and WebSockets over both, with their version."""
+    from tests.procs import wait_until
+
+    log_format = "%(H)s|%(r)s|%(s)s|%(m)s|%(U)s|%(q)s|%({x-request-id}i)s|%(a)s"
+    server = serve(apps.ws_echo, access_log=True, access_log_format=log_format, lifespan="off")
+    speak(server, protocol)
+    wait_until(lambda: access_lines(logs), 5, "the access line")
+    expected = {
+        "http/1.1": "HTTP/1.1|GET /p?q=1 HTTP/1.1|200|GET|/p|q=1|abc|t/1",
+        "h2": "HTTP/2|GET /p?q=1 HTTP/2|200|GET|/p|q=1|abc|t/1",
+        "websocket": "HTTP/1.1|GET /p?q=1 HTTP/1.1|101|GET|/p|q=1|abc|t/1",
+        "h2-websocket": "HTTP/2|CONNECT /p?q=1 HTTP/2|200|CONNECT|/p|q=1|abc|t/1",
+    }
+    assert access_lines(logs) == [expected[protocol]]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_json_fields_are_the_same_for_every_protocol(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch, restore_loggers: None, protocol: str
+) -> None:
+    """--log-format json: every protocol's access record has the same fields, its version among them."""
+    import io
+    import json
+
+    from tests.procs import wait_until
+
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    configure("info", True, "json")
+    server = serve(apps.ws_echo, access_log=True, log_format="json", lifespan="off")
+    speak(server, protocol)
+    wait_until(lambda: out.getvalue().endswith("\n"), 5, "the access line")
+    [text] = out.getvalue().splitlines()
+    entry = json.loads(text)
+    version = "2" if protocol.startswith("h2") else "1.1"
+    assert entry["logger"] == "wherry.access"
+    assert entry["http_version"] == version, entry
+    assert entry["method"] == ("CONNECT" if protocol == "h2-websocket" else "GET")
+    assert entry["target"] == "/p?q=1" and entry["user_agent"] == "t/1"
+    assert entry["status"] == {"websocket": 101, "h2-websocket": 200}.get(protocol, 200)
+    assert entry["client"].startswith("127.0.0.1:") and entry["duration_ms"] >= 0
+    assert f'"{entry["method"]} /p?q=1 HTTP/{version}" {entry["status"]} ' in entry["message"]

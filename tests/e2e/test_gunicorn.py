@@ -98,6 +98,24 @@ def test_serves_gunicorns_binds_with_its_access_log_format(running: list[Gunicor
     assert server.stop() == 0
 
 
+def test_http2_requests_are_logged_with_gunicorns_access_log_format(
+    running: list[Gunicorn], tmp_path: Path
+) -> None:
+    """HTTP/2 requests (prior knowledge) get gunicorn's --access-logformat atoms, as HTTP/1.1 ones do."""
+    log_format = '%(h)s "%(r)s" %(s)s %(b)s %(H)s %({x-request-id}i)s'
+    server = Gunicorn(tmp_path, "tests.apps:ops", "-w", "1", "--access-logformat", log_format)
+    running.append(server)
+    server.wait_serving()
+    with httpx.Client(http1=False, http2=True) as client:
+        response = client.get(server.url + "/over-h2?x=1", headers={"x-request-id": "r-2"})
+    assert response.http_version == "HTTP/2" and response.status_code == 200
+    wait_until(lambda: "/over-h2" in server.access.read_text(), what="the access line")
+    line = next(line for line in server.access.read_text().splitlines() if "/over-h2" in line)
+    size = len(response.content)
+    assert re.fullmatch(rf'127\.0\.0\.1 "GET /over-h2\?x=1 HTTP/2" 200 {size} HTTP/2 r-2', line), line
+    assert server.stop() == 0
+
+
 def test_max_requests_replaces_the_worker(running: list[Gunicorn], tmp_path: Path) -> None:
     """--max-requests: the worker drains and exits after that many requests; gunicorn starts
     another and no request fails."""

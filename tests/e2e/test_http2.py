@@ -32,6 +32,7 @@ from tests import apps
 from tests.conftest import RunningServer, read_response
 from tests.e2e.test_http_semantics import HEADER_SHAPES, shaped_headers_app
 from tests.h2util import WAIT, Certs, H2Client, make_certs, settings
+from tests.procs import wait_until
 
 Serve = Callable[..., RunningServer]
 
@@ -615,6 +616,26 @@ def test_curl_http2(h2serve: H2Start) -> None:
     body, _, version = result.stdout.rpartition(b"\n")
     assert version == b"2"
     assert body == b"body"
+
+
+@needs_curl
+def test_h2c_upgrade_is_logged_as_http2(serve: Serve, caplog: pytest.LogCaptureFixture) -> None:
+    """The request of an h2c Upgrade is answered on stream 1: its access line and %(H)s say HTTP/2."""
+    caplog.set_level("INFO", logger="wherry.access")  # before the start: the server decides then
+    server = serve(apps.hello, access_log=True, access_log_format="%(H)s %(r)s %(s)s", lifespan="off")
+    result = subprocess.run(
+        ["curl", "-sS", "--http2", "-o", "/dev/null", "-w", "%{http_version}", server.url + "/up?x=1"],
+        capture_output=True,
+        timeout=15,
+        check=True,
+    )
+    assert result.stdout == b"2"
+
+    def lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "wherry.access"]
+
+    wait_until(lines, 5, "the access line")  # written when the app returns
+    assert lines() == ["HTTP/2 GET /up?x=1 HTTP/2 200"]
 
 
 @needs_curl

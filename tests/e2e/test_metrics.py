@@ -4,6 +4,7 @@ connections, requests in flight), per worker and aggregated by the supervisor; /
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import socket
@@ -20,7 +21,7 @@ from tests.procs import ROOT, Wherry, free_port, wait_until
 from wherry.config import Config
 from wherry.server.context import ServerContext
 from wherry.server.observe import LATENCY_BUCKETS, Metrics
-from wherry.supervisor.exporter import LATENCY_BUCKETS as EXPORTED_BUCKETS
+from wherry.supervisor import exporter
 from wherry.supervisor.exporter import render
 
 
@@ -141,7 +142,14 @@ def test_render_is_cumulative_prometheus_text() -> None:
     assert sample(text, "wherry_request_duration_seconds_sum") == pytest.approx(20.0065)
     assert sample(text, "wherry_open_connections") == 3
     assert "# TYPE wherry_request_duration_seconds histogram" in text
-    assert LATENCY_BUCKETS == EXPORTED_BUCKETS
+
+
+def test_latency_buckets_are_defined_once() -> None:
+    """The exporter labels the buckets the workers count with the very same bounds (one definition)."""
+    assert exporter.LATENCY_BUCKETS is LATENCY_BUCKETS
+    assert (
+        sample(render([Metrics().snapshot(0, 0)]), "wherry_request_duration_seconds_bucket", 'le="10.0"') == 0
+    )
 
 
 def test_no_per_request_work_when_access_log_and_metrics_are_off() -> None:
@@ -184,3 +192,45 @@ def test_metrics_address_in_use_is_a_clear_error(tmp_path: Path, workers: str) -
         )
     assert result.returncode == 1
     assert f"cannot bind the metrics address {address}".encode() in result.stderr
+
+
+def test_every_protocol_is_counted(servers: list[Wherry], tmp_path: Path) -> None:
+    """HTTP/2 requests and WebSockets (over HTTP/1.1 and HTTP/2) are counted as HTTP/1.1 requests are."""
+    from tests.e2e.test_h2_websocket import WSClient
+    from tests.wsframes import close_frame, open_websocket, read_until_closed
+
+    metrics_port = free_port()
+    server = Wherry(["tests.apps:ws_echo", "--metrics-bind", f"127.0.0.1:{metrics_port}"], tmp_path)
+    servers.append(server)
+    server.wait_serving()  # one HTTP/1.1 request
+    with httpx.Client(http1=False, http2=True) as client:
+        for index in range(5):
+            response = client.get(f"{server.url}/h2/{index}")
+            assert response.http_version == "HTTP/2" and response.status_code == 200
+    assert httpx.get(server.url + "/h1").status_code == 200
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        open_websocket(sock, "/ws")
+        sock.sendall(close_frame(1000))
+        read_until_closed(sock)
+    with WSClient("127.0.0.1", server.port) as h2:
+        sid = h2.open(b"/h2ws")
+        assert h2.opened(sid).status == 200
+        h2.send(sid, close_frame(1000))
+        assert h2.ended(sid).ended
+
+    def counts() -> tuple[float | None, ...]:
+        text = scrape(metrics_port).text
+        return tuple(
+            sample(text, name, labels)
+            for name, labels in (
+                ("wherry_requests_total", 'status="200"'),
+                ("wherry_requests_total", 'status="101"'),
+                ("wherry_request_duration_seconds_count", ""),
+            )
+        )
+
+    expected = (8, 1, 9)  # 200: 2 HTTP/1.1, 5 HTTP/2 and the HTTP/2 WebSocket; 101: the other
+    with contextlib.suppress(AssertionError):
+        wait_until(lambda: counts() == expected, 5, "every request in the metrics")
+    assert counts() == expected
+    assert server.stop() == 0

@@ -171,6 +171,13 @@ class HTTPCycle:
     def response_complete(self) -> bool:
         return self._state == COMPLETE
 
+    @property
+    def response_headers(self) -> AppHeaders:
+        """The headers of the app's ``http.response.start`` as it gave them (none before it, or
+        once the server answered 500 in its place): what an access format's ``%({name}o)s`` reads."""
+        start = self._start
+        return start.get("headers", ()) if start is not None else ()
+
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():

@@ -52,7 +52,7 @@ from ..proto.events import (
 )
 from ..proto.http1 import DefaultHeaders
 from ..proto.http2 import INTERNAL_ERROR, NO_ERROR, REFUSED_STREAM, H2Connection
-from .context import ServerContext, access_logger
+from .context import ServerContext
 from .extensions import read_chunks
 from .lifecycle import ConnectionInfo, DeadlineTimer, WriteGate, half_close, linger
 
@@ -636,7 +636,7 @@ class H2Server:
         ctx = self.ctx
         ctx.tasks -= 1
         if ctx.access_log:
-            self._log_access(stream.http_cycle())
+            ctx.observer.request_done(stream.http_cycle())  # access line and metrics (server/observe.py)
         if stream is self._upgrade_body and self._upgrade_paused and not self.closed:
             # Its app is done without reading the whole upgrade body: the rest is read (and
             # dropped), or the 101 and the answer would never go.
@@ -660,19 +660,6 @@ class H2Server:
         if not self._reading:
             self.flush_soon()
             self.follow_deadline()
-
-    def _log_access(self, cycle: HTTPCycle) -> None:
-        request = cycle.request
-        elapsed = (perf_counter() - cycle.started_at) * 1000.0
-        access_logger.info(
-            '%s - "%s %s HTTP/2" %d %d %.1fms',
-            format_client(cycle.scope.get("client")),
-            printable(request.method),
-            printable(request.target),
-            cycle.status,
-            cycle.sent_bytes,
-            elapsed,
-        )
 
     # ------------------------------------------------------------------ writing and time
 

@@ -5,11 +5,16 @@ Rules of this module:
 1. Nothing here runs unless it was asked for. The connection driver times a request and calls
    ``RequestObserver.request_done`` only when the access log or the metrics are on (the server
    context decides once, at start), so a server with both off pays nothing per request.
-2. Counting is plain integer arithmetic on preallocated lists (a list indexed by status code, one
+2. One path for every protocol. Each driver hands its finished requests to the same
+   ``request_done`` (HTTP/1.1 and HTTP/2 their ``HTTPCycle``, the WebSocket driver over either a
+   record of its handshake): the same line, ``--access-log-format`` atoms, JSON fields and
+   counters whatever carried the request. The version is the scope's ``http_version`` (what the
+   app was told: "2" for a stream of an HTTP/2 connection, an h2c Upgrade's included).
+3. Counting is plain integer arithmetic on preallocated lists (a list indexed by status code, one
    histogram bucket found by bisection): no locks, no dictionaries, no objects per request. Readers
    (the metrics exporter, the worker's control channel) take ``snapshot()``; under the GIL a
    snapshot may be one request behind, never torn within a counter.
-3. Access lines hold no raw text from the peer: every field that came from it goes through
+4. Access lines hold no raw text from the peer: every field that came from it goes through
    ``printable`` (and JSON escapes again).
 """
 
@@ -24,13 +29,14 @@ from collections.abc import Callable, Sequence
 from time import perf_counter
 from typing import Any, Final, Protocol
 
-from ..asgi.http import Message, Scope
+from ..asgi.http import Scope
 from ..logs import answered_by, format_client, printable
 from ..proto.events import AppHeaders, Request
 
 access_logger: Final = logging.getLogger("wherry.access")
 
-# Upper bounds (seconds) of the latency histogram's buckets; the last bucket is +Inf.
+# Upper bounds (seconds) of the latency histogram's buckets; the last bucket is +Inf. Defined here
+# only: the exporter (wherry/supervisor/exporter.py) labels the counts with these same bounds.
 LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -49,7 +55,7 @@ class Answered(Protocol):
     @property
     def started_at(self) -> float: ...
     @property
-    def _start(self) -> Message | None: ...  # the app's http.response.start, if any
+    def response_headers(self) -> AppHeaders: ...  # the app's, as it gave them; () if none
 
 
 _ATOM: Final = re.compile(r"%\((\{[^}]*\}[ioe]|[^)]*)\)")
@@ -98,6 +104,11 @@ def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str:
     return printable(b", ".join(values)) if values else "-"
 
 
+def _version(cycle: Answered) -> str:
+    """The HTTP version the request was served with, as the scope says it ("1.1", "2")."""
+    return str(cycle.scope["http_version"])
+
+
 def _request_date(seconds_ago: float) -> str:
     return time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(time.time() - seconds_ago))
 
@@ -112,7 +123,7 @@ def _simple_getters() -> dict[str, Getter]:
 
     def request_line(c: Answered, _s: float) -> str:
         r = c.request
-        return f"{printable(r.method)} {printable(r.target)} HTTP/{r.http_version}"
+        return f"{printable(r.method)} {printable(r.target)} HTTP/{_version(c)}"
 
     pid = str(os.getpid())
     return {
@@ -124,7 +135,7 @@ def _simple_getters() -> dict[str, Getter]:
         "m": lambda c, _s: printable(c.request.method),
         "U": lambda c, _s: printable(c.request.raw_path),
         "q": lambda c, _s: printable(c.request.query_string),
-        "H": lambda c, _s: f"HTTP/{c.request.http_version}",
+        "H": lambda c, _s: f"HTTP/{_version(c)}",
         "s": lambda c, _s: c.status,
         "B": lambda c, _s: c.sent_bytes,
         "b": lambda c, _s: c.sent_bytes or "-",
@@ -138,11 +149,6 @@ def _simple_getters() -> dict[str, Getter]:
     }
 
 
-def _response_headers(cycle: Answered) -> AppHeaders:
-    start = cycle._start  # the app's http.response.start, kept by the cycle
-    return start.get("headers", ()) if start is not None else ()
-
-
 def _request_header(name: bytes) -> Getter:
     def get(cycle: Answered, _s: float) -> str:
         return _header(cycle.scope["headers"], name)
@@ -152,7 +158,7 @@ def _request_header(name: bytes) -> Getter:
 
 def _response_header(name: bytes) -> Getter:
     def get(cycle: Answered, _s: float) -> str:
-        return _header([(n.lower(), v) for n, v in _response_headers(cycle)], name)
+        return _header([(n.lower(), v) for n, v in cycle.response_headers], name)
 
     return get
 
@@ -242,7 +248,7 @@ class RequestObserver:
             client,
             method,
             target,
-            request.http_version,
+            _version(cycle),
             cycle.status,
             cycle.sent_bytes,
             seconds * 1000.0,
@@ -263,7 +269,7 @@ class RequestObserver:
             "client": format_client(client),
             "method": printable(request.method),
             "target": printable(request.target),
-            "http_version": request.http_version,
+            "http_version": _version(cycle),
             "status": cycle.status,
             "bytes": cycle.sent_bytes,
             "duration_ms": round(seconds * 1000.0, 3),

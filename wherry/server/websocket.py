@@ -626,7 +626,7 @@ class WebSocketServer:
         """Through the server's observer, as an HTTP request is (--access-log-format, metrics)."""
         cycle = self.cycle
         record = _AccessRecord(
-            cycle.scope if cycle is not None else {"client": self.carrier.info.client, "headers": []},
+            cycle.scope if cycle is not None else self._refused_scope(),
             self.request,
             status,
             size,
@@ -634,11 +634,20 @@ class WebSocketServer:
         )
         self.ctx.observer.request_done(record)
 
+    def _refused_scope(self) -> dict[str, Any]:
+        """What the access line reads of a handshake refused before its scope was made."""
+        request = self.request
+        return {
+            "client": self.carrier.info.client,
+            "headers": request.headers,
+            "http_version": request.http_version,
+        }
+
 
 class _AccessRecord:
     """What the observer reads of a finished request, for a WebSocket handshake."""
 
-    __slots__ = ("_start", "request", "scope", "sent_bytes", "started_at", "status")
+    __slots__ = ("request", "response_headers", "scope", "sent_bytes", "started_at", "status")
 
     def __init__(self, scope: Any, request: Request, status: int, size: int, started_at: float) -> None:
         self.scope = scope
@@ -646,4 +655,4 @@ class _AccessRecord:
         self.status = status
         self.sent_bytes = size
         self.started_at = started_at
-        self._start = None  # the response headers an access format may ask for: none kept
+        self.response_headers = ()  # the response headers an access format may ask for: none kept

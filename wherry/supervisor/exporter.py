@@ -4,7 +4,8 @@ while the workers (or the one server) are busy, and so the supervisor needs no e
 
 Counters come as snapshots (``wherry.server.observe.Metrics.snapshot``): one per worker, as
 reported with its last pong, plus the totals of workers that have exited (so an aggregated counter
-never goes backwards when a worker is replaced).
+never goes backwards when a worker is replaced). The histogram's bounds are the ones the workers
+count with, ``wherry.server.observe.LATENCY_BUCKETS`` (the bucket counts arrive as plain lists).
 """
 
 from __future__ import annotations
@@ -16,12 +17,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..config import parse_bind
+from ..server.observe import LATENCY_BUCKETS
 from ..sockets import BindError
 
 logger = logging.getLogger("wherry.error")
-
-# Must match wherry.server.observe.LATENCY_BUCKETS (the bucket counts arrive as plain lists).
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 Snapshot = dict[str, Any]
 
