@@ -11,25 +11,12 @@ from typing import TYPE_CHECKING
 
 from ..asgi.http import ClientDisconnected, HTTPCycle
 from ..proto.events import Headers, LocalProtocolError
+from ..proto.fields import trailer_fields
 
 if TYPE_CHECKING:
     from .http1 import H1Server
 
 CHUNK = 65536
-_FORBIDDEN_TRAILERS = frozenset(
-    (
-        b"content-length",
-        b"transfer-encoding",
-        b"host",
-        b"connection",
-        b"te",
-        b"trailer",
-        b"content-type",
-        b"content-encoding",
-        b"authorization",
-        b"set-cookie",
-    )
-)
 
 
 async def read_chunks(path: str, size: int) -> AsyncGenerator[tuple[bytes, bool], None]:
@@ -54,17 +41,9 @@ def accepts_trailers(headers: Headers) -> bool:
 
 
 def encode_trailers(headers: Headers) -> bytes:
-    out = []
-    for name, value in headers:
-        lname = name.lower()
-        if lname in _FORBIDDEN_TRAILERS:
-            continue
-        if not name or any(c <= 32 or c >= 127 or c in b'"(),/:;<=>?@[\\]{}' for c in name):
-            raise LocalProtocolError(f"invalid trailer field name {name!r}")
-        if any(c in b"\r\n\x00" for c in value):
-            raise LocalProtocolError(f"invalid trailer field value for {name!r}")
-        out.append(lname + b": " + value + b"\r\n")
-    return b"".join(out)
+    """The trailer section's lines (``fields.trailer_fields``: the fields that must not be
+    trailers left out, the others checked as every field the server sends)."""
+    return b"".join(name + b": " + value + b"\r\n" for name, value in trailer_fields(headers))
 
 
 def h1_write_trailers(driver: H1Server, cycle: HTTPCycle, headers: Headers) -> None:
