@@ -16,6 +16,7 @@ from importlib.util import find_spec
 # and what they share. Every other module stays interpreted (why: docs/discussion/compiled.md).
 COMPILED_MODULES = (
     "wherry.proto.events",
+    "wherry.proto.fields",
     "wherry.proto.http1",
     "wherry.proto.http2",
     "wherry.asgi.http",

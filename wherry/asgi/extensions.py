@@ -20,12 +20,16 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ..proto.events import Headers
+from ..proto.fields import check_field
 
 if TYPE_CHECKING:
     from .http import HTTPCycle, Message
 
 
 def _fields(value: Any, kind: str) -> Headers:
+    """The fields of a trailers or push message, checked when the app sends them, with the rule
+    every protocol sends fields by (``proto/fields.py``): a field no protocol can carry is the
+    app's error at once, whichever protocol the client speaks, before any of it is written."""
     fields: Headers = []
     for item in value:
         name, field = item
@@ -33,7 +37,7 @@ def _fields(value: Any, kind: str) -> Headers:
             raise TypeError(f"{kind}: header names and values must be bytes, got {item!r}")
         if name[:1] == b":":
             raise ValueError(f"{kind}: pseudo-header {name!r} is not allowed")
-        fields.append((name, field))
+        fields.append((name, check_field(name, field, f"{kind} field")))
     return fields
 
 

@@ -38,6 +38,7 @@ from .events import (
     Rejected,
     Request,
 )
+from .fields import TOKEN, check_field
 
 H2_PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # What an HTTP/1.1-only endpoint answers to the HTTP/2 preface: an empty SETTINGS frame (the server
@@ -58,8 +59,6 @@ def _status_line(code: int, version: bytes) -> bytes:
 
 STATUS_LINES_11: Final = {code: _status_line(code, b"1.1") for code in range(100, 600)}
 
-_TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_BAD_VALUE: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 # Response fields already checked, and the line each one is written as: an app that sends the
 # same fields every time pays one dict lookup per field. Bounded; short fields only.
 _lines: Final[dict[Sequence[bytes], bytes | tuple[bytes, int]]] = {}
@@ -385,7 +384,7 @@ class H1Connection:
             # When this chunk began the failing request, its first token is the method.
             if not self._completed_in_chunk:
                 head = self._prefix.lstrip(b"\r\n").partition(b" ")[0]
-                if head and _TOKEN.fullmatch(head):
+                if head and TOKEN.fullmatch(head):
                     status = 501
         elif "transfer-encoding" in lowered or "transfer encoding" in lowered:
             status = self._te_status()
@@ -396,7 +395,7 @@ class H1Connection:
     def _te_status(self) -> int:
         te = [value for name, value in self._headers if name == b"transfer-encoding"]
         codings = [c.strip().lower() for c in b",".join(te).split(b",")]
-        if any(c != b"chunked" and _TOKEN.fullmatch(c) for c in codings):
+        if any(c != b"chunked" and TOKEN.fullmatch(c) for c in codings):
             return 501
         return 400
 
@@ -801,7 +800,7 @@ class H1Connection:
             elif lname != b"transfer-encoding":
                 # The app's own date or server replaces the default one.
                 default_block = defaults.without(lname)
-                append(name + b": " + value + b"\r\n")
+                append(name + b": " + check_field(name, value, "response header") + b"\r\n")
         if status < 200 or status == 204 or status == 304:
             mode = NO_BODY
             if length >= 0 and status == 304:
@@ -913,15 +912,13 @@ class H1Connection:
 def _field_line(name: bytes, value: bytes) -> bytes | tuple[bytes, int]:
     """How a response field is written: its line; for content-length, its line and its value;
     b"" for one that touches framing or replaces a default (connection, transfer-encoding, date,
-    server). Raises ``LocalProtocolError`` for a name that is not a token, a value with CR, LF,
-    NUL or another control byte (an app must never split a response), or a content-length that
-    is not a number."""
+    server). The field follows ``fields.py`` (whitespace around the value is not sent); raises
+    ``LocalProtocolError`` for a name that is not a token, a value with CR, LF, NUL or another
+    control byte (an app must never split a response), or a content-length that is not a number."""
     if type(name) is not bytes or type(value) is not bytes:
         raise LocalProtocolError(f"response header fields must be bytes, got {name!r}: {value!r}")
-    if not _TOKEN.fullmatch(name):
-        raise LocalProtocolError(f"invalid response header name {name!r}")
-    if _BAD_VALUE.search(value):
-        raise LocalProtocolError(f"invalid response header value for {name!r}")
+    key = (name, value)
+    value = check_field(name, value, "response header")
     lname = name.lower()
     line: bytes | tuple[bytes, int]
     if lname == b"content-length":
@@ -934,16 +931,9 @@ def _field_line(name: bytes, value: bytes) -> bytes | tuple[bytes, int]:
     else:
         line = name + b": " + value + b"\r\n"
     if len(name) + len(value) <= 256 and len(_lines) < _LINES_MAX:
-        _lines[(name, value)] = line
+        _lines[key] = line
     return line
 
 
 def _encode_headers(headers: Headers) -> bytes:
-    out = []
-    for name, value in headers:
-        if not _TOKEN.fullmatch(name):
-            raise LocalProtocolError(f"invalid header name {name!r}")
-        if _BAD_VALUE.search(value):
-            raise LocalProtocolError(f"invalid header value for {name!r}")
-        out.append(b"%b: %b\r\n" % (name, value))
-    return b"".join(out)
+    return b"".join(b"%b: %b\r\n" % (name, check_field(name, value, "header")) for name, value in headers)

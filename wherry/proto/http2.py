@@ -8,9 +8,9 @@ Rules of this module:
    its side, as for every core. Bytes to write are collected and taken with ``data_to_send()``.
 2. Everything RFC 9113 defines is checked here, from the 9-byte frame header up: frame sizes and
    the stream each frame type may name, stream states (the table ``_INBOUND`` below), flow-control
-   windows both ways, SETTINGS values, header blocks (pseudo-header set and order, lowercase names,
-   CR/LF/NUL and surrounding whitespace in values, connection-specific fields, ``te``,
-   ``content-length`` and ``host``) and a body that must match its ``content-length``. HPACK is the
+   windows both ways, SETTINGS values, header blocks (pseudo-header set and order,
+   connection-specific fields, ``te``, ``content-length`` and ``host``; names and values as
+   ``fields.py`` rule 5 says) and a body that must match its ``content-length``. HPACK is the
    ``hpack`` library's (RFC 7541); ``_HeaderCodec`` puts a per-connection cache in front of it.
 3. What RFC 9113 leaves to a server is checked here too: budgets for peer resets
    (CVE-2023-44487), SETTINGS and PING frames, and frames that make no progress (CVE-2019-9518
@@ -25,7 +25,9 @@ Rules of this module:
    the rest, which the driver keeps (one message per stream) until a ``WindowOpened``. Received
    DATA is credited back to the peer only when the application has read it (``acknowledge``), so
    a client that sends faster than the app reads is held by its window.
-6. Responses to HEAD and 204/304 carry no DATA; connection-specific response fields are removed.
+6. Responses to HEAD and 204/304 carry no DATA. The fields sent (responses, trailers, pushes)
+   follow ``fields.py`` (rules 1-4): RFC 9110's rule, plus RFC 9113's lowercase names, and
+   connection-specific fields removed.
 7. No ASGI, no loop, no socket, no clock: time is passed in and deadlines are handed back.
 8. Extended CONNECT (RFC 8441) only when ``H2Limits.connect_protocol`` is set: SETTINGS then
    carries ENABLE_CONNECT_PROTOCOL=1 and a request with ``:protocol`` (which needs ``:scheme``,
@@ -66,6 +68,7 @@ from .events import (
     StreamReset,
     WindowOpened,
 )
+from .fields import h2_field, h2_received_name, h2_received_value, trailer_fields
 
 NO_ERROR: Final = 0x0
 PROTOCOL_ERROR: Final = 0x1
@@ -140,17 +143,9 @@ _SETTING: Final = Struct(">HL")
 _U32: Final = Struct(">L")
 _GOAWAY: Final = Struct(">LL")
 
-# Response fields that only mean something on one HTTP/1.1 connection (RFC 9113 §8.2.2).
-CONNECTION_SPECIFIC: Final = frozenset(
-    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"te")
-)
 _REQUEST_CONNECTION_SPECIFIC: Final = frozenset(
     (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
 )
-_TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
-# A received field name (RFC 9113 §8.2.1): no 0x00-0x20, A-Z, 0x7f-0xff, and no colon.
-_FIELD_NAME: Final = re.compile(rb"[^\x00-\x20A-Z:\x7f-\xff]+")
-_BAD_VALUE: Final = re.compile(rb"[\x00\x0a\x0d]|^[ \t]|[ \t]$")
 _DIGITS: Final = re.compile(rb"[0-9]{1,18}")
 _STATUS: Final = {code: b"%d" % code for code in range(100, 600)}
 _PSEUDO: Final = frozenset((b":method", b":scheme", b":authority", b":path", b":protocol"))
@@ -353,7 +348,7 @@ def _parse_request(fields: list[tuple[bytes, bytes]]) -> _RequestHead:
     regular = False
     host: bytes | None = None
     for name, value in fields:
-        if value and _BAD_VALUE.search(value):
+        if not h2_received_value(value):
             raise _ConnectionError(PROTOCOL_ERROR, f"invalid value in header field {name!r}")
         if name[:1] == b":":
             if regular:
@@ -375,7 +370,7 @@ def _parse_request(fields: list[tuple[bytes, bytes]]) -> _RequestHead:
                 head.protocol = value
             continue
         regular = True
-        if not _FIELD_NAME.fullmatch(name):
+        if not h2_received_name(name):
             raise _ConnectionError(PROTOCOL_ERROR, f"invalid header field name {name!r}")
         if name in _REQUEST_CONNECTION_SPECIFIC:
             raise _ConnectionError(PROTOCOL_ERROR, f"connection-specific field {name!r}")
@@ -426,9 +421,9 @@ _FORWARDED: Final = frozenset(
 def _check_trailers(fields: list[tuple[bytes, bytes]]) -> None:
     """Request trailers (RFC 9113 §8.1): no pseudo-headers; the same field rules as a head."""
     for name, value in fields:
-        if name[:1] == b":" or not _FIELD_NAME.fullmatch(name) or name in _REQUEST_CONNECTION_SPECIFIC:
+        if name[:1] == b":" or not h2_received_name(name) or name in _REQUEST_CONNECTION_SPECIFIC:
             raise _ConnectionError(PROTOCOL_ERROR, f"invalid trailer field {name!r}")
-        if value and _BAD_VALUE.search(value):
+        if not h2_received_value(value):
             raise _ConnectionError(PROTOCOL_ERROR, f"invalid value in trailer field {name!r}")
 
 
@@ -445,13 +440,10 @@ def _check_response(
     length = -1
     own: set[bytes] = set()
     for name, value in headers:
-        lname = name.lower()
-        if lname in CONNECTION_SPECIFIC:
+        field = h2_field(name, value, "response header")
+        if field is None:
             continue
-        if not _TOKEN.fullmatch(lname):
-            raise LocalProtocolError(f"invalid response header name {name!r}")
-        if value and _BAD_VALUE.search(value):
-            raise LocalProtocolError(f"invalid response header value for {name!r}")
+        lname, value = field
         if lname == b"content-length":
             if not _DIGITS.fullmatch(value) or length >= 0:
                 raise LocalProtocolError(f"invalid content-length {value!r}")
@@ -1338,15 +1330,7 @@ class H2Connection:
             return
         if stream.remaining > 0:
             raise LocalProtocolError("response body shorter than its Content-Length")
-        block: Headers = []
-        for name, value in headers:
-            lname = name.lower()
-            if lname in CONNECTION_SPECIFIC or lname[:1] == b":":
-                continue
-            if not _TOKEN.fullmatch(lname) or (value and _BAD_VALUE.search(value)):
-                raise LocalProtocolError(f"invalid trailer field {name!r}")
-            block.append((lname, value))
-        self._send_headers(sid, block, True)
+        self._send_headers(sid, trailer_fields(headers), True)
         self._ended(sid, stream)
 
     def _ended(self, sid: int, stream: _Stream) -> None:
@@ -1460,13 +1444,11 @@ class H2Connection:
         ]
         fields: Headers = [(b"host", authority)]
         for name, value in headers:
-            lname = name.lower()
-            if lname[:1] == b":" or lname in CONNECTION_SPECIFIC or lname == b"host":
+            field = h2_field(name, value, "push header")
+            if field is None or field[0] == b"host":
                 continue
-            if not _TOKEN.fullmatch(lname) or (value and _BAD_VALUE.search(value)):
-                raise LocalProtocolError(f"invalid push header {name!r}")
-            block.append((lname, value))
-            fields.append((lname, value))
+            block.append(field)
+            fields.append(field)
         self._next_push += 2
         encoded = self._codec.encode(block)
         limit = self._peer_max_frame - 4

@@ -46,6 +46,7 @@ from websockets.protocol import OPEN, SERVER, Protocol
 from websockets.typing import ExtensionHeader
 
 from .events import Event, Headers, LocalProtocolError, RemoteProtocolError
+from .fields import check_fields, is_token
 
 try:  # the library's C masking, as its own parser uses it
     from websockets.speedups import apply_mask
@@ -240,20 +241,13 @@ def negotiate(offer: Offer, deflate: bool) -> tuple[bytes | None, list[Extension
     return None, []
 
 
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-
-
-def _check_fields(subprotocol: bytes | None, headers: Headers) -> None:
-    """The app's subprotocol and extra response headers, checked: a name is a token, a value has
-    no control character (no response splitting)."""
-    if subprotocol is not None and not _TOKEN.fullmatch(subprotocol):
+def _check_fields(subprotocol: bytes | None, headers: Headers) -> Headers:
+    """The app's subprotocol and extra response headers, checked as every field the server sends
+    (``fields.py``: a name is a token, a value has no control character, so nothing splits the
+    response); the headers as they are sent."""
+    if subprotocol is not None and not is_token(subprotocol):
         raise LocalProtocolError(f"invalid subprotocol {subprotocol!r}")
-    for name, value in headers:
-        if not _TOKEN.fullmatch(name):
-            raise LocalProtocolError(f"invalid header name {name!r}")
-        if _BAD_VALUE.search(value):
-            raise LocalProtocolError(f"invalid header value for {name!r}")
+    return check_fields(headers, "header")
 
 
 def h1_accept(
@@ -265,7 +259,7 @@ def h1_accept(
 ) -> bytes:
     """The 101 response completing an HTTP/1.1 handshake. The app's ``headers`` and subprotocol
     are checked (``LocalProtocolError``): nothing can split the response."""
-    _check_fields(subprotocol, headers)
+    headers = _check_fields(subprotocol, headers)
     block = b"".join(b"%b: %b\r\n" % (name, value) for name, value in headers)
     out = [
         b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
@@ -285,14 +279,16 @@ def accept_fields(subprotocol: bytes | None, extensions: bytes | None, headers: 
     """The fields of the 200 completing an HTTP/2 handshake (RFC 8441 §5): the subprotocol, the
     extensions and the app's ``headers``, checked as for the 101. A body framing field from the
     app (content-length, transfer-encoding) is dropped: the stream's data is the WebSocket."""
-    _check_fields(subprotocol, headers)
+    headers = _check_fields(subprotocol, headers)
     fields: Headers = []
     if subprotocol is not None:
         fields.append((b"sec-websocket-protocol", subprotocol))
     if extensions is not None:
         fields.append((b"sec-websocket-extensions", extensions))
     fields.extend(
-        (name, value) for name, value in headers if name not in (b"content-length", b"transfer-encoding")
+        (name, value)
+        for name, value in headers
+        if name.lower() not in (b"content-length", b"transfer-encoding")
     )
     return fields
 

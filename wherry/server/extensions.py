@@ -7,23 +7,10 @@ import os
 from collections.abc import AsyncGenerator
 from typing import Final
 
-from ..proto.events import Headers, LocalProtocolError
+from ..proto.events import Headers
+from ..proto.fields import trailer_fields
 
 CHUNK: Final = 65536
-_FORBIDDEN_TRAILERS = frozenset(
-    (
-        b"content-length",
-        b"transfer-encoding",
-        b"host",
-        b"connection",
-        b"te",
-        b"trailer",
-        b"content-type",
-        b"content-encoding",
-        b"authorization",
-        b"set-cookie",
-    )
-)
 
 
 async def read_chunks(path: str, size: int) -> AsyncGenerator[tuple[bytes, bool], None]:
@@ -48,14 +35,6 @@ def accepts_trailers(headers: Headers) -> bool:
 
 
 def encode_trailers(headers: Headers) -> bytes:
-    out = []
-    for name, value in headers:
-        lname = name.lower()
-        if lname in _FORBIDDEN_TRAILERS:
-            continue
-        if not name or any(c <= 32 or c >= 127 or c in b'"(),/:;<=>?@[\\]{}' for c in name):
-            raise LocalProtocolError(f"invalid trailer field name {name!r}")
-        if any(c in b"\r\n\x00" for c in value):
-            raise LocalProtocolError(f"invalid trailer field value for {name!r}")
-        out.append(lname + b": " + value + b"\r\n")
-    return b"".join(out)
+    """The trailer section's lines (``fields.trailer_fields``: the fields that must not be
+    trailers left out, the others checked as every field the server sends)."""
+    return b"".join(name + b": " + value + b"\r\n" for name, value in trailer_fields(headers))
