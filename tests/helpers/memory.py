@@ -17,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import selectors
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 from wherry.asgi.http import ASGIApp, Scope
 from wherry.backends.asyncio.runtime import AsyncioRuntime
 from wherry.backends.timers import Timer, TimerHeap
 from wherry.config import Config
+from wherry.contracts import Transport
 from wherry.server.context import ServerContext
 from wherry.server.http1 import H1Server
 
@@ -75,6 +76,9 @@ class ManualRuntime:
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         return self.apps.spawn(coro)
+
+    async def sendfile(self, transport: Transport, file: BinaryIO, offset: int, count: int) -> bool:
+        return False  # a memory transport has no socket: files go through write()
 
     # ------------------------------------------------------------------ driving it
 

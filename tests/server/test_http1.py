@@ -9,7 +9,7 @@ import h11
 
 from tests.helpers.memory import ManualRuntime, connect, server_context
 from tests.server.clients import Gate, H1Client, Receive, Send, parse_responses, read_body, respond
-from wherry.server.http1 import LINGER
+from wherry.server.lifecycle import LINGER
 
 
 async def echo(scope: dict[str, Any], receive: Receive, send: Send) -> None:

@@ -11,7 +11,7 @@ import h2.settings
 
 from tests.helpers.memory import ManualRuntime, connect, server_context
 from tests.server.clients import Gate, H2Client, Receive, Responses, Send, read_body, respond
-from wherry.server.http2 import LINGER
+from wherry.server.lifecycle import LINGER
 
 
 async def echo(scope: dict[str, Any], receive: Receive, send: Send) -> None:
