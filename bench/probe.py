@@ -33,7 +33,7 @@ POST = (
 
 
 class FakeTransport:
-    """The few transport methods the driver uses; writes are counted and dropped."""
+    """A ``wherry.contracts.Transport`` whose writes are counted and dropped."""
 
     def __init__(self) -> None:
         self.written = 0
@@ -64,6 +64,12 @@ class FakeTransport:
 
     def resume_reading(self) -> None:
         pass
+
+    def set_protocol(self, protocol: Any) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
 
 
 async def drive(requests: int, connections: int, payload: bytes | list[bytes], profile: bool) -> float:
