@@ -21,6 +21,7 @@ COMPILED_MODULES = (
     "wherry.asgi.http",
     "wherry.asgi.scope",
     "wherry.asgi.extensions",
+    "wherry.metrics",
     "wherry.server.context",
     "wherry.server.observe",
     "wherry.server.http1",

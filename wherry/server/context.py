@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from ..asgi.http import ASGIApp, FutureLike, Scope
 from ..asgi.scope import ProxyView, TrustedHosts, http_scope
 from ..logs import TRACE, format_client
+from ..metrics import Metrics
 from ..proto.events import Request
 from ..proto.http1 import DefaultHeaders, H1Limits
-from .observe import Metrics, RequestObserver
+from .observe import RequestObserver
 from .tls import tls_extension
 
 if TYPE_CHECKING:
