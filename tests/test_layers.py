@@ -88,7 +88,14 @@ RULES = [
     ),
     Rule(
         "server",
-        allowed=("wherry.server", "wherry.asgi", "wherry.proto", "wherry.contracts", "wherry.logs"),
+        allowed=(
+            "wherry.server",
+            "wherry.asgi",
+            "wherry.proto",
+            "wherry.contracts",
+            "wherry.logs",
+            "wherry.metrics",
+        ),
         typing_allowed=("wherry.config", "wherry.tls"),
         forbidden=("asyncio", "trio", "anyio", "socket", "selectors", "uvloop"),
         why="connection drivers sit on the protocol and ASGI layers only, and know no event loop: "
@@ -127,6 +134,7 @@ RULES = [
             "wherry.main",
             "wherry.sockets",
             "wherry.logs",
+            "wherry.metrics",
         ),
         typing_allowed=(),
         forbidden=("asyncio", "trio", "anyio", "uvloop"),
@@ -179,6 +187,13 @@ def test_logs_is_a_leaf() -> None:
     found = imports_of(PACKAGE / "logs.py")
     wherry_imports = [i.module for i in found if i.module.startswith("wherry")]
     assert wherry_imports == []
+
+
+def test_metrics_is_a_leaf() -> None:
+    """wherry/metrics.py (counters, histogram bounds, snapshots) imports nothing from wherry, so the
+    server that counts and the supervisor that renders may both use it."""
+    found = imports_of(PACKAGE / "metrics.py")
+    assert [i.module for i in found if i.module.startswith("wherry")] == []
 
 
 def test_the_import_reader_resolves_relative_imports(tmp_path: Path) -> None:

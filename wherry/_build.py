@@ -22,6 +22,7 @@ COMPILED_MODULES = (
     "wherry.asgi.http",
     "wherry.asgi.scope",
     "wherry.asgi.extensions",
+    "wherry.metrics",
     "wherry.server.context",
     "wherry.server.lifecycle",
     "wherry.server.observe",

@@ -18,9 +18,11 @@ import pytest
 
 from tests.conftest import read_response
 from tests.procs import ROOT, Wherry, free_port, wait_until
+from wherry import metrics as home
 from wherry.config import Config
+from wherry.metrics import Metrics
+from wherry.server import observe
 from wherry.server.context import ServerContext
-from wherry.server.observe import LATENCY_BUCKETS, Metrics
 from wherry.supervisor import exporter
 from wherry.supervisor.exporter import render
 
@@ -145,8 +147,10 @@ def test_render_is_cumulative_prometheus_text() -> None:
 
 
 def test_latency_buckets_are_defined_once() -> None:
-    """The exporter labels the buckets the workers count with the very same bounds (one definition)."""
-    assert exporter.LATENCY_BUCKETS is LATENCY_BUCKETS
+    """The exporter labels the buckets the workers count with the very same bounds (one definition,
+    in wherry/metrics.py, with the counters)."""
+    assert exporter.LATENCY_BUCKETS is home.LATENCY_BUCKETS
+    assert observe.Metrics is home.Metrics
     assert (
         sample(render([Metrics().snapshot(0, 0)]), "wherry_request_duration_seconds_bucket", 'le="10.0"') == 0
     )

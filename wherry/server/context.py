@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any, Final
 from ..asgi.scope import ProxyView, TrustedHosts, http_scope
 from ..contracts import ASGIApp, Receive, Runtime, Scope, Send, TimerHandle, TrackedConnection, Transport
 from ..logs import TRACE, format_client
+from ..metrics import Metrics
 from ..proto.events import Request
 from ..proto.http1 import DefaultHeaders, H1Limits
 from .lifecycle import Addresses, ConnectionInfo, addresses
-from .observe import Metrics, RequestObserver
+from .observe import RequestObserver
 from .tls import tls_extension
 
 if TYPE_CHECKING:

@@ -10,10 +10,8 @@ Rules of this module:
    record of its handshake): the same line, ``--access-log-format`` atoms, JSON fields and
    counters whatever carried the request. The version is the scope's ``http_version`` (what the
    app was told: "2" for a stream of an HTTP/2 connection, an h2c Upgrade's included).
-3. Counting is plain integer arithmetic on preallocated lists (a list indexed by status code, one
-   histogram bucket found by bisection): no locks, no dictionaries, no objects per request. Readers
-   (the metrics exporter, the worker's control channel) take ``snapshot()``; under the GIL a
-   snapshot may be one request behind, never torn within a counter.
+3. The counting itself is ``wherry.metrics.Metrics`` (the one home of the metrics: counters,
+   histogram bounds, snapshots); this module only calls it.
 4. Access lines hold no raw text from the peer: every field that came from it goes through
    ``printable`` (and JSON escapes again).
 """
@@ -24,20 +22,16 @@ import logging
 import os
 import re
 import time
-from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from time import perf_counter
 from typing import Any, Final, Protocol
 
 from ..asgi.http import Scope
 from ..logs import answered_by, format_client, printable
+from ..metrics import Metrics
 from ..proto.events import AppHeaders, Request
 
 access_logger: Final = logging.getLogger("wherry.access")
-
-# Upper bounds (seconds) of the latency histogram's buckets; the last bucket is +Inf. Defined here
-# only: the exporter (wherry/supervisor/exporter.py) labels the counts with these same bounds.
-LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class Answered(Protocol):
@@ -59,37 +53,6 @@ class Answered(Protocol):
 
 
 _ATOM: Final = re.compile(r"%\((\{[^}]*\}[ioe]|[^)]*)\)")
-
-
-class Metrics:
-    """Counters of one server (one worker process)."""
-
-    __slots__ = ("buckets", "duration_sum", "statuses")
-
-    def __init__(self) -> None:
-        self.statuses = [0] * 600  # requests answered, by status code (0 for anything >= 600)
-        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # not cumulative; the renderer adds up
-        self.duration_sum = 0.0
-
-    def observe(self, status: int, seconds: float) -> None:
-        self.statuses[status if status < 600 else 0] += 1
-        self.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self.duration_sum += seconds
-
-    def rejected(self, status: int) -> None:
-        """A request the server answered itself (400, 408, 413, 431...): counted, not timed."""
-        self.statuses[status if status < 600 else 0] += 1
-
-    def snapshot(self, connections: int, in_flight: int) -> dict[str, Any]:
-        """A JSON-ready copy: requests by status, the histogram, open connections, in flight."""
-        statuses = self.statuses
-        return {
-            "requests": {str(code): n for code, n in enumerate(statuses) if n},
-            "buckets": list(self.buckets),
-            "duration_sum": self.duration_sum,
-            "connections": connections,
-            "in_flight": in_flight,
-        }
 
 
 class _Atoms(dict[str, Any]):

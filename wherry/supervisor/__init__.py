@@ -36,8 +36,9 @@ from collections import deque
 from typing import Any
 
 from ..config import OPTIONS, Config
+from ..metrics import add_counters, empty_snapshot
 from ..sockets import take_held_signals
-from .exporter import Exporter, add_counters, empty_snapshot, render
+from .exporter import Exporter, render
 from .ops import check_privileges
 from .process import WORKER_ENV, WorkerProcess
 

@@ -2,10 +2,10 @@
 on ``/healthz`` and readiness on ``/readyz``, served by a thread of its own so that it answers even
 while the workers (or the one server) are busy, and so the supervisor needs no event loop.
 
-Counters come as snapshots (``wherry.server.observe.Metrics.snapshot``): one per worker, as
-reported with its last pong, plus the totals of workers that have exited (so an aggregated counter
-never goes backwards when a worker is replaced). The histogram's bounds are the ones the workers
-count with, ``wherry.server.observe.LATENCY_BUCKETS`` (the bucket counts arrive as plain lists).
+Counters come as snapshots (``wherry.metrics.Metrics.snapshot``): one per worker, as reported with
+its last pong, plus the totals of workers that have exited (so an aggregated counter never goes
+backwards when a worker is replaced). The histogram is labelled with the bounds the workers count
+with, ``wherry.metrics.LATENCY_BUCKETS`` (the bucket counts arrive as plain lists).
 """
 
 from __future__ import annotations
@@ -17,34 +17,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..config import parse_bind
-from ..server.observe import LATENCY_BUCKETS
+from ..metrics import LATENCY_BUCKETS, Snapshot, add_counters, empty_snapshot
 from ..sockets import BindError
 
 logger = logging.getLogger("wherry.error")
-
-Snapshot = dict[str, Any]
-
-
-def empty_snapshot() -> Snapshot:
-    return {
-        "requests": {},
-        "buckets": [0] * (len(LATENCY_BUCKETS) + 1),
-        "duration_sum": 0.0,
-        "connections": 0,
-        "in_flight": 0,
-    }
-
-
-def add_counters(total: Snapshot, part: Snapshot) -> None:
-    """Add ``part``'s counters (not its gauges) into ``total``."""
-    requests = total["requests"]
-    for status, count in part.get("requests", {}).items():
-        requests[status] = requests.get(status, 0) + count
-    buckets = total["buckets"]
-    for index, count in enumerate(part.get("buckets", ())):
-        if index < len(buckets):
-            buckets[index] += count
-    total["duration_sum"] += part.get("duration_sum", 0.0)
 
 
 def _labels(labels: dict[str, str]) -> str:
