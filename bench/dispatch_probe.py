@@ -2,7 +2,7 @@
 dispatch of ``--mount``/``--route``, and the same app reached as ``--fallback`` after a 404.
 
 No sockets and no load generator: requests are fed to the HTTP/1.1 connection driver
-(``H1Server.data_received``) through a transport that only counts bytes, on the running event
+(``H1Driver.data_received``) through a transport that only counts bytes, on the running event
 loop, so the numbers do not move with what else runs on the machine as much as wrk's do. Each
 variant runs ``--rounds`` rounds of ``--requests`` requests, in turns; the best round is reported.
 
@@ -20,8 +20,8 @@ from bench.apps import hello, not_found
 from wherry import Config
 from wherry.backends.asyncio.runtime import AsyncioRuntime
 from wherry.compose import from_config
-from wherry.server.context import ServerContext
-from wherry.server.http1 import H1Server
+from wherry.connection.context import ServerContext
+from wherry.connection.http1 import H1Driver
 
 GET = b"GET /x HTTP/1.1\r\nHost: bench\r\nUser-Agent: probe\r\nAccept: */*\r\n\r\n"
 POST = b"POST /x HTTP/1.1\r\nHost: bench\r\nContent-Length: 4\r\nContent-Type: text/plain\r\n\r\nbody"
@@ -70,7 +70,7 @@ async def measure(request: bytes, count: int, rounds: int) -> dict[str, float]:
     for _ in range(rounds):
         for name, (app, config) in setups.items():
             ctx = ServerContext(config, app, AsyncioRuntime(loop))
-            conn = H1Server(ctx)
+            conn = H1Driver(ctx)
             transport = CountingTransport()
             conn.connection_made(transport)
             for _ in range(200):  # warm

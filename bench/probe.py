@@ -22,8 +22,8 @@ from typing import Any
 
 from bench.apps import hello
 from wherry.config import Config
-from wherry.server.context import ServerContext
-from wherry.server.http1 import H1Server
+from wherry.connection.context import ServerContext
+from wherry.connection.http1 import H1Driver
 
 GET = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
 POST = (
@@ -78,7 +78,7 @@ async def drive(requests: int, connections: int, payload: bytes | list[bytes], p
     ctx = ServerContext(config, hello, _runtime(loop))
     conns = []
     for _ in range(connections):
-        conn = H1Server(ctx)
+        conn = H1Driver(ctx)
         transport = FakeTransport()
         conn.connection_made(transport)
         conns.append((conn, transport))

@@ -38,8 +38,8 @@ from hyperframe.frame import DataFrame, Frame, HeadersFrame, SettingsFrame, Wind
 from bench import probe
 from bench.apps import hello
 from wherry.config import Config
-from wherry.server.context import ServerContext
-from wherry.server.http2 import H2Server
+from wherry.connection.context import ServerContext
+from wherry.connection.http2 import H2Driver
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 REQUEST = [
@@ -118,7 +118,7 @@ async def drive(requests: int, connections: int, streams: int, profile: bool) ->
     batches = [[client.requests(streams) for _ in range(rounds)] for client in clients]
     conns = []
     for client in clients:
-        conn = H2Server(ctx)
+        conn = H2Driver(ctx)
         transport = FakeTransport()
         conn.take_over(transport, client.opening(), None)
         conns.append((conn, transport, client))
@@ -164,8 +164,8 @@ async def drive(requests: int, connections: int, streams: int, profile: bool) ->
 
 def core_only(requests: int, streams: int, profile: bool) -> float:
     """The sans-IO core alone: requests in, HEADERS and DATA out, on one connection."""
+    from wherry.connection.http2 import default_pairs
     from wherry.proto.http2 import H2Connection, H2Limits
-    from wherry.server.http2 import default_pairs
 
     ctx_headers = ServerContext(Config(app="bench.apps:hello", access_log=False), hello, None)  # type: ignore[arg-type]
     default = default_pairs(ctx_headers.default_headers)

@@ -8,7 +8,7 @@ from email.utils import formatdate
 
 import pytest
 
-from wherry.server.context import http_date
+from wherry.connection.context import http_date
 
 
 @pytest.mark.parametrize(

@@ -87,9 +87,9 @@ RULES = [
         why="ASGI semantics are written once for every backend",
     ),
     Rule(
-        "server",
+        "connection",
         allowed=(
-            "wherry.server",
+            "wherry.connection",
             "wherry.asgi",
             "wherry.proto",
             "wherry.contracts",
@@ -114,7 +114,7 @@ RULES = [
             "wherry.backends",
             "wherry.contracts",
             "wherry.loops",
-            "wherry.server",
+            "wherry.connection",
             "wherry.asgi",
             "wherry.proto",
             "wherry.config",
@@ -198,7 +198,7 @@ def test_metrics_is_a_leaf() -> None:
 
 def test_the_import_reader_resolves_relative_imports(tmp_path: Path) -> None:
     """The checker itself: relative imports and TYPE_CHECKING blocks are read correctly."""
-    source = PACKAGE / "server" / "context.py"
+    source = PACKAGE / "connection" / "context.py"
     found = {(i.module, i.typing_only) for i in imports_of(source)}
     assert ("wherry.contracts", False) in found
     assert ("wherry.config", True) in found

@@ -23,12 +23,12 @@ COMPILED_MODULES = (
     "wherry.asgi.scope",
     "wherry.asgi.extensions",
     "wherry.metrics",
-    "wherry.server.context",
-    "wherry.server.lifecycle",
-    "wherry.server.observe",
-    "wherry.server.http1",
-    "wherry.server.http2",
-    "wherry.server.h2websocket",
+    "wherry.connection.context",
+    "wherry.connection.lifecycle",
+    "wherry.connection.observe",
+    "wherry.connection.http1",
+    "wherry.connection.http2",
+    "wherry.connection.h2websocket",
 )
 
 

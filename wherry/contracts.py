@@ -1,7 +1,7 @@
 """Every seam between the layers, written down in one place as ``typing.Protocol`` classes.
 
 Wherry is a sans-IO protocol core (``wherry.proto``), the ASGI rules (``wherry.asgi``), one
-connection driver per protocol (``wherry.server``) and a backend per event loop
+connection driver per protocol (``wherry.connection``) and a backend per event loop
 (``wherry.backends``). They meet at these contracts; nothing else crosses a layer.
 
 Rules of this module:
@@ -13,7 +13,7 @@ Rules of this module:
 3. The contracts of the ASGI side stay beside the cycles that use them (``HTTPStream`` in
    ``wherry/asgi/http.py``, ``WebSocketStream`` in ``wherry/asgi/websocket.py``): each names its
    cycle class in its method signatures. So does the one seam inside the driver layer: the
-   ``Carrier`` of a WebSocket (``wherry/server/websocket.py``).
+   ``Carrier`` of a WebSocket (``wherry/connection/websocket.py``).
 """
 
 from __future__ import annotations

@@ -375,7 +375,7 @@ def _load_server_modules(config: Config) -> None:
         # What a server otherwise imports when first needed (an HTTP/2 connection, a WebSocket,
         # a WSGI app, the metrics endpoint) is imported now, while the installation is readable.
         from .asgi import wsgi  # noqa: F401
-        from .server import h2websocket, http2, websocket  # noqa: F401
+        from .connection import h2websocket, http2, websocket  # noqa: F401
 
         if config.metrics_bind:
             import http.server  # noqa: F401

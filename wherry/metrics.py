@@ -5,7 +5,7 @@ its pongs, and to the ``--metrics-bind`` endpoint, which renders them as Prometh
 
 Rules of this module:
 
-1. It imports nothing from Wherry: the server's observer (``wherry/server/observe.py``, which
+1. It imports nothing from Wherry: the server's observer (``wherry/connection/observe.py``, which
    counts) and the supervisor (which adds workers' snapshots up and renders them) both build on it.
 2. Counting is plain integer arithmetic on preallocated lists (a list indexed by status code, one
    histogram bucket found by bisection): no locks, no dictionaries, no objects per request. Readers

@@ -11,7 +11,7 @@ payload of 12 (12.1-12.5) and each offer of 13 (13.1-13.7) as 8 KiB messages in 
 fragments, with two fuzzing clients at once against one server, so the compression cases run
 while the suite's own timed cases wait (5.19-5.20 and 6.4.x spend about 8 s in sleeps): one test
 of about 10 s instead of three of about 45 s together. The drivers above the transport are the
-same code on every loop (``wherry/server/websocket.py`` and the sans-IO session), run whole on
+same code on every loop (``wherry/connection/websocket.py`` and the sans-IO session), run whole on
 asyncio and uvloop; what trio adds is its transport, which every group crosses.
 ``WHERRY_AUTOBAHN_FULL=1`` runs trio on everything.
 """

@@ -550,7 +550,7 @@ def test_closing_in_stages_is_bounded(serve: Serve, monkeypatch: pytest.MonkeyPa
     """After an error answer the server half-closes and drops what still arrives (RFC 9112 §9.6),
     but only for LINGER seconds: a client that never closes is cut then, and nothing it sent in the
     meantime reaches the app."""
-    monkeypatch.setattr("wherry.server.lifecycle.LINGER", 0.3)
+    monkeypatch.setattr("wherry.connection.lifecycle.LINGER", 0.3)
     app = Recorder()
     server = serve(app, lifespan="off")
     with server.connect() as sock:

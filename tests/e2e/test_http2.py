@@ -43,7 +43,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 
 
 @dataclass
-class H2Server:
+class H2Driver:
     server: RunningServer
     tls: bool
     certs: Certs
@@ -61,18 +61,18 @@ class H2Server:
         return b"https" if self.tls else b"http"
 
 
-H2Start = Callable[..., H2Server]
+H2Start = Callable[..., H2Driver]
 
 
 @pytest.fixture(params=["tls", "h2c"])
 def h2serve(request: pytest.FixtureRequest, serve: Serve, certs: Certs) -> H2Start:
     tls = request.param == "tls"
 
-    def start(app: Any, **options: Any) -> H2Server:
+    def start(app: Any, **options: Any) -> H2Driver:
         if tls:
             options.setdefault("ssl_certfile", str(certs.server_file))
         options.setdefault("lifespan", "off")
-        return H2Server(serve(app, **options), tls, certs)
+        return H2Driver(serve(app, **options), tls, certs)
 
     return start
 

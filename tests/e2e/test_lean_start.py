@@ -14,9 +14,9 @@ from tests.procs import free_port
 
 LAZY = [
     "wherry.proto.http2",
-    "wherry.server.http2",
+    "wherry.connection.http2",
     "wherry.proto.websocket",
-    "wherry.server.websocket",
+    "wherry.connection.websocket",
     "wherry.asgi.wsgi",
     "hpack",
     "websockets",

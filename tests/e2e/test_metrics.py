@@ -20,9 +20,9 @@ from tests.conftest import read_response
 from tests.procs import ROOT, Wherry, free_port, wait_until
 from wherry import metrics as home
 from wherry.config import Config
+from wherry.connection import observe
+from wherry.connection.context import ServerContext
 from wherry.metrics import Metrics
-from wherry.server import observe
-from wherry.server.context import ServerContext
 from wherry.supervisor import exporter
 from wherry.supervisor.exporter import render
 

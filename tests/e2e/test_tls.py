@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import RunningServer, read_response, recv_all, run_server
 from tests.h2util import Certs, make_certs
+from wherry.asgi.tls_extension import rfc4514_name
 from wherry.config import Config, ConfigError
 from wherry.proto.http1 import H2_REFUSAL
-from wherry.server.tls import rfc4514_name
 from wherry.tls import create_tls_context
 
 Serve = Callable[..., RunningServer]

@@ -23,9 +23,9 @@ from wherry.asgi.http import ASGIApp, Scope
 from wherry.backends.asyncio.runtime import AsyncioRuntime
 from wherry.backends.timers import Timer, TimerHeap
 from wherry.config import Config
+from wherry.connection.context import ServerContext
+from wherry.connection.http1 import H1Driver
 from wherry.contracts import Transport
-from wherry.server.context import ServerContext
-from wherry.server.http1 import H1Server
 
 OnDone = Callable[[BaseException | None], None]
 
@@ -44,7 +44,7 @@ class _IdleSelector(selectors.DefaultSelector):
 
 
 class ManualRuntime:
-    """The Runtime contract (``wherry.server.context.Runtime``) over a clock moved by hand."""
+    """The Runtime contract (``wherry.connection.context.Runtime``) over a clock moved by hand."""
 
     def __init__(self, start: float = 1000.0) -> None:
         selector = _IdleSelector()
@@ -323,7 +323,7 @@ def connect(ctx: ServerContext, **extra: Any) -> MemoryTransport:
     then ``connection_made`` from a loop callback."""
     runtime = ctx.runtime
     assert isinstance(runtime, ManualRuntime)
-    driver = H1Server(ctx)
+    driver = H1Driver(ctx)
     transport = MemoryTransport(runtime, driver, **extra)
     runtime.call(lambda: driver.connection_made(transport))
     return transport

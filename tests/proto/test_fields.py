@@ -9,6 +9,7 @@ import h2.connection
 import h2.events
 import pytest
 
+from wherry.connection.extensions import encode_trailers
 from wherry.proto.events import LocalProtocolError, Request
 from wherry.proto.fields import (
     check_field,
@@ -21,7 +22,6 @@ from wherry.proto.fields import (
 from wherry.proto.http1 import DefaultHeaders, H1Connection, H1Limits
 from wherry.proto.http2 import H2Connection, H2Limits
 from wherry.proto.websocket import accept_fields, h1_accept
-from wherry.server.extensions import encode_trailers
 
 TCHAR = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 CONTROL = bytes([*range(0x00, 0x09), *range(0x0A, 0x20), 0x7F])  # every CTL but HTAB

@@ -34,9 +34,9 @@ from typing import Any, Protocol
 from ..asgi.http import ASGIApp, FutureLike
 from ..asgi.lifespan import Lifespan, LifespanFailure
 from ..config import Config
+from ..connection.context import ServerContext
 from ..contracts import Runtime, TimerHandle
 from ..loops import foreign_loop
-from ..server.context import ServerContext
 from ..sockets import take_held_signals
 from ..tls import create_tls_context
 

@@ -9,10 +9,10 @@ import socket
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ...server.context import ServerContext
-from ...server.dispatch import TLSConnection
-from ...server.http1 import H1Server
-from ...server.proxy_protocol import ProxyProtocolStage
+from ...connection.alpn import ALPNSwitch
+from ...connection.context import ServerContext
+from ...connection.http1 import H1Driver
+from ...connection.proxy_protocol import ProxyProtocolStage
 from ...sockets import HANDLED_SIGNALS
 from ..serving import (
     ACCEPT_BURST,
@@ -52,16 +52,16 @@ class AsyncioServer(ServerBase):
     async def _listen(self, ctx: ServerContext, sockets: list[socket.socket]) -> None:
         loop = asyncio.get_running_loop()
 
-        def factory() -> H1Server:
-            return H1Server(ctx)
+        def factory() -> H1Driver:
+            return H1Driver(ctx)
 
         if self.config.proxy_protocol:
 
             def factory() -> ProxyProtocolStage:  # type: ignore[misc]
                 return ProxyProtocolStage(ctx)
 
-        def tls_factory() -> TLSConnection:
-            return TLSConnection(ctx)
+        def tls_factory() -> ALPNSwitch:
+            return ALPNSwitch(ctx)
 
         tls = ctx.tls
         for sock in sockets:

@@ -12,8 +12,8 @@ Rules of this module:
    shutdown and close.
 3. A connection's handler wraps its socket in a ``trio.SocketStream`` (and a ``trio.SSLStream``,
    handshake bounded by ``--ssl-handshake-timeout``), then runs a ``TrioTransport`` with the
-   driver: ``H1Server`` (``ProxyProtocolStage`` with ``--proxy-protocol``), or over TLS the
-   protocol ALPN chose (``TLSConnection`` of ``wherry.server.dispatch``, as on asyncio).
+   driver: ``H1Driver`` (``ProxyProtocolStage`` with ``--proxy-protocol``), or over TLS the
+   protocol ALPN chose (``ALPNSwitch`` of ``wherry.connection.alpn``, as on asyncio).
 4. Each handler runs in a cancel scope: cancelling it (the end of the graceful shutdown) cancels
    the application calls of that connection.
 """
@@ -28,10 +28,10 @@ from typing import Any
 
 import trio
 
-from ...server.context import ServerContext
-from ...server.dispatch import TLSConnection
-from ...server.http1 import H1Server
-from ...server.proxy_protocol import ProxyProtocolStage
+from ...connection.alpn import ALPNSwitch
+from ...connection.context import ServerContext
+from ...connection.http1 import H1Driver
+from ...connection.proxy_protocol import ProxyProtocolStage
 from ...sockets import HANDLED_SIGNALS
 from ..serving import (
     ACCEPT_BURST,
@@ -155,7 +155,7 @@ class TrioServer(ServerBase):
         stream = trio.SocketStream(tsock)
         tls = ctx.tls
         if tls is None:
-            protocol: Any = ProxyProtocolStage(ctx) if self.config.proxy_protocol else H1Server(ctx)
+            protocol: Any = ProxyProtocolStage(ctx) if self.config.proxy_protocol else H1Driver(ctx)
             await TrioTransport(stream, tsock, conn, runtime).run(protocol)
             return
         secure = trio.SSLStream(stream, tls.context, server_side=True)
@@ -169,7 +169,7 @@ class TrioServer(ServerBase):
         if not shaken:
             tsock.close()
             return
-        await TrioTransport(secure, tsock, conn, runtime, tls.context).run(TLSConnection(ctx))
+        await TrioTransport(secure, tsock, conn, runtime, tls.context).run(ALPNSwitch(ctx))
 
     def _cancel_apps(self) -> None:
         for handler in list(self._handlers):

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 
 from ..contracts import Transport
 from .context import ServerContext
-from .http1 import H1Server
+from .http1 import H1Driver
 
 if TYPE_CHECKING:
-    from .http2 import H2Server
+    from .http2 import H2Driver
 
 
-class TLSConnection:
+class ALPNSwitch:
     """What asyncio attaches to a TLS connection. Its ``connection_made`` runs after the
     handshake, when ALPN is known: it installs the driver for the chosen protocol and steps
     aside, so no call goes through it afterwards."""
@@ -27,13 +27,13 @@ class TLSConnection:
     def connection_made(self, transport: Transport) -> None:
         ssl_object = transport.get_extra_info("ssl_object")
         chosen = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
-        driver: H1Server | H2Server
+        driver: H1Driver | H2Driver
         if chosen == "h2" and self.ctx.config.http2:
-            from .http2 import H2Server  # (imported by the first HTTP/2 connection)
+            from .http2 import H2Driver  # (imported by the first HTTP/2 connection)
 
-            driver = H2Server(self.ctx)
+            driver = H2Driver(self.ctx)
         else:
-            driver = H1Server(self.ctx)
+            driver = H1Driver(self.ctx)
         transport.set_protocol(driver)
         driver.connection_made(transport)
 

@@ -16,7 +16,7 @@ Rules of this module:
    receive (the response is complete) is read and dropped.
 4. A rejected request is answered with its status and ``connection: close`` once the responses owed
    before it are written; nothing after it is parsed.
-5. Closing while the peer may still be sending is done in stages (``server/lifecycle.py`` rule 4),
+5. Closing while the peer may still be sending is done in stages (``connection/lifecycle.py`` rule 4),
    so that a reset does not destroy the last response before the client has read it.
 """
 
@@ -47,12 +47,12 @@ from .extensions import CHUNK, accepts_trailers, encode_trailers
 from .lifecycle import Addresses, ConnectionInfo, DeadlineTimer, WriteGate, buffered, half_close, linger
 
 if TYPE_CHECKING:
-    from .http2 import H2Server
+    from .http2 import H2Driver
 
 logger: Final = logging.getLogger("wherry.error")
 
 
-class H1Server:
+class H1Driver:
     """One HTTP/1.1 connection on the server side."""
 
     __slots__ = (
@@ -329,7 +329,7 @@ class H1Server:
         self._timer.follow(self.core.deadline)
 
     def _to_websocket(self) -> None:
-        """Give the transport to the WebSocket driver (server/websocket.py)."""
+        """Give the transport to the WebSocket driver (connection/websocket.py)."""
         request = self._upgrade
         assert request is not None
         self._upgrade = None
@@ -340,7 +340,7 @@ class H1Server:
         take_over(self.ctx, self.transport, self.core, request, self.info, self._read_paused)
 
     def _log_access(self, cycle: HTTPCycle) -> None:
-        self.ctx.observer.request_done(cycle)  # access line and metrics (wherry/server/observe.py)
+        self.ctx.observer.request_done(cycle)  # access line and metrics (wherry/connection/observe.py)
 
     def _log_rejected(self, status: int, response: bytes) -> None:
         """The access line of a request the server answered itself: its line is unknown, so "-"."""
@@ -510,12 +510,12 @@ class H1Server:
         request.keep_alive = True
         self._hand_over().take_over_upgrade(self.transport, self.info, request, settings[0], size, rest)
 
-    def _hand_over(self) -> H2Server:
+    def _hand_over(self) -> H2Driver:
         self._end()  # this driver is done; callbacks now go to the HTTP/2 driver
         self.ctx.connections.discard(self)
-        from .http2 import H2Server  # (imported by the first HTTP/2 connection)
+        from .http2 import H2Driver  # (imported by the first HTTP/2 connection)
 
-        successor = H2Server(self.ctx)
+        successor = H2Driver(self.ctx)
         self.transport.set_protocol(successor)
         if self._read_paused:
             self._read_paused = False

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from ..asgi.scope import ProxyView, TrustedHosts, http_scope
+from ..asgi.tls_extension import tls_extension
 from ..contracts import ASGIApp, Receive, Runtime, Scope, Send, TimerHandle, TrackedConnection, Transport
 from ..logs import TRACE, format_client
 from ..metrics import Metrics
@@ -16,7 +17,6 @@ from ..proto.events import Request
 from ..proto.http1 import DefaultHeaders, H1Limits
 from .lifecycle import Addresses, ConnectionInfo, addresses
 from .observe import RequestObserver
-from .tls import tls_extension
 
 if TYPE_CHECKING:
     from ..config import Config

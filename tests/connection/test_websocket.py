@@ -15,8 +15,8 @@ from wsproto.events import (
     TextMessage,
 )
 
+from tests.connection.clients import Gate, Receive, Send, WSClient
 from tests.helpers.memory import ManualRuntime, connect, server_context
-from tests.server.clients import Gate, Receive, Send, WSClient
 
 
 def echo_app(seen: list[dict[str, Any]]) -> Any:

@@ -9,9 +9,9 @@ import h2.errors
 import h2.events
 import h2.settings
 
+from tests.connection.clients import Gate, H2Client, Receive, Responses, Send, read_body, respond
 from tests.helpers.memory import ManualRuntime, connect, server_context
-from tests.server.clients import Gate, H2Client, Receive, Responses, Send, read_body, respond
-from wherry.server.lifecycle import LINGER
+from wherry.connection.lifecycle import LINGER
 
 
 async def echo(scope: dict[str, Any], receive: Receive, send: Send) -> None:

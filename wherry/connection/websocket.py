@@ -1,10 +1,10 @@
 """Drives one WebSocket: the sans-IO session below, the ASGI cycle above, and beside them a carrier:
 the connection an HTTP/1.1 Upgrade handed over (``H1Carrier``, here), or an HTTP/2 extended CONNECT
-stream (``H2WebSocket`` in ``server/h2websocket.py``).
+stream (``H2Carrier`` in ``connection/h2websocket.py``).
 
 Rules of this module:
 
-1. ``WebSocketServer`` knows no HTTP version. A carrier brings it bytes with a transport's
+1. ``WebSocketDriver`` knows no HTTP version. A carrier brings it bytes with a transport's
    callbacks (``data_received``, ``eof_received``, ``connection_lost``, ``pause_writing``,
    ``resume_writing``) and takes its bytes with a transport's methods (``write``,
    ``pause_reading``, ``resume_reading``, ``close``, ``abort``); the HTTP answers of the handshake
@@ -65,8 +65,8 @@ CLOSE_TIMEOUT = 10.0  # the wait for the peer's Close when --ws-ping-timeout is 
 
 
 class Carrier(Protocol):
-    """What carries one WebSocket for ``WebSocketServer``: an HTTP/1.1 connection after its
-    Upgrade (``H1Carrier``) or an HTTP/2 extended CONNECT stream (``H2WebSocket``)."""
+    """What carries one WebSocket for ``WebSocketDriver``: an HTTP/1.1 connection after its
+    Upgrade (``H1Carrier``) or an HTTP/2 extended CONNECT stream (``H2Carrier``)."""
 
     info: ConnectionInfo  # the connection's (scheme http or https: the scope says ws or wss)
 
@@ -106,7 +106,7 @@ class Carrier(Protocol):
         for a while (``LINGER``) so the peer reads it; False: the carrier has ended."""
 
     def app_finished(self) -> None:
-        """The app's call ended (after ``WebSocketServer.start`` called it)."""
+        """The app's call ended (after ``WebSocketDriver.start`` called it)."""
 
 
 def take_over(
@@ -116,10 +116,10 @@ def take_over(
     request: Request,
     info: ConnectionInfo,
     read_paused: bool,
-) -> WebSocketServer:
+) -> WebSocketDriver:
     """Hand ``transport`` (whose HTTP/1.1 driver parsed the upgrade ``request``) to a new driver."""
     carrier = H1Carrier(ctx, transport, core, info)
-    driver = WebSocketServer(ctx, carrier, request)
+    driver = WebSocketDriver(ctx, carrier, request)
     driver.registered = True
     transport.set_protocol(driver)
     ctx.connections.add(driver)
@@ -212,7 +212,7 @@ class H1Carrier:
         pass  # the connection is the WebSocket's alone: its end is the transport's
 
 
-class WebSocketServer:
+class WebSocketDriver:
     """One WebSocket on the server side, whatever carries it."""
 
     __slots__ = (

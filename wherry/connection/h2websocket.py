@@ -1,13 +1,13 @@
 """WebSocket over HTTP/2 (RFC 8441): one extended CONNECT stream carries one WebSocket, driven by the
-same ``WebSocketServer`` (server/websocket.py) and ``WebSocketCycle`` (asgi/websocket.py) as an
+same ``WebSocketDriver`` (connection/websocket.py) and ``WebSocketCycle`` (asgi/websocket.py) as an
 HTTP/1.1 Upgrade.
 
 Rules of this module:
 
-1. ``open_tunnel`` is the only entry: ``H2Server`` calls it for a request with ``:protocol`` (the
+1. ``open_tunnel`` is the only entry: ``H2Driver`` calls it for a request with ``:protocol`` (the
    core lets one through only when it advertised SETTINGS_ENABLE_CONNECT_PROTOCOL, that is unless
-   ``--ws none``). ``websocket`` gets an ``H2WebSocket``; any other protocol a 501.
-2. ``H2WebSocket`` is the WebSocket driver's carrier, and towards the driver it plays a transport:
+   ``--ws none``). ``websocket`` gets an ``H2Carrier``; any other protocol a 501.
+2. ``H2Carrier`` is the WebSocket driver's carrier, and towards the driver it plays a transport:
    ``write`` sends DATA as far as the windows allow (the rest waits with the stream and the
    driver's ``send()`` waits for it: ``pause_writing`` / ``resume_writing``); ``pause_reading``
    holds the DATA that arrives without crediting it, so the client's window closes (this is how
@@ -17,7 +17,7 @@ Rules of this module:
 3. The handshake's HTTP answers are this stream's response: 200 with the negotiated fields on
    accept (RFC 8441 §5: not 101), and a refusal (400, 426, 503), a 403 or the app's denial
    response, each ending the stream. WebSocket frames go only after the 200.
-4. The stream leaves the connection (``H2Server.stream_closed``) once the app has returned and the
+4. The stream leaves the connection (``H2Driver.stream_closed``) once the app has returned and the
    stream is over for the driver (ended by the server, reset, or lost), with nothing left waiting
    for a window, and the client has ended its side too. A client that does not end its side
    within ``LINGER`` after the server's END_STREAM gets RST_STREAM NO_ERROR (RFC 9113 §8.1).
@@ -35,19 +35,19 @@ from ..proto.http2 import CANCEL, REFUSED_STREAM
 from ..proto.websocket import accept_fields, h2_check, refusal
 from .http2 import H2Stream, default_pairs
 from .lifecycle import linger
-from .websocket import WebSocketServer
+from .websocket import WebSocketDriver
 
 if TYPE_CHECKING:
-    from .http2 import H2Server
+    from .http2 import H2Driver
 
 
-def open_tunnel(conn: H2Server, request: Request) -> None:
+def open_tunnel(conn: H2Driver, request: Request) -> None:
     """Serve the extended CONNECT ``request`` (its stream just opened)."""
     ctx = conn.ctx
     sid = request.stream_id
     core = conn.core
     if len(conn.streams) >= ctx.h2_limits.max_concurrent_streams:
-        core.reset(sid, REFUSED_STREAM)  # as for a request stream (H2Server._start_stream)
+        core.reset(sid, REFUSED_STREAM)  # as for a request stream (H2Driver._start_stream)
         return
     if (request.upgrade or b"").lower() != b"websocket":
         _, fields, body = refusal(501, "no such :protocol here")
@@ -57,8 +57,8 @@ def open_tunnel(conn: H2Server, request: Request) -> None:
         core.stream_done(sid, now)
         return
     core.open_tunnel(sid)
-    stream = H2WebSocket(conn, request)
-    driver = stream.driver = WebSocketServer(ctx, stream, request)
+    stream = H2Carrier(conn, request)
+    driver = stream.driver = WebSocketDriver(ctx, stream, request)
     conn.streams[sid] = stream
     if stream.write_paused:
         driver.pause_writing()
@@ -67,8 +67,8 @@ def open_tunnel(conn: H2Server, request: Request) -> None:
         stream.app_running = False  # refused before the app: the refusal ended the stream
 
 
-class H2WebSocket(H2Stream):
-    """One RFC 8441 stream: the carrier of a ``WebSocketServer``."""
+class H2Carrier(H2Stream):
+    """One RFC 8441 stream: the carrier of a ``WebSocketDriver``."""
 
     __slots__ = (
         "_answered",
@@ -88,9 +88,9 @@ class H2WebSocket(H2Stream):
         "request",
     )
 
-    driver: WebSocketServer  # set by open_tunnel
+    driver: WebSocketDriver  # set by open_tunnel
 
-    def __init__(self, conn: H2Server, request: Request) -> None:
+    def __init__(self, conn: H2Driver, request: Request) -> None:
         super().__init__(conn, request.stream_id)
         self.request = request
         self.info = conn.info

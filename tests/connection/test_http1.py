@@ -7,9 +7,9 @@ from typing import Any
 
 import h11
 
+from tests.connection.clients import Gate, H1Client, Receive, Send, parse_responses, read_body, respond
 from tests.helpers.memory import ManualRuntime, connect, server_context
-from tests.server.clients import Gate, H1Client, Receive, Send, parse_responses, read_body, respond
-from wherry.server.lifecycle import LINGER
+from wherry.connection.lifecycle import LINGER
 
 
 async def echo(scope: dict[str, Any], receive: Receive, send: Send) -> None:

@@ -24,14 +24,14 @@ import logging
 from ..contracts import TimerHandle, Transport
 from ..proto.proxy_protocol import ProxyHeaderParser, ProxyProtocolError
 from .context import ServerContext
-from .http1 import H1Server
+from .http1 import H1Driver
 from .lifecycle import Addresses, address_pair
 
 logger = logging.getLogger("wherry.error")
 
 
 class ProxyProtocolStage:
-    """The protocol a listener runs with ``--proxy-protocol``; becomes an ``H1Server`` (rule 3)."""
+    """The protocol a listener runs with ``--proxy-protocol``; becomes an ``H1Driver`` (rule 3)."""
 
     __slots__ = ("_closed", "_parser", "_peer", "_timer", "ctx", "transport")
 
@@ -83,7 +83,7 @@ class ProxyProtocolStage:
         self._hand_over(named, self._parser.rest)
 
     def _hand_over(self, named: Addresses | None, rest: bytes) -> None:
-        driver = H1Server(self.ctx, named)
+        driver = H1Driver(self.ctx, named)
         transport = self.transport
         transport.set_protocol(driver)
         driver.connection_made(transport)

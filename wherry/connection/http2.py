@@ -3,8 +3,8 @@
 Rules of this module:
 
 1. A connection reaches this driver three ways: ALPN ``h2`` over TLS (``connection_made``), the
-   client preface on a plain connection (``H1Server`` hands the transport over with the bytes it
-   read), and h2c Upgrade (``H1Server`` hands over the upgraded request, which becomes stream 1).
+   client preface on a plain connection (``H1Driver`` hands the transport over with the bytes it
+   read), and h2c Upgrade (``H1Driver`` hands over the upgraded request, which becomes stream 1).
 2. Each stream is an ``HTTPCycle`` of ``wherry.asgi.http`` with an ``H2Stream`` as its
    ``HTTPStream``: the ASGI rules are the same objects as on HTTP/1.1. Streams run concurrently;
    the core bounds how many.
@@ -17,11 +17,11 @@ Rules of this module:
 4. Deadlines come from the core (header blocks, body gaps, zero-window stalls, idle) and the h2c
    Upgrade body's gap, followed by the connection's ``DeadlineTimer``; a transport that stays
    paused (the client stopped reading) for ``timeout_send`` ends the connection (``WriteGate``).
-   Both are ``server/lifecycle.py``'s, as on HTTP/1.1.
+   Both are ``connection/lifecycle.py``'s, as on HTTP/1.1.
 5. App errors reset their stream (RST_STREAM INTERNAL_ERROR), never the connection. Graceful
    shutdown sends GOAWAY naming the last stream served and closes once the open ones finish.
 6. An extended CONNECT stream (RFC 8441, ``Request.upgrade`` holds ``:protocol``) is handed to
-   ``server/h2websocket.py`` in ``_start_stream``: its ``H2WebSocket`` (an ``H2Stream``) takes the
+   ``connection/h2websocket.py`` in ``_start_stream``: its ``H2Carrier`` (an ``H2Stream``) takes the
    stream's events through ``on_data``/``on_end``/``on_gone`` and sends through the same
    flow-controlled ``_send`` as a response body, for the WebSocket driver every HTTP/1.1 Upgrade
    uses. The core advertises SETTINGS_ENABLE_CONNECT_PROTOCOL unless ``--ws none``.
@@ -98,7 +98,7 @@ class H2Stream:
         "write_paused",
     )
 
-    def __init__(self, conn: H2Server, sid: int) -> None:
+    def __init__(self, conn: H2Driver, sid: int) -> None:
         self.conn = conn
         self.sid = sid
         self.cycle: HTTPCycle | None = None  # an HTTP request's; dropped once it is done
@@ -299,7 +299,7 @@ class H2Stream:
             self.cycle = None
 
 
-class H2Server:
+class H2Driver:
     """One HTTP/2 connection on the server side."""
 
     # From connection_made (or the hand-over from HTTP/1.1) on:
@@ -636,7 +636,7 @@ class H2Server:
         ctx = self.ctx
         ctx.tasks -= 1
         if ctx.access_log:
-            ctx.observer.request_done(stream.http_cycle())  # access line and metrics (server/observe.py)
+            ctx.observer.request_done(stream.http_cycle())  # access line and metrics (connection/observe.py)
         if stream is self._upgrade_body and self._upgrade_paused and not self.closed:
             # Its app is done without reading the whole upgrade body: the rest is read (and
             # dropped), or the 101 and the answer would never go.
