@@ -238,3 +238,33 @@ def test_every_protocol_is_counted(servers: list[Wherry], tmp_path: Path) -> Non
         wait_until(lambda: counts() == expected, 5, "every request in the metrics")
     assert counts() == expected
     assert server.stop() == 0
+
+
+def test_a_probe_that_hangs_up_is_not_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """A client that resets the connection before its answer is written (HAProxy's health checks
+    do) leaves no traceback, and the endpoint goes on answering."""
+    import struct
+    import threading
+
+    asked = threading.Event()
+    gone = threading.Event()
+
+    def metrics() -> str:
+        asked.set()
+        gone.wait(10)  # the answer is written only once the client has reset the connection
+        return "x" * 65536
+
+    server = exporter.Exporter(f"127.0.0.1:{free_port()}", metrics, lambda: True)
+    server.start()
+    try:
+        host, port = server.address[0], server.address[1]
+        client = socket.create_connection((host, port))
+        client.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert asked.wait(10)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()  # a reset
+        gone.set()
+        assert scrape(port, "/healthz").text == "ok\n"  # answered after the failed write
+    finally:
+        server.stop()
+    assert "Traceback" not in capsys.readouterr().err

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -123,6 +124,13 @@ class Exporter:
         class Server(ThreadingHTTPServer):
             address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
             daemon_threads = True
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                # A probe that hangs up before its answer is written (HAProxy's health checks
+                # reset the connection once they have the status) is not an error of the server.
+                if isinstance(sys.exc_info()[1], ConnectionError):
+                    return
+                super().handle_error(request, client_address)
 
         try:
             self.httpd = Server((host, port), Handler)
