@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -151,25 +152,20 @@ class TrioServer(ServerBase):
             handler.finish()
 
     async def _connection(self, ctx: ServerContext, runtime: TrioRuntime, conn: socket.socket) -> None:
-        tsock = trio.socket.from_stdlib_socket(conn)
-        stream = trio.SocketStream(tsock)
         tls = ctx.tls
-        if tls is None:
-            protocol: Any = ProxyProtocolStage(ctx) if self.config.proxy_protocol else H1Driver(ctx)
-            await TrioTransport(stream, tsock, conn, runtime).run(protocol)
+        transport = await open_transport(
+            conn, runtime, None if tls is None else tls.context, self.config.ssl_handshake_timeout
+        )
+        if transport is None:
             return
-        secure = trio.SSLStream(stream, tls.context, server_side=True)
-        shaken = False
-        with trio.move_on_after(self.config.ssl_handshake_timeout):
-            try:
-                await secure.do_handshake()
-                shaken = True
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                logger.debug("TLS handshake failed: %r", exc)
-        if not shaken:
-            tsock.close()
-            return
-        await TrioTransport(secure, tsock, conn, runtime, tls.context).run(ALPNSwitch(ctx))
+        protocol: Any
+        if tls is not None:
+            protocol = ALPNSwitch(ctx)
+        elif self.config.proxy_protocol:
+            protocol = ProxyProtocolStage(ctx)
+        else:
+            protocol = H1Driver(ctx)
+        await transport.run(protocol)
 
     def _cancel_apps(self) -> None:
         for handler in list(self._handlers):
@@ -212,3 +208,25 @@ class TrioServer(ServerBase):
 
         self._nursery.start_soon(watch)
         return scope.cancel
+
+
+async def open_transport(
+    conn: socket.socket, runtime: TrioRuntime, tls: ssl.SSLContext | None, handshake_timeout: float
+) -> TrioTransport | None:
+    """The transport of an accepted connection (rule 3): a ``trio.SocketStream``, inside a
+    ``trio.SSLStream`` once its handshake is done when ``tls`` is given. None, with the socket
+    closed, when the handshake failed or took longer than ``handshake_timeout``."""
+    tsock = trio.socket.from_stdlib_socket(conn)
+    stream = trio.SocketStream(tsock)
+    if tls is None:
+        return TrioTransport(stream, tsock, conn, runtime)
+    secure = trio.SSLStream(stream, tls, server_side=True)
+    with trio.move_on_after(handshake_timeout):
+        try:
+            await secure.do_handshake()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            logger.debug("TLS handshake failed: %r", exc)
+        else:
+            return TrioTransport(secure, tsock, conn, runtime, tls)
+    tsock.close()
+    return None

@@ -54,6 +54,7 @@ class TrioTransport:
         "_buffer",
         "_closed",
         "_closing",
+        "_eof_held",
         "_eof_sent",
         "_eof_wanted",
         "_exc",
@@ -101,6 +102,7 @@ class TrioTransport:
         self._read_paused = False
         self._write_paused = False
         self._stash = b""  # read while pausing: delivered on resume_reading
+        self._eof_held = False  # the peer's EOF, read while pausing: delivered on resume_reading
         self._closing = False
         self._closed = TrioFuture()
         self._eof_wanted = False
@@ -156,6 +158,8 @@ class TrioTransport:
             data: bytes
             if self._stash:
                 data, self._stash = self._stash, b""
+            elif self._eof_held:
+                data = b""
             else:
                 try:
                     data = bytes(await receive(MAX_READ))
@@ -166,13 +170,14 @@ class TrioTransport:
                     return
                 if self._closing:
                     return
-                if not data:
-                    if not self._call(self._protocol.eof_received):
-                        self.close()
-                    return
                 if self._read_paused:  # paused by another task while this one was receiving
                     self._stash = data
+                    self._eof_held = not data
                     continue
+            if not data:
+                if not self._call(self._protocol.eof_received):
+                    self.close()
+                return
             self._call(self._protocol.data_received, data)
             if self._unstarted:
                 # The apps those bytes started run up to their first wait before more is read.
