@@ -9,7 +9,7 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import h2.config
 import h2.connection
@@ -112,7 +112,7 @@ class H2Client:
     def close(self) -> None:
         self.sock.close()
 
-    def __enter__(self) -> H2Client:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -205,6 +205,7 @@ class H2Client:
             response.body += event.data
             response.data_frames += 1
             if self.auto_ack and event.flow_controlled_length:
+                assert sid is not None  # the response was found by it
                 self.conn.acknowledge_received_data(event.flow_controlled_length, sid)
         elif isinstance(event, h2.events.TrailersReceived) and response is not None:
             response.trailers = list(event.headers)
@@ -213,6 +214,8 @@ class H2Client:
         elif isinstance(event, h2.events.StreamReset) and response is not None:
             response.reset = int(event.error_code)
         elif isinstance(event, h2.events.PushedStreamReceived):
+            assert event.pushed_stream_id is not None and event.parent_stream_id is not None
+            assert event.headers is not None
             self.pushed[event.pushed_stream_id] = (event.parent_stream_id, list(event.headers))
             self.responses[event.pushed_stream_id] = Response()
         elif isinstance(event, h2.events.ConnectionTerminated):
@@ -251,6 +254,7 @@ def h2c_upgrade(sock: socket.socket, path: str, body: bytes) -> tuple[bytes, dic
     body of the answer on stream 1 over HTTP/2."""
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
     offer = conn.initiate_upgrade_connection()
+    assert offer is not None  # a client's upgrade has its HTTP2-Settings
     sock.sendall(
         b"POST %b HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
         b"HTTP2-Settings: %b\r\nContent-Length: %d\r\n\r\n%b" % (path.encode(), offer, len(body), body)

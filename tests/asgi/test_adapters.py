@@ -10,6 +10,7 @@ import pytest
 
 from wherry.asgi.adapters import ASGI2Adapter, adapt, detect_interface
 from wherry.asgi.wsgi import WSGIAdapter
+from wherry.contracts import Message
 
 
 async def asgi3_function(scope: Any, receive: Any, send: Any) -> None: ...
@@ -95,13 +96,13 @@ def test_wsgi_adapter_speaks_lifespan_and_refuses_websockets() -> None:
     a WebSocket is refused with websocket.close before accept (www spec: a 403)."""
     adapter = WSGIAdapter(wsgi_function, asyncio.get_running_loop)
 
-    async def drive(scope: dict[str, Any], incoming: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        sent: list[dict[str, Any]] = []
+    async def drive(scope: dict[str, Any], incoming: list[dict[str, Any]]) -> list[Message]:
+        sent: list[Message] = []
 
         async def receive() -> dict[str, Any]:
             return incoming.pop(0)
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: Message) -> None:
             sent.append(message)
 
         await adapter(scope, receive, send)

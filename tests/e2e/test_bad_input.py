@@ -75,7 +75,7 @@ class Recorder:
 def read_until_close(sock: socket.socket, timeout: float = 3.0) -> tuple[bytes, bool]:
     """Everything the server sends, and whether it closed the connection within ``timeout``."""
     end = time.monotonic() + timeout
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         left = end - time.monotonic()
         if left <= 0:

@@ -226,7 +226,7 @@ def test_pathsend_over_tls_sends_the_file_in_pieces(serve: Serve, certs: Certs, 
     context = certs.client_context(("http/1.1",))
     with context.wrap_socket(server.connect(), server_hostname="localhost") as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        status, _, body = read_response(sock)  # type: ignore[arg-type]
+        status, _, body = read_response(sock)
     assert (status, body) == (200, content)
 
 

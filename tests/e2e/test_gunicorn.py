@@ -122,7 +122,7 @@ def test_max_requests_replaces_the_worker(running: list[Gunicorn], tmp_path: Pat
     server = Gunicorn(tmp_path, "tests.apps:ops", "-w", "1", "--max-requests", "10")
     running.append(server)
     server.wait_serving()
-    pids = set()
+    pids: set[str] = set()
     deadline = time.monotonic() + 20
     while len(pids) < 2 and time.monotonic() < deadline:
         with httpx.Client() as client:

@@ -504,9 +504,8 @@ def test_a_protocol_other_than_websocket_is_501(h2c: Callable[..., Env]) -> None
 
 
 def raw_connect(block: list[tuple[bytes, bytes]]) -> bytes:
-    headers = HeadersFrame(1)
+    headers = HeadersFrame(1, flags=["END_HEADERS"])
     headers.data = hpack.Encoder().encode(block)
-    headers.flags = {"END_HEADERS"}
     return headers.serialize()
 
 

@@ -108,7 +108,9 @@ def test_expect_100_continue_with_h2c_gets_an_http11_100_and_no_101(serve: Serve
 
 def h2_client() -> tuple[h2.connection.H2Connection, bytes]:
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
-    return conn, conn.initiate_upgrade_connection()
+    settings_header = conn.initiate_upgrade_connection()
+    assert settings_header is not None
+    return conn, settings_header
 
 
 def read_upgraded(sock: Any, conn: h2.connection.H2Connection) -> tuple[bytes, bytes]:

@@ -702,6 +702,7 @@ def test_h2c_upgrade_with_body_by_hand(serve: Serve) -> None:
     config = h2.config.H2Configuration(client_side=True, header_encoding=None)
     conn = h2.connection.H2Connection(config)
     settings_header = conn.initiate_upgrade_connection()
+    assert settings_header is not None
     with server.connect() as sock:
         sock.sendall(
             b"POST /up HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade, HTTP2-Settings\r\n"
@@ -770,7 +771,7 @@ def test_h2c_upgrade_is_ignored_over_tls(serve: Serve, certs: Certs) -> None:
             b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
             b"HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
         )
-        status, _, body = read_response(sock)  # type: ignore[arg-type]
+        status, _, body = read_response(sock)
     assert (status, body) == (200, b"Hello, world!")
 
 
@@ -931,6 +932,7 @@ def test_h2c_upgrade_body_is_held_until_the_app_reads_it(serve: Serve) -> None:
     config = h2.config.H2Configuration(client_side=True, header_encoding=None)
     conn = h2.connection.H2Connection(config)
     settings_header = conn.initiate_upgrade_connection()
+    assert settings_header is not None
     size = 16_000_000
     with server.connect() as sock:
         sock.sendall(

@@ -54,7 +54,7 @@ def get_over_tls(server: RunningServer, context: ssl.SSLContext) -> tuple[dict[s
         raise
     try:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        status, _, body = read_response(sock)  # type: ignore[arg-type]
+        status, _, body = read_response(sock)
     except BaseException:
         sock.close()
         raise

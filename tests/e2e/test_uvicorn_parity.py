@@ -66,7 +66,8 @@ FLAGS = uvicorn_flags()
 
 def uvicorn_param_name(flag: str) -> str:
     """The name uvicorn gives the option of ``flag`` (its keyword in ``uvicorn.run``)."""
-    command = importlib.import_module("uvicorn.main").main  # the package's "main" is the command
+    # The package's "main" is the command.
+    command: click.Command = importlib.import_module("uvicorn.main").main
 
     for param in command.params:
         if flag in (*param.opts, *param.secondary_opts):

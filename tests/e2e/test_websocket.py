@@ -132,6 +132,7 @@ def test_accept_with_subprotocol_and_headers(serve: Serve) -> None:
     server = serve(Recorder(script))
     with connect(ws_url(server), subprotocols=["v1", "v2"]) as ws:  # type: ignore[list-item]
         assert ws.subprotocol == "v2"
+        assert ws.response is not None
         assert ws.response.headers["x-session"] == "42"
 
 
@@ -484,11 +485,13 @@ def test_permessage_deflate_is_negotiated_and_switchable(serve: Serve) -> None:
     """RFC 7692: compression when offered, unless --no-ws-per-message-deflate."""
     on = serve(ws_echo_exact)
     with connect(ws_url(on)) as ws:
+        assert ws.response is not None
         assert "permessage-deflate" in ws.response.headers["sec-websocket-extensions"]
         ws.send("a" * 10000)
         assert ws.recv(timeout=5) == "a" * 10000
     off = serve(ws_echo_exact, ws_per_message_deflate=False)
     with connect(ws_url(off)) as ws:
+        assert ws.response is not None
         assert "sec-websocket-extensions" not in ws.response.headers
         ws.send("a" * 10000)
         assert ws.recv(timeout=5) == "a" * 10000

@@ -80,7 +80,7 @@ def test_two_workers_share_the_socket(workers: tuple[subprocess.Popen[bytes], st
     proc, url = workers
     pids = worker_pids(proc.pid)
     assert len(pids) == 2
-    seen = set()
+    seen: set[int] = set()
     deadline = time.monotonic() + 15
     while seen != pids and time.monotonic() < deadline:
         with httpx.Client() as client:  # a new connection each time

@@ -443,7 +443,8 @@ def test_file_wrapper_sends_the_file_and_closes_it(serve: Serve, tmp_path: Path)
         handle = (tmp_path / "blob").open("rb")
         opened.append(handle)
         start_response("200 OK", [("Content-Length", str(len(data)))])
-        return environ["wsgi.file_wrapper"](handle, 8192)
+        wrapped: Iterable[bytes] = environ["wsgi.file_wrapper"](handle, 8192)
+        return wrapped
 
     server = serve(app, interface="wsgi", lifespan="off")
     assert httpx.get(server.url, timeout=WAIT).content == data

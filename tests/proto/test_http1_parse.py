@@ -3,13 +3,15 @@ trailing garbage after it (RFC 9112; the smuggling cases carry the advisory they
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from wherry.proto.events import Data, EndOfMessage, H2Preface, Rejected, Request
 from wherry.proto.http1 import DefaultHeaders, H1Connection, H1Limits
 
 
-def summary(events: list[object]) -> list[object]:
+def summary(events: Sequence[object]) -> list[object]:
     out: list[object] = []
     for e in events:
         if isinstance(e, Request):

@@ -98,9 +98,8 @@ def kinds(events: list[Event]) -> list[str]:
 def raw_headers_frame(
     sid: int, block: list[tuple[bytes, bytes]], flags: tuple[str, ...] = ("END_HEADERS", "END_STREAM")
 ) -> bytes:
-    frame = HeadersFrame(sid)
+    frame = HeadersFrame(sid, flags=flags)
     frame.data = hpack.Encoder().encode(block)
-    frame.flags = set(flags)
     return frame.serialize()
 
 
@@ -550,7 +549,7 @@ def test_continuation_flood_is_bounded_by_the_header_list_size() -> None:
     pair.to_server()
     head = HeadersFrame(1)
     head.data = hpack.Encoder().encode(BASE)
-    head.flags = set()
+    head.flags.clear()
     wire = head.serialize()
     for _ in range(20):
         cont = ContinuationFrame(1)
@@ -570,7 +569,7 @@ def test_continuation_that_never_ends_meets_the_head_deadline() -> None:
     pair.to_server()
     head = HeadersFrame(1)
     head.data = hpack.Encoder().encode(BASE)
-    head.flags = set()
+    head.flags.clear()
     assert pair.server.receive_data(head.serialize(), 1.0) == []
     assert pair.server.deadline == 4.0
     _expired, reason = pair.server.timed_out(4.0)
@@ -586,9 +585,8 @@ def test_hpack_bomb_is_refused_by_the_header_list_size() -> None:
     first = encoder.encode([*BASE, (b"x-bomb", b"b" * 4000)])
     # Index 62 is the newest dynamic-table entry: each byte 0xBE repeats the 4 KB field.
     bomb = first + b"\xbe" * 20
-    frame = HeadersFrame(1)
+    frame = HeadersFrame(1, flags=["END_HEADERS", "END_STREAM"])
     frame.data = bomb
-    frame.flags = {"END_HEADERS", "END_STREAM"}
     events = pair.server.receive_data(raw_client_start() + frame.serialize(), 0.0)
     assert kinds(events)[-1] == "Rejected"
     pair.to_client()
@@ -610,9 +608,8 @@ def test_streams_beyond_the_advertised_limit_get_refused_stream() -> None:
     assert [(r.stream_id, r.error_code) for r in resets] == [(sids[2], h2.errors.ErrorCodes.REFUSED_STREAM)]
     assert pair.goaway() is None
     # The client's DATA already on its way for the refused stream is ignored (RFC 9113 §5.1).
-    late = DataFrame(sids[2])
+    late = DataFrame(sids[2], flags=["END_STREAM"])
     late.data = b"late"
-    late.flags = {"END_STREAM"}
     assert pair.to_server(late.serialize()) == []
     # The first two still complete; a slot freed admits the retry, whose header block refers to
     # the dynamic-table entry the refused block added.
@@ -704,9 +701,8 @@ def test_body_longer_than_its_content_length_is_a_protocol_error() -> None:
     )
     events = pair.server.receive_data(wire, 0.0)
     assert kinds(events) == ["Request"]
-    frame = DataFrame(1)
+    frame = DataFrame(1, flags=["END_STREAM"])
     frame.data = b"too long"
-    frame.flags = {"END_STREAM"}
     events = pair.server.receive_data(frame.serialize(), 0.0)
     assert kinds(events) == ["Rejected"]
 

@@ -269,9 +269,9 @@ def test_body_read_in_small_pieces_is_credited_in_batches_and_never_stalls() -> 
                 for offset in range(0, len(event.data), 1000):  # the app reads 1000 bytes at a time
                     server.acknowledge(sid, len(event.data[offset : offset + 1000]), 0.0)
                     total += len(event.data[offset : offset + 1000])
-        for event in client.receive_data(server.data_to_send()):
-            if isinstance(event, h2.events.WindowUpdated) and event.stream_id == sid:
-                updates.append(event.delta)
+        for answer in client.receive_data(server.data_to_send()):
+            if isinstance(answer, h2.events.WindowUpdated) and answer.stream_id == sid:
+                updates.append(answer.delta)
     assert total > 4 * 65535
     assert updates and min(updates) >= 65535 // 4
 

@@ -285,7 +285,6 @@ def test_responses_decode_to_what_the_app_sent_whatever_the_table_size(
 
 def test_headers_frame_helper_matches_hyperframe() -> None:
     """The fuzzer's frame builder writes what hyperframe writes (so the cases mean what they say)."""
-    frame = HeadersFrame(3)
+    frame = HeadersFrame(3, flags=["END_HEADERS"])
     frame.data = b"\x82"
-    frame.flags = {"END_HEADERS"}
     assert frame_bytes(1, 4, 3, b"\x82") == frame.serialize()

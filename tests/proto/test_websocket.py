@@ -8,6 +8,7 @@ import zlib
 from typing import Any
 
 import pytest
+from websockets.typing import ExtensionName
 
 from tests.wsframes import (
     BINARY,
@@ -141,7 +142,7 @@ def test_deflate_is_negotiated_only_when_offered_and_enabled() -> None:
     assert header == b"permessage-deflate; server_max_window_bits=12; client_max_window_bits=12"
     assert len(extensions) == 1
     assert negotiate(offer, False) == (None, [])
-    assert negotiate(Offer([], [("x-other", [])]), True) == (None, [])
+    assert negotiate(Offer([], [(ExtensionName("x-other"), [])]), True) == (None, [])
     # A client that does not offer to shrink its own window keeps it; ours is still 4 KiB.
     plain = parse_offer([*GOOD, (b"sec-websocket-extensions", b"permessage-deflate")])
     assert negotiate(plain, True)[0] == b"permessage-deflate; server_max_window_bits=12"
@@ -282,7 +283,7 @@ def test_close_that_cannot_be_sent_is_refused(code: int, reason: str) -> None:
 
 
 def deflate_session(max_size: int = MAX) -> WebSocketSession:
-    offer = Offer([], [("permessage-deflate", [("client_max_window_bits", None)])])
+    offer = Offer([], [(ExtensionName("permessage-deflate"), [("client_max_window_bits", None)])])
     _, extensions = negotiate(offer, True)
     return WebSocketSession(max_size, extensions, 0.0)
 
@@ -309,7 +310,7 @@ def test_compressed_message_is_inflated(mode: str) -> None:
 def test_deflate_round_trips_with_every_context_setting(params: list[tuple[str, str | None]]) -> None:
     """RFC 7692 §7.1.1-7.1.2: with or without context takeover on either side, messages inflate
     and the server's compressed answers inflate on the client's side."""
-    _, extensions = negotiate(Offer([], [("permessage-deflate", params)]), True)
+    _, extensions = negotiate(Offer([], [(ExtensionName("permessage-deflate"), params)]), True)
     session = WebSocketSession(MAX, extensions, 0.0)
     client = zlib.decompressobj(wbits=-15)
     for text in ("first " * 20, "second " * 20, "third"):
