@@ -20,7 +20,7 @@ import threading
 import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import trio
@@ -182,12 +182,15 @@ class AsyncioSide:
     def listen(self, listener: socket.socket, protocol: Recorder) -> None:
         if self.tls is not None:
             make = self.loop.create_server(
-                lambda: protocol, sock=listener, ssl=self.tls, ssl_handshake_timeout=WAIT
+                lambda: cast(asyncio.Protocol, protocol),
+                sock=listener,
+                ssl=self.tls,
+                ssl_handshake_timeout=WAIT,
             )
             self.server = asyncio.run_coroutine_threadsafe(make, self.loop).result(WAIT)
 
     def accepted(self, conn: socket.socket, protocol: Recorder) -> None:
-        made = self.loop.connect_accepted_socket(lambda: protocol, conn)
+        made = self.loop.connect_accepted_socket(lambda: cast(asyncio.Protocol, protocol), conn)
         asyncio.run_coroutine_threadsafe(made, self.loop).result(WAIT)
 
     def settle(self) -> None:
@@ -232,7 +235,7 @@ class TrioSide:
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
             self.runtime = TrioRuntime(nursery)
-            self.runtime.report = self.errors.append  # type: ignore[method-assign]
+            self.runtime.report = self.errors.append
             nursery.start_soon(self.runtime.run_timers)
             self.token = trio.lowlevel.current_trio_token()
             self.stopped = trio.Event()

@@ -258,8 +258,8 @@ def test_a_probe_that_hangs_up_is_not_an_error(capsys: pytest.CaptureFixture[str
     server = exporter.Exporter(f"127.0.0.1:{free_port()}", metrics, lambda: True)
     server.start()
     try:
-        host, port = server.address[0], server.address[1]
-        client = socket.create_connection((host, port))
+        port = int(server.address[1])
+        client = socket.create_connection(("127.0.0.1", port))
         client.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         assert asked.wait(10)
         client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
