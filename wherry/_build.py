@@ -21,6 +21,7 @@ COMPILED_MODULES = (
     "wherry.proto.http2",
     "wherry.asgi.http",
     "wherry.asgi.scope",
+    "wherry.asgi.proxy_headers",
     "wherry.asgi.extensions",
     "wherry.metrics",
     "wherry.connection.context",

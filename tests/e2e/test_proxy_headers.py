@@ -20,7 +20,7 @@ import pytest
 
 from tests import apps
 from tests.conftest import RunningServer, exchange
-from wherry.asgi.scope import (
+from wherry.asgi.proxy_headers import (
     ProxyView,
     TrustedHosts,
     apply_proxy_headers,

@@ -8,7 +8,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from ..asgi.scope import ProxyView, TrustedHosts, http_scope
+from ..asgi.proxy_headers import ProxyView, TrustedHosts
+from ..asgi.scope import http_scope
 from ..asgi.tls_extension import tls_extension
 from ..contracts import ASGIApp, Receive, Runtime, Scope, Send, TimerHandle, TrackedConnection, Transport
 from ..logs import TRACE, format_client
