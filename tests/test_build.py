@@ -12,6 +12,8 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
+from importlib.resources import files
 from pathlib import Path
 
 import pytest
@@ -73,6 +75,16 @@ def test_the_compiled_build_is_not_older_than_its_sources() -> None:
         if extension.parent == source.parent and source.stat().st_mtime > extension.stat().st_mtime + 1:
             stale.append(module)
     assert not stale, f"compiled before their sources last changed: {stale}"
+
+
+def test_the_package_ships_its_types() -> None:
+    """PEP 561: ``py.typed`` marks the installed package as typed, so its users' type checkers read
+    its annotations; pyproject.toml puts it in every build (the wheels list only declared data)."""
+    marker = files("wherry") / "py.typed"
+    assert marker.is_file()
+    assert marker.read_text() == ""  # (a "partial" marker would mean stubs complete the package)
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["wherry"]
 
 
 def test_every_compiled_module_exists() -> None:
