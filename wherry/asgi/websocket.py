@@ -12,7 +12,8 @@ Rules of this module:
 3. ``send()`` before the handshake: ``websocket.accept`` (subprotocol, extra headers),
    ``websocket.close`` (answered with 403, the handshake never completes), or the denial response
    ``websocket.http.response.start`` / ``.body``. After it: ``websocket.send`` and ``websocket.close``.
-   Anything else is an app error (``RuntimeError``). Once the session is over, or the app has
+   One table says so (``_TRANSITIONS``: state and message type to handler and next state); anything
+   else is an app error (``RuntimeError``). Once the session is over, or the app has
    closed it, ``send()`` raises ``ClientDisconnected`` (an ``OSError``, www spec 2.4).
 4. How the app ended decides the answer (``app_finished``): before any handshake answer, a 500;
    after ``accept``, a Close with 1000 (1011 when the app raised); a denial response left
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..proto.events import Headers
@@ -160,81 +162,95 @@ class WebSocketCycle:
     async def send(self, message: Message) -> None:
         kind = message["type"]
         state = self.state
-        stream = self.stream
         if self._closed is not None and state != RESPONDING:
             raise ClientDisconnected("the WebSocket is closed")
-        if state == CONNECTED:
-            if kind == "websocket.send":
-                text = message.get("text")
-                data = message.get("bytes")
-                if (data is None) == (text is None):
-                    raise ValueError("websocket.send needs exactly one of 'bytes' and 'text'")
-                if text is not None:
-                    if type(text) is not str:
-                        raise TypeError(f"websocket.send 'text' must be str, got {type(text)!r}")
-                    stream.send_message(self, text)
-                else:
-                    if type(data) is not bytes:
-                        if not isinstance(data, bytearray | memoryview):
-                            raise TypeError(f"websocket.send 'bytes' must be bytes, got {type(data)!r}")
-                        data = bytes(data)
-                    stream.send_message(self, data)
-            elif kind == "websocket.close":
-                code, reason = self._close_args(message)
-                stream.close(self, code, reason)  # raises before any change for a code it refuses
-                self.state = CLOSED
-            else:
-                raise RuntimeError(f"unexpected {kind!r} after websocket.accept")
-        elif state == CONNECTING:
-            if kind == "websocket.accept":
-                subprotocol = message.get("subprotocol")
-                if subprotocol is not None and type(subprotocol) is not str:
-                    raise TypeError(f"websocket.accept 'subprotocol' must be str, got {subprotocol!r}")
-                headers = _headers(message.get("headers"), kind)
-                if any(name == b"sec-websocket-protocol" for name, _ in headers):
-                    raise ValueError("websocket.accept: use 'subprotocol', not sec-websocket-protocol")
-                # raises before any change if it cannot
-                self.status = stream.accept(self, subprotocol, headers)
-                self.state = CONNECTED
-            elif kind == "websocket.close":
-                self._close_args(message)
-                self.state = CLOSED
-                self.status = 403
-                stream.respond(self, 403, [(b"content-length", b"0")], b"", False)
-            elif kind == "websocket.http.response.start":
-                status = message["status"]
-                if type(status) is not int or not 200 <= status <= 599:
-                    raise ValueError(f"websocket.http.response.start: invalid status {status!r}")
-                self._start = {"status": status, "headers": _headers(message.get("headers"), kind)}
-                self.state = RESPONDING
-                self.status = status
-            else:
-                raise RuntimeError(f"expected websocket.accept, websocket.close or a denial, not {kind!r}")
-        elif state == RESPONDING:
-            if kind != "websocket.http.response.body":
-                raise RuntimeError(f"expected 'websocket.http.response.body', got {kind!r}")
-            body = message.get("body", b"")
-            if type(body) is not bytes:
-                if not isinstance(body, bytearray | memoryview):
-                    raise TypeError(f"websocket.http.response.body 'body' must be bytes, got {type(body)!r}")
-                body = bytes(body)
-            more = bool(message.get("more_body", False))
-            if self._closed is not None:
-                raise ClientDisconnected("the client is gone")
-            start = self._start
-            if start is not None:
-                # The protocol checks the headers: if it refuses them nothing was written, and
-                # the app's error is still answered with a 500 (app_finished).
-                stream.respond(self, start["status"], start["headers"], body, more)
-                self._start = None
-            else:
-                stream.respond_body(self, body, more)
-            if not more:
-                self.state = CLOSED
+        # The row every message of a session takes, (CONNECTED, websocket.send), is matched here
+        # by plain comparisons; the table is read for the others.
+        if kind == "websocket.send" and state == CONNECTED:
+            self._send_message(message, CONNECTED)
         else:
-            raise ClientDisconnected("the WebSocket is closed")
+            row = _TRANSITIONS.get((state, kind))
+            if row is None:
+                if state == CLOSED:
+                    raise ClientDisconnected("the WebSocket is closed")
+                raise RuntimeError(_REFUSALS[state].format(kind))
+            handler, target = row
+            handler(self, message, target)
+        stream = self.stream
         if stream.write_paused:
             await stream.drain()
+
+    # The handlers of the table's rows. Each is given the row's next state and enters it once the
+    # stream has taken the message (a stream that refuses one raises before anything changes).
+
+    def _send_message(self, message: Message, target: int) -> None:
+        text = message.get("text")
+        data = message.get("bytes")
+        if (data is None) == (text is None):
+            raise ValueError("websocket.send needs exactly one of 'bytes' and 'text'")
+        if text is not None:
+            if type(text) is not str:
+                raise TypeError(f"websocket.send 'text' must be str, got {type(text)!r}")
+            self.stream.send_message(self, text)
+        else:
+            if type(data) is not bytes:
+                if not isinstance(data, bytearray | memoryview):
+                    raise TypeError(f"websocket.send 'bytes' must be bytes, got {type(data)!r}")
+                data = bytes(data)
+            self.stream.send_message(self, data)
+
+    def _close(self, message: Message, target: int) -> None:
+        code, reason = self._close_args(message)
+        self.stream.close(self, code, reason)  # raises before any change for a code it refuses
+        self.state = target
+
+    def _accept(self, message: Message, target: int) -> None:
+        kind = message["type"]
+        subprotocol = message.get("subprotocol")
+        if subprotocol is not None and type(subprotocol) is not str:
+            raise TypeError(f"websocket.accept 'subprotocol' must be str, got {subprotocol!r}")
+        headers = _headers(message.get("headers"), kind)
+        if any(name == b"sec-websocket-protocol" for name, _ in headers):
+            raise ValueError("websocket.accept: use 'subprotocol', not sec-websocket-protocol")
+        # raises before any change if it cannot
+        self.status = self.stream.accept(self, subprotocol, headers)
+        self.state = target
+
+    def _refuse(self, message: Message, target: int) -> None:
+        """``websocket.close`` before the handshake: a 403, the handshake never completes."""
+        self._close_args(message)
+        self.state = target
+        self.status = 403
+        self.stream.respond(self, 403, [(b"content-length", b"0")], b"", False)
+
+    def _deny(self, message: Message, target: int) -> None:
+        kind = message["type"]
+        status = message["status"]
+        if type(status) is not int or not 200 <= status <= 599:
+            raise ValueError(f"websocket.http.response.start: invalid status {status!r}")
+        self._start = {"status": status, "headers": _headers(message.get("headers"), kind)}
+        self.state = target
+        self.status = status
+
+    def _deny_body(self, message: Message, target: int) -> None:
+        body = message.get("body", b"")
+        if type(body) is not bytes:
+            if not isinstance(body, bytearray | memoryview):
+                raise TypeError(f"websocket.http.response.body 'body' must be bytes, got {type(body)!r}")
+            body = bytes(body)
+        more = bool(message.get("more_body", False))
+        if self._closed is not None:
+            raise ClientDisconnected("the client is gone")
+        start = self._start
+        if start is not None:
+            # The protocol checks the headers: if it refuses them nothing was written, and
+            # the app's error is still answered with a 500 (app_finished).
+            self.stream.respond(self, start["status"], start["headers"], body, more)
+            self._start = None
+        else:
+            self.stream.respond_body(self, body, more)
+        if not more:
+            self.state = target
 
     @staticmethod
     def _close_args(message: Message) -> tuple[int, str]:
@@ -285,3 +301,24 @@ class WebSocketCycle:
                 else:
                     self.stream.abort(self)
         self.stream.cycle_finished(self)
+
+
+Handler = Callable[[WebSocketCycle, Message, int], None]
+
+# The cycle's state machine: (state, message type) -> (handler, next state). A message without a row
+# is an app error (``_REFUSALS`` words it), or ``ClientDisconnected`` once the cycle is CLOSED. A
+# denial body with ``more_body`` stays in RESPONDING.
+_TRANSITIONS: dict[tuple[int, str], tuple[Handler, int]] = {
+    (CONNECTING, "websocket.accept"): (WebSocketCycle._accept, CONNECTED),
+    (CONNECTING, "websocket.close"): (WebSocketCycle._refuse, CLOSED),
+    (CONNECTING, "websocket.http.response.start"): (WebSocketCycle._deny, RESPONDING),
+    (CONNECTED, "websocket.send"): (WebSocketCycle._send_message, CONNECTED),
+    (CONNECTED, "websocket.close"): (WebSocketCycle._close, CLOSED),
+    (RESPONDING, "websocket.http.response.body"): (WebSocketCycle._deny_body, CLOSED),
+}
+
+_REFUSALS: dict[int, str] = {
+    CONNECTING: "expected websocket.accept, websocket.close or a denial, not {!r}",
+    CONNECTED: "unexpected {!r} after websocket.accept",
+    RESPONDING: "expected 'websocket.http.response.body', got {!r}",
+}
