@@ -114,3 +114,41 @@ def test_wsgi_adapter_speaks_lifespan_and_refuses_websockets() -> None:
     assert [m["type"] for m in lifespan] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     websocket = asyncio.run(drive({"type": "websocket"}, [{"type": "websocket.connect"}]))
     assert [m["type"] for m in websocket] == ["websocket.close"]
+
+
+class UnreadableSignature:
+    """A callable whose signature inspect cannot tell (a broken ``__signature__``)."""
+
+    __signature__ = "not a signature"
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        return []
+
+
+def star_args(*args: Any) -> Any:
+    return []
+
+
+def wsgi_with_keyword_only(environ: Any, start_response: Any, *, debug: bool = False, **extra: Any) -> Any:
+    return []
+
+
+@pytest.mark.parametrize(
+    ("app", "interface"),
+    [
+        (UnreadableSignature(), "asgi2"),
+        (star_args, "asgi2"),
+        (wsgi_with_keyword_only, "wsgi"),
+    ],
+    ids=["unreadable-signature", "var-positional", "keyword-only"],
+)
+def test_only_a_countable_arity_of_two_is_wsgi(app: Any, interface: str) -> None:
+    """A callable whose positional arity cannot be told (no signature, or ``*args``) is taken for
+    ASGI 2; keyword-only and ``**`` parameters do not count towards the two of WSGI."""
+    assert detect_interface(app) == interface
+
+
+def test_an_unknown_interface_is_refused() -> None:
+    """adapt() refuses an --interface it does not know."""
+    with pytest.raises(ValueError, match="unknown interface 'asgi4'"):
+        adapt(asgi3_function, "asgi4")
