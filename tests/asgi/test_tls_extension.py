@@ -147,12 +147,6 @@ def verified_chain_objects(server: ssl.SSLObject) -> Iterator[Any]:
     yield from getter()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="_pem() asks public_bytes(1) for DER, but 1 is _ssl.ENCODING_PEM (DER is 2): an "
-    "_ssl.Certificate answers with a PEM str, which DER_cert_to_PEM_cert() cannot encode",
-)
 def test_a_chain_of_ssl_certificate_objects_is_given_as_pem(ca: trustme.CA) -> None:
     """A chain of the ssl module's own certificate objects is given as their PEM."""
     server = handshake(ca, client_cert=True)

@@ -71,4 +71,4 @@ def _pem(cert: Any) -> str:
     """One certificate of ``get_verified_chain`` (DER bytes, or an object with ``public_bytes``)."""
     if isinstance(cert, bytes | bytearray):
         return ssl.DER_cert_to_PEM_cert(bytes(cert))
-    return ssl.DER_cert_to_PEM_cert(cert.public_bytes(1))  # 1: ENCODING_DER
+    return ssl.DER_cert_to_PEM_cert(cert.public_bytes(2))  # 2: _ssl.ENCODING_DER (1 is PEM)
