@@ -825,3 +825,289 @@ def test_h2_abort_all_resets_the_stream(runtime: ManualRuntime) -> None:
     runtime.call(conn.abort_all)
     assert transport.aborted
     assert seen[-1] == {"type": "websocket.disconnect", "code": 1006, "reason": ""}
+
+
+# ------------------------------------------------------------------------------ more paths
+
+
+def test_frames_in_a_later_read_before_the_accept_wait_for_it(runtime: ManualRuntime) -> None:
+    """Frames read after the handshake but before the accept are held, then delivered after it."""
+    seen: list[Any] = []
+    gate = Gate(runtime)
+    transport = connect(server_context(recorder(seen, gate), runtime))
+    transport.receive(HANDSHAKE + b"sec-websocket-version: 13\r\n\r\n")
+    transport.receive(frames(TextMessage(data="held")))
+    assert seen == [{"type": "websocket.connect"}] and transport.take() == b""
+    gate.open()
+    assert seen[1] == {"type": "websocket.receive", "text": "held"}
+
+
+def test_upgrade_behind_a_full_pipeline(runtime: ManualRuntime) -> None:
+    """An Upgrade behind enough pipelined requests to pause reading is served once they are answered."""
+    gate = Gate(runtime)
+    seen: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await recorder(seen)(scope, receive, send)
+            return
+        if scope["path"] == "/slow":
+            await gate.wait()
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body"})
+
+    transport = connect(server_context(app, runtime))
+    get = b"GET /%b HTTP/1.1\r\nhost: x\r\n\r\n"
+    transport.receive(get % b"slow" + get % b"fast" * 16 + HANDSHAKE + b"sec-websocket-version: 13\r\n\r\n")
+    assert "pause_reading" in transport.log
+    gate.open()
+    assert transport.log[-1] == "resume_reading"
+    assert transport.take().count(b"HTTP/1.1 204 ") == 17
+    transport.receive(frames(TextMessage(data="after")))
+    assert seen[-1] == {"type": "websocket.receive", "text": "after"}
+
+
+def test_queue_resumes_only_once_half_is_taken(runtime: ManualRuntime) -> None:
+    """With --ws-max-queue 4 reading resumes when 2 messages are left, not after the first is taken."""
+    gate = Gate(runtime)
+    log: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await gate.wait()
+        for _ in range(3):
+            await receive()
+            log.append(transport.log[-1])
+
+    transport = connect(server_context(app, runtime, ws_max_queue=4))
+    client = WSClient(transport)
+    assert isinstance(client.handshake(), AcceptConnection)
+    for i in range(4):
+        client.send(TextMessage(data=str(i)))
+    assert transport.log == ["pause_reading"]
+    gate.open()
+    assert log == ["pause_reading", "resume_reading", "resume_reading"]
+
+
+def test_pong_held_while_the_queue_is_full(runtime: ManualRuntime) -> None:
+    """Queue full and a pong waiting: reading resumes only when both the app and the peer read."""
+    gate = Gate(runtime)
+    seen: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await gate.wait()
+        seen.append(await receive())
+        seen.append(await receive())
+
+    transport = connect(server_context(app, runtime, ws_max_queue=1))
+    client = WSClient(transport)
+    assert isinstance(client.handshake(), AcceptConnection)
+    transport.stall(high_water=0)
+    transport.receive(frames(Ping(payload=b"p"), TextMessage(data="m")))
+    assert transport.log == ["pause_reading"]
+    gate.open()  # the app takes the message; the pong still waits
+    assert seen == [{"type": "websocket.receive", "text": "m"}]
+    assert transport.log == ["pause_reading"]
+    transport.drain()
+    assert transport.log == ["pause_reading", "resume_reading"]
+    assert [e.payload for e in client.events() if isinstance(e, Pong)] == [b"p"]
+
+
+def test_queue_full_then_pong_waits_for_both(runtime: ManualRuntime) -> None:
+    """Queue full and a pong waiting: the peer reading first leaves reading paused for the app."""
+    gate = Gate(runtime)
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await gate.wait()
+        await receive()
+        await receive()
+
+    transport = connect(server_context(app, runtime, ws_max_queue=1))
+    client = WSClient(transport)
+    assert isinstance(client.handshake(), AcceptConnection)
+    transport.stall(high_water=0)
+    transport.receive(frames(Ping(payload=b"p"), TextMessage(data="m")))
+    transport.drain()
+    assert transport.log == ["pause_reading"]
+    gate.open()
+    assert transport.log == ["pause_reading", "resume_reading"]
+
+
+def test_app_close_while_reading_is_paused_reads_the_answer(runtime: ManualRuntime) -> None:
+    """An app that closes with its queue full resumes reading, so the client's Close is read."""
+    gate = Gate(runtime)
+    seen: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await gate.wait()
+        await send({"type": "websocket.close", "code": 4002})
+        seen.append(await receive())
+
+    transport = connect(server_context(app, runtime, ws_max_queue=1))
+    client = WSClient(transport)
+    assert isinstance(client.handshake(), AcceptConnection)
+    client.send(TextMessage(data="unread"))
+    assert transport.log == ["pause_reading"]
+    gate.open()
+    assert transport.log == ["pause_reading", "resume_reading"]
+    [close] = client.events()
+    assert isinstance(close, CloseConnection) and close.code == 4002
+    client.send(close.response())
+    assert transport.lost and seen[0]["type"] == "websocket.receive"
+
+
+def test_refusal_to_a_peer_that_reads_nothing_is_cut(runtime: ManualRuntime) -> None:
+    """A refusal the peer never reads: the connection is reset after --timeout-send."""
+    transport = connect(server_context(recorder([]), runtime, timeout_send=5.0))
+    transport.stall(high_water=0)
+    transport.receive(HANDSHAKE + b"\r\n")
+    assert transport.eof_written and not transport.aborted
+    runtime.advance(5.1)
+    assert transport.aborted and transport.lost
+
+
+def test_denial_after_too_much_early_input_resumes_reading(runtime: ManualRuntime) -> None:
+    """A 403 after input that paused reading: reading resumes so the rest is drained and dropped."""
+    gate = Gate(runtime)
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await receive()
+        await gate.wait()
+        await send({"type": "websocket.close"})
+
+    transport = connect(server_context(app, runtime))
+    big = frames(BytesMessage(data=b"x" * (PENDING_LIMIT + 10)))
+    transport.receive(HANDSHAKE + b"sec-websocket-version: 13\r\n\r\n" + big)
+    assert transport.log == ["pause_reading"]
+    gate.open()
+    assert parse_response(transport.take())[0] == 403
+    assert transport.log == ["pause_reading", "write_eof", "resume_reading"]
+
+
+def test_shutdown_before_the_accept_sends_nothing(runtime: ManualRuntime) -> None:
+    """Shutdown of a WebSocket not yet accepted writes no Close; the accept still goes out."""
+    gate = Gate(runtime)
+    ctx = server_context(recorder([], gate), runtime)
+    transport = connect(ctx)
+    transport.receive(HANDSHAKE + b"sec-websocket-version: 13\r\n\r\n")
+    [driver] = ctx.connections
+    runtime.call(driver.shutdown)
+    assert transport.take() == b""
+    gate.open()
+    assert transport.take().startswith(b"HTTP/1.1 101 ")
+
+
+def test_h2_data_before_the_accept_waits_for_it(runtime: ManualRuntime) -> None:
+    """Over HTTP/2, DATA that arrives before the accept reaches the app after it."""
+    seen: list[Any] = []
+    gate = Gate(runtime)
+    _, _, client = h2_connect(echo(seen, gate), runtime)
+    sid = client.open()
+    client.send(sid, TextMessage(data="early"))
+    assert client.status == {} and seen == [{"type": "websocket.connect"}]
+    gate.open()
+    [message] = client.take(sid)
+    assert client.status == {sid: 200}
+    assert isinstance(message, TextMessage) and message.data == "early"
+
+
+def test_h2_transport_backpressure_reaches_the_websocket(runtime: ManualRuntime) -> None:
+    """A stalled HTTP/2 connection pauses the WebSocket's send(); the peer reading resumes it."""
+    seen: list[Any] = []
+    done: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        seen.append(await receive())
+        await send({"type": "websocket.send", "bytes": b"y" * 70000})  # written at once
+        done.append("sent")
+        seen.append(await receive())
+
+    transport = connect(server_context(app, runtime))
+    client = H2WS(transport, {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20})
+    client.h2.conn.increment_flow_control_window(1 << 20)
+    sid = client.open()
+    transport.stall(high_water=50)
+    client.send(sid, TextMessage(data="go"))
+    assert seen and done == []
+    transport.drain()
+    assert done == ["sent"]
+    events = client.take(sid)
+    assert b"".join(e.data for e in events if isinstance(e, BytesMessage)) == b"y" * 70000
+
+
+def test_h2_denial_beyond_the_window(runtime: ManualRuntime) -> None:
+    """A denial body larger than the client's window waits for it and arrives whole."""
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.http.response.start", "status": 401, "headers": []})
+        await send({"type": "websocket.http.response.body", "body": b"a" * 150, "more_body": True})
+        await send({"type": "websocket.http.response.body", "body": b"b" * 150})
+
+    transport = connect(server_context(app, runtime))
+    client = H2WS(transport, {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 100})
+    sid = client.open()
+    assert client.body[sid] == b"a" * 100 and client.ended == []
+    for _ in range(3):
+        client.h2.conn.increment_flow_control_window(100, sid)
+        client.h2.flush()
+        client.read()
+    assert client.body[sid] == b"a" * 150 + b"b" * 150 and client.ended == [sid]
+
+
+def test_h2_reset_drops_held_data(runtime: ManualRuntime) -> None:
+    """DATA held for a full queue is dropped when the client resets: the app sees 1006 after the
+    message it had queued."""
+    gate = Gate(runtime)
+    seen: list[Any] = []
+
+    async def accept_then(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await gate.wait()
+        while True:
+            message = await receive()
+            seen.append(message)
+            if message["type"] == "websocket.disconnect":
+                return
+
+    _, _, client = h2_connect(accept_then, runtime, ws_max_queue=1)
+    sid = client.open()
+    for i in range(3):
+        client.data(sid, frames(BytesMessage(data=b"%d" % i)))
+    client.h2.conn.reset_stream(sid)
+    client.h2.flush()
+    gate.open()
+    assert seen == [
+        {"type": "websocket.receive", "bytes": b"0"},
+        {"type": "websocket.disconnect", "code": 1006, "reason": ""},
+    ]
+
+
+def test_h2_queue_resumes_with_nothing_held(runtime: ManualRuntime) -> None:
+    """A full queue over HTTP/2 drained by the app: later DATA is read and credited at once."""
+    seen: list[Any] = []
+    gate = Gate(runtime)
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await gate.wait()
+        seen.append(await receive())
+        seen.append(await receive())
+
+    _, _, client = h2_connect(app, runtime, ws_max_queue=1)
+    sid = client.open()
+    client.send(sid, TextMessage(data="1"))
+    gate.open()
+    client.send(sid, TextMessage(data="2"))
+    assert seen == [{"type": "websocket.receive", "text": "1"}, {"type": "websocket.receive", "text": "2"}]
