@@ -1,0 +1,343 @@
+"""The HTTP/2 driver's deadlines, limits and backpressure over an in-memory transport, against the
+h2 client: the h2c Upgrade body, header-block and stall deadlines, refused and oversized streams,
+a transport that stops taking writes, and responses held behind a shut window."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import h2.errors
+import h2.events
+import h2.settings
+import hpack
+import hyperframe.frame
+
+from tests.connection.clients import Gate, H2Client, Receive, Responses, Send, read_body, respond
+from tests.helpers.memory import ManualRuntime, MemoryTransport, connect, server_context
+
+
+async def echo(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    body = await read_body(receive)
+    await respond(send, f"{scope['path']}:".encode() + body)
+
+
+def started(transport: MemoryTransport, settings: dict[int, int] | None = None) -> H2Client:
+    client = H2Client(transport)
+    client.start(settings)
+    return client
+
+
+def of_type(events: list[h2.events.Event], kind: type[h2.events.Event]) -> list[Any]:
+    return [event for event in events if isinstance(event, kind)]
+
+
+def open_stream(client: H2Client, path: str = "/") -> int:
+    """A POST whose body length is not declared; its body follows in DATA frames."""
+    sid: int = client.conn.get_next_available_stream_id()
+    headers = [(":method", "POST"), (":path", path), (":scheme", "http"), (":authority", "example.com")]
+    client.conn.send_headers(sid, headers)
+    client.flush()
+    return sid
+
+
+def upgrade_head(client: H2Client, length: int, path: str = "/up") -> bytes:
+    """An HTTP/1.1 POST asking for h2c with a ``length``-byte Content-Length body (not included)."""
+    settings = client.conn.initiate_upgrade_connection()
+    assert settings is not None
+    return (
+        b"POST %b HTTP/1.1\r\nhost: example.com\r\nconnection: Upgrade, HTTP2-Settings\r\n"
+        b"upgrade: h2c\r\nhttp2-settings: %b\r\ncontent-length: %d\r\n\r\n"
+        % (path.encode(), settings, length)
+    )
+
+
+def switched(client: H2Client, data: bytes) -> list[h2.events.Event]:
+    """The events after a 101 at the start of ``data`` (the client preface is sent then)."""
+    head, sep, rest = data.partition(b"\r\n\r\n")
+    assert sep and head.split(b"\r\n")[0] == b"HTTP/1.1 101 Switching Protocols", data
+    events = client.conn.receive_data(rest)
+    client.flush()
+    return [*events, *client.events()]
+
+
+# ---------------------------------------------------------------------- h2c Upgrade with a body
+
+
+def test_h2c_upgrade_body_is_read_before_the_101(runtime: ManualRuntime) -> None:
+    """An h2c Upgrade's Content-Length body reaches the app, and the 101 waits until all of it came."""
+    transport = connect(server_context(echo, runtime))
+    client = H2Client(transport)
+    transport.receive(upgrade_head(client, 10) + b"hello")
+    assert transport.take() == b""  # half the body: nothing is switched yet
+    transport.receive(b"world")
+    responses = Responses().add(switched(client, transport.take()))
+    assert responses.status == {1: 200} and responses.body == {1: b"/up:helloworld"}
+    assert responses.ended == [1]
+
+
+def test_h2c_upgrade_body_and_preface_in_one_read(runtime: ManualRuntime) -> None:
+    """Bytes after the upgrade body in the same read are the client's HTTP/2 frames, served too."""
+    transport = connect(server_context(echo, runtime))
+    client = H2Client(transport)
+    head = upgrade_head(client, 3)
+    transport.receive(head + b"abc" + client.conn.data_to_send())  # the preface follows at once
+    data = transport.take()
+    head_101, _, rest = data.partition(b"\r\n\r\n")
+    assert head_101.startswith(b"HTTP/1.1 101")
+    responses = Responses().add(client.conn.receive_data(rest))
+    assert responses.body == {1: b"/up:abc"}
+
+
+def test_h2c_upgrade_body_that_stalls_gets_408(runtime: ManualRuntime) -> None:
+    """An upgrade body that stops arriving for --timeout-request-body is answered 408 over HTTP/1.1."""
+    seen: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        try:
+            await read_body(receive)
+        except ConnectionError:
+            seen.append("disconnect")
+
+    transport = connect(server_context(app, runtime, timeout_request_body=5.0))
+    client = H2Client(transport)
+    transport.receive(upgrade_head(client, 10) + b"abc")
+    runtime.advance(4.9)
+    assert transport.take() == b"" and not transport.closing
+    runtime.advance(0.2)
+    head = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    assert transport.take() == head
+    assert transport.closing and seen == ["disconnect"]
+
+
+def test_h2c_upgrade_body_gap_restarts_with_each_piece(runtime: ManualRuntime) -> None:
+    """Each piece of the upgrade body restarts its gap deadline: a slow but steady body is served."""
+    transport = connect(server_context(echo, runtime, timeout_request_body=5.0))
+    client = H2Client(transport)
+    transport.receive(upgrade_head(client, 3))
+    for piece in (b"a", b"b", b"c"):
+        runtime.advance(4.0)
+        assert not transport.closing
+        transport.receive(piece)
+    responses = Responses().add(switched(client, transport.take()))
+    assert responses.body == {1: b"/up:abc"}
+
+
+def test_h2c_upgrade_body_the_app_does_not_read_pauses_reading(runtime: ManualRuntime) -> None:
+    """An upgrade body beyond the read mark that the app leaves unread stops reading (with no gap
+    deadline meanwhile), and reading resumes as the app reads it."""
+    gate = Gate(runtime)
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await gate.wait()
+        await respond(send, b"%d" % len(await read_body(receive)))
+
+    size = 200_000
+    transport = connect(server_context(app, runtime, timeout_request_body=5.0))
+    client = H2Client(transport)
+    transport.receive(upgrade_head(client, size) + b"x" * 100_000)
+    assert not transport.reading
+    runtime.advance(60.0)  # paused for the app: the gap deadline does not run
+    assert not transport.closing and transport.take() == b""
+    transport.receive(b"y" * (size - 100_000))  # held by the transport while reading is paused
+    gate.open()
+    assert "resume_reading" in transport.log
+    responses = Responses().add(switched(client, transport.take()))
+    assert responses.body == {1: b"%d" % size} and responses.ended == [1]
+
+
+def test_h2c_upgrade_body_left_unread_by_an_app_that_returns(runtime: ManualRuntime) -> None:
+    """An app that answers without reading a paused upgrade body has the rest read and dropped;
+    the 101 and its answer follow the body."""
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await respond(send, b"early")
+
+    size = 200_000
+    transport = connect(server_context(app, runtime))
+    client = H2Client(transport)
+    transport.receive(upgrade_head(client, size) + b"x" * 100_000)
+    assert transport.reading  # the app returned at once: nothing holds the body back
+    assert transport.take() == b""
+    transport.receive(b"y" * (size - 100_000))
+    responses = Responses().add(switched(client, transport.take()))
+    assert responses.body == {1: b"early"} and responses.status == {1: 200}
+
+
+def test_h2c_upgrade_body_paused_then_app_returns(runtime: ManualRuntime) -> None:
+    """An app that returns while its paused upgrade body is unread has reading resumed at once."""
+    gate = Gate(runtime)
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await gate.wait()
+        await respond(send, b"done")
+
+    size = 200_000
+    transport = connect(server_context(app, runtime))
+    client = H2Client(transport)
+    transport.receive(upgrade_head(client, size) + b"x" * 100_000)
+    assert not transport.reading
+    gate.open()
+    assert transport.reading and transport.log.count("resume_reading") == 1
+    transport.receive(b"y" * (size - 100_000))
+    responses = Responses().add(switched(client, transport.take()))
+    assert responses.body == {1: b"done"}
+
+
+# ---------------------------------------------------------------------- deadlines
+
+
+def test_header_block_not_finished_in_time_ends_the_connection(runtime: ManualRuntime) -> None:
+    """A HEADERS frame whose CONTINUATION never comes gets GOAWAY PROTOCOL_ERROR after
+    --timeout-request-head, and the connection closes."""
+    transport = connect(server_context(echo, runtime, timeout_request_head=4.0))
+    client = started(transport)
+    client.events()
+    block = hpack.Encoder().encode(
+        [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "example.com")]
+    )
+    frame = hyperframe.frame.HeadersFrame(1, data=block, flags=["END_STREAM"])  # no END_HEADERS
+    transport.receive(frame.serialize())
+    runtime.advance(3.9)
+    assert transport.take() == b"" and not transport.closing
+    runtime.advance(0.2)
+    data = transport.take()
+    frames = []
+    while data:
+        parsed, length = hyperframe.frame.Frame.parse_frame_header(memoryview(data[:9]))
+        parsed.parse_body(memoryview(data[9 : 9 + length]))
+        frames.append(parsed)
+        data = data[9 + length :]
+    goaway = [f for f in frames if isinstance(f, hyperframe.frame.GoAwayFrame)]
+    assert len(goaway) == 1 and goaway[0].error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR
+    assert transport.closing or "write_eof" in transport.log
+
+
+def test_idle_deadline_waits_for_a_running_app(runtime: ManualRuntime) -> None:
+    """An app still running after its answer keeps an idle connection open; GOAWAY comes once
+    it returns and the connection is idle again."""
+    gate = Gate(runtime)
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await respond(send, b"answered")
+        await gate.wait()
+
+    transport = connect(server_context(app, runtime, timeout_keep_alive=2.0))
+    client = started(transport)
+    sid = client.request()
+    responses = Responses().add(client.events())
+    assert responses.ended == [sid] and responses.body == {sid: b"answered"}
+    runtime.advance(10.0)
+    assert of_type(client.events(), h2.events.ConnectionTerminated) == []
+    assert not transport.closing
+    gate.open()
+    runtime.advance(2.1)
+    [goaway] = of_type(client.events(), h2.events.ConnectionTerminated)
+    assert goaway.error_code == h2.errors.ErrorCodes.NO_ERROR and goaway.last_stream_id == sid
+
+
+def test_response_stalled_on_a_shut_window_is_cancelled(runtime: ManualRuntime) -> None:
+    """A response that waits on a zero window for --timeout-send has its stream reset (CANCEL) and
+    its app's send() fails; the connection goes on."""
+    outcome: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["path"] == "/small":
+            await respond(send, b"ok")
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        try:
+            await send({"type": "http.response.body", "body": b"x" * 500})
+        except OSError:
+            outcome.append("send failed")
+            return
+        outcome.append("sent")
+
+    transport = connect(server_context(app, runtime, timeout_send=3.0))
+    client = started(transport, {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 100})
+    client.events()
+    sid = client.request()
+    responses = Responses().add(client.events())
+    assert responses.body == {sid: b"x" * 100} and outcome == []
+    runtime.advance(2.9)
+    assert client.events() == [] and outcome == []
+    runtime.advance(0.2)
+    [reset] = of_type(client.events(), h2.events.StreamReset)
+    assert reset.stream_id == sid and reset.error_code == h2.errors.ErrorCodes.CANCEL
+    assert outcome == ["send failed"]
+    other = client.request("/small")
+    assert Responses().add(client.events()).body == {other: b"ok"}
+
+
+# ---------------------------------------------------------------------- limits
+
+
+def test_stream_past_the_concurrency_limit_is_refused(runtime: ManualRuntime) -> None:
+    """A stream opened while --h2-max-concurrent-streams apps still run (one reset by the client
+    but not yet returned) is reset REFUSED_STREAM; the next one after they return is served."""
+    gate = Gate(runtime)
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["path"] == "/wait":
+            await gate.wait()
+            return
+        await respond(send, b"ok")
+
+    transport = connect(server_context(app, runtime, h2_max_concurrent_streams=1))
+    client = started(transport)
+    client.events()
+    waiting = client.request("/wait")
+    client.conn.reset_stream(waiting)
+    client.flush()
+    refused = client.request("/next")
+    [reset] = of_type(client.events(), h2.events.StreamReset)
+    assert reset.stream_id == refused and reset.error_code == h2.errors.ErrorCodes.REFUSED_STREAM
+    gate.open()
+    served = client.request("/last")
+    assert Responses().add(client.events()).body == {served: b"ok"}
+
+
+def test_body_too_large_gets_413_then_reset(runtime: ManualRuntime) -> None:
+    """A request body past --limit-request-body is answered 413 and the stream reset NO_ERROR."""
+    seen: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        try:
+            await read_body(receive)
+        except ConnectionError:
+            seen.append("disconnect")
+
+    transport = connect(server_context(app, runtime, limit_request_body=10))
+    client = started(transport)
+    sid = open_stream(client)
+    client.conn.send_data(sid, b"z" * 50)
+    client.flush()
+    events = client.events()
+    responses = Responses().add(events)
+    assert responses.status == {sid: 413} and responses.body == {sid: b"Request Entity Too Large\n"}
+    [reset] = of_type(events, h2.events.StreamReset)
+    assert reset.stream_id == sid and reset.error_code == h2.errors.ErrorCodes.NO_ERROR
+    assert seen == ["disconnect"]
+
+
+def test_body_too_large_after_the_answer_started_is_reset(runtime: ManualRuntime) -> None:
+    """A body that passes the limit after the app began its answer resets the stream
+    INTERNAL_ERROR: no 413 can follow the status already sent."""
+    gate = Gate(runtime)
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"part", "more_body": True})
+        await gate.wait()
+
+    transport = connect(server_context(app, runtime, limit_request_body=10))
+    client = started(transport)
+    sid = open_stream(client)
+    responses = Responses().add(client.events())
+    assert responses.status == {sid: 200}
+    client.conn.send_data(sid, b"z" * 50)
+    client.flush()
+    events = client.events()
+    [reset] = of_type(events, h2.events.StreamReset)
+    assert reset.stream_id == sid and reset.error_code == h2.errors.ErrorCodes.INTERNAL_ERROR
+    assert of_type(events, h2.events.ResponseReceived) == []
+    gate.open()
