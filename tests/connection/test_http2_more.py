@@ -15,6 +15,7 @@ import pytest
 
 from tests.connection.clients import Gate, H2Client, Receive, Responses, Send, read_body, respond
 from tests.helpers.memory import ManualRuntime, MemoryTransport, connect, server_context
+from wherry.connection.http2 import H2Driver
 
 
 async def echo(scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -563,3 +564,132 @@ def test_trailers_wait_behind_a_shut_window(runtime: ManualRuntime) -> None:
     [trailers] = of_type(events, h2.events.TrailersReceived)
     assert trailers.headers == [(b"x-check", b"ok")] and responses.body == {sid: b"t" * 500}
     assert responses.ended == [sid] and progress == ["body", "trailers"]
+
+
+# ---------------------------------------------------------------------- the app's messages
+
+
+def test_expect_100_continue_sends_an_informational_100(runtime: ManualRuntime) -> None:
+    """A request with Expect: 100-continue gets a 100 on its stream when the app reads the body."""
+    transport = connect(server_context(echo, runtime))
+    client = started(transport)
+    sid: int = client.conn.get_next_available_stream_id()
+    headers = [
+        (":method", "POST"),
+        (":path", "/c"),
+        (":scheme", "http"),
+        (":authority", "example.com"),
+        ("expect", "100-continue"),
+    ]
+    client.conn.send_headers(sid, headers)
+    client.flush()
+    [informational] = of_type(client.events(), h2.events.InformationalResponseReceived)
+    assert dict(informational.headers)[b":status"] == b"100"
+    client.conn.send_data(sid, b"go", end_stream=True)
+    client.flush()
+    assert Responses().add(client.events()).body == {sid: b"/c:go"}
+
+
+def test_body_longer_than_its_content_length_resets_the_stream(runtime: ManualRuntime) -> None:
+    """A response body that goes past its Content-Length resets the stream INTERNAL_ERROR, and the
+    app's send() fails."""
+    outcome: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"3")]})
+        await send({"type": "http.response.body", "body": b"ab", "more_body": True})
+        try:
+            await send({"type": "http.response.body", "body": b"cd"})
+        except Exception as exc:
+            outcome.append(type(exc).__name__)
+
+    transport = connect(server_context(app, runtime))
+    client = started(transport)
+    sid = client.request()
+    events = client.events()
+    [reset] = of_type(events, h2.events.StreamReset)
+    assert reset.stream_id == sid and reset.error_code == h2.errors.ErrorCodes.INTERNAL_ERROR
+    assert Responses().add(events).body == {sid: b"ab"} and outcome == ["LocalProtocolError"]
+
+
+def test_send_after_the_client_reset_the_stream_fails(runtime: ManualRuntime) -> None:
+    """An app that answers a stream the client reset has send() fail with OSError; nothing is
+    written for the stream."""
+    gate = Gate(runtime)
+    outcome: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await gate.wait()
+        try:
+            await respond(send, b"late")
+        except OSError:
+            outcome.append("send failed")
+
+    transport = connect(server_context(app, runtime))
+    client = started(transport)
+    sid = client.request()
+    client.events()
+    client.conn.reset_stream(sid)
+    client.flush()
+    gate.open()
+    assert outcome == ["send failed"]
+    assert not [f for f in frames(transport.take()) if f.stream_id == sid]
+
+
+# ---------------------------------------------------------------------- starting and closing
+
+
+def test_h2c_upgrade_with_malformed_settings_is_refused(runtime: ManualRuntime) -> None:
+    """An h2c Upgrade whose HTTP2-Settings is not base64url SETTINGS gets 400 over HTTP/1.1."""
+    transport = connect(server_context(echo, runtime))
+    transport.receive(
+        b"GET / HTTP/1.1\r\nhost: example.com\r\nconnection: Upgrade, HTTP2-Settings\r\n"
+        b"upgrade: h2c\r\nhttp2-settings: AAA\r\n\r\n"
+    )
+    assert transport.take().startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert transport.closing or "write_eof" in transport.log
+
+
+def test_connection_arriving_during_shutdown_gets_goaway(runtime: ManualRuntime) -> None:
+    """A prior-knowledge connection made while the server shuts down gets GOAWAY at once and no
+    stream is served."""
+    ctx = server_context(echo, runtime)
+    transport = connect(ctx)
+    ctx.shutting_down = True
+    client = H2Client(transport)
+    client.start()
+    written = frames(transport.take())
+    goaway = [f for f in written if isinstance(f, hyperframe.frame.GoAwayFrame)]
+    assert len(goaway) == 1 and goaway[0].error_code == h2.errors.ErrorCodes.NO_ERROR
+    assert transport.closing or "write_eof" in transport.log
+
+
+def test_shutdown_of_an_idle_connection_closes_it(runtime: ManualRuntime) -> None:
+    """Graceful shutdown of a connection with no stream sends GOAWAY and closes at once; a second
+    shutdown while it lingers closes the transport."""
+    ctx = server_context(echo, runtime)
+    transport = connect(ctx)
+    client = started(transport)
+    client.events()
+    ctx.shutting_down = True
+    protocol = transport.protocol
+    assert isinstance(protocol, H2Driver)
+    runtime.call(protocol.shutdown)
+    [goaway] = of_type(client.events(), h2.events.ConnectionTerminated)
+    assert goaway.error_code == h2.errors.ErrorCodes.NO_ERROR
+    assert "write_eof" in transport.log and not transport.closing
+    runtime.call(protocol.shutdown)
+    assert transport.closing
+
+
+def test_peer_eof_while_lingering_closes(runtime: ManualRuntime) -> None:
+    """After an idle GOAWAY the connection lingers half-closed; the client's EOF closes it then."""
+    transport = connect(server_context(echo, runtime, timeout_keep_alive=2.0))
+    client = started(transport)
+    client.events()
+    runtime.advance(2.1)
+    [goaway] = of_type(client.events(), h2.events.ConnectionTerminated)
+    assert goaway.error_code == h2.errors.ErrorCodes.NO_ERROR
+    assert "write_eof" in transport.log and not transport.closing
+    transport.receive_eof()
+    assert transport.closing
