@@ -693,3 +693,67 @@ def test_peer_eof_while_lingering_closes(runtime: ManualRuntime) -> None:
     assert "write_eof" in transport.log and not transport.closing
     transport.receive_eof()
     assert transport.closing
+
+
+def test_frames_after_the_goaway_are_ignored_while_lingering(runtime: ManualRuntime) -> None:
+    """A request that arrives after the idle GOAWAY, while the connection lingers, is not served."""
+    transport = connect(server_context(echo, runtime, timeout_keep_alive=2.0))
+    client = started(transport)
+    client.events()
+    runtime.advance(2.1)
+    assert of_type(client.events(), h2.events.ConnectionTerminated)
+    assert "write_eof" in transport.log
+    raw = H2Client(MemoryTransport(runtime, None))  # frames for stream 1, as if no GOAWAY came
+    raw.conn.initiate_connection()
+    raw.conn.data_to_send()
+    raw.conn.send_headers(
+        1, [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "x")], True
+    )
+    transport.receive(raw.conn.data_to_send())
+    assert transport.output == b"" and transport.buffer == b""
+
+
+def test_shutdown_while_writing_is_paused_resumes_reading_to_linger(runtime: ManualRuntime) -> None:
+    """A connection closed while its transport pauses writing (so reading stopped) reads again as
+    it lingers half-closed, and its GOAWAY reaches the client once the transport drains."""
+    ctx = server_context(echo, runtime)
+    transport = connect(ctx)
+    client = started(transport)
+    client.events()
+    transport.stall(high_water=0)
+    client.conn.ping(b"12345678")
+    client.flush()
+    assert transport.writing_paused and not transport.reading
+    ctx.shutting_down = True
+    protocol = transport.protocol
+    assert isinstance(protocol, H2Driver)
+    runtime.call(protocol.shutdown)
+    assert transport.reading and transport.log[-1] == "resume_reading"
+    transport.drain()
+    events = client.events()
+    assert of_type(events, h2.events.PingAckReceived) and of_type(events, h2.events.ConnectionTerminated)
+
+
+def test_trailers_after_the_client_reset_the_stream_fail(runtime: ManualRuntime) -> None:
+    """Trailers sent for a stream the client has reset fail with OSError; no HEADERS follow."""
+    gate = Gate(runtime)
+    outcome: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [], "trailers": True})
+        await send({"type": "http.response.body", "body": b"body"})
+        await gate.wait()
+        try:
+            await send({"type": "http.response.trailers", "headers": [(b"x-late", b"1")]})
+        except OSError:
+            outcome.append("send failed")
+
+    transport = connect(server_context(app, runtime))
+    client = started(transport)
+    sid = client.request()
+    assert Responses().add(client.events()).body == {sid: b"body"}
+    client.conn.reset_stream(sid)
+    client.flush()
+    gate.open()
+    assert outcome == ["send failed"]
+    assert not [f for f in frames(transport.take()) if f.stream_id == sid]
