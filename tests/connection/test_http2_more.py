@@ -757,3 +757,35 @@ def test_trailers_after_the_client_reset_the_stream_fail(runtime: ManualRuntime)
     gate.open()
     assert outcome == ["send failed"]
     assert not [f for f in frames(transport.take()) if f.stream_id == sid]
+
+
+def test_extended_connect_opens_a_websocket_stream(runtime: ManualRuntime) -> None:
+    """An extended CONNECT (RFC 8441) with :protocol websocket reaches a WebSocket app, whose
+    accept is a 200 on the stream and whose text message is a DATA frame there."""
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        assert scope["type"] == "websocket"
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": "hi"})
+        await receive()
+
+    transport = connect(server_context(app, runtime))
+    client = started(transport)
+    settings = of_type(client.events(), h2.events.RemoteSettingsChanged)
+    assert settings and settings[0].changed_settings[8].new_value == 1  # ENABLE_CONNECT_PROTOCOL
+    sid: int = client.conn.get_next_available_stream_id()
+    headers = [
+        (":method", "CONNECT"),
+        (":protocol", "websocket"),
+        (":path", "/ws"),
+        (":scheme", "http"),
+        (":authority", "example.com"),
+        ("sec-websocket-version", "13"),
+    ]
+    client.conn.send_headers(sid, headers)
+    client.flush()
+    events = client.events()
+    responses = Responses().add(events)
+    assert responses.status == {sid: 200}
+    assert responses.body[sid] == b"\x81\x02hi"  # one unmasked text frame
