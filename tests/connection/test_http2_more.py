@@ -11,7 +11,6 @@ import h2.events
 import h2.settings
 import hpack
 import hyperframe.frame
-import pytest
 
 from tests.connection.clients import Gate, H2Client, Receive, Responses, Send, read_body, respond
 from tests.helpers.memory import ManualRuntime, MemoryTransport, connect, server_context
@@ -361,11 +360,6 @@ def settle_bounded(runtime: ManualRuntime, rounds: int = 50) -> bool:
     return False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="H2Driver._on_deadline re-arms the idle deadline, already past, while a reset stream's "
-    "app still runs: the timer fires again at once, over and over, until the app returns",
-)
 def test_idle_deadline_with_a_reset_stream_still_running(runtime: ManualRuntime) -> None:
     """A connection whose only stream the client reset is idle for the protocol while its app still
     runs: the idle deadline passing arms no timer that is due again at once, and GOAWAY NO_ERROR

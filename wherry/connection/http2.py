@@ -723,9 +723,11 @@ class H2Driver:
                     self._stream_gone(stream)
             if reason == "idle":
                 if self.streams:
-                    pass  # an app is still running after its response: wait for it
-                else:
-                    self.core.close(NO_ERROR)
+                    # An app is still running after its stream ended (the client reset it): the
+                    # idle deadline is judged again when it returns (``stream_closed``), not
+                    # re-armed now, when it has passed and would fire again at once.
+                    return
+                self.core.close(NO_ERROR)
             elif reason is not None:
                 logger.info("HTTP/2 timeout from %s: %s", format_client(self.info.client), reason)
             self.flush()
