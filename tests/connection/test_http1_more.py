@@ -5,12 +5,22 @@ half-close."""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO
 
-from tests.connection.clients import Gate, Receive, Send, parse_responses, read_body, respond
+import pytest
+
+from tests.connection.clients import Gate, H1Client, Receive, Send, parse_responses, read_body, respond
 from tests.helpers.memory import ManualRuntime, MemoryTransport, connect, server_context
 from wherry.connection.context import ServerContext
+from wherry.connection.extensions import CHUNK
 from wherry.connection.http1 import H1Driver
+from wherry.contracts import Transport
+from wherry.logs import ANSWERED_BY
 
 
 def raw(method: str = "GET", target: str = "/", *headers: str) -> bytes:
@@ -227,3 +237,414 @@ def test_peer_gone_while_a_pipelined_body_is_read(runtime: ManualRuntime) -> Non
     gate.open()
     assert seen == [{"type": "http.disconnect"}, {"type": "http.disconnect"}]
     assert transport.take() == b""
+
+
+# ---------------------------------------------------------------------- files and response bodies
+
+
+class FailingSendfile(ManualRuntime):
+    """A runtime whose kernel file sending fails (the peer reset the connection)."""
+
+    async def sendfile(self, transport: Transport, file: BinaryIO, offset: int, count: int) -> bool:
+        raise ConnectionResetError("reset by peer")
+
+
+class KernelSendfile(ManualRuntime):
+    """A runtime that sends files itself, as the kernel would (the bytes go out in one write)."""
+
+    async def sendfile(self, transport: Transport, file: BinaryIO, offset: int, count: int) -> bool:
+        file.seek(offset)
+        transport.write(file.read(count))
+        return True
+
+
+@contextmanager
+def running(rt: ManualRuntime) -> Iterator[ManualRuntime]:
+    """A runtime of another class for one test; nothing may reach the loop's exception handler."""
+    try:
+        yield rt
+    finally:
+        rt.close()
+    assert not rt.errors, f"unhandled errors in the event loop: {rt.errors}"
+
+
+def file_app(path: Path, size: int | None, failures: list[str]) -> Any:
+    """Answers with the file at ``path`` (with a content-length when ``size`` is given), noting
+    the exception its send raised."""
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        headers = [] if size is None else [(b"content-length", b"%d" % size)]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        try:
+            await send({"type": "http.response.pathsend", "path": str(path)})
+        except OSError as exc:
+            failures.append(type(exc).__name__)
+
+    return app
+
+
+def test_sendfile_failure_cuts_the_connection(tmp_path: Path) -> None:
+    """A kernel send that fails aborts the connection and the app's send raises ClientDisconnected."""
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"x" * 1000)
+    failures: list[str] = []
+    with running(FailingSendfile()) as rt:
+        transport = connect(server_context(file_app(path, 1000, failures), rt))
+        transport.receive(raw())
+        assert failures == ["ClientDisconnected"] and transport.aborted
+        data = transport.take()
+        assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"\r\n\r\n")
+
+
+def test_sendfile_by_the_kernel_with_a_length(tmp_path: Path) -> None:
+    """A file the runtime sends itself makes the whole body of a content-length response."""
+    content = bytes(range(256)) * 8
+    path = tmp_path / "f.bin"
+    path.write_bytes(content)
+    failures: list[str] = []
+    with running(KernelSendfile()) as rt:
+        transport = connect(server_context(file_app(path, len(content), failures), rt))
+        client = H1Client(transport)
+        client.request()
+        status, headers, body = client.response()
+        assert (status, headers[b"content-length"], body) == (200, b"2048", content)
+        assert failures == [] and not transport.closing
+
+
+def test_sendfile_by_the_kernel_chunked(tmp_path: Path) -> None:
+    """A file the runtime sends itself goes inside one chunk when the response has no length."""
+    content = b"k" * 3000
+    path = tmp_path / "f.bin"
+    path.write_bytes(content)
+    failures: list[str] = []
+    with running(KernelSendfile()) as rt:
+        transport = connect(server_context(file_app(path, None, failures), rt))
+        client = H1Client(transport)
+        client.request()
+        status, headers, body = client.response()
+        assert (status, headers[b"transfer-encoding"], body) == (200, b"chunked", content)
+
+
+def test_file_that_shrinks_while_being_sent(runtime: ManualRuntime, tmp_path: Path) -> None:
+    """A file cut short while its pieces are written: the connection is aborted and the app's send
+    raises OSError, with the bytes already read delivered as they were."""
+    path = tmp_path / "shrinking.bin"
+    path.write_bytes(b"s" * (CHUNK * 3))
+    failures: list[str] = []
+    transport = connect(server_context(file_app(path, CHUNK * 3, failures), runtime))
+    transport.stall(high_water=1000)
+    transport.receive(raw())
+    assert transport.writing_paused and failures == []
+    with open(path, "r+b") as f:
+        f.truncate(CHUNK + 10)
+    transport.drain()
+    assert failures == ["OSError"] and transport.aborted
+    head, _, body = transport.take().partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and body == b"s" * (CHUNK + 10)
+
+
+def test_body_longer_than_its_content_length(runtime: ManualRuntime) -> None:
+    """A body going past the content-length the app announced aborts the connection; the app's
+    send raises and the peer has only the announced part."""
+    failures: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"3")]})
+        await send({"type": "http.response.body", "body": b"ab", "more_body": True})
+        try:
+            await send({"type": "http.response.body", "body": b"cdef"})
+        except Exception as exc:
+            failures.append(type(exc).__name__)
+
+    transport = connect(server_context(app, runtime))
+    transport.receive(raw())
+    assert failures == ["LocalProtocolError"] and transport.aborted
+    assert transport.take().endswith(b"\r\n\r\nab")
+
+
+def test_response_before_the_body_lets_the_next_request_in(runtime: ManualRuntime) -> None:
+    """An app answering before reading a large body that paused reading: reading resumes, the
+    rest of the body is dropped and the next request is served."""
+    gate = Gate(runtime)
+    paths: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        paths.append(scope["path"])
+        if scope["path"] == "/upload":
+            await gate.wait()
+        await respond(send, scope["path"].encode())
+
+    transport = connect(server_context(app, runtime))
+    transport.receive(raw("POST", "/upload", "content-length: 200000") + b"u" * 100_000)
+    assert "pause_reading" in transport.log
+    gate.open()
+    assert "resume_reading" in transport.log
+    transport.receive(b"u" * 100_000 + raw("GET", "/next"))
+    assert parse_responses(transport.take(), ["POST", "GET"]) == [(200, b"/upload"), (200, b"/next")]
+    assert paths == ["/upload", "/next"]
+
+
+def test_streamed_response_before_the_body_is_read(runtime: ManualRuntime) -> None:
+    """A streamed response ended before the request body is read: the body is dropped and the
+    connection serves the next request."""
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"a", "more_body": True})
+        await send({"type": "http.response.body", "body": b"b"})
+
+    transport = connect(server_context(app, runtime))
+    transport.receive(raw("POST", "/", "content-length: 6") + b"abc")
+    transport.receive(b"def" + raw("GET", "/again"))
+    assert parse_responses(transport.take(), ["POST", "GET"]) == [(200, b"ab"), (200, b"ab")]
+    assert not transport.closing
+
+
+def test_no_continue_for_a_body_that_came_already(runtime: ManualRuntime) -> None:
+    """A body sent without waiting for the 100 is read as is: no 100 Continue is written."""
+    gate = Gate(runtime)
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["path"] == "/first":
+            await gate.wait()
+        await respond(send, await read_body(receive))
+
+    transport = connect(server_context(app, runtime))
+    first = raw("POST", "/first", "content-length: 3", "expect: 100-continue") + b"abc"
+    transport.receive(first + raw("GET", "/second"))
+    gate.open()
+    data = transport.take()
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert parse_responses(data, ["POST", "GET"]) == [(200, b"abc"), (200, b"")]
+
+
+# ---------------------------------------------------------------------- closing with output held
+
+
+def test_closed_connection_delivers_what_it_holds(runtime: ManualRuntime) -> None:
+    """A refusal written while the peer does not read stays held after the server's side is
+    closed, and reaches the peer once it reads."""
+    transport = connect(server_context(hello, runtime))
+    transport.stall(high_water=0)
+    transport.receive(b"GET / HTTP/1.1\r\nbad header\r\n\r\n")
+    assert transport.writing_paused and transport.eof_written and transport.take() == b""
+    transport.drain()
+    data = transport.take()
+    assert data.startswith(b"HTTP/1.1 400 ") and b"connection: close" in data.lower()
+    assert not transport.writing_paused and not transport.aborted
+
+
+def test_closed_connection_the_peer_never_reads_is_cut(runtime: ManualRuntime) -> None:
+    """A refusal the peer reads nothing of for timeout_send seconds has its connection aborted."""
+    transport = connect(server_context(hello, runtime, timeout_send=10.0))
+    transport.stall(high_water=0)
+    transport.receive(b"GET / HTTP/1.1\r\nbad header\r\n\r\n")
+    runtime.advance(9.0)
+    assert not transport.aborted
+    runtime.advance(2.0)
+    assert transport.aborted and transport.lost and transport.take() == b""
+
+
+# ---------------------------------------------------------------------- metrics and access lines
+
+
+def access_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "wherry.access"]
+
+
+def test_metrics_count_answers_and_refusals(runtime: ManualRuntime, caplog: pytest.LogCaptureFixture) -> None:
+    """With metrics on (and no access log) answered and refused requests are counted by status."""
+    caplog.set_level(logging.INFO, logger="wherry.access")
+    ctx = server_context(hello, runtime, metrics_bind="127.0.0.1:9100")
+    assert ctx.metrics is not None
+    transport = connect(ctx)
+    transport.receive(raw())
+    assert transport.take().endswith(b"hello")
+    transport.receive(b"GET / HTTP/1.1\r\nbad header\r\n\r\n")
+    assert transport.take().startswith(b"HTTP/1.1 400 ")
+    snapshot = ctx.metrics.snapshot(0, 0)
+    assert snapshot["requests"] == {"200": 1, "400": 1} and sum(snapshot["buckets"]) == 1
+    assert access_lines(caplog) == []
+
+
+class Composite:
+    """An app made of others, as wherry.compose builds them: it writes which one answered."""
+
+    logs_app_name = True
+
+    def __init__(self, name: str | None) -> None:
+        self.name = name
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if self.name is not None:
+            scope[ANSWERED_BY] = [self.name]
+        await hello(scope, receive, send)
+
+
+@pytest.mark.parametrize(("name", "suffix"), [("api", " app=api"), (None, " app=-")])
+def test_access_line_names_the_app_that_answered(
+    runtime: ManualRuntime, caplog: pytest.LogCaptureFixture, name: str | None, suffix: str
+) -> None:
+    """An app that logs its name ends each access line with the name of the app that answered."""
+    caplog.set_level(logging.INFO, logger="wherry.access")
+    transport = connect(server_context(Composite(name), runtime, access_log=True))
+    transport.receive(raw("GET", "/x"))
+    assert transport.take().endswith(b"hello")
+    lines = access_lines(caplog)
+    assert len(lines) == 1 and '"GET /x HTTP/1.1" 200 5 ' in lines[0] and lines[0].endswith(suffix)
+
+
+def test_access_format_date_and_environment_atoms(
+    runtime: ManualRuntime, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The %(t)s atom is the request's date in the common log format; %({NAME}e)s an environment
+    variable, "-" when unset."""
+    caplog.set_level(logging.INFO, logger="wherry.access")
+    monkeypatch.setenv("WHERRY_ATOM_PROBE", "probe-value")
+    monkeypatch.delenv("WHERRY_ATOM_ABSENT", raising=False)
+    fmt = "%(t)s %(s)s %({WHERRY_ATOM_PROBE}e)s %({WHERRY_ATOM_ABSENT}e)s"
+    transport = connect(server_context(hello, runtime, access_log=True, access_log_format=fmt))
+    transport.receive(raw())
+    assert transport.take().endswith(b"hello")
+    lines = access_lines(caplog)
+    assert len(lines) == 1
+    assert re.fullmatch(r"\[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] 200 probe-value -", lines[0])
+
+
+def test_json_access_line_with_a_format(runtime: ManualRuntime, caplog: pytest.LogCaptureFixture) -> None:
+    """With a custom format and JSON logs the line follows the format and the record has the fields."""
+    caplog.set_level(logging.INFO, logger="wherry.access")
+    ctx = server_context(hello, runtime, access_log=True, access_log_format="%(m)s %(s)s", log_format="json")
+    transport = connect(ctx)
+    transport.receive(raw("PUT", "/f", "content-length: 0"))
+    assert transport.take().endswith(b"hello")
+    records = [r for r in caplog.records if r.name == "wherry.access"]
+    assert [r.getMessage() for r in records] == ["PUT 200"]
+    fields = records[0].__dict__["access"]
+    assert (fields["method"], fields["target"], fields["status"], fields["bytes"]) == ("PUT", "/f", 200, 5)
+
+
+# ---------------------------------------------------------------------- transports and timers
+
+
+class NoHalfClose(MemoryTransport):
+    """A transport that cannot end its sending side alone."""
+
+    def can_write_eof(self) -> bool:
+        return False
+
+
+class EofFails(MemoryTransport):
+    """A transport whose write_eof fails: the peer is already gone."""
+
+    def write_eof(self) -> None:
+        raise BrokenPipeError("broken pipe")
+
+
+class Opaque(NoHalfClose):
+    """A transport that cannot say how much output it holds."""
+
+    def get_write_buffer_size(self) -> int:
+        raise NotImplementedError
+
+
+@pytest.mark.parametrize("kind", [NoHalfClose, EofFails])
+def test_refusal_closes_a_transport_that_cannot_half_close(
+    runtime: ManualRuntime, kind: type[MemoryTransport]
+) -> None:
+    """Where the sending side cannot be ended alone, the 400 is followed by a plain close."""
+    transport = connect_with(server_context(hello, runtime), kind)
+    transport.receive(b"GET / HTTP/1.1\r\nbad header\r\n\r\n")
+    assert transport.take().startswith(b"HTTP/1.1 400 ")
+    assert transport.log == ["close", "lost"] and not transport.eof_written
+
+
+def test_held_output_of_a_transport_that_cannot_say_its_size(runtime: ManualRuntime) -> None:
+    """A closed transport that cannot report what it holds is not cut after timeout_send: the
+    peer still gets the refusal when it reads."""
+    transport = connect_with(server_context(hello, runtime, timeout_send=10.0), Opaque)
+    transport.stall(high_water=100_000)
+    transport.receive(b"GET / HTTP/1.1\r\nbad header\r\n\r\n")
+    assert transport.closing and transport.take() == b""
+    runtime.advance(60.0)
+    assert not transport.aborted
+    transport.drain()
+    assert transport.take().startswith(b"HTTP/1.1 400 ") and transport.lost
+
+
+def test_held_output_of_a_closed_transport_is_cut_after_timeout_send(runtime: ManualRuntime) -> None:
+    """A closed transport still holding output the peer does not read is aborted after timeout_send."""
+    transport = connect_with(server_context(hello, runtime, timeout_send=10.0), NoHalfClose)
+    transport.stall(high_water=100_000)
+    transport.receive(b"GET / HTTP/1.1\r\nbad header\r\n\r\n")
+    assert transport.closing and not transport.aborted
+    runtime.advance(11.0)
+    assert transport.aborted and transport.take() == b""
+
+
+def test_scope_has_no_server_without_a_socket_address(runtime: ManualRuntime) -> None:
+    """A transport with no usable socket address gives a scope whose server is None."""
+    servers: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        servers.append(scope["server"])
+        await hello(scope, receive, send)
+
+    transport = connect(server_context(app, runtime), sockname=None)
+    transport.receive(raw())
+    assert transport.take().endswith(b"hello") and servers == [None]
+
+
+def test_keep_alive_deadline_does_not_apply_while_an_app_runs(runtime: ManualRuntime) -> None:
+    """A request whose app runs past the keep-alive timeout is answered; the connection stays open."""
+    gate = Gate(runtime)
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await gate.wait()
+        await respond(send, b"late")
+
+    transport = connect(server_context(app, runtime, timeout_keep_alive=5.0, timeout_request_head=5.0))
+    runtime.advance(1.0)
+    transport.receive(raw())
+    runtime.advance(30.0)
+    assert not transport.closing and transport.take() == b""
+    gate.open()
+    assert parse_responses(transport.take(), ["GET"]) == [(200, b"late")] and not transport.closing
+
+
+def test_request_arriving_as_the_keep_alive_deadline_passes(runtime: ManualRuntime) -> None:
+    """A request read in the same instant the idle deadline passes is served, not closed on."""
+    transport = connect(server_context(hello, runtime, timeout_keep_alive=5.0, timeout_request_head=5.0))
+    driver = transport.protocol
+    runtime.call_at(runtime.time() + 5.0, lambda: driver.data_received(raw()))
+    runtime.advance(5.0)
+    assert parse_responses(transport.take(), ["GET"]) == [(200, b"hello")] and not transport.closing
+    runtime.advance(10.0)
+    assert transport.closing
+
+
+def test_request_with_a_slow_app_arriving_as_the_deadline_passes(runtime: ManualRuntime) -> None:
+    """A request whose app waits, read in the same instant the idle deadline passes, is answered
+    once its app goes on."""
+    gate = Gate(runtime)
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await gate.wait()
+        await respond(send, b"slow")
+
+    transport = connect(server_context(app, runtime, timeout_keep_alive=5.0, timeout_request_head=5.0))
+    driver = transport.protocol
+    runtime.call_at(runtime.time() + 5.0, lambda: driver.data_received(raw()))
+    runtime.advance(20.0)
+    assert not transport.closing and transport.take() == b""
+    gate.open()
+    assert parse_responses(transport.take(), ["GET"]) == [(200, b"slow")]
+
+
+def test_shutdown_as_the_deadline_passes(runtime: ManualRuntime) -> None:
+    """A connection shut down in the instant its idle deadline passes is closed once, quietly."""
+    transport = connect(server_context(hello, runtime, timeout_keep_alive=5.0, timeout_request_head=5.0))
+    driver = transport.protocol
+    runtime.call_at(runtime.time() + 5.0, driver.shutdown)
+    runtime.advance(10.0)
+    assert transport.log == ["close", "lost"] and transport.take() == b""
