@@ -648,3 +648,80 @@ def test_shutdown_as_the_deadline_passes(runtime: ManualRuntime) -> None:
     runtime.call_at(runtime.time() + 5.0, driver.shutdown)
     runtime.advance(10.0)
     assert transport.log == ["close", "lost"] and transport.take() == b""
+
+
+# ---------------------------------------------------------------------- timeouts, trailers, ends
+
+
+def test_body_timeout_after_the_response_started(runtime: ManualRuntime) -> None:
+    """A body that stops coming after the app started its response: the app reads a disconnect
+    and the connection closes with no 408 mixed into the response."""
+    seen: list[dict[str, Any]] = []
+    ctx = server_context(recorder(seen, start_first=True), runtime, timeout_request_body=5.0)
+    transport = connect(ctx)
+    transport.receive(raw("POST", "/", "content-length: 10") + b"abc")
+    assert seen == [{"type": "http.request", "body": b"abc", "more_body": True}]
+    runtime.advance(6.0)
+    assert seen[-1] == {"type": "http.disconnect"} and transport.closing
+    data = transport.take()
+    assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"4\r\npart\r\n") and b" 408 " not in data
+
+
+def test_head_timeout_is_logged_as_a_refusal(
+    runtime: ManualRuntime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A request head that never ends is answered 408 and logged with "-" as its line."""
+    caplog.set_level(logging.INFO, logger="wherry.access")
+    transport = connect(server_context(hello, runtime, access_log=True, timeout_request_head=5.0))
+    transport.receive(b"GET / HTTP/1.1\r\nhost: exa")
+    runtime.advance(6.0)
+    data = transport.take()
+    assert data.startswith(b"HTTP/1.1 408 ")
+    lines = access_lines(caplog)
+    assert len(lines) == 1 and '"-" 408 ' in lines[0]
+
+
+def test_trailers_before_the_announced_length_cut_the_connection(runtime: ManualRuntime) -> None:
+    """Trailers ending a body shorter than its content-length abort the connection; the app's
+    send raises."""
+    failures: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        headers = [(b"content-length", b"10")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers, "trailers": True})
+        await send({"type": "http.response.body", "body": b"abc"})
+        try:
+            await send({"type": "http.response.trailers", "headers": [(b"x-sum", b"1")]})
+        except Exception as exc:
+            failures.append(type(exc).__name__)
+
+    transport = connect(server_context(app, runtime))
+    transport.receive(raw("GET", "/", "te: trailers"))
+    assert failures == ["LocalProtocolError"] and transport.aborted
+    assert transport.take().endswith(b"\r\n\r\nabc")
+
+
+def test_shutdown_ends_the_lingering_after_a_refusal(runtime: ManualRuntime) -> None:
+    """A connection lingering after its 400 is closed at once by shutdown."""
+    transport = connect(server_context(hello, runtime))
+    transport.receive(b"GET / HTTP/1.1\r\nbad header\r\n\r\n")
+    assert transport.take().startswith(b"HTTP/1.1 400 ") and transport.log == ["write_eof"]
+    runtime.call(transport.protocol.shutdown)
+    assert transport.log == ["write_eof", "close", "lost"]
+
+
+def test_abort_all_cuts_an_idle_connection(runtime: ManualRuntime) -> None:
+    """At the end of the graceful period an idle connection is aborted."""
+    transport = connect(server_context(hello, runtime))
+    runtime.call(transport.protocol.abort_all)
+    assert transport.aborted and transport.log == ["abort", "lost"]
+
+
+def test_abort_all_leaves_a_closed_connection_alone(runtime: ManualRuntime) -> None:
+    """A connection already closed after its last answer is not aborted at the end of the
+    graceful period: its answer was delivered whole."""
+    transport = connect(server_context(hello, runtime))
+    transport.receive(raw("GET", "/", "connection: close"))
+    assert transport.take().endswith(b"hello") and transport.log == ["close", "lost"]
+    runtime.call(transport.protocol.abort_all)
+    assert not transport.aborted and transport.log == ["close", "lost"]
