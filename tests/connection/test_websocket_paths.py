@@ -322,15 +322,7 @@ def test_full_queue_pauses_reading_until_the_app_takes_half(runtime: ManualRunti
     seen: list[Any] = []
     gate = Gate(runtime)
 
-    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        await receive()
-        await send({"type": "websocket.accept"})
-        await gate.wait()
-        while True:
-            message = await receive()
-            seen.append(message)
-            if message["type"] == "websocket.disconnect":
-                return
+    app = accept_and_record(gate, seen)
 
     transport = connect(server_context(app, runtime, ws_max_queue=2))
     client = WSClient(transport)
@@ -592,6 +584,22 @@ class H2WS:
         return found
 
 
+def accept_and_record(gate: Gate, seen: list[Any]) -> App:
+    """An app that accepts, waits at ``gate``, then records every message until the disconnect."""
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await gate.wait()
+        while True:
+            message = await receive()
+            seen.append(message)
+            if message["type"] == "websocket.disconnect":
+                return
+
+    return app
+
+
 def echo(seen: list[Any], gate: Gate | None = None) -> App:
     async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         assert scope["type"] == "websocket" and scope["http_version"] == "2"
@@ -735,15 +743,7 @@ def test_h2_full_queue_holds_data_and_end(runtime: ManualRuntime) -> None:
     seen: list[Any] = []
     gate = Gate(runtime)
 
-    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        await receive()
-        await send({"type": "websocket.accept"})
-        await gate.wait()
-        while True:
-            message = await receive()
-            seen.append(message)
-            if message["type"] == "websocket.disconnect":
-                return
+    app = accept_and_record(gate, seen)
 
     _, _, client = h2_connect(app, runtime, ws_max_queue=1)
     sid = client.open()
@@ -1070,15 +1070,7 @@ def test_h2_reset_drops_held_data(runtime: ManualRuntime) -> None:
     gate = Gate(runtime)
     seen: list[Any] = []
 
-    async def accept_then(scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        await receive()
-        await send({"type": "websocket.accept"})
-        await gate.wait()
-        while True:
-            message = await receive()
-            seen.append(message)
-            if message["type"] == "websocket.disconnect":
-                return
+    accept_then = accept_and_record(gate, seen)
 
     _, _, client = h2_connect(accept_then, runtime, ws_max_queue=1)
     sid = client.open()
