@@ -464,6 +464,41 @@ def test_an_answered_stream_is_reset_once_its_window_is_spent() -> None:
     assert server.open_streams == 0 and not server.closed
 
 
+def end_unread(server: H2Connection, how: str) -> None:
+    """End stream 1, whose body the app has not read, as ``how`` says."""
+    if how == "the client resets it":
+        server.receive_data(frame(0x3, 0, 1, u32(0x8)), 0.0)
+    elif how == "the driver resets it":
+        server.reset(1, 0x8)
+    else:
+        if how == "its app returns after the body ended":
+            server.receive_data(frame(0x0, 0x1, 1), 0.0)
+        server.send_response(1, 200, [], [], True)
+        server.stream_done(1, 0.0)
+
+
+UNREAD_ENDS = [
+    "the client resets it",
+    "the driver resets it",
+    "its app returns after answering",
+    "its app returns after the body ended",
+]
+
+
+@pytest.mark.parametrize("how", UNREAD_ENDS)
+def test_body_left_unread_is_credited_to_the_connection(how: str) -> None:
+    """RFC 9113 §6.9: body DATA held for an app that never reads it is given back to the
+    connection window when its stream ends, however it ends; the stream's own window is not."""
+    server = H2Connection(H2Limits(max_concurrent_streams=1), 0.0)  # credits of 16 KiB go at once
+    server.initiate()
+    events = server.receive_data(START + headers(1, POST, 0x4) + frame(0x0, 0, 1, b"x" * 16384), 0.0)
+    assert [type(e) for e in events] == [Request, Data]
+    server.data_to_send()
+    end_unread(server, how)
+    updates = [f for f in written(server.data_to_send()) if isinstance(f, WindowUpdateFrame)]
+    assert [(f.stream_id, f.window_increment) for f in updates] == [(0, 16384)]
+
+
 def test_a_body_ending_after_an_early_answer_closes_the_stream_quietly() -> None:
     """RFC 9113 §8.1: the rest of a body that ends (DATA with END_STREAM, or trailers) closes the
     answered stream without a reset."""

@@ -794,6 +794,7 @@ class H2Connection:
                 stream = streams.pop(sid, None)
                 if stream is not None:
                     self._set_closed(sid, stream)
+                    self._release(stream)
                     if stream.answered:
                         if not streams:
                             self._idle_since = now
@@ -1103,6 +1104,7 @@ class H2Connection:
         stream = self._streams.pop(sid, None)
         if stream is not None:
             self._set_closed(sid, stream)
+            self._release(stream)
             out.append(StreamReset(sid, code))
         self._reset_frame(sid, code)
 
@@ -1380,7 +1382,7 @@ class H2Connection:
             # the upload (§8.1), at once when that window is spent already. The body deadlines
             # bound a client that sends nothing.
             stream.answered = True
-            stream.held = 0  # what the app left unread is nobody's now: the deadlines run
+            self._release(stream)  # what the app left unread is nobody's now: the deadlines run
             stream.drop_left = min(max(stream.recv_window, 0), DEFAULT_WINDOW)
             if not stream.drop_left:
                 self.reset(sid, NO_ERROR)  # it can send nothing more: a window will not come
@@ -1394,9 +1396,21 @@ class H2Connection:
             self.reset(sid, NO_ERROR)  # a tunnel's input after its end: stop it (§8.1)
         else:
             self._set_closed(sid, stream)
+            self._release(stream)
         self._streams.pop(sid, None)
         if not self._streams:
             self._idle_since = now
+
+    def _release(self, stream: _Stream) -> None:
+        """``stream`` leaves while holding body its app never read: nobody acknowledges that now,
+        so it is credited to the connection window (RFC 9113 §6.9), or every request left unread
+        would shrink the window the other streams share until uploads stall. A tunnel's driver
+        credits what it holds itself."""
+        held = stream.held
+        if held:
+            stream.held = 0
+            if not stream.tunnel and not self._closed:
+                self._credit(0, held)
 
     def _forget(self, sid: int, stream: _Stream, now: float) -> None:
         """An answered stream ended by the client: closed, and nobody hears of it."""
@@ -1417,6 +1431,7 @@ class H2Connection:
     def reset(self, sid: int, code: int) -> None:
         stream = self._streams.pop(sid, None)
         if stream is not None:
+            self._release(stream)
             if stream.state == CLOSED:
                 return
             self._set_closed(sid, stream)
