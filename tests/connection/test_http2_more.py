@@ -783,3 +783,53 @@ def test_extended_connect_opens_a_websocket_stream(runtime: ManualRuntime) -> No
     responses = Responses().add(events)
     assert responses.status == {sid: 200}
     assert responses.body[sid] == b"\x81\x02hi"  # one unmasked text frame
+
+
+def send_body(client: H2Client, sid: int, size: int, responses: Responses) -> int:
+    """Send ``size`` body bytes on ``sid`` (the last frame ends it) as the windows allow, reading
+    the server's answers in between; return how many bytes the windows never let through."""
+    left = size
+    for _ in range(4 * (size // 16384 + 1)):
+        step = min(16384, left, client.conn.local_flow_control_window(sid))
+        if step:
+            left -= step
+            client.conn.send_data(sid, b"z" * step, end_stream=not left)
+            client.flush()
+        responses.add(client.events())
+        if not left:
+            break
+    return left
+
+
+def test_bodies_apps_leave_unread_give_the_connection_window_back(runtime: ManualRuntime) -> None:
+    """RFC 9113 §6.9: the body that arrived before its app returned without reading it is
+    credited to the connection window when the stream ends (complete, or answered early and then
+    reset by the client), so it does not shrink the window all streams share: after many uploads
+    refused at once, another upload still goes through."""
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["path"] == "/count":
+            await respond(send, b"%d" % len(await read_body(receive)))
+        else:
+            await respond(send, b"no", 401)  # as an auth check would, without reading
+
+    transport = connect(server_context(app, runtime))
+    client = started(transport)
+    client.events()
+    responses = Responses()
+    headers = [(":method", "POST"), (":path", "/upload"), (":scheme", "http"), (":authority", "example.com")]
+    for index in range(30):
+        sid: int = client.conn.get_next_available_stream_id()
+        client.conn.send_headers(sid, headers)
+        complete = index % 2 == 0
+        for offset in range(0, 60000 if complete else 16384, 16384):
+            client.conn.send_data(sid, b"x" * min(16384, 60000 - offset), end_stream=offset + 16384 >= 60000)
+        client.flush()  # the head and the body arrive together: the body is held for the app
+        responses.add(client.events())
+        assert responses.status[sid] == 401
+        if not complete:
+            client.conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+            client.flush()
+    sid = open_stream(client, "/count")
+    assert send_body(client, sid, 300_000, responses) == 0
+    assert responses.body[sid] == b"300000"

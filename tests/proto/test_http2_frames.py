@@ -45,6 +45,12 @@ def u32(value: int) -> bytes:
     return value.to_bytes(4, "big")
 
 
+def spend_window(sid: int, size: int = 65535) -> bytes:
+    """Body DATA on ``sid`` (no END_STREAM) that uses up a stream window of ``size`` bytes."""
+    pieces = [b"x" * min(16384, size - offset) for offset in range(0, size, 16384)]
+    return b"".join(frame(0x0, 0, sid, piece) for piece in pieces)
+
+
 def written(wire: bytes) -> list[Frame]:
     frames = []
     offset = 0
@@ -109,6 +115,9 @@ CONNECTION_ERRORS: list[tuple[str, bytes, int]] = [
     ("trailers-without-end-stream", headers(1, POST, 0x4) + headers(1, [(b"x-t", b"1")], 0x4),
      PROTOCOL_ERROR),
     ("trailers-with-a-pseudo-header", headers(1, POST, 0x4) + headers(1, [(b":path", b"/")]), PROTOCOL_ERROR),
+    ("trailers-ending-a-body-shorter-than-its-content-length",
+     headers(1, [*POST, (b"content-length", b"5")], 0x4) + frame(0x0, 0, 1, b"four")
+     + headers(1, [(b"x-t", b"1")]), PROTOCOL_ERROR),
     ("rst-on-an-idle-stream", frame(0x3, 0, 9, u32(8)), PROTOCOL_ERROR),
     ("window-update-on-an-idle-stream", frame(0x8, 0, 9, u32(1)), PROTOCOL_ERROR),
     ("window-update-on-an-idle-pushed-stream", frame(0x8, 0, 2, u32(1)), PROTOCOL_ERROR),
@@ -156,6 +165,7 @@ def test_frame_level_connection_errors_end_with_goaway_and_the_rfc_code(
         "initial-window-overflows-a-stream",
         "data-padding-too-long",
         "body-shorter-than-content-length",
+        "trailers-ending-a-body-shorter-than-its-content-length",
     )
     goaways = [f for f in frames if isinstance(f, GoAwayFrame)]
     assert len(goaways) == 1 and goaways[0].error_code == code
@@ -291,9 +301,10 @@ def test_window_update_frames_sent_are_well_formed() -> None:
 def test_frames_after_the_server_reset_a_stream_are_ignored(
     name: str, split: Callable[[bytes], list[bytes]]
 ) -> None:
-    """RFC 9113 §5.1 (closed), §8.1: after the server answered early, body DATA that arrives
-    stops the upload (RST_STREAM NO_ERROR); the client's trailers already in flight are then
-    ignored, and their header block still updates the HPACK table the next request refers to."""
+    """RFC 9113 §5.1 (closed), §8.1: after the server answered early, body DATA that spends the
+    stream's window stops the upload (RST_STREAM NO_ERROR); the client's trailers already in
+    flight are then ignored, and their header block still updates the HPACK table the next
+    request refers to."""
     encoder = hpack.Encoder()
     server = H2Connection(H2Limits(), 0.0)
     server.initiate()
@@ -301,7 +312,7 @@ def test_frames_after_the_server_reset_a_stream_are_ignored(
     server.send_response(1, 200, [], [], True)
     server.stream_done(1, 0.0)
     assert not any(isinstance(f, RstStreamFrame) for f in written(server.data_to_send()))
-    late = frame(0x0, 0, 1, b"body") + frame(0x1, 0x5, 1, encoder.encode([(b"x-trailer", b"indexed now")]))
+    late = spend_window(1) + frame(0x1, 0x5, 1, encoder.encode([(b"x-trailer", b"indexed now")]))
     fields = [*GET, (b"x-trailer", b"indexed now")]  # the last field comes from the dynamic table
     wire = late + frame(0x1, 0x5, 3, encoder.encode(fields))
     events: list[Event] = []
@@ -317,36 +328,96 @@ def test_frames_after_the_server_reset_a_stream_are_ignored(
     assert not any(isinstance(f, GoAwayFrame) for f in out)
 
 
-AFTER_EARLY_ANSWER: list[tuple[str, bytes, type[Frame], int]] = [
+POST_LENGTH_1 = [*POST, (b"content-length", b"1")]
+
+# Cases h2spec runs on a stream it opened without END_STREAM, which an app that answers at once
+# has answered in full before the client's next frames are read: the request head (HEADERS
+# without END_STREAM), what follows, and the frame and code that must answer it.
+AFTER_EARLY_ANSWER: list[tuple[str, list[tuple[bytes, bytes]], bytes, type[Frame], int]] = [
     # h2spec 5.1/8: the client resets the stream, then sends DATA on it (now closed).
     (
         "data after the client's reset",
+        POST,
         frame(0x3, 0, 1, u32(0x8)) + frame(0x0, 0x1, 1, b"x"),
         RstStreamFrame,
         0x5,
     ),
     # h2spec 5.1/9: HEADERS on a stream the client reset.
-    ("headers after the client's reset", frame(0x3, 0, 1, u32(0x8)) + headers(1, POST), GoAwayFrame, 0x5),
+    (
+        "headers after the client's reset",
+        POST,
+        frame(0x3, 0, 1, u32(0x8)) + headers(1, POST),
+        GoAwayFrame,
+        0x5,
+    ),
     # h2spec 6.9/2: a WINDOW_UPDATE of 0 on the stream.
-    ("window update of 0", frame(0x8, 0, 1, u32(0)), RstStreamFrame, PROTOCOL_ERROR),
+    ("window update of 0", POST, frame(0x8, 0, 1, u32(0)), RstStreamFrame, PROTOCOL_ERROR),
     # h2spec 6.9.1/3: the stream's window pushed above 2^31-1.
-    ("window above 2^31-1", frame(0x8, 0, 1, u32(2**31 - 1)) * 2, RstStreamFrame, FLOW_CONTROL_ERROR),
+    ("window above 2^31-1", POST, frame(0x8, 0, 1, u32(2**31 - 1)) * 2, RstStreamFrame, FLOW_CONTROL_ERROR),
+    # h2spec 8.1/1: some body, then trailers without END_STREAM.
+    (
+        "trailers without END_STREAM after some body",
+        POST,
+        frame(0x0, 0, 1, b"test") + headers(1, [(b"x-test", b"ok")], 0x4),
+        GoAwayFrame,
+        PROTOCOL_ERROR,
+    ),
+    # h2spec 8.1.2.1/3: some body, then trailers with a pseudo-header.
+    (
+        "trailers with a pseudo-header after some body",
+        POST,
+        frame(0x0, 0, 1, b"test") + headers(1, [(b":method", b"POST")], 0x4),
+        GoAwayFrame,
+        PROTOCOL_ERROR,
+    ),
+    # h2spec 8.1.2.6/1: content-length 1, then a 4-byte body that ends the request.
+    (
+        "body longer than its content-length",
+        POST_LENGTH_1,
+        frame(0x0, 0x1, 1, b"test"),
+        GoAwayFrame,
+        PROTOCOL_ERROR,
+    ),
+    # h2spec 8.1.2.6/2: content-length 1, then two 4-byte DATA frames.
+    (
+        "body in two frames longer than its content-length",
+        POST_LENGTH_1,
+        frame(0x0, 0, 1, b"test") + frame(0x0, 0x1, 1, b"test"),
+        GoAwayFrame,
+        PROTOCOL_ERROR,
+    ),
+    # The same rule when trailers end a body shorter than its content-length.
+    (
+        "trailers ending a body shorter than its content-length",
+        [*POST, (b"content-length", b"5")],
+        frame(0x0, 0, 1, b"test") + headers(1, [(b"x-test", b"ok")]),
+        GoAwayFrame,
+        PROTOCOL_ERROR,
+    ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("name", "wire", "kind", "code"), AFTER_EARLY_ANSWER, ids=[c[0] for c in AFTER_EARLY_ANSWER]
+    ("name", "head", "wire", "kind", "code"), AFTER_EARLY_ANSWER, ids=[c[0] for c in AFTER_EARLY_ANSWER]
 )
 @pytest.mark.parametrize(("feed", "split"), FEEDS[:2], ids=[f[0] for f in FEEDS[:2]])
 def test_a_stream_answered_before_its_body_ended_is_half_closed_local(
-    name: str, wire: bytes, kind: type[Frame], code: int, feed: str, split: Callable[[bytes], list[bytes]]
+    name: str,
+    head: list[tuple[bytes, bytes]],
+    wire: bytes,
+    kind: type[Frame],
+    code: int,
+    feed: str,
+    split: Callable[[bytes], list[bytes]],
 ) -> None:
-    """RFC 9113 §5.1, §6.9, §6.9.1: a stream the server answered in full while the request body
-    may still come stays half-closed (local) rather than being reset at once, so the client's
-    frames on it get the errors the RFC names (as h2spec expects of an app that answers at once)."""
+    """RFC 9113 §5.1, §6.9, §6.9.1, §8.1, §8.1.1: a stream the server answered in full while the
+    request body may still come stays half-closed (local) rather than being reset at once, and
+    what arrives on it is checked as on an open stream (the body against its content-length, the
+    trailers), so the client's frames get the errors the RFC names (as h2spec expects of an app
+    that answers at once)."""
     server = H2Connection(H2Limits(), 0.0)
     server.initiate()
-    server.receive_data(START + headers(1, POST, 0x4), 0.0)
+    server.receive_data(START + headers(1, head, 0x4), 0.0)
     server.send_response(1, 200, [], [], True)
     server.stream_done(1, 0.0)
     server.data_to_send()
@@ -356,6 +427,76 @@ def test_a_stream_answered_before_its_body_ended_is_half_closed_local(
     assert not any(isinstance(e, (Request, Data, EndOfMessage)) for e in events)
     out = [f for f in written(server.data_to_send()) if isinstance(f, (GoAwayFrame, RstStreamFrame))]
     assert [(type(f), f.error_code) for f in out] == [(kind, code)]
+
+
+def test_an_answered_stream_is_reset_once_its_window_is_spent() -> None:
+    """RFC 9113 §8.1: the body of an answered stream is dropped while the client spends the
+    window it already has; a stream whose window is spent when the app returns is reset
+    (NO_ERROR) at once, as it could send nothing more, and one with window left is reset when
+    DATA spends it. The connection window gets back every byte dropped."""
+    config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+    client = h2.connection.H2Connection(config)
+    client.initiate_connection()
+    server = H2Connection(H2Limits(), 0.0)
+    server.initiate()
+    server.receive_data(client.data_to_send(), 0.0)
+    client.receive_data(server.data_to_send())
+    for sid in (1, 3):
+        client.send_headers(sid, POST)
+    for _ in range(3):
+        client.send_data(1, b"x" * 16384)
+    client.send_data(1, b"x" * 16383)  # stream 1's window spent; stream 3 sends nothing yet
+    server.receive_data(client.data_to_send(), 0.0)
+    for sid in (1, 3):
+        server.send_response(sid, 200, [], [], True)
+        server.stream_done(sid, 0.0)  # the apps return without reading
+    events = client.receive_data(server.data_to_send())
+    assert [(e.stream_id, e.error_code) for e in events if isinstance(e, h2.events.StreamReset)] == [(1, 0)]
+    client.send_data(3, b"y" * 16384)
+    server.receive_data(client.data_to_send(), 0.0)
+    assert not any(isinstance(f, RstStreamFrame) for f in written(server.data_to_send()))
+    for _ in range(2):
+        client.send_data(3, b"y" * 16384)
+    client.send_data(3, b"y" * 16383)
+    server.receive_data(client.data_to_send(), 0.0)
+    resets = [f for f in written(server.data_to_send()) if isinstance(f, RstStreamFrame)]
+    assert [(f.stream_id, f.error_code) for f in resets] == [(3, 0)]
+    assert server.open_streams == 0 and not server.closed
+
+
+def end_unread(server: H2Connection, how: str) -> None:
+    """End stream 1, whose body the app has not read, as ``how`` says."""
+    if how == "the client resets it":
+        server.receive_data(frame(0x3, 0, 1, u32(0x8)), 0.0)
+    elif how == "the driver resets it":
+        server.reset(1, 0x8)
+    else:
+        if how == "its app returns after the body ended":
+            server.receive_data(frame(0x0, 0x1, 1), 0.0)
+        server.send_response(1, 200, [], [], True)
+        server.stream_done(1, 0.0)
+
+
+UNREAD_ENDS = [
+    "the client resets it",
+    "the driver resets it",
+    "its app returns after answering",
+    "its app returns after the body ended",
+]
+
+
+@pytest.mark.parametrize("how", UNREAD_ENDS)
+def test_body_left_unread_is_credited_to_the_connection(how: str) -> None:
+    """RFC 9113 §6.9: body DATA held for an app that never reads it is given back to the
+    connection window when its stream ends, however it ends; the stream's own window is not."""
+    server = H2Connection(H2Limits(max_concurrent_streams=1), 0.0)  # credits of 16 KiB go at once
+    server.initiate()
+    events = server.receive_data(START + headers(1, POST, 0x4) + frame(0x0, 0, 1, b"x" * 16384), 0.0)
+    assert [type(e) for e in events] == [Request, Data]
+    server.data_to_send()
+    end_unread(server, how)
+    updates = [f for f in written(server.data_to_send()) if isinstance(f, WindowUpdateFrame)]
+    assert [(f.stream_id, f.window_increment) for f in updates] == [(0, 16384)]
 
 
 def test_a_body_ending_after_an_early_answer_closes_the_stream_quietly() -> None:
@@ -504,7 +645,7 @@ def test_late_frames_are_ignored_for_the_last_128_streams_the_server_reset() -> 
         server.receive_data(headers(sid, POST, 0x4), 0.0)
         server.send_response(sid, 200, [], [], True)
         server.stream_done(sid, 0.0)  # answered before the body ended
-        server.receive_data(frame(0x0, 0, sid, b"more"), 0.0)  # more body: RST_STREAM NO_ERROR
+        server.receive_data(spend_window(sid), 0.0)  # its window spent: RST_STREAM NO_ERROR
     server.data_to_send()
     assert server.receive_data(frame(0x0, 0, sids[-1], b"late"), 0.0) == []
     assert not any(isinstance(f, RstStreamFrame) for f in written(server.data_to_send()))

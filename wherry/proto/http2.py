@@ -256,6 +256,7 @@ class _Stream:
         "answered",
         "body_seen",
         "bodyless",
+        "drop_left",
         "expected",
         "held",
         "rate_bytes",
@@ -294,6 +295,7 @@ class _Stream:
         # Answered in full and the driver done with it, while the request body may still come
         # (half-closed (local); ``stream_done``): nobody reads what arrives on it.
         self.answered = False
+        self.drop_left = 0  # answered: body bytes still dropped before the upload is stopped
 
 
 class _RequestHead:
@@ -792,6 +794,7 @@ class H2Connection:
                 stream = streams.pop(sid, None)
                 if stream is not None:
                     self._set_closed(sid, stream)
+                    self._release(stream)
                     if stream.answered:
                         if not streams:
                             self._idle_since = now
@@ -957,11 +960,20 @@ class H2Connection:
             self._stream_error(sid, STREAM_CLOSED, out)
             return
         if stream.answered:
+            # Dropped, but still the request's body: it must match its content-length (§8.1.1),
+            # and it may end with trailers, checked as any (§8.1). The client may send what its
+            # stream window already allows (up to 64 KiB); once that is spent, RST_STREAM
+            # NO_ERROR stops the upload (§8.1) rather than leaving it waiting for a window.
             self._credit(0, flow)
+            stream.received += len(payload)
+            if stream.expected >= 0 and stream.received > stream.expected:
+                raise _ConnectionError(PROTOCOL_ERROR, "request body longer than its content-length")
             if flags & END_STREAM:
-                self._forget(sid, stream, now)
-            else:
-                self.reset(sid, NO_ERROR)  # more body nobody reads: stop the upload (§8.1)
+                self._remote_end(sid, stream, now, out)
+                return
+            stream.drop_left -= flow
+            if stream.drop_left <= 0:
+                self.reset(sid, NO_ERROR)
             return
         stream.recv_window -= flow
         if stream.recv_window < 0:
@@ -1002,11 +1014,13 @@ class H2Connection:
                 stream.held += size
                 out.append(Data(body, sid))
         if flags & END_STREAM:
-            if stream.expected >= 0 and stream.received != stream.expected:
-                raise _ConnectionError(PROTOCOL_ERROR, "request body shorter than its content-length")
             self._remote_end(sid, stream, now, out)
 
     def _remote_end(self, sid: int, stream: _Stream, now: float, out: list[Event]) -> None:
+        """The request ends (DATA with END_STREAM, or trailers): its body must have the size its
+        content-length announced (RFC 9113 §8.1.1)."""
+        if stream.expected >= 0 and stream.received != stream.expected:
+            raise _ConnectionError(PROTOCOL_ERROR, "request body shorter than its content-length")
         if stream.answered:
             self._forget(sid, stream, now)
             return
@@ -1090,6 +1104,7 @@ class H2Connection:
         stream = self._streams.pop(sid, None)
         if stream is not None:
             self._set_closed(sid, stream)
+            self._release(stream)
             out.append(StreamReset(sid, code))
         self._reset_frame(sid, code)
 
@@ -1360,13 +1375,20 @@ class H2Connection:
             self.reset(sid, INTERNAL_ERROR)
         elif stream.state == HALF_CLOSED_LOCAL and not stream.tunnel:
             # Answered before the request body ended. The stream stays half-closed (local), as
-            # RFC 9113 §5.1 has it, until the client ends or resets it: its WINDOW_UPDATE and
-            # RST_STREAM frames get the answers §6.9 and §5.1 give for an open stream, and not
-            # "ignored after our RST_STREAM". DATA that does not end the body is dropped and
-            # stops the upload then with RST_STREAM(NO_ERROR) (§8.1); the body deadlines bound
-            # a client that sends nothing.
+            # RFC 9113 §5.1 has it, until the client ends or resets it: its WINDOW_UPDATE,
+            # RST_STREAM, DATA and trailers get the answers §5.1, §6.9 and §8.1 give for an open
+            # stream, and not "ignored after our RST_STREAM". Its DATA is dropped, within what
+            # the stream window already allows (at most 64 KiB); RST_STREAM(NO_ERROR) then stops
+            # the upload (§8.1), at once when that window is spent already. The body deadlines
+            # bound a client that sends nothing.
             stream.answered = True
-            stream.held = 0  # what the app left unread is nobody's now: the deadlines run
+            self._release(stream)  # what the app left unread is nobody's now: the deadlines run
+            stream.drop_left = min(max(stream.recv_window, 0), DEFAULT_WINDOW)
+            if not stream.drop_left:
+                self.reset(sid, NO_ERROR)  # it can send nothing more: a window will not come
+                if not self._streams:
+                    self._idle_since = now
+                return
             if stream.read_since is not None:
                 stream.read_since = stream.rate_since = now
             return
@@ -1374,9 +1396,21 @@ class H2Connection:
             self.reset(sid, NO_ERROR)  # a tunnel's input after its end: stop it (§8.1)
         else:
             self._set_closed(sid, stream)
+            self._release(stream)
         self._streams.pop(sid, None)
         if not self._streams:
             self._idle_since = now
+
+    def _release(self, stream: _Stream) -> None:
+        """``stream`` leaves while holding body its app never read: nobody acknowledges that now,
+        so it is credited to the connection window (RFC 9113 §6.9), or every request left unread
+        would shrink the window the other streams share until uploads stall. A tunnel's driver
+        credits what it holds itself."""
+        held = stream.held
+        if held:
+            stream.held = 0
+            if not stream.tunnel and not self._closed:
+                self._credit(0, held)
 
     def _forget(self, sid: int, stream: _Stream, now: float) -> None:
         """An answered stream ended by the client: closed, and nobody hears of it."""
@@ -1397,6 +1431,7 @@ class H2Connection:
     def reset(self, sid: int, code: int) -> None:
         stream = self._streams.pop(sid, None)
         if stream is not None:
+            self._release(stream)
             if stream.state == CLOSED:
                 return
             self._set_closed(sid, stream)
