@@ -221,6 +221,7 @@ class H1Connection:
         "_headers",
         "_idle_since",
         "_last_request",
+        "_line_at_prefix",
         "_now",
         "_owed",
         "_parser",
@@ -282,6 +283,7 @@ class H1Connection:
         self._specials: Headers = []
         self._head_raw = 0
         self._head_mid_chunk = False
+        self._line_at_prefix = False
         self._body_seen = 0
         self._awaiting_continue = False
 
@@ -446,6 +448,9 @@ class H1Connection:
             self._continue(rest)
 
     def _continue(self, rest: bytes) -> None:
+        # What follows a head that switched nothing is parsed as a piece of its own.
+        self._prefix = rest
+        self._completed_in_chunk = 0
         try:
             self._parser.feed_data(rest)
         except httptools.HttpParserUpgrade:
@@ -479,6 +484,26 @@ class H1Connection:
         self._body_seen = 0
         self._awaiting_continue = False
         self._head_mid_chunk = self._completed_in_chunk > 0
+        # No message ended earlier in this piece: ``_prefix`` begins with this request's line
+        # (or with empty lines before it).
+        self._line_at_prefix = not self._head_mid_chunk
+
+    def _line_is_11(self, method: bytes, url: bytes) -> bool:
+        """The request line llhttp just parsed is, byte for byte, ``method SP url SP HTTP/1.1
+        CRLF`` at the start of ``_prefix``: then its version is 1.1, known without asking
+        httptools (``get_http_version`` formats a string on every call). Anything else, such as
+        a line that began in an earlier piece, is left to httptools."""
+        if not self._line_at_prefix:
+            return False
+        prefix = self._prefix
+        space = len(method)
+        end = space + 1 + len(url)
+        return (
+            prefix[end : end + 11] == b" HTTP/1.1\r\n"
+            and prefix[:space] == method
+            and prefix[space : space + 1] == b" "
+            and prefix[space + 1 : end] == url
+        )
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -494,15 +519,15 @@ class H1Connection:
 
     def on_headers_complete(self) -> None:
         parser = self._parser
-        version = parser.get_http_version()
+        method = parser.get_method()
+        url = self._url
+        version = "1.1" if self._line_is_11(method, url) else parser.get_http_version()
         if version != "1.1" and version != "1.0":
             raise _Reject(505, f"HTTP/{version} is not supported")
         headers = self._headers
         limits = self.limits
         if len(headers) > limits.max_headers:
             raise _Reject(431, "too many header fields")
-        method = parser.get_method()
-        url = self._url
         # The head is at most what arrived since it began; measured exactly only when that is over
         # the limit: "METHOD SP target SP HTTP/x.y CRLF", the fields, the empty line.
         if self._head_raw + self._chunk_size > limits.max_head:
