@@ -97,6 +97,10 @@ class HTTPStream(Protocol):
     async def send_file(self, cycle: HTTPCycle, path: str, more_body: bool) -> None: ...
 
 
+# The last http.request message of a body; receive() returns copies.
+_REQUEST: Final[dict[str, Any]] = {"type": "http.request", "body": b"", "more_body": False}
+
+
 class HTTPCycle:
     """One request and its response, seen from the application."""
 
@@ -137,7 +141,7 @@ class HTTPCycle:
         self._continue = expect_continue
         self._waiter: FutureLike | None = None
         self._state = INIT
-        self._start: Message | None = None
+        self._start: dict[str, Any] | None = None  # the http.response.start message
         self._trailers = False  # http.response.start said trailers: True
         self._trailer_fields: Headers = _NO_FIELDS  # replaced, never appended to
         self.status = 0
@@ -210,11 +214,14 @@ class HTTPCycle:
                 more = not self.body_complete
                 if not more:
                     self._request_sent = True
-                return {"type": "http.request", "body": data, "more_body": more}
+                message = _REQUEST.copy()  # (a copy: cheaper than a dict built key by key)
+                message["body"] = data
+                message["more_body"] = more
+                return message
             if self.body_complete:
                 if not self._request_sent:
                     self._request_sent = True
-                    return {"type": "http.request", "body": b"", "more_body": False}
+                    return _REQUEST.copy()
                 if self._eof:
                     return {"type": "http.disconnect"}
             elif self._continue:
@@ -229,6 +236,10 @@ class HTTPCycle:
     async def send(self, message: Message) -> None:
         if self._disconnected:
             raise ClientDisconnected("the client is gone")
+        # Messages are dicts (any mapping is accepted): typed as one, their reads below are
+        # direct dict operations once compiled, not method calls by name.
+        if not isinstance(message, dict):
+            message = dict(message)
         kind = message["type"]
         state = self._state
         # The rows of _TRANSITIONS every response goes through, (INIT, start) and (STARTED or

@@ -21,6 +21,28 @@ def decode_path(raw_path: bytes) -> str:
 _METHODS: Final = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 
 
+# The keys of an http scope, in order; http_scope() fills in a copy.
+_HTTP_SCOPE: Final[dict[str, Any]] = dict.fromkeys(
+    (
+        "type",
+        "asgi",
+        "http_version",
+        "server",
+        "client",
+        "scheme",
+        "method",
+        "root_path",
+        "path",
+        "raw_path",
+        "query_string",
+        "headers",
+        "extensions",
+    )
+)
+_HTTP_SCOPE["type"] = "http"
+_ASGI: Final[dict[str, Any]] = {"version": ASGI_VERSION, "spec_version": HTTP_SPEC_VERSION}
+
+
 def http_scope(
     method: bytes,
     http_version: str,
@@ -41,21 +63,20 @@ def http_scope(
     if root_path:
         path = root_path + path
         raw_path = root_path.encode("utf-8") + raw_path
-    scope: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": ASGI_VERSION, "spec_version": HTTP_SPEC_VERSION},
-        "http_version": http_version,
-        "server": server,
-        "client": client,
-        "scheme": scheme,
-        "method": _METHODS.get(method) or method.decode("ascii"),
-        "root_path": root_path,
-        "path": path,
-        "raw_path": raw_path,
-        "query_string": query_string,
-        "headers": headers,
-        "extensions": extensions,
-    }
+    # A copy of a dict with these keys, then the values: cheaper than building it key by key.
+    scope = _HTTP_SCOPE.copy()
+    scope["asgi"] = _ASGI.copy()
+    scope["http_version"] = http_version
+    scope["server"] = server
+    scope["client"] = client
+    scope["scheme"] = scheme
+    scope["method"] = _METHODS.get(method) or method.decode("ascii")
+    scope["root_path"] = root_path
+    scope["path"] = path
+    scope["raw_path"] = raw_path
+    scope["query_string"] = query_string
+    scope["headers"] = headers
+    scope["extensions"] = extensions
     if state is not None:
         scope["state"] = state.copy()
     return scope

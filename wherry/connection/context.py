@@ -70,6 +70,9 @@ class ServerContext:
         self.config = config
         self.app = app
         self.runtime = runtime
+        # The runtime's clock, read where a request is parsed or answered: one call, not a
+        # method looked up by name on the runtime each time.
+        self.clock: Callable[[], float] = runtime.time
         self.limits = H1Limits(
             max_head=config.limit_request_head,
             max_headers=config.limit_request_headers,

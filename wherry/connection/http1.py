@@ -124,7 +124,7 @@ class H1Driver:
     def data_received(self, data: bytes) -> None:
         if self._closed:
             return
-        events = self.core.receive_data(data, self.ctx.runtime.time())
+        events = self.core.receive_data(data, self.ctx.clock())
         for event in events:
             if type(event) is Data:
                 reading = self._reading
@@ -367,7 +367,7 @@ class H1Driver:
             self.transport.write(head + data if data else head)
         else:
             self.transport.write(
-                core.response(cycle.request, status, headers, body, keep_alive, self.ctx.runtime.time())
+                core.response(cycle.request, status, headers, body, keep_alive, self.ctx.clock())
             )
             if cycle is self._reading and not cycle.body_complete:
                 self._drop_unread_body()

@@ -190,7 +190,7 @@ class H2Stream:
         conn = self.conn
         if self._pending:  # only after a cut-short drain; keep the order
             data = self._pending + data
-        rest = conn.core.send_data(self.sid, data, end, conn.ctx.runtime.time())
+        rest = conn.core.send_data(self.sid, data, end, conn.ctx.clock())
         conn.unflushed += len(data) - len(rest)
         self._pending = rest
         self._pending_end = end
@@ -415,7 +415,7 @@ class H2Driver:
                 self.follow_deadline()
                 return
         core = self.core
-        events = core.receive_data(data, self.ctx.runtime.time())
+        events = core.receive_data(data, self.ctx.clock())
         started: list[H2Stream] = []
         streams = self.streams
         for event in events:

@@ -798,7 +798,6 @@ class H1Connection:
         defaults = self.default_headers
         default_block = defaults.block
         out = [line]
-        append = out.append
         lines = _lines
         length_line = b""
         for pair in headers:
@@ -815,7 +814,7 @@ class H1Connection:
                 length_line, length = known
                 continue
             if known:
-                append(known)  # type: ignore[arg-type]
+                out.append(known)  # type: ignore[arg-type]
                 continue
             name, value = pair
             lname = name.lower()
@@ -825,18 +824,18 @@ class H1Connection:
             elif lname != b"transfer-encoding":
                 # The app's own date or server replaces the default one.
                 default_block = defaults.without(lname)
-                append(name + b": " + check_field(name, value, "response header") + b"\r\n")
+                out.append(name + b": " + check_field(name, value, "response header") + b"\r\n")
         if status < 200 or status == 204 or status == 304:
             mode = NO_BODY
             if length >= 0 and status == 304:
-                append(length_line)
+                out.append(length_line)
             length = 0
         elif length >= 0:
             mode = LENGTH
-            append(length_line)
+            out.append(length_line)
         elif request.http_version == "1.1":
             mode = CHUNKED
-            append(b"transfer-encoding: chunked\r\n")
+            out.append(b"transfer-encoding: chunked\r\n")
         else:
             mode = UNTIL_CLOSE
             keep_alive = False
@@ -844,11 +843,11 @@ class H1Connection:
             mode = NO_BODY
             length = 0
         if not keep_alive:
-            append(b"connection: close\r\n")
+            out.append(b"connection: close\r\n")
         elif request.http_version == "1.0":
-            append(b"connection: keep-alive\r\n")
-        append(default_block)
-        append(b"\r\n")
+            out.append(b"connection: keep-alive\r\n")
+        out.append(default_block)
+        out.append(b"\r\n")
         self._w_mode = mode
         self._w_remaining = length
         self._w_keep_alive = keep_alive
