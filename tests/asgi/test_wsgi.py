@@ -641,3 +641,104 @@ def test_a_closed_event_loop_is_a_server_shutting_down() -> None:
     exchange = _Exchange(loop, receive, send)
     with pytest.raises(ClientDisconnected, match="the server is shutting down"):
         exchange.call(_RECEIVE, None)
+
+
+# ---------------------------------------------------------------- threads and the loop, in order
+
+
+class HeldLoop:
+    """The event loop as the adapter's thread reaches it, with the thread's first message held
+    until the test lets it go: the test decides what the loop does in between."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.posting = asyncio.Event()  # the thread is about to post
+        self.release = threading.Event()
+        self.delivered = asyncio.Event()  # the loop has run what the thread posted
+
+    def create_future(self) -> asyncio.Future[Any]:
+        return self.loop.create_future()
+
+    def call_soon_threadsafe(self, callback: Callable[..., object], *args: Any) -> Any:
+        self.loop.call_soon_threadsafe(self.posting.set)
+        self.release.wait()
+        handle = self.loop.call_soon_threadsafe(callback, *args)
+        self.loop.call_soon_threadsafe(self.delivered.set)
+        return handle
+
+
+def test_a_response_finished_after_its_request_was_cancelled_is_dropped_quietly() -> None:
+    """The application returns while the server cancels the request: what its thread posts then
+    reaches a loop no longer waiting for it, and is dropped without an error."""
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [])
+        return [b"too late"]
+
+    errors: list[dict[str, Any]] = []
+    sent: list[Message] = []
+
+    async def main() -> WSGIAdapter:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, context: errors.append(context))
+        held = HeldLoop(loop)
+        adapter = WSGIAdapter(app, lambda: held, threads=1)
+
+        async def receive() -> Message:
+            return body(b"")
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        try:
+            task = asyncio.ensure_future(adapter(http_scope(), receive, send))
+            await held.posting.wait()  # the application returned; its thread is posting the end
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        finally:
+            held.release.set()
+        await held.delivered.wait()
+        return adapter
+
+    adapter = asyncio.run(main())
+    adapter._executor().shutdown(wait=True)
+    assert (sent, errors) == ([], [])
+
+
+class CountingLock:
+    """A lock that tells who has arrived at it before taking the real one."""
+
+    def __init__(self, real: threading.Lock, arrivals: threading.Semaphore) -> None:
+        self.real = real
+        self.arrivals = arrivals
+
+    def __enter__(self) -> None:
+        self.arrivals.release()
+        self.real.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.real.release()
+
+
+def test_two_loops_asking_for_the_pool_at_once_share_one() -> None:
+    """Two threads serving the same adapter find no pool at once: the first to take the lock
+    starts it, the second finds it started."""
+    adapter = WSGIAdapter(no_start_response_empty, asyncio.get_running_loop, threads=1)
+    real = threading.Lock()
+    arrivals = threading.Semaphore(0)
+    adapter._pool_lock = CountingLock(real, arrivals)  # type: ignore[assignment]
+    pools: list[Any] = []
+    real.acquire()
+    threads = [threading.Thread(target=lambda: pools.append(adapter._executor())) for _ in range(2)]
+    try:
+        for thread in threads:
+            thread.start()
+        for _ in threads:
+            assert arrivals.acquire(timeout=10)  # both found no pool and wait at the lock
+    finally:
+        real.release()
+    for thread in threads:
+        thread.join()
+    assert len(pools) == 2 and pools[0] is pools[1] is adapter._pool
+    adapter.close()
