@@ -4,12 +4,15 @@ an application sends (status, content-length, 1xx, trailers) before anything is 
 
 from __future__ import annotations
 
+import h2.events
+import h2.settings
 import hpack
 import pytest
 from hyperframe.frame import HeadersFrame
 
 from tests.proto.test_http2_core import BASE, Pair, kinds, raw_client_start, raw_headers_frame
 from wherry.proto.events import LocalProtocolError, Request
+from wherry.proto.http2 import H2Connection, H2Limits
 
 
 def head_of(
@@ -155,3 +158,64 @@ def test_trailers_after_the_end_of_a_stream_are_dropped() -> None:
     pair.server.send_data(sid, b"done", True, 0.0)
     pair.server.send_trailers(sid, [(b"x-sum", b"1")])
     assert [type(e).__name__ for e in pair.to_client()] == ["ResponseReceived", "DataReceived", "StreamEnded"]
+
+
+# ---------------------------------------------------------------- long header blocks, pushes, h2c
+
+
+def test_a_response_head_longer_than_a_frame_goes_on_in_continuation_frames() -> None:
+    """RFC 9113 §4.3: a field block larger than the peer's SETTINGS_MAX_FRAME_SIZE (16 KiB) is
+    split into HEADERS and CONTINUATION frames, the last with END_HEADERS."""
+    pair, sid = open_stream()
+    big = [(b"x-big", b"a" * 20_000), (b"x-bigger", b"b" * 20_000)]
+    pair.server.send_response(sid, 200, big, (), True)
+    wire = pair.server.data_to_send()
+    assert wire[3] == 0x1 and wire[4] == 0x1  # HEADERS, END_STREAM without END_HEADERS
+    events = pair.client.receive_data(wire)
+    response = events[0]
+    assert [type(e).__name__ for e in events] == ["ResponseReceived", "StreamEnded"]
+    assert isinstance(response, h2.events.ResponseReceived)
+    assert response.headers[1:] == big
+
+
+def test_a_push_promises_a_get_without_host_or_connection_fields() -> None:
+    """RFC 9113 §8.4: the promised request is a GET of the path, its authority from the parent;
+    a host field or a connection-specific one from the app is left out."""
+    pair, sid = open_stream()
+    extra = [(b"host", b"evil.example"), (b"connection", b"close"), (b"accept", b"text/css")]
+    promised = pair.server.push(sid, b"/style.css?v=2", b"example.org", b"https", extra, 0.0)
+    assert promised is not None and promised.stream_id == 2
+    assert (promised.method, promised.raw_path, promised.query_string) == (b"GET", b"/style.css", b"v=2")
+    assert promised.headers == [(b"host", b"example.org"), (b"accept", b"text/css")]
+    [event] = pair.to_client()
+    assert type(event).__name__ == "PushedStreamReceived"
+    assert (b":authority", b"example.org") in event.headers and (b"accept", b"text/css") in event.headers
+
+
+def test_a_push_promise_longer_than_a_frame_goes_on_in_continuation_frames() -> None:
+    pair, sid = open_stream()
+    promised = pair.server.push(sid, b"/a", b"example.org", b"https", [(b"x-big", b"a" * 40_000)], 0.0)
+    assert promised is not None
+    [event] = pair.to_client()
+    assert type(event).__name__ == "PushedStreamReceived"
+    assert (b"x-big", b"a" * 40_000) in event.headers
+
+
+def test_no_push_on_a_stream_already_answered_or_beyond_the_peers_stream_limit() -> None:
+    pair = Pair(client_settings={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1})
+    pair.to_server()  # the client's settings
+    first, second = pair.request(), pair.request()
+    pair.to_server()
+    assert pair.server.push(first, b"/a", b"example.org", b"https", [], 0.0) is not None
+    assert pair.server.push(first, b"/b", b"example.org", b"https", [], 0.0) is None  # one at a time
+    pair.server.send_response(second, 200, [], (), True)
+    assert pair.server.push(second, b"/c", b"example.org", b"https", [], 0.0) is None  # answered
+
+
+def test_a_head_request_upgraded_from_h2c_gets_a_bodyless_response() -> None:
+    """RFC 7540 §3.2: the upgraded HEAD request is stream 1; its response carries no DATA."""
+    server = H2Connection(H2Limits(), 0.0)
+    request = Request(b"HEAD", b"/", b"/", b"", "1.1", [(b"host", b"example.org")], True, False, b"h2c")
+    server.initiate_upgrade(b"", request, 0.0)
+    assert server.bodyless(1)
+    assert server.send_response(1, 200, [(b"content-length", b"4")], (), False)  # it ends the stream
