@@ -4,6 +4,7 @@ an application sends (status, content-length, 1xx, trailers) before anything is 
 
 from __future__ import annotations
 
+import h2.errors
 import h2.events
 import h2.settings
 import hpack
@@ -219,3 +220,202 @@ def test_a_head_request_upgraded_from_h2c_gets_a_bodyless_response() -> None:
     server.initiate_upgrade(b"", request, 0.0)
     assert server.bodyless(1)
     assert server.send_response(1, 200, [(b"content-length", b"4")], (), False)  # it ends the stream
+
+
+# ---------------------------------------------------------------- settings, windows, stream ends
+
+
+def test_a_request_with_proxy_headers_is_marked_forwarded() -> None:
+    assert request_of([*BASE, (b"x-forwarded-for", b"203.0.113.7")]).forwarded
+    assert not request_of(BASE).forwarded
+
+
+def test_a_larger_initial_window_from_the_peer_opens_every_open_stream() -> None:
+    """RFC 9113 §6.9.2: a change of SETTINGS_INITIAL_WINDOW_SIZE applies to the open streams."""
+    pair = Pair(client_settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 10})
+    pair.to_server()
+    sids = [pair.request(), pair.request()]
+    pair.to_server()
+    for sid in sids:
+        pair.server.send_response(sid, 200, [], (), False)
+        assert pair.server.send_data(sid, b"x" * 15, True, 0.0) == b"x" * 5
+    pair.to_client()
+    pair.client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 20})
+    events = pair.to_server()
+    assert kinds(events) == ["WindowOpened"] and events[0].stream_id == 0  # type: ignore[attr-defined]
+    for sid in sids:
+        assert pair.server.send_data(sid, b"x" * 5, True, 0.0) == b""
+
+
+def test_a_smaller_initial_window_can_leave_a_stream_below_zero() -> None:
+    """RFC 9113 §6.9.2: a window may go negative; nothing is sent on it until it is positive."""
+    pair = Pair(client_settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 10})
+    pair.to_server()
+    sid = pair.request()
+    pair.to_server()
+    pair.server.send_response(sid, 200, [], (), False)
+    assert pair.server.send_data(sid, b"x" * 10, False, 0.0) == b""
+    pair.to_client()
+    pair.client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+    pair.to_server()
+    assert pair.server.send_data(sid, b"more", True, 0.0) == b"more"
+
+
+def test_no_push_to_a_client_that_disabled_it() -> None:
+    pair = Pair(client_settings={h2.settings.SettingCodes.ENABLE_PUSH: 0})
+    pair.to_server()
+    sid = pair.request()
+    pair.to_server()
+    assert not pair.server.push_allowed
+    assert pair.server.push(sid, b"/a", b"example.org", b"https", [], 0.0) is None
+
+
+def test_response_fields_given_as_lists_are_checked_each_time() -> None:
+    """ASGI allows each field as a list: such fields cannot be remembered, and are checked and
+    sent like new ones each time; fields given by an iterator are read once."""
+    pair = Pair()
+    for _ in range(2):
+        sid = pair.request()
+        pair.to_server()
+        pair.server.send_response(sid, 200, [[b"x-list", b"1"]], ((b"server", b"wherry"),), True)
+        response = pair.to_client()[0]
+        assert isinstance(response, h2.events.ResponseReceived)
+        assert response.headers == [(b":status", b"200"), (b"x-list", b"1"), (b"server", b"wherry")]
+    sid = pair.request()
+    pair.to_server()
+    pair.server.send_response(sid, 200, iter([(b"x-iter", b"2")]), (), True)
+    response = pair.to_client()[0]
+    assert isinstance(response, h2.events.ResponseReceived)
+    assert response.headers == [(b":status", b"200"), (b"x-iter", b"2")]
+
+
+def test_a_remembered_head_with_its_whole_body_is_checked_against_its_content_length() -> None:
+    pair = Pair()
+    headers = ((b"content-length", b"4"),)
+    for body in (b"body", b"body", b"toolong"):
+        sid = pair.request()
+        pair.to_server()
+        if body == b"toolong":
+            with pytest.raises(LocalProtocolError):
+                pair.server.send_response(sid, 200, headers, (), False, len(body), True)
+            return
+        assert not pair.server.send_response(sid, 200, headers, (), False, len(body), True)
+        pair.server.send_data(sid, body, True, 0.0)
+        pair.to_client()
+
+
+def test_many_response_heads_are_remembered_up_to_a_bound() -> None:
+    """The codec remembers encoded heads that refer to its table only (at most 64 of them):
+    past that it starts over, and every response still reaches the client whole."""
+    pair = Pair()
+    statuses = list(range(200, 208)) + list(range(226, 227)) + list(range(300, 309)) + list(range(400, 452))
+    for round_ in range(2):
+        for status in statuses:
+            if status in (204, 304):
+                continue
+            sid = pair.request()
+            pair.to_server()
+            pair.server.send_response(sid, status, [], (), True)
+            pair.server.stream_done(sid, 0.0)
+            response = pair.to_client()[0]
+            assert isinstance(response, h2.events.ResponseReceived), round_
+            assert response.headers == [(b":status", str(status).encode())]
+
+
+def test_a_response_on_a_stream_that_is_gone_is_not_sent() -> None:
+    pair, sid = open_stream()
+    pair.server.reset(sid, 8)
+    pair.to_client()
+    assert pair.server.send_response(sid, 200, [], (), False)  # nothing can follow
+    pair.server.reset(sid, 8)  # already gone: nothing more is sent
+    assert pair.to_client() == []
+    pair.server.stream_done(sid, 0.0)  # unknown by now
+    pair.server.acknowledge(sid, 0, 0.0)
+
+
+def test_nothing_is_sent_once_the_connection_is_closed() -> None:
+    pair, sid = open_stream()
+    pair.server.graceful_shutdown()
+    pair.server.graceful_shutdown()
+    pair.server.close()
+    pair.server.close()
+    pair.to_client()
+    assert pair.server.data_to_send() == b""
+    pair.server.reset(sid, 8)
+    pair.server.acknowledge(sid, 10, 0.0)
+    assert pair.server.data_to_send() == b""
+
+
+def test_the_deadline_is_the_earliest_of_several_streams() -> None:
+    limits = H2Limits(body_timeout=10.0, send_timeout=5.0, keep_alive_timeout=100.0)
+    pair = Pair(limits, client_settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+    pair.to_server()
+    uploads = [pair.request([(b":method", b"POST"), *BASE[1:]], end=False) for _ in range(2)]
+    pair.now = 1.0
+    pair.to_server()
+    assert pair.server.deadline == 11.0  # the two bodies' gap deadlines: the same
+    sid = pair.request()
+    pair.now = 2.0
+    pair.to_server()
+    pair.server.send_response(sid, 200, [], (), False)
+    pair.server.send_data(sid, b"stalled", True, 2.0)  # no window: stalled from 2.0
+    assert pair.server.deadline == 7.0
+    pair.server.send_response(uploads[0], 200, [], (), False)
+    pair.server.send_data(uploads[0], b"stalled", True, 3.0)
+    assert pair.server.deadline == 7.0
+
+
+def test_te_trailers_and_expect_100_continue_are_accepted_other_expectations_reset() -> None:
+    request = request_of([*BASE, (b"te", b"trailers"), (b"expect", b"100-continue")])
+    assert (b"te", b"trailers") in request.headers and request.expect_continue
+    pair = Pair()
+    sid = pair.request([(b":method", b"POST"), *BASE[1:], (b"expect", b"something-else")], end=False)
+    assert "Request" not in kinds(pair.to_server())
+    resets = [e for e in pair.client_events if isinstance(e, h2.events.StreamReset)]
+    assert [(r.stream_id, r.error_code) for r in resets] == [(sid, h2.errors.ErrorCodes.PROTOCOL_ERROR)]
+
+
+def test_a_stream_done_before_its_response_ended_is_reset() -> None:
+    pair, sid = open_stream()
+    pair.server.send_response(sid, 200, [], (), False)
+    pair.server.stream_done(sid, 0.0)
+    events = pair.to_client()
+    assert [type(e).__name__ for e in events] == ["ResponseReceived", "StreamReset"]
+    assert events[1].error_code == h2.errors.ErrorCodes.INTERNAL_ERROR
+
+
+def test_a_reset_of_a_stream_already_closed_sends_nothing() -> None:
+    pair, sid = open_stream()
+    pair.server.send_response(sid, 200, [], (), True)  # request and response both ended: closed
+    pair.to_client()
+    pair.server.reset(sid, 8)
+    pair.server.open_tunnel(sid + 100)  # no such stream: nothing to open
+    assert pair.to_client() == []
+
+
+def test_a_pushed_stream_answered_frees_its_slot() -> None:
+    pair = Pair(client_settings={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1})
+    pair.to_server()
+    sid = pair.request()
+    pair.to_server()
+    promised = pair.server.push(sid, b"/a", b"example.org", b"https", [], 0.0)
+    assert promised is not None
+    assert pair.server.push(sid, b"/b", b"example.org", b"https", [], 0.0) is None
+    pair.server.send_response(promised.stream_id, 200, [], (), True)
+    pair.server.stream_done(promised.stream_id, 0.0)
+    assert pair.server.push(sid, b"/b", b"example.org", b"https", [], 0.0) is not None
+
+
+def test_a_stalled_stream_keeps_the_time_it_first_stalled() -> None:
+    limits = H2Limits(send_timeout=5.0, keep_alive_timeout=100.0)
+    pair = Pair(limits, client_settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+    pair.to_server()
+    first, second = pair.request(), pair.request()
+    pair.to_server()
+    pair.server.send_response(first, 200, [], (), False)
+    assert pair.server.send_data(first, b"ab", False, 2.0) == b"ab"
+    assert pair.server.send_data(first, b"ab", False, 4.0) == b"ab"
+    assert pair.server.deadline == 7.0  # from 2.0, not 4.0
+    pair.server.send_response(second, 200, [], (), False)
+    assert pair.server.send_data(second, b"cd", True, 3.0) == b"cd"
+    assert pair.server.deadline == 7.0
