@@ -9,10 +9,10 @@ import h2.events
 import h2.settings
 import hpack
 import pytest
-from hyperframe.frame import HeadersFrame
+from hyperframe.frame import DataFrame, HeadersFrame, RstStreamFrame
 
 from tests.proto.test_http2_core import BASE, Pair, kinds, raw_client_start, raw_headers_frame
-from wherry.proto.events import LocalProtocolError, Request
+from wherry.proto.events import Data, LocalProtocolError, Request
 from wherry.proto.http2 import H2Connection, H2Limits
 
 
@@ -419,3 +419,92 @@ def test_a_stalled_stream_keeps_the_time_it_first_stalled() -> None:
     pair.server.send_response(second, 200, [], (), False)
     assert pair.server.send_data(second, b"cd", True, 3.0) == b"cd"
     assert pair.server.deadline == 7.0
+
+
+# ---------------------------------------------------------------- raw frames from a client
+
+
+def data_frame(sid: int, data: bytes, flags: tuple[str, ...] = (), pad: int = 0) -> bytes:
+    frame = DataFrame(sid, flags=flags)
+    frame.data = data
+    if pad:
+        frame.flags.add("PADDED")
+        frame.pad_length = pad
+    return frame.serialize()
+
+
+POST_HEAD = [(b":method", b"POST"), *BASE[1:]]
+
+
+def test_padding_is_flow_controlled_and_credited_back_at_once() -> None:
+    """RFC 9113 §6.1: padding counts against the windows; nobody reads it, so it is credited."""
+    server = H2Connection(H2Limits(), 0.0)
+    server.initiate()
+    server.data_to_send()
+    wire = raw_client_start() + raw_headers_frame(1, POST_HEAD, ("END_HEADERS",))
+    wire += data_frame(1, b"body", ("END_STREAM",), pad=255)
+    events = server.receive_data(wire, 0.0)
+    assert kinds(events) == ["Request", "Data", "EndOfMessage"]
+    assert [e.data for e in events if isinstance(e, Data)] == [b"body"]  # the padding is not body
+
+
+def test_a_body_refused_as_too_large_is_credited_and_never_ends() -> None:
+    server = H2Connection(H2Limits(max_body=4), 0.0)
+    server.initiate()
+    wire = raw_client_start() + raw_headers_frame(1, POST_HEAD, ("END_HEADERS",)) + data_frame(1, b"12345678")
+    events = server.receive_data(wire, 0.0)
+    assert kinds(events) == ["Request", "Rejected"]
+    assert kinds(server.receive_data(data_frame(1, b"more", ("END_STREAM",)), 0.0)) == []
+
+
+def test_data_beyond_the_connection_window_is_a_flow_control_error() -> None:
+    server = H2Connection(H2Limits(max_concurrent_streams=1), 0.0)
+    server.initiate()
+    wire = raw_client_start() + raw_headers_frame(1, POST_HEAD, ("END_HEADERS",))
+    wire += b"".join(data_frame(1, b"x" * 16384) for _ in range(4))  # 65536: one byte too many
+    events = server.receive_data(wire, 0.0)
+    assert kinds(events)[0] == "Request" and kinds(events)[-1] == "Rejected"
+    assert server.closed
+
+
+def test_before_our_settings_are_acknowledged_the_default_window_still_holds() -> None:
+    """RFC 9113 §6.9.2: until the client acknowledges a smaller initial window, it may send up to
+    the default one."""
+    server = H2Connection(H2Limits(initial_window_size=1000), 0.0)
+    server.initiate()
+    wire = raw_client_start() + raw_headers_frame(1, POST_HEAD, ("END_HEADERS",))
+    events = server.receive_data(wire + data_frame(1, b"x" * 2000, ("END_STREAM",)), 0.0)
+    assert kinds(events) == ["Request", "Data", "EndOfMessage"]
+
+
+def test_a_header_block_larger_than_the_limit_in_its_first_frame_ends_the_connection() -> None:
+    server = H2Connection(H2Limits(max_header_list_size=100), 0.0)
+    server.initiate()
+    big = raw_headers_frame(1, [*BASE, (b"x-big", b"v" * 200)], ("END_STREAM",))  # no END_HEADERS
+    events = server.receive_data(raw_client_start() + big, 0.0)
+    assert "Request" not in kinds(events) and server.closed
+
+
+def test_headers_on_a_stream_closed_both_ways_but_not_yet_done_is_a_stream_closed_error() -> None:
+    server = H2Connection(H2Limits(), 0.0)
+    server.initiate()
+    events = server.receive_data(raw_client_start() + raw_headers_frame(1, BASE), 0.0)
+    assert kinds(events) == ["Request", "EndOfMessage"]
+    server.send_response(1, 200, [], (), True)  # closed, the app not yet done with it
+    events = server.receive_data(raw_headers_frame(1, BASE), 0.0)
+    assert kinds(events)[-1] == "Rejected" and server.closed
+
+
+def test_a_reset_of_a_stream_already_forgotten_or_answered_is_quiet() -> None:
+    server = H2Connection(H2Limits(), 0.0)
+    server.initiate()
+    wire = raw_client_start() + raw_headers_frame(1, BASE) + raw_headers_frame(3, POST_HEAD, ("END_HEADERS",))
+    wire += raw_headers_frame(5, POST_HEAD, ("END_HEADERS",))
+    assert kinds(server.receive_data(wire, 0.0)) == ["Request", "EndOfMessage", "Request", "Request"]
+    server.send_response(1, 200, [], (), True)
+    server.stream_done(1, 0.0)  # forgotten
+    server.send_response(3, 200, [], (), True)
+    server.stream_done(3, 0.0)  # answered before its body: half-closed, kept
+    resets = RstStreamFrame(1, error_code=8).serialize() + RstStreamFrame(3, error_code=8).serialize()
+    assert server.receive_data(resets, 0.0) == []
+    assert server.open_streams == 1 and not server.closed
