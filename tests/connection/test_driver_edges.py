@@ -11,9 +11,12 @@ import h2.events
 import h2.settings
 import h11
 import hyperframe.frame
+from wsproto.events import TextMessage
 
 from tests.connection.clients import H1Client, Receive, Send, read_body
 from tests.connection.test_http2_more import echo, frames, of_type, started
+from tests.connection.test_websocket_paths import echo as ws_echo
+from tests.connection.test_websocket_paths import h2_connect
 from tests.helpers.memory import ManualRuntime, MemoryTransport, connect, server_context
 from wherry.connection.http2 import H2Driver
 
@@ -101,3 +104,22 @@ def test_trailers_on_a_content_length_response_are_dropped(runtime: ManualRuntim
     assert transport.take() == b""
     client.request()  # the connection is kept
     assert client.response()[0] == 200
+
+
+def test_an_h2_websocket_opened_while_the_connection_cannot_write(runtime: ManualRuntime) -> None:
+    """RFC 8441 over a connection whose peer reads nothing: the new WebSocket starts with its
+    writing paused, and its handshake answer goes out once the peer reads again."""
+    seen: list[Any] = []
+    _, transport, client = h2_connect(ws_echo(seen), runtime)
+    transport.stall()
+    client.h2.conn.ping(b"12345678")
+    client.h2.flush()  # the PONG waits in the stalled transport: writing is paused
+    assert transport.writing_paused
+    sid = client.open()
+    assert client.status == {}
+    transport.drain()
+    client.read()
+    assert client.status == {sid: 200}
+    client.send(sid, TextMessage(data="hi"))
+    [message] = client.take(sid)
+    assert isinstance(message, TextMessage) and message.data == "hi"
