@@ -11,12 +11,10 @@ import h2.events
 import h2.settings
 import h11
 import hyperframe.frame
-from wsproto.events import TextMessage
 
-from tests.connection.clients import H1Client, Receive, Send, read_body
+from tests.connection.clients import H1Client, H2Client, Receive, Send, read_body
 from tests.connection.test_http2_more import echo, frames, of_type, started
 from tests.connection.test_websocket_paths import echo as ws_echo
-from tests.connection.test_websocket_paths import h2_connect
 from tests.helpers.memory import ManualRuntime, MemoryTransport, connect, server_context
 from wherry.connection.http2 import H2Driver
 
@@ -107,19 +105,22 @@ def test_trailers_on_a_content_length_response_are_dropped(runtime: ManualRuntim
 
 
 def test_an_h2_websocket_opened_while_the_connection_cannot_write(runtime: ManualRuntime) -> None:
-    """RFC 8441 over a connection whose peer reads nothing: the new WebSocket starts with its
-    writing paused, and its handshake answer goes out once the peer reads again."""
+    """RFC 8441 in the first read of a connection whose peer reads nothing: the server's own
+    SETTINGS fill the stalled transport, so the WebSocket starts with its writing paused; its
+    handshake answer goes out once the peer reads."""
     seen: list[Any] = []
-    _, transport, client = h2_connect(ws_echo(seen), runtime)
+    transport = connect(server_context(ws_echo(seen), runtime))
     transport.stall()
-    client.h2.conn.ping(b"12345678")
-    client.h2.flush()  # the PONG waits in the stalled transport: writing is paused
-    assert transport.writing_paused
-    sid = client.open()
-    assert client.status == {}
+    client = H2Client(transport)
+    client.conn.initiate_connection()
+    # What the server's SETTINGS will say, told to the client first, so that its preface and an
+    # extended CONNECT go out together.
+    client.conn.receive_data(hyperframe.frame.SettingsFrame(0, settings={0x8: 1}).serialize())
+    headers = [(":method", "CONNECT"), (":protocol", "websocket"), (":path", "/ws")]
+    headers += [(":scheme", "http"), (":authority", "example.com"), ("sec-websocket-version", "13")]
+    client.conn.send_headers(1, headers)
+    client.flush()
+    assert transport.writing_paused and transport.take() == b""
     transport.drain()
-    client.read()
-    assert client.status == {sid: 200}
-    client.send(sid, TextMessage(data="hi"))
-    [message] = client.take(sid)
-    assert isinstance(message, TextMessage) and message.data == "hi"
+    [response] = of_type(client.events(), h2.events.ResponseReceived)
+    assert response.stream_id == 1 and dict(response.headers)[b":status"] == b"200"
