@@ -508,3 +508,17 @@ def test_a_reset_of_a_stream_already_forgotten_or_answered_is_quiet() -> None:
     resets = RstStreamFrame(1, error_code=8).serialize() + RstStreamFrame(3, error_code=8).serialize()
     assert server.receive_data(resets, 0.0) == []
     assert server.open_streams == 1 and not server.closed
+
+
+def test_headers_with_priority_fields_are_read_past_them() -> None:
+    """RFC 9113 §6.2: the PRIORITY flag adds five bytes before the field block (deprecated
+    signals, skipped); the request is read as without them."""
+    frame = HeadersFrame(1, flags=("END_HEADERS", "END_STREAM", "PRIORITY"))
+    frame.depends_on = 0
+    frame.stream_weight = 16
+    frame.data = hpack.Encoder().encode(BASE)
+    server = H2Connection(H2Limits(), 0.0)
+    server.initiate()
+    events = server.receive_data(raw_client_start() + frame.serialize(), 0.0)
+    assert kinds(events) == ["Request", "EndOfMessage"]
+    assert isinstance(events[0], Request) and events[0].raw_path == b"/p"
