@@ -50,9 +50,9 @@ SYSTEM_TOOLS = {
 # raise it when tests cover more, never lower it. The target is 100 everywhere
 # (docs/discussion/compiled.md, "Coverage"). None: reported, not gated.
 COVERAGE_GATES: dict[str, int | None] = {
-    "wherry/proto": 94,
-    "wherry/asgi": 94,
-    "wherry/connection": 94,
+    "wherry/proto": 99,
+    "wherry/asgi": 100,
+    "wherry/connection": 95,
     "wherry/backends": None,
     "rest": None,
 }

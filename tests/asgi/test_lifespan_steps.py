@@ -151,3 +151,45 @@ def test_state_is_shared_with_the_app_and_scope_says_the_spec_version() -> None:
     assert failure is None
     assert scopes[0]["asgi"] == {"version": "3.0", "spec_version": "2.0"}
     assert runner.state == {"pool": "ready"}
+
+
+def test_a_shutdown_after_a_startup_given_up_on_does_not_say_complete(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The server gave up waiting for the startup (a signal during a startup that hangs) but the
+    app is still in its startup: the shutdown is delivered to it, and once it returns no
+    "Application shutdown complete." is logged, since it never started."""
+    received: list[str] = []
+
+    async def main() -> Lifespan:
+        loop = asyncio.get_running_loop()
+        startup_read = asyncio.Event()
+
+        async def app(scope: Any, receive: Receive, send: Send) -> None:
+            received.append((await receive())["type"])
+            startup_read.set()
+            received.append((await receive())["type"])  # the startup never completes
+
+        tasks: list[asyncio.Task[None]] = []
+
+        def spawn(coro: Coroutine[Any, Any, None]) -> object:
+            tasks.append(loop.create_task(coro))
+            return tasks[-1]
+
+        runner = Lifespan(app, "on", loop.create_future, spawn)
+        startup = loop.create_task(runner.startup())
+        await startup_read.wait()
+        startup.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await startup
+        await runner.shutdown()
+        await asyncio.gather(*tasks)
+        return runner
+
+    with caplog.at_level(logging.INFO, logger="wherry.error"):
+        runner = asyncio.run(main())
+    assert received == ["lifespan.startup", "lifespan.shutdown"]
+    assert runner.app_error is None
+    messages = [r.getMessage() for r in caplog.records]
+    assert "Waiting for application shutdown." in messages
+    assert "Application shutdown complete." not in messages

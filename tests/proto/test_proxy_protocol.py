@@ -256,3 +256,10 @@ def test_error_is_raised_as_soon_as_the_first_bytes_cannot_match() -> None:
     parser = ProxyHeaderParser()
     with pytest.raises(ProxyProtocolError):
         parser.feed(b"G")
+
+
+def test_a_header_shows_its_version_command_family_and_endpoints() -> None:
+    header, _ = feed_whole(v1_header(("192.0.2.1", 5000), ("192.0.2.2", 443)))
+    assert repr(header) == "ProxyHeader(v1, PROXY, TCP4, ('192.0.2.1', 5000) -> ('192.0.2.2', 443))"
+    local, _ = feed_whole(v2_header(None, None, local=True))
+    assert repr(local) == "ProxyHeader(v2, LOCAL, UNSPEC, None -> None)"

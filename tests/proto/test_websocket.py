@@ -418,3 +418,27 @@ def test_end_of_input_is_1006() -> None:
     events = session.receive_data(frame(TEXT, b"a", fin=False), 0.0) + session.receive_data(b"", 0.0)
     assert summary(events) == [("closed", 1006)]
     assert session.receive_data(b"more", 0.0) == []
+
+
+def test_a_frame_with_a_16_bit_length_split_inside_its_mask_key() -> None:
+    """A text frame of 200 bytes arriving 6 bytes first (its head and half its mask key), then
+    the rest: nothing is read until the frame is whole."""
+    session = WebSocketSession(MAX, [], 0.0)
+    wire = frame(TEXT, b"a" * 200)
+    assert session.receive_data(wire[:6], 0.0) == []
+    assert summary(session.receive_data(wire[6:], 0.0)) == ["a" * 200]
+
+
+def test_a_deflate_offer_the_server_cannot_meet_is_declined() -> None:
+    """RFC 7692 §5: an offer with a parameter out of range is skipped; the next one is taken."""
+    bad = "permessage-deflate; server_max_window_bits=100"
+    offer = parse_offer([*GOOD, (b"sec-websocket-extensions", bad.encode())])
+    assert negotiate(offer, True) == (None, [])
+    both = parse_offer([*GOOD, (b"sec-websocket-extensions", f"{bad}, permessage-deflate".encode())])
+    assert negotiate(both, True)[0] == b"permessage-deflate; server_max_window_bits=12"
+
+
+def test_the_session_events_show_what_they_carry() -> None:
+    assert repr(Message("hi")) == "Message('hi')"
+    assert repr(Message(b"\x00")) == "Message(b'\\x00')"
+    assert repr(WebSocketClosed(1000, "bye")) == "WebSocketClosed(1000, 'bye')"

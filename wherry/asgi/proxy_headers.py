@@ -263,8 +263,8 @@ def parse_forwarded(lines: list[bytes]) -> list[dict[str, str]] | None:
         if not raw.strip(OWS):
             continue  # empty list elements are ignored (RFC 9110 §5.6.1.2)
         pairs = _split_quoted(raw, ";")
-        if pairs is None:
-            return None
+        # ``raw`` was cut from the field outside quoted strings, so its quotes are balanced too.
+        assert pairs is not None
         element: dict[str, str] = {}
         for pair in pairs:
             pair = pair.strip(OWS)

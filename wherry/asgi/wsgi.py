@@ -386,9 +386,8 @@ class _Response:
         self._send(chunk)
 
     def write(self, data: bytes) -> None:
-        """The write() callable start_response returns: sent before it returns (PEP 3333)."""
-        if self.status is None:
-            raise RuntimeError("write() called before start_response()")
+        """The write() callable start_response returns (so the status is set): sent before it
+        returns (PEP 3333)."""
         if type(data) is not bytes:
             data = _as_bytes(data)
         self.committed = True

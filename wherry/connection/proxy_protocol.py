@@ -61,8 +61,8 @@ class ProxyProtocolStage:
         self._timer = runtime.call_at(runtime.time() + ctx.limits.head_timeout, self._on_timeout)
 
     def data_received(self, data: bytes) -> None:
-        if self._closed:
-            return
+        # (never called once closed: a closed transport reads no more, and after the hand-over
+        # the transport calls the HTTP/1.1 driver)
         try:
             header = self._parser.feed(data)
         except ProxyProtocolError as exc:
@@ -107,10 +107,9 @@ class ProxyProtocolStage:
         pass
 
     def _on_timeout(self) -> None:
-        self._timer = None
-        if not self._closed:
-            logger.info("PROXY protocol header timeout from %s", self._peer)
-            self._close()
+        self._timer = None  # (a closed stage has cancelled its timer: it is open here)
+        logger.info("PROXY protocol header timeout from %s", self._peer)
+        self._close()
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -118,10 +117,9 @@ class ProxyProtocolStage:
             self._timer = None
 
     def _close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._cancel_timer()
-            self.transport.close()
+        self._closed = True
+        self._cancel_timer()
+        self.transport.close()  # (closing a transport twice does nothing)
 
     def shutdown(self) -> None:
         self._close()  # nothing is owed on a connection that has not sent its first request

@@ -880,11 +880,9 @@ class H2Connection:
             if not end:
                 raise _ConnectionError(PROTOCOL_ERROR, "trailers without END_STREAM")
             self._remote_end(sid, stream, now, out)
-        elif action == "closed":
+        else:  # "closed": _INBOUND names HEADERS in every state a known stream can be in
             self._codec.decode_raw(block)
             raise _ConnectionError(STREAM_CLOSED, "HEADERS on a half-closed stream")
-        else:
-            raise _ConnectionError(PROTOCOL_ERROR, "HEADERS not allowed here")
 
     def _new_stream(self, sid: int, block: bytes, end: bool, now: float, out: list[Event]) -> None:
         self._highest_inbound = sid

@@ -143,9 +143,7 @@ def _port(text: bytes) -> int:
 
 
 def _parse_v1(line: bytes) -> ProxyHeader:
-    parts = line.split(b" ")
-    if parts[0] != b"PROXY" or len(parts) < 2:
-        raise ProxyProtocolError("malformed PROXY v1 line")
+    parts = line.split(b" ")  # the line starts with V1_PREFIX (feed checked): two parts at least
     family = parts[1]
     if family == b"UNKNOWN":
         # The sender could not say; whatever follows up to CRLF is ignored (spec §2.1).

@@ -1,0 +1,82 @@
+"""What a server's connections share (wherry/connection/context.py), seen from an h11 client over
+an in-memory transport: --limit-concurrency answering 503, --header and the server's own
+headers, and proxy headers read only from a trusted peer."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import h11
+
+from tests.connection.clients import Gate, H1Client, Receive, Send, respond
+from tests.helpers.memory import ManualRuntime, connect, server_context
+
+
+def test_past_limit_concurrency_a_request_is_answered_503(runtime: ManualRuntime) -> None:
+    gate = Gate(runtime)
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await gate.wait()
+        await respond(send, b"served")
+
+    ctx = server_context(app, runtime, limit_concurrency=1)
+    first = H1Client(connect(ctx))
+    first.request()
+    second = H1Client(connect(ctx))  # a second connection: past the limit of one
+    second.request()
+    status, headers, body = second.response()
+    assert (status, body) == (503, b"Service Unavailable\n")
+    assert headers[b"connection"] == b"close"
+    gate.open()
+    assert first.response()[::2] == (200, b"served")
+
+
+def test_header_options_replace_and_add_to_the_servers_own(runtime: ManualRuntime) -> None:
+    """--header server:... replaces "server: wherry", other --header fields are added; without
+    --date-header there is no date field."""
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await respond(send, b"ok")
+
+    ctx = server_context(app, runtime, headers=["Server: edge", "x-region: eu"], date_header=False)
+    ctx.refresh_date()
+    client = H1Client(connect(ctx))
+    client.request()
+    status, headers, _ = client.response()
+    assert (status, headers[b"server"], headers[b"x-region"]) == (200, b"edge", b"eu")
+    assert b"date" not in headers
+
+
+def get(headers: list[tuple[str, str]]) -> h11.Request:
+    return h11.Request(method="GET", target="/", headers=[("host", "a"), *headers])
+
+
+async def scope_app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    shown = {"client": scope["client"], "scheme": scope["scheme"], "root_path": scope["root_path"]}
+    await respond(send, json.dumps(shown).encode())
+
+
+def test_proxy_headers_of_a_trusted_peer_shape_the_scope(runtime: ManualRuntime) -> None:
+    ctx = server_context(
+        scope_app,
+        runtime,
+        proxy_headers=True,
+        forwarded_allow_ips="127.0.0.1",
+        forwarded_trust="prefix",
+        root_path="/app",
+    )
+    assert ctx.trusts(("127.0.0.1", 50000)) and not ctx.trusts(("192.0.2.1", 1)) and not ctx.trusts(None)
+    client = H1Client(connect(ctx))
+    proxied = [
+        ("x-forwarded-for", "203.0.113.7"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-prefix", "/edge"),
+    ]
+    client.send(get(proxied), h11.EndOfMessage())
+    _, _, body = client.response()
+    assert json.loads(body) == {"client": ["203.0.113.7", 0], "scheme": "https", "root_path": "/edge/app"}
+    untrusted = H1Client(connect(ctx, peername=("192.0.2.1", 40000)))
+    untrusted.send(get(proxied), h11.EndOfMessage())
+    _, _, body = untrusted.response()
+    assert json.loads(body) == {"client": ["192.0.2.1", 40000], "scheme": "http", "root_path": "/app"}
