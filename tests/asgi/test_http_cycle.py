@@ -15,6 +15,7 @@ import queue
 import select
 import socket
 import threading
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -258,6 +259,56 @@ def test_request_without_body_is_one_empty_message(serve: Serve) -> None:
         sock.sendall(get())
         assert read_response(sock)[::2] == (200, b"done")
     assert seen.get(timeout=WAIT) == {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def mutates_what_it_is_given(scope: Any, receive: Any, send: Any) -> None:
+    """Reports the scope's asgi dict and the request message as it gets them, then scribbles on
+    both: no later request may see the changes."""
+    if scope["type"] != "http":
+        return
+    message = await receive()
+    body = json.dumps([scope["asgi"], scope["method"], message["body"].decode(), message["more_body"]])
+    scope["asgi"]["version"] = "scribbled"
+    scope["method"] = "SCRIBBLED"
+    message["body"] = b"scribbled"
+    message["more_body"] = True
+    await respond(send, body=body.encode())
+
+
+def test_scope_and_messages_are_new_for_each_request(serve: Serve) -> None:
+    """Each request gets its own scope (with its own asgi dict) and its own messages, however the
+    app changed the previous ones."""
+    server = serve(mutates_what_it_is_given)
+    with server.connect() as sock:
+        for _ in range(3):
+            sock.sendall(get())
+            status, _headers, body = read_response(sock)
+            assert status == 200
+            assert json.loads(body) == [{"version": "3.0", "spec_version": "2.5"}, "GET", "", False]
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc")
+        status, _headers, body = read_response(sock)
+        assert json.loads(body)[2:] == ["abc", False]
+
+
+class Message(dict[str, Any]):
+    pass
+
+
+async def answers_with_other_mappings(scope: Any, receive: Any, send: Any) -> None:
+    """An app whose messages are mappings but not dicts (a read-only proxy, a dict subclass)."""
+    if scope["type"] != "http":
+        return
+    await receive()
+    start = {"type": "http.response.start", "status": 201, "headers": [(b"content-length", b"2")]}
+    await send(types.MappingProxyType(start))
+    await send(Message(type="http.response.body", body=b"ok"))
+
+
+def test_messages_may_be_any_mapping(serve: Serve) -> None:
+    server = serve(answers_with_other_mappings)
+    with server.connect() as sock:
+        sock.sendall(get())
+        assert read_response(sock)[::2] == (201, b"ok")
 
 
 def test_receive_after_the_response_is_complete_returns_disconnect(serve: Serve) -> None:
