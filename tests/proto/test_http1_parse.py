@@ -409,3 +409,26 @@ def test_without_min_body_rate_only_the_gap_between_pieces_counts() -> None:
     assert conn.deadline == pytest.approx(4.9 + 30.0)
     rejected = conn.timed_out()
     assert rejected is not None and "not received in time" in rejected.detail
+
+
+def test_field_names_are_lowercased_beyond_the_cache_of_names_seen() -> None:
+    """Names are lowered through a bounded cache of the names seen: past its bound (more distinct
+    names than it holds, across requests) every name is still lowercased, and a new spelling of a
+    name seen before is lowered too."""
+    conn = H1Connection(H1Limits(max_headers=200), DefaultHeaders(), 0.0)
+    for batch in range(8):
+        fields = b"".join(b"X-Name-%d-%d: v\r\n" % (batch, i) for i in range(160))
+        events = conn.receive_data(b"GET / HTTP/1.1\r\nHost: a\r\nHOST-ish: 1\r\n" + fields + b"\r\n", 0.0)
+        request = events[0]
+        assert isinstance(request, Request)
+        names = [name for name, _value in request.headers]
+        assert names[:2] == [b"host", b"host-ish"]
+        assert names[2:] == [b"x-name-%d-%d" % (batch, i) for i in range(160)]
+
+
+def test_trailing_whitespace_is_not_part_of_a_value() -> None:
+    conn = H1Connection(H1Limits(), DefaultHeaders(), 0.0)
+    events = conn.receive_data(b"GET / HTTP/1.1\r\nHost: a \t\r\nX-A: b\t \r\nX-B: \r\nX-C: c d\r\n\r\n", 0.0)
+    request = events[0]
+    assert isinstance(request, Request)
+    assert request.headers == [(b"host", b"a"), (b"x-a", b"b"), (b"x-b", b""), (b"x-c", b"c d")]

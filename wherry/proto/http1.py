@@ -65,13 +65,16 @@ _lines: Final[dict[Sequence[bytes], bytes | tuple[bytes, int]]] = {}
 _LINES_MAX: Final = 4096
 _NO_FIELDS: Final[Headers] = []  # between messages: never appended to (on_message_begin comes first)
 _NO_EVENTS: Final[list[Event]] = []  # between reads: never appended to (receive_data begins a new list)
-_OWS: Final = (b" ", b"\t")
 # A Host value (RFC 9112 §3.2, RFC 3986 §3.2.2): empty, or a reg-name or IP literal and an optional
 # port. No userinfo, no spaces; no comma either, which would make one field carry two hosts.
 _HOST: Final = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+;=]*)(?::[0-9]*)?")
 # Host values already found valid: a server sees few, and a set lookup is cheaper than the regex.
 _hosts_seen: Final[set[bytes]] = set()
 _HOSTS_SEEN_MAX: Final = 1024
+# Request field names as received and their lowercase form: a client sends the same few names on
+# every request, and a dict lookup is cheaper than lowering each. Bounded.
+_lowered: Final[dict[bytes, bytes]] = {}
+_LOWERED_MAX: Final = 1024
 # Response fields that change framing or replace a default; the rest are copied as they are.
 _FRAMING: Final = frozenset((b"content-length", b"connection", b"transfer-encoding", b"date", b"server"))
 # Request fields the core looks at; any other field costs one set lookup.
@@ -509,8 +512,13 @@ class H1Connection:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        name = name.lower()
-        if value[-1:] in _OWS:
+        lowered = _lowered.get(name)
+        if lowered is None:
+            lowered = name.lower()
+            if len(_lowered) < _LOWERED_MAX:
+                _lowered[name] = lowered
+        name = lowered
+        if value and (value[-1] == 32 or value[-1] == 9):
             value = value.rstrip(b" \t")  # trailing OWS is not part of the value (RFC 9110 §5.5)
         pair = (name, value)
         self._headers.append(pair)
