@@ -31,8 +31,8 @@ class AsyncioServer(ServerBase):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._servers: list[asyncio.base_events.Server] = []  # TLS listeners
-        self._readers: list[socket.socket] = []  # plain listeners, accepted by _accept
+        self._servers: list[asyncio.base_events.Server] = []  # listeners the loop's server runs
+        self._readers: list[socket.socket] = []  # plain listeners on asyncio, accepted by _accept
         self._connecting: set[asyncio.Task[Any]] = set()  # accepted, transport being made
         self.runtime: AsyncioRuntime | None = None
 
@@ -64,23 +64,26 @@ class AsyncioServer(ServerBase):
             return ALPNSwitch(ctx)
 
         tls = ctx.tls
+        # uvloop's server accepts and makes each transport in C, within the loop turn that sees
+        # the listener readable: a flood of 10,000 connects leaves the kernel's queue empty (no
+        # SYN is dropped and retried) where accepting here, a task per connection, kept it full
+        # for seconds (docs/discussion/performance.md, "Accepting"). asyncio's own server makes
+        # a task per connection too, so on its loop plain listeners accept in bursts here.
+        burst_here = tls is None and not type(loop).__module__.startswith("uvloop")
         for sock in sockets:
-            if tls is None:
-                # Plain listeners accept in bursts (below): uvloop's server accepts one
-                # connection per loop turn, which under load leaves a burst of new connections
-                # waiting for seconds.
+            if burst_here:
                 sock.setblocking(False)
                 loop.add_reader(sock.fileno(), self._accept, sock, factory)
                 self._readers.append(sock)
             else:
-                # A TLS connection costs a handshake, far more than a loop turn: the loop's server
-                # runs it, with its timeout.
+                # TLS: a handshake costs far more than a loop turn; the loop's server runs it,
+                # with its timeout.
                 server = await loop.create_server(
-                    tls_factory,  # type: ignore[arg-type]
+                    factory if tls is None else tls_factory,  # type: ignore[arg-type]
                     sock=sock,
                     backlog=self.config.backlog,
-                    ssl=tls.context,
-                    ssl_handshake_timeout=self.config.ssl_handshake_timeout,
+                    ssl=None if tls is None else tls.context,
+                    ssl_handshake_timeout=None if tls is None else self.config.ssl_handshake_timeout,
                 )
                 self._servers.append(server)
             self.sockets.append(sock)
