@@ -83,11 +83,12 @@ def test_untrusted_peer_is_served_without_a_header(runtime: ManualRuntime) -> No
 
 
 def test_untrusted_peer_sending_a_header_is_refused(runtime: ManualRuntime) -> None:
-    """From an untrusted peer a PROXY line is not read as a header: HTTP/1.1 refuses it."""
+    """From an untrusted peer a PROXY line is not read as a header: HTTP/1.1 refuses it as a line
+    that is no request line (400)."""
     transport, _ = proxied(context(runtime), peername=("192.0.2.5", 1234))
     transport.receive(b"PROXY TCP4 203.0.113.7 198.51.100.1 4711 443\r\n" + REQUEST)
     status, headers, _ = H1Client(transport).response()
-    assert (status, headers[b"connection"]) == (501, b"close")
+    assert (status, headers[b"connection"]) == (400, b"close")
 
 
 def test_malformed_header_closes_with_nothing_written(runtime: ManualRuntime) -> None:

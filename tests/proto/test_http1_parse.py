@@ -54,6 +54,12 @@ ACCEPTED: list[tuple[str, bytes, list[object]]] = [
         [("request", b"GET", b"/p/q", b"x=1&y=2", "1.1"), "end"],
     ),
     ("HTTP/1.0 without Host", b"GET / HTTP/1.0\r\n\r\n", [("request", b"GET", b"/", b"", "1.0"), "end"]),
+    ("HTTP/1.2 served as 1.1 (RFC 9110 §2.5)", b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", [GET, "end"]),
+    (
+        "empty lines before a request (RFC 9112 §2.2)",
+        b"\r\n\r\nGET /a HTTP/1.0\r\n\r\n",
+        [("request", b"GET", b"/a", b"", "1.0"), "end"],
+    ),
     (
         "content-length body",
         b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
@@ -167,8 +173,12 @@ REJECTED: list[tuple[str, bytes, int]] = [
         400,
     ),
     ("HTTP/2.0 request line", b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
-    ("HTTP/1.2", b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", 505),
     ("HTTP/3.0", b"GET / HTTP/3.0\r\nHost: a\r\n\r\n", 505),
+    ("HTTP/9.9", b"GET / HTTP/9.9\r\nHost: a\r\n\r\n", 505),
+    ("HTTP/0.9 request line with a version", b"GET / HTTP/0.9\r\nHost: a\r\n\r\n", 505),
+    ("two spaces before the target (RFC 9112 §3)", b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    ("two spaces before the version (RFC 9112 §3)", b"GET /a  HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    ("two spaces on HTTP/1.0", b"GET  /a HTTP/1.0\r\n\r\n", 400),
     ("HTTP/0.9 request", b"GET /\r\n\r\n", 505),
     (
         "unknown Transfer-Encoding (RFC 9112 §6.1)",
@@ -432,3 +442,24 @@ def test_trailing_whitespace_is_not_part_of_a_value() -> None:
     request = events[0]
     assert isinstance(request, Request)
     assert request.headers == [(b"host", b"a"), (b"x-a", b"b"), (b"x-b", b""), (b"x-c", b"c d")]
+
+
+def test_a_line_that_is_no_request_line_is_a_400_not_a_501() -> None:
+    """RFC 9112 §3: an invalid request line is a 400; an unknown method in a well-formed line is a
+    501 (above). Judged on the whole line, when the piece that failed holds it."""
+    assert feed(b"THIS IS NOT HTTP AT ALL\r\n\r\n") == [("rejected", 400)]
+    assert feed(b"FROB /a HTTP/1.1\r\nHost: a\r\n\r\n") == [("rejected", 501)]
+    assert feed(b"FROB /a\r\n\r\n") == [("rejected", 400)]
+
+
+def test_a_long_request_line_arriving_in_pieces_is_judged() -> None:
+    """The line's shape is checked on the first bytes kept of a head that arrives in pieces."""
+    target = b"/" + b"a" * 300
+    assert feed(b"GET " + target + b"  HTTP/1.1\r\nHost: a\r\n\r\n", step=7) == [("rejected", 400)]
+    assert feed(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n", step=7)[0] == (
+        "request",
+        b"GET",
+        target,
+        b"",
+        "1.1",
+    )

@@ -8,9 +8,11 @@ Rules of this module:
 2. Events in, bytes out: ``response_head`` / ``response_data`` / ``response_end`` return the bytes
    to write for the response to the oldest unanswered request. Responses are produced strictly in
    request order.
-3. Parsing is llhttp through httptools with no leniency flags. Everything llhttp lets through that
-   RFC 9112 forbids (missing or repeated Host, Transfer-Encoding on HTTP/1.0, codings we do not
-   implement) is checked here. A request that breaks a rule becomes one ``Rejected`` event carrying
+3. Parsing is llhttp through httptools with one leniency flag, the version (any one digit each
+   side is parsed; a later HTTP/1 minor is served as 1.1, RFC 9110 §2.5, the rest refused here
+   with 505). Everything llhttp lets through that RFC 9112 forbids (missing or repeated Host,
+   Transfer-Encoding on HTTP/1.0, codings we do not implement, extra spaces in a request line)
+   is checked here. A request that breaks a rule becomes one ``Rejected`` event carrying
    the status to answer; after it nothing more is parsed on this connection.
 4. Limits (head size, header count, body size) are enforced here, as bytes arrive.
 5. This module does not know about ASGI, applications, or how many requests are in flight in the
@@ -92,6 +94,10 @@ _SPECIAL: Final = frozenset(
         b"forwarded",
     )
 )
+
+# How much of a request's first bytes is kept while its head arrives in pieces: enough for the
+# request line of almost any request (the line's shape and the method are judged on it).
+_PREFIX_KEPT: Final = 512
 
 # Read states.
 IDLE: Final = 0  # between requests (the keep-alive clock runs when nothing is owed)
@@ -201,6 +207,14 @@ class _BodyOnly:
         self.core.on_message_complete()
 
 
+def _parser(callbacks: object) -> httptools.HttpRequestParser:
+    """An llhttp request parser with one leniency: any one-digit HTTP version is parsed (a later
+    HTTP/1.x minor is then served as 1.1, and the rest refused with 505, by the core)."""
+    parser = httptools.HttpRequestParser(callbacks)
+    parser.set_dangerous_leniencies(lenient_version=True)
+    return parser
+
+
 class _Reject(Exception):
     def __init__(self, status: int, detail: str) -> None:
         self.status = status
@@ -256,7 +270,7 @@ class H1Connection:
         self.limits = limits
         self.default_headers = default_headers
         self.accepted_upgrades = accepted_upgrades
-        self._parser = httptools.HttpRequestParser(self)
+        self._parser = _parser(self)
         self._events: list[Event] = []  # during receive_data only; _NO_EVENTS between reads
         self.read_state = IDLE
         self.trailing_data = b""
@@ -305,8 +319,8 @@ class H1Connection:
         else:
             events = self._events = []
         if state == HEAD:
-            if len(self._prefix) < 32:
-                self._prefix += data[:32]
+            if len(self._prefix) < _PREFIX_KEPT:
+                self._prefix += data[:_PREFIX_KEPT]
         else:
             self._prefix = data  # sliced only if a method turns out to be unknown
         self._chunk_size = len(data)
@@ -388,14 +402,26 @@ class H1Connection:
             # A well-formed token that llhttp does not know is a method we do not implement.
             # When this chunk began the failing request, its first token is the method.
             if not self._completed_in_chunk:
-                head = self._prefix.lstrip(b"\r\n").partition(b" ")[0]
-                if head and TOKEN.fullmatch(head):
+                line = self._prefix.lstrip(b"\r\n")
+                head = line.partition(b" ")[0]
+                if head and TOKEN.fullmatch(head) and self._request_line_shaped(line):
                     status = 501
         elif "transfer-encoding" in lowered or "transfer encoding" in lowered:
             status = self._te_status()
         elif "invalid http version" in lowered:
             status = 505
         self._reject(status, f"malformed request: {message}")
+
+    @staticmethod
+    def _request_line_shaped(line: bytes) -> bool:
+        """``line`` (the start of a piece) is a request line, ``token SP target SP HTTP/...``, or
+        too short yet to tell: an unknown method in a request line is a 501, and a line that is no
+        request line a 400 (RFC 9112 §3)."""
+        end = line.find(b"\r\n")
+        if end < 0:
+            return True
+        parts = line[:end].split(b" ")
+        return len(parts) == 3 and parts[1] != b"" and parts[2].startswith(b"HTTP/")
 
     def _te_status(self) -> int:
         te = [value for name, value in self._headers if name == b"transfer-encoding"]
@@ -436,14 +462,14 @@ class H1Connection:
         self._upgrading = False
         self.read_state = IDLE
         if framing is None:
-            self._parser = httptools.HttpRequestParser(self)
+            self._parser = _parser(self)
             self._events.append(END_OF_MESSAGE)
             self._owed_message_done()
             if rest:
                 self._continue(rest)
             return
         primed = _BodyOnly(self)
-        self._parser = httptools.HttpRequestParser(primed)
+        self._parser = _parser(primed)
         self._parser.feed_data(b"PUT / HTTP/1.1\r\nhost: x\r\n" + framing + b"\r\n")
         primed.priming = False
         self.read_state = BODY
@@ -508,6 +534,23 @@ class H1Connection:
             and prefix[space + 1 : end] == url
         )
 
+    def _check_request_line(self, method: bytes, url: bytes) -> None:
+        """``method SP request-target SP HTTP-version``, one space each (RFC 9112 §3): llhttp lets
+        more spaces through, and a line it reads as another is refused with 400. Judged on the
+        line's bytes as far as ``_prefix`` holds them (a line read exactly is checked by
+        ``_line_is_11`` already)."""
+        if not self._line_at_prefix:
+            return
+        line = self._prefix
+        if line[:1] == b"\r" or line[:1] == b"\n":
+            line = line.lstrip(b"\r\n")
+        space = len(method)
+        end = space + 1 + len(url)
+        if len(line) < end + 2:
+            return  # the line is longer than what is kept of it: not judged
+        if line[space : space + 1] != b" " or line[space + 1 : end] != url or line[end : end + 2] == b"  ":
+            raise _Reject(400, "malformed request line")
+
     def on_url(self, url: bytes) -> None:
         self._url += url
 
@@ -529,9 +572,17 @@ class H1Connection:
         parser = self._parser
         method = parser.get_method()
         url = self._url
-        version = "1.1" if self._line_is_11(method, url) else parser.get_http_version()
-        if version != "1.1" and version != "1.0":
-            raise _Reject(505, f"HTTP/{version} is not supported")
+        if self._line_is_11(method, url):
+            version = "1.1"
+        else:
+            version = parser.get_http_version()
+            if version != "1.1" and version != "1.0":
+                if version[:2] != "1.":
+                    raise _Reject(505, f"HTTP/{version} is not supported")
+                # A later minor version of HTTP/1 is served as the highest this server implements
+                # (RFC 9110 §2.5).
+                version = "1.1"
+            self._check_request_line(method, url)
         headers = self._headers
         limits = self.limits
         if len(headers) > limits.max_headers:
