@@ -463,3 +463,10 @@ def test_a_long_request_line_arriving_in_pieces_is_judged() -> None:
         b"",
         "1.1",
     )
+
+
+def test_a_request_line_longer_than_what_is_kept_is_read_as_llhttp_reads_it() -> None:
+    """Past the first bytes kept of a head arriving in pieces the line is not judged (limits.md)."""
+    target = b"/" + b"a" * 600
+    events = feed(b"GET " + target + b"  HTTP/1.1\r\nHost: a\r\n\r\n", step=7)
+    assert events == [("request", b"GET", target, b"", "1.1"), "end"]
