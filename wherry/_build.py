@@ -30,6 +30,7 @@ COMPILED_MODULES = (
     "wherry.connection.http1",
     "wherry.connection.http2",
     "wherry.connection.h2websocket",
+    "wherry.backends.timers",
 )
 
 
