@@ -517,28 +517,11 @@ class H1Connection:
         # (or with empty lines before it).
         self._line_at_prefix = not self._head_mid_chunk
 
-    def _line_is_11(self, method: bytes, url: bytes) -> bool:
-        """The request line llhttp just parsed is, byte for byte, ``method SP url SP HTTP/1.1
-        CRLF`` at the start of ``_prefix``: then its version is 1.1, known without asking
-        httptools (``get_http_version`` formats a string on every call). Anything else, such as
-        a line that began in an earlier piece, is left to httptools."""
-        if not self._line_at_prefix:
-            return False
-        prefix = self._prefix
-        space = len(method)
-        end = space + 1 + len(url)
-        return (
-            prefix[end : end + 11] == b" HTTP/1.1\r\n"
-            and prefix[:space] == method
-            and prefix[space : space + 1] == b" "
-            and prefix[space + 1 : end] == url
-        )
-
     def _check_request_line(self, method: bytes, url: bytes) -> None:
         """``method SP request-target SP HTTP-version``, one space each (RFC 9112 §3): llhttp lets
         more spaces through, and a line it reads as another is refused with 400. Judged on the
-        line's bytes as far as ``_prefix`` holds them (a line read exactly is checked by
-        ``_line_is_11`` already)."""
+        line's bytes as far as ``_prefix`` holds them (a line read as exactly HTTP/1.1 with
+        single spaces never comes here)."""
         if not self._line_at_prefix:
             return
         line = self._prefix
@@ -572,7 +555,15 @@ class H1Connection:
         parser = self._parser
         method = parser.get_method()
         url = self._url
-        if self._line_is_11(method, url):
+        # The version without asking httptools (``get_http_version`` formats a string on every
+        # call): when ``_prefix`` begins with this request's line, the line is llhttp's
+        # ``method SP+ url SP+ HTTP-version CRLF`` and holds no CR or LF before its end, so the
+        # 11 bytes after ``method SP url`` are `` HTTP/1.1\r\n`` only if both spaces are single
+        # and the version is 1.1 (an extra space moves the CRLF further; empty lines before the
+        # request shift the line, and these 11 bytes then never end at its CRLF). Anything else
+        # asks httptools.
+        end = len(method) + 1 + len(url)
+        if self._line_at_prefix and self._prefix[end : end + 11] == b" HTTP/1.1\r\n":
             version = "1.1"
         else:
             version = parser.get_http_version()
