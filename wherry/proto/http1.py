@@ -414,9 +414,9 @@ class H1Connection:
 
     @staticmethod
     def _request_line_shaped(line: bytes) -> bool:
-        """``line`` (the start of a piece) is a request line, ``token SP target SP HTTP/...``, or
-        too short yet to tell: an unknown method in a request line is a 501, and a line that is no
-        request line a 400 (RFC 9112 §3)."""
+        """``line`` (the start of a piece) is a request line, ``token SP target SP HTTP/...`` with
+        one space each, or too short yet to tell (RFC 9112 §3): a line that is none is a 400,
+        whether llhttp refused its method (not a 501 then) or read it with extra spaces."""
         end = line.find(b"\r\n")
         if end < 0:
             return True
@@ -517,23 +517,6 @@ class H1Connection:
         # (or with empty lines before it).
         self._line_at_prefix = not self._head_mid_chunk
 
-    def _check_request_line(self, method: bytes, url: bytes) -> None:
-        """``method SP request-target SP HTTP-version``, one space each (RFC 9112 §3): llhttp lets
-        more spaces through, and a line it reads as another is refused with 400. Judged on the
-        line's bytes as far as ``_prefix`` holds them (a line read as exactly HTTP/1.1 with
-        single spaces never comes here)."""
-        if not self._line_at_prefix:
-            return
-        line = self._prefix
-        if line[:1] == b"\r" or line[:1] == b"\n":
-            line = line.lstrip(b"\r\n")
-        space = len(method)
-        end = space + 1 + len(url)
-        if len(line) < end + 2:
-            return  # the line is longer than what is kept of it: not judged
-        if line[space : space + 1] != b" " or line[space + 1 : end] != url or line[end : end + 2] == b"  ":
-            raise _Reject(400, "malformed request line")
-
     def on_url(self, url: bytes) -> None:
         self._url += url
 
@@ -573,7 +556,10 @@ class H1Connection:
                 # A later minor version of HTTP/1 is served as the highest this server implements
                 # (RFC 9110 §2.5).
                 version = "1.1"
-            self._check_request_line(method, url)
+            # One space each between the line's parts (RFC 9112 §3); llhttp lets more through.
+            # Judged when ``_prefix`` begins with this request's line and holds all of it.
+            if self._line_at_prefix and not self._request_line_shaped(self._prefix.lstrip(b"\r\n")):
+                raise _Reject(400, "malformed request line")
         headers = self._headers
         limits = self.limits
         if len(headers) > limits.max_headers:
