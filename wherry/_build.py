@@ -19,10 +19,12 @@ COMPILED_MODULES = (
     "wherry.proto.fields",
     "wherry.proto.http1",
     "wherry.proto.http2",
+    "wherry.proto.websocket",
     "wherry.asgi.http",
     "wherry.asgi.scope",
     "wherry.asgi.proxy_headers",
     "wherry.asgi.extensions",
+    "wherry.asgi.websocket",
     "wherry.metrics",
     "wherry.connection.context",
     "wherry.connection.lifecycle",
@@ -30,6 +32,7 @@ COMPILED_MODULES = (
     "wherry.connection.http1",
     "wherry.connection.http2",
     "wherry.connection.h2websocket",
+    "wherry.connection.websocket",
     "wherry.backends.timers",
 )
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from ..proto.events import Headers
 from .http import ClientDisconnected, FutureLike, Message, Scope
@@ -36,12 +36,12 @@ from .http import ClientDisconnected, FutureLike, Message, Scope
 logger = logging.getLogger("wherry.error")
 
 # Cycle states.
-CONNECTING = 0  # the app has not answered the handshake
-CONNECTED = 1  # accepted: messages flow both ways
-RESPONDING = 2  # a denial response has started
-CLOSED = 3  # the app closed, denied, or the session is over for sending
+CONNECTING: Final = 0  # the app has not answered the handshake
+CONNECTED: Final = 1  # accepted: messages flow both ways
+RESPONDING: Final = 2  # a denial response has started
+CLOSED: Final = 3  # the app closed, denied, or the session is over for sending
 
-ABNORMAL = 1006  # no Close frame was exchanged (RFC 6455 §7.1.5)
+ABNORMAL: Final = 1006  # no Close frame was exchanged (RFC 6455 §7.1.5)
 
 
 class WebSocketStream(Protocol):
@@ -160,6 +160,9 @@ class WebSocketCycle:
                 self._waiter = None
 
     async def send(self, message: Message) -> None:
+        # Messages are dicts (any mapping is accepted), read below as dicts (HTTPCycle.send).
+        if not isinstance(message, dict):
+            message = dict(message)
         kind = message["type"]
         state = self.state
         if self._closed is not None and state != RESPONDING:
@@ -183,7 +186,7 @@ class WebSocketCycle:
     # The handlers of the table's rows. Each is given the row's next state and enters it once the
     # stream has taken the message (a stream that refuses one raises before anything changes).
 
-    def _send_message(self, message: Message, target: int) -> None:
+    def _send_message(self, message: dict[str, Any], target: int) -> None:
         text = message.get("text")
         data = message.get("bytes")
         if (data is None) == (text is None):
@@ -199,12 +202,12 @@ class WebSocketCycle:
                 data = bytes(data)
             self.stream.send_message(self, data)
 
-    def _close(self, message: Message, target: int) -> None:
+    def _close(self, message: dict[str, Any], target: int) -> None:
         code, reason = self._close_args(message)
         self.stream.close(self, code, reason)  # raises before any change for a code it refuses
         self.state = target
 
-    def _accept(self, message: Message, target: int) -> None:
+    def _accept(self, message: dict[str, Any], target: int) -> None:
         kind = message["type"]
         subprotocol = message.get("subprotocol")
         if subprotocol is not None and type(subprotocol) is not str:
@@ -216,14 +219,14 @@ class WebSocketCycle:
         self.status = self.stream.accept(self, subprotocol, headers)
         self.state = target
 
-    def _refuse(self, message: Message, target: int) -> None:
+    def _refuse(self, message: dict[str, Any], target: int) -> None:
         """``websocket.close`` before the handshake: a 403, the handshake never completes."""
         self._close_args(message)
         self.state = target
         self.status = 403
         self.stream.respond(self, 403, [(b"content-length", b"0")], b"", False)
 
-    def _deny(self, message: Message, target: int) -> None:
+    def _deny(self, message: dict[str, Any], target: int) -> None:
         kind = message["type"]
         status = message["status"]
         if type(status) is not int or not 200 <= status <= 599:
@@ -232,7 +235,7 @@ class WebSocketCycle:
         self.state = target
         self.status = status
 
-    def _deny_body(self, message: Message, target: int) -> None:
+    def _deny_body(self, message: dict[str, Any], target: int) -> None:
         body = message.get("body", b"")
         if type(body) is not bytes:
             if not isinstance(body, bytearray | memoryview):
@@ -253,7 +256,7 @@ class WebSocketCycle:
             self.state = target
 
     @staticmethod
-    def _close_args(message: Message) -> tuple[int, str]:
+    def _close_args(message: dict[str, Any]) -> tuple[int, str]:
         code = message.get("code", 1000)
         reason = message.get("reason") or ""
         if type(code) is not int:
@@ -303,12 +306,12 @@ class WebSocketCycle:
         self.stream.cycle_finished(self)
 
 
-Handler = Callable[[WebSocketCycle, Message, int], None]
+Handler = Callable[[WebSocketCycle, dict[str, Any], int], None]
 
 # The cycle's state machine: (state, message type) -> (handler, next state). A message without a row
 # is an app error (``_REFUSALS`` words it), or ``ClientDisconnected`` once the cycle is CLOSED. A
 # denial body with ``more_body`` stays in RESPONDING.
-_TRANSITIONS: dict[tuple[int, str], tuple[Handler, int]] = {
+_TRANSITIONS: Final[dict[tuple[int, str], tuple[Handler, int]]] = {
     (CONNECTING, "websocket.accept"): (WebSocketCycle._accept, CONNECTED),
     (CONNECTING, "websocket.close"): (WebSocketCycle._refuse, CLOSED),
     (CONNECTING, "websocket.http.response.start"): (WebSocketCycle._deny, RESPONDING),
@@ -317,7 +320,7 @@ _TRANSITIONS: dict[tuple[int, str], tuple[Handler, int]] = {
     (RESPONDING, "websocket.http.response.body"): (WebSocketCycle._deny_body, CLOSED),
 }
 
-_REFUSALS: dict[int, str] = {
+_REFUSALS: Final[dict[int, str]] = {
     CONNECTING: "expected websocket.accept, websocket.close or a denial, not {!r}",
     CONNECTED: "unexpected {!r} after websocket.accept",
     RESPONDING: "expected 'websocket.http.response.body', got {!r}",

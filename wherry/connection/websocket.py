@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ..asgi.http import ClientDisconnected
 from ..asgi.scope import websocket_scope
@@ -60,8 +60,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("wherry.error")
 
-PENDING_LIMIT = 65536  # bytes held from a client that sends before its handshake is answered
-CLOSE_TIMEOUT = 10.0  # the wait for the peer's Close when --ws-ping-timeout is 0
+PENDING_LIMIT: Final = 65536  # bytes held from a client that sends before its handshake is answered
+CLOSE_TIMEOUT: Final = 10.0  # the wait for the peer's Close when --ws-ping-timeout is 0
 
 
 class Carrier(Protocol):
@@ -454,10 +454,10 @@ class WebSocketDriver:
         session = self.session
         if self._closed or session is None or not session.can_send:
             raise ClientDisconnected("the WebSocket is closed")
-        if type(data) is str:
+        if isinstance(data, str):
             self.write(session.send_text(data))
         else:
-            self.write(session.send_bytes(data))  # type: ignore[arg-type]
+            self.write(session.send_bytes(data))
 
     def close(self, cycle: WebSocketCycle, code: int, reason: str) -> None:
         session = self.session

@@ -12,7 +12,8 @@ Rules of this module:
 2. A handshake that breaks a rule raises ``RemoteProtocolError`` with the status to answer (400, or
    426 for an unsupported version); nothing of it reaches the application.
 3. Framing is the ``websockets`` library's sans-I/O ``Protocol`` (its frame parser, masking in C,
-   close-code checks, permessage-deflate with a bounded inflater). This module adds what that layer
+   close-code checks, permessage-deflate with a bounded inflater), subclassed in
+   ``websocket_frames.py``, which stays interpreted. This module adds what that layer
    leaves to its caller: whole messages (fragments joined, text checked as UTF-8 as it arrives),
    keepalive pings and their deadline, and a close handshake that answers a Close frame received in
    the middle of a fragmented message (RFC 6455 §5.4: control frames may come between fragments).
@@ -28,25 +29,23 @@ Rules of this module:
 from __future__ import annotations
 
 import base64
-import codecs
 import hashlib
 import logging
 import os
 import re
 import struct
-import zlib
-from typing import Any, Final
+from typing import Final
 
 from websockets.exceptions import InvalidHeader, NegotiationError
 from websockets.extensions.base import Extension
-from websockets.extensions.permessage_deflate import PerMessageDeflate, ServerPerMessageDeflateFactory
-from websockets.frames import CloseCode, Frame, Opcode
+from websockets.frames import CloseCode
 from websockets.headers import build_extension, parse_extension, parse_subprotocol
 from websockets.protocol import OPEN, SERVER, Protocol
 from websockets.typing import ExtensionHeader
 
 from .events import Event, Headers, LocalProtocolError, RemoteProtocolError
 from .fields import check_fields, is_token
+from .websocket_frames import Frames, LazyDeflate, deflate_factory
 
 try:  # the library's C masking, as its own parser uses it
     from websockets.speedups import apply_mask
@@ -64,11 +63,6 @@ _LINE_BREAKERS = re.compile(rb"[\x0b\x0c\x1c-\x1e\x85]")
 # The library's own per-connection logger at INFO says "connection closed" for every connection.
 _protocol_logger = logging.getLogger("wherry.websocket.frames")
 _protocol_logger.setLevel(logging.WARNING)
-
-TEXT: Final = Opcode.TEXT
-BINARY: Final = Opcode.BINARY
-CONT: Final = Opcode.CONT
-CLOSE: Final = Opcode.CLOSE
 
 
 # ---------------------------------------------------------------------------------------- handshake
@@ -166,64 +160,6 @@ def accept_key(key: bytes) -> bytes:
     return base64.b64encode(hashlib.sha1(key + GUID).digest())
 
 
-def deflate_factory() -> ServerPerMessageDeflateFactory:
-    """permessage-deflate with small windows (4 KiB) and memLevel 5: about 1/8 of zlib's default
-    memory per connection for most of its ratio on chat-sized messages."""
-    return ServerPerMessageDeflateFactory(
-        server_max_window_bits=12,
-        client_max_window_bits=12,
-        compress_settings={"memLevel": 5},
-    )
-
-
-class _LazyDeflate(PerMessageDeflate):
-    """permessage-deflate whose zlib streams are made when the first message needs them: an
-    idle connection holds no compressor (about 30 KiB with the settings above)."""
-
-    def __init__(self, negotiated: PerMessageDeflate) -> None:
-        self._building = True
-        super().__init__(
-            negotiated.remote_no_context_takeover,
-            negotiated.local_no_context_takeover,
-            negotiated.remote_max_window_bits,
-            negotiated.local_max_window_bits,
-            negotiated.compress_settings,
-        )
-        self._building = False
-
-    @property
-    def decoder(self) -> Any:
-        stream = self.__dict__.get("_inflate")
-        if stream is None:
-            stream = self.__dict__["_inflate"] = zlib.decompressobj(wbits=-self.remote_max_window_bits)
-        return stream
-
-    @decoder.setter
-    def decoder(self, stream: Any) -> None:
-        self.__dict__["_inflate"] = None if self._building else stream
-
-    @decoder.deleter
-    def decoder(self) -> None:
-        self.__dict__["_inflate"] = None
-
-    @property
-    def encoder(self) -> Any:
-        stream = self.__dict__.get("_deflate")
-        if stream is None:
-            stream = self.__dict__["_deflate"] = zlib.compressobj(
-                wbits=-self.local_max_window_bits, **self.compress_settings
-            )
-        return stream
-
-    @encoder.setter
-    def encoder(self, stream: Any) -> None:
-        self.__dict__["_deflate"] = None if self._building else stream
-
-    @encoder.deleter
-    def encoder(self) -> None:
-        self.__dict__["_deflate"] = None
-
-
 def negotiate(offer: Offer, deflate: bool) -> tuple[bytes | None, list[Extension]]:
     """Accept the first permessage-deflate offer whose parameters we can meet (RFC 7692 §5);
     returns the Sec-WebSocket-Extensions response value and the extensions to run."""
@@ -237,7 +173,7 @@ def negotiate(offer: Offer, deflate: bool) -> tuple[bytes | None, list[Extension
             response, extension = factory.process_request_params(params, [])
         except NegotiationError:
             continue
-        return build_extension([(name, response)]).encode("ascii"), [_LazyDeflate(extension)]
+        return build_extension([(name, response)]).encode("ascii"), [LazyDeflate(extension)]
     return None, []
 
 
@@ -356,58 +292,6 @@ class WebSocketClosed(Event):
         return f"WebSocketClosed({self.code}, {self.reason!r})"
 
 
-class _Frames(Protocol):
-    """The library's server-side protocol, with what this session adds where frames are read (so
-    an error in a message is reported before anything that follows it in the same bytes):
-
-    - data frames become whole ``Message`` events: fragments joined, text decoded as it arrives
-      (an invalid sequence fails the session with 1007 at the fragment that holds it);
-    - a Close frame between the fragments of a message is a control frame like any other (RFC
-      6455 §5.4, §5.5.1): it is answered with a Close and the unfinished message is dropped;
-    - Ping and Pong frames are not events (the library answers pings).
-    """
-
-    # Set on each instance after the base class's __init__ (which starts the parser).
-    messages: list[Event]
-    _fragments: list[Any]
-    _decoder: Any
-
-    def recv_frame(self, frame: Frame) -> None:
-        opcode = frame.opcode
-        if opcode is CLOSE and self.current_size is not None:
-            self.current_size = None
-            self._fragments = []
-        super().recv_frame(frame)  # checks fragment order and size; answers pings and closes
-        if opcode is TEXT:
-            if frame.fin:
-                self.messages.append(Message(bytes(frame.data).decode("utf-8")))
-            else:
-                decoder = self._decoder = _utf8_decoder()
-                self._fragments = [decoder.decode(frame.data)]
-        elif opcode is BINARY:
-            if frame.fin:
-                self.messages.append(Message(bytes(frame.data)))
-            else:
-                self._decoder = None
-                self._fragments = [bytes(frame.data)]
-        elif opcode is CONT:
-            decoder = self._decoder
-            fragments = self._fragments
-            if decoder is not None:
-                fragments.append(decoder.decode(frame.data, frame.fin))
-                if frame.fin:
-                    self.messages.append(Message("".join(fragments)))
-            else:
-                fragments.append(bytes(frame.data))
-                if frame.fin:
-                    self.messages.append(Message(b"".join(fragments)))
-            if frame.fin:
-                self._fragments = []
-
-
-_utf8_decoder = codecs.getincrementaldecoder("utf-8")
-
-
 class WebSocketSession:
     """One WebSocket session, server side, after the handshake."""
 
@@ -437,7 +321,7 @@ class WebSocketSession:
         ping_timeout: float | None = None,
         close_timeout: float = 10.0,
     ) -> None:
-        frames = self._frames = _Frames(SERVER, state=OPEN, max_size=max_size, logger=_protocol_logger)
+        frames = self._frames = Frames(SERVER, state=OPEN, max_size=max_size, logger=_protocol_logger)
         frames.extensions = extensions
         self._plain = not extensions
         self._max_size = max_size
@@ -476,13 +360,11 @@ class WebSocketSession:
             frames.receive_eof()
         self._library_moved()
         frames.events.clear()  # the library's frame events: what matters is in ``messages``
-        events = frames.messages
-        if events:
-            frames.messages = []
-        else:
-            events = []
-        if fast:
-            events[:0] = fast
+        events: list[Event] = fast if fast is not None else []
+        messages = frames.messages
+        if messages:
+            events.extend([Message(data) for data in messages])
+            messages.clear()
         close = frames.close_rcvd
         if close is not None:
             self.closed = WebSocketClosed(close.code, close.reason)
