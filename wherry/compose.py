@@ -5,7 +5,7 @@ Rules of this module:
 1. A ``Composite`` is a plain ASGI 3 application. It uses nothing of the server but the scope,
    ``receive`` and ``send`` it is called with, so it runs under any ASGI server, on asyncio or on
    trio, and it can be mounted inside another one. Requests are dispatched without a call to
-   either library; the one that runs is asked once per lifespan (``wherry.loops``).
+   either library; the one that runs is asked once per lifespan (``wherry.backends.primitives``).
 2. Dispatch: of the entries whose prefix matches the request path on a segment boundary (``/api``
    takes ``/api`` and ``/api/x``, never ``/apiary``) and whose methods include the request's, the
    longest prefix wins; at equal length an entry with methods beats one without. ``GET`` takes
@@ -46,10 +46,10 @@ from typing import Any
 from .asgi.adapters import DEFAULT_THREADS, Adapter, adapt
 from .asgi.http import ASGIApp, Message, Receive, Scope, Send
 from .asgi.lifespan import Lifespan, LifespanFailure
+from .backends.primitives import current_loop, foreign_loop, primitives
 from .config import parse_mount, parse_route
 from .importer import load_app
 from .logs import ANSWERED_BY
-from .loops import current_loop, foreign_loop, primitives
 
 logger = logging.getLogger("wherry.error")
 

@@ -20,11 +20,11 @@ from .asgi.adapters import adapt
 from .asgi.http import ASGIApp, FutureLike
 from .asgi.lifespan import LifespanFailure
 from .backends.current import server_class
+from .backends.primitives import current_loop, new_future, running
 from .backends.serving import ServerBase
 from .config import OPTIONS, Config, ConfigError, parse_bind, read_toml
 from .importer import AppImportError, load_app, load_env_file
 from .logs import APP_TEXT, LogConfigError, apply_log_config, configure
-from .loops import current_loop, new_future, running
 from .sockets import BindError, create_sockets, describe, held_signals, systemd_activated
 
 logger = logging.getLogger("wherry.error")

@@ -1,4 +1,5 @@
-"""The backend that serves the loop running the caller (which loop that is: ``wherry.loops``).
+"""The backend that serves the loop running the caller (which loop that is:
+``wherry.backends.primitives``).
 (Not in the package's ``__init__``: there, the ``asyncio`` and ``trio`` subpackages would shadow
 the libraries of the same names.)"""
 

@@ -36,9 +36,9 @@ from ..asgi.lifespan import Lifespan, LifespanFailure
 from ..config import Config
 from ..connection.context import ServerContext
 from ..contracts import Runtime, TimerHandle
-from ..loops import foreign_loop
 from ..sockets import take_held_signals
 from ..tls import create_tls_context
+from .primitives import foreign_loop
 
 logger = logging.getLogger("wherry.error")
 

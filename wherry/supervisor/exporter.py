@@ -121,7 +121,7 @@ class Exporter:
         self.ready = ready
         host = host.strip("[]")
 
-        class Server(ThreadingHTTPServer):
+        class EndpointHTTPServer(ThreadingHTTPServer):
             address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
             daemon_threads = True
 
@@ -133,7 +133,7 @@ class Exporter:
                 super().handle_error(request, client_address)
 
         try:
-            self.httpd = Server((host, port), Handler)
+            self.httpd = EndpointHTTPServer((host, port), Handler)
         except OSError as exc:
             raise BindError(exc.errno, f"cannot bind the metrics address {address}: {exc.strerror}") from None
         self.address = self.httpd.server_address

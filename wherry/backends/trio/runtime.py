@@ -1,6 +1,6 @@
 """The trio Runtime: trio's clock, timers on one task, a small future (``TrioFuture``, in
-``wherry.loops.on_trio`` with the other primitives code above the backends may use), and the
-application calls as tasks of their connection's nursery.
+``primitives.py`` beside this module, with trio's other primitives, which code above the backends
+may use too), and the application calls as tasks of their connection's nursery.
 
 Rules of this module:
 
@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import trio
 
 from ...contracts import ASGIApp, OnDone, Scope, Transport
-from ...loops.on_trio import TrioFuture
 from ..timers import Timer, TimerHeap
+from .primitives import TrioFuture
 
 if TYPE_CHECKING:
     from .transport import TrioTransport

@@ -36,7 +36,7 @@ from typing import Any
 
 import trio
 
-from ...loops.on_trio import TrioFuture
+from .primitives import TrioFuture
 from .runtime import CONNECTION, TrioRuntime
 
 HIGH_WATER = 65536

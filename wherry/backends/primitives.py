@@ -3,12 +3,15 @@ it without naming one: a one-shot future, a group of tasks that ends with its bl
 object a WSGI app's pool threads reach the loop through; and which library an application that
 failed was written for.
 
-Rules of this package:
+Each library's own primitives live beside its backend, in ``asyncio/primitives.py`` and
+``trio/primitives.py``; this module is the face that names neither. Rules of the three:
 
-1. It is neutral ground: nothing of wherry's is imported at run time, and trio only in
-   ``on_trio``, which is imported once trio runs. The backends, the entry points and
-   ``wherry.compose`` (a plain ASGI app, which must not know the server running it) all take
-   their loop primitives from here; ``on_asyncio`` and ``on_trio`` hold each library's.
+1. They are neutral ground: at run time they import nothing of wherry's but one another (and the
+   packages they sit in, ``wherry.backends`` and its ``asyncio`` and ``trio``, whose
+   ``__init__`` modules import nothing), and trio only in ``trio/primitives.py``, which is
+   imported once trio runs. So importing them loads no backend. The backends, the entry points
+   and ``wherry.compose`` (a plain ASGI app, which must not know the server running it) all take
+   their loop primitives from here. ``tests/test_layers.py`` checks it.
 2. The library is asked once where a piece of work starts (``running()``, ``primitives()``: a
    server's ``serve``, a composite's lifespan), and its primitives are used from then on.
    Nothing here is on a request's path, except ``current_loop()`` once per WSGI request.
@@ -65,10 +68,10 @@ def primitives(name: str | None = None) -> Primitives:
     """The primitives of ``name`` (by default of the library running the current task); on
     asyncio, its futures are those of the running loop."""
     if (name or running()) == "trio":
-        from .on_trio import PRIMITIVES
+        from .trio.primitives import PRIMITIVES
 
         return PRIMITIVES
-    from .on_asyncio import primitives as asyncio_primitives
+    from .asyncio.primitives import primitives as asyncio_primitives
 
     return asyncio_primitives(asyncio.get_running_loop())
 
@@ -84,7 +87,7 @@ def current_loop() -> LoopLike:
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
-        from .on_trio import TrioLoop
+        from .trio.primitives import TrioLoop
 
         return TrioLoop()
 

@@ -1,5 +1,5 @@
-"""``wherry.loops``: which library runs the caller (sniffio's answer), and the two primitives code
-above the backends uses on either library, run on asyncio, uvloop and trio."""
+"""``wherry.backends.primitives``: which library runs the caller (sniffio's answer), and the two
+primitives code above the backends uses on either library, run on asyncio, uvloop and trio."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import sniffio
 import trio
 
-from wherry.loops import new_future, primitives, running
+from wherry.backends.primitives import new_future, primitives, running
 
 
 def run_on(loop_name: str, main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:

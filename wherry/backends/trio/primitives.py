@@ -4,6 +4,9 @@ pool threads reach the trio thread through.
 ``TrioFuture`` is the whole of what the ASGI cycle and the drivers wait on (``done``,
 ``set_result``, ``await``): one task waits on it, any code in the trio thread resolves it.
 Awaiting a future that is already done does not yield (as on asyncio).
+
+Code above the backends reaches these through ``wherry.backends.primitives``, whose rules hold
+here: this module is imported once trio runs, and loads nothing of the trio backend.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 
 import trio
 
-from . import Primitives, Spawn
+from ..primitives import Primitives, Spawn
 
 
 class TrioFuture:

@@ -1,5 +1,6 @@
 """The loop primitives of asyncio (and uvloop): the loop's own futures, and a task group whose
-tasks are cancelled when its block ends."""
+tasks are cancelled when its block ends. Code above the backends reaches them through
+``wherry.backends.primitives``, whose rules hold here."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
-from . import Primitives, Spawn
+from ..primitives import Primitives, Spawn
 
 
 @asynccontextmanager
