@@ -64,7 +64,7 @@ def run_server(app: Any, loop: str = "asyncio", **options: Any) -> Iterator[Runn
     failure: list[BaseException] = []
 
     def on_started(srv: Server) -> None:
-        runtime = getattr(srv._impl, "runtime", None)
+        runtime = getattr(srv._backend, "runtime", None)
         if loop == "trio" and runtime is not None:
             runtime.report = errors.append  # what asyncio gives its exception handler
         started.set()

@@ -19,9 +19,9 @@ from typing import Any
 from .asgi.adapters import adapt
 from .asgi.http import ASGIApp, FutureLike
 from .asgi.lifespan import LifespanFailure
-from .backends.current import server_class
+from .backends.current import backend_class
 from .backends.primitives import current_loop, new_future, running
-from .backends.serving import ServerBase
+from .backends.serving import Backend
 from .config import OPTIONS, Config, ConfigError, parse_bind, read_toml
 from .importer import AppImportError, load_app, load_env_file
 from .logs import APP_TEXT, LogConfigError, apply_log_config, configure
@@ -55,7 +55,7 @@ class Server:
         self.sockets: list[socket.socket] = []
         self.started = False
         self._started_waiters: list[FutureLike] = []
-        self._impl: ServerBase | None = None
+        self._backend: Backend | None = None
         self._exit_requested = False
         self._force_exit = False
         # A supervised worker is replaced after --limit-max-requests by its supervisor; a single
@@ -132,7 +132,7 @@ class Server:
             self.notes_said = True
             say_notes(config)
         logger.info("Started server process [%d]", os.getpid())
-        backend = server_class(running())
+        backend_type = backend_class(running())
         app = self.load()
         if logger.isEnabledFor(logging.DEBUG):
             changed = [
@@ -140,14 +140,16 @@ class Server:
                 for o in OPTIONS
                 if o.name != "app" and getattr(config, o.name) != o.default
             ]
-            logger.debug("Serving on %s with %s", backend.loop_name, ", ".join(changed) or "the defaults")
-        impl = self._impl = backend(app, config)
+            logger.debug(
+                "Serving on %s with %s", backend_type.loop_name, ", ".join(changed) or "the defaults"
+            )
+        backend = self._backend = backend_type(app, config)
         if config.limit_max_requests is not None and not self.recycled_by_supervisor:
-            impl.max_requests = config.limit_max_requests + random.randint(
+            backend.max_requests = config.limit_max_requests + random.randint(
                 0, config.limit_max_requests_jitter
             )
         if self._exit_requested:
-            impl.request_exit(self._force_exit)
+            backend.request_exit(self._force_exit)
         own_paths: list[str] = []
         if sockets is None:
             own_paths = unix_paths(config)
@@ -169,7 +171,7 @@ class Server:
                 on_started(self)
 
         try:
-            await impl.serve(sockets, started)
+            await backend.serve(sockets, started)
         finally:
             for sock in sockets:
                 sock.close()
@@ -186,13 +188,13 @@ class Server:
     def shutdown(self, force: bool = False) -> None:
         """Begin a graceful shutdown (``force``: skip the grace period). Safe from any thread."""
         self._exit_requested = True
-        if self._impl is not None:
-            self._impl.request_exit(force)
+        if self._backend is not None:
+            self._backend.request_exit(force)
 
     @property
     def connections(self) -> int:
-        impl = self._impl
-        return len(impl.ctx.connections) if impl is not None and impl.ctx is not None else 0
+        backend = self._backend
+        return len(backend.ctx.connections) if backend is not None and backend.ctx is not None else 0
 
 
 async def serve(
@@ -409,14 +411,14 @@ def run_in_process(
         from .supervisor.exporter import Exporter, render
 
         def metrics() -> str:
-            ctx = server._impl.ctx if server._impl is not None else None
+            ctx = server._backend.ctx if server._backend is not None else None
             if ctx is None or ctx.metrics is None:
                 return render([])
             return render([ctx.metrics.snapshot(len(ctx.connections), ctx.tasks)])
 
         def ready() -> bool:
-            impl = server._impl
-            return server.started and impl is not None and not impl.should_exit
+            backend = server._backend
+            return server.started and backend is not None and not backend.should_exit
 
         try:
             exporter = Exporter(config.metrics_bind, metrics, ready)  # bound now: errors come first
@@ -426,12 +428,12 @@ def run_in_process(
         hooks.append(exporter.stop)
 
     def on_started(srv: Server) -> None:
-        impl = srv._impl
-        assert impl is not None
+        backend = srv._backend
+        assert backend is not None
         if control is not None:
             from .backends.control import ControlChannel
 
-            channel = ControlChannel(control, impl)
+            channel = ControlChannel(control, backend)
             channel.start()
             hooks.append(channel.close)
         elif exporter is not None:

@@ -110,8 +110,8 @@ class WherryWorker(Worker):  # type: ignore[misc]
         while True:
             self.notify()
             if not stopping:
-                impl = server._impl
-                served = impl.ctx.total_requests if impl is not None and impl.ctx is not None else 0
+                backend = server._backend
+                served = backend.ctx.total_requests if backend is not None and backend.ctx is not None else 0
                 if self.ppid != os.getppid():
                     self.log.info("Parent changed, shutting down: %s", self)
                     stopping = True
@@ -123,10 +123,10 @@ class WherryWorker(Worker):  # type: ignore[misc]
                 if stopping:
                     replaced = self.ppid != os.getppid() or served >= self.max_requests
                     setattr(self, "alive", False)  # noqa: B010 - gunicorn's flag, untyped
-                    if replaced and impl is not None:
+                    if replaced and backend is not None:
                         # Another worker takes over the socket: the connections this one already
                         # accepted are served (a drain), not closed unanswered.
-                        impl.request_exit(drain=True)
+                        backend.request_exit(drain=True)
                     else:
                         server.shutdown()
             await asyncio.sleep(interval)

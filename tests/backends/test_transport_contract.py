@@ -150,7 +150,7 @@ class Recorder:
 
 
 class AsyncioSide:
-    """asyncio's or uvloop's event loop in a thread, serving as AsyncioServer serves: a plain
+    """asyncio's or uvloop's event loop in a thread, serving as AsyncioBackend serves: a plain
     connection through ``connect_accepted_socket``, TLS through ``create_server(ssl=...)``."""
 
     def __init__(self, kind: Kind, tls: ssl.SSLContext | None) -> None:
@@ -216,7 +216,7 @@ class AsyncioSide:
 
 
 class TrioSide:
-    """A ``trio.run`` in a thread, serving as TrioServer serves: ``open_transport`` (the
+    """A ``trio.run`` in a thread, serving as TrioBackend serves: ``open_transport`` (the
     backend's own construction, the TLS handshake included), then ``TrioTransport.run``."""
 
     def __init__(self, kind: Kind, tls: ssl.SSLContext | None) -> None:

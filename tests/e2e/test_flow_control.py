@@ -305,9 +305,9 @@ def small_receiver(server: RunningServer) -> socket.socket:
 
 
 def connections_of(server: RunningServer) -> set[Any]:
-    impl = server.server._impl
-    assert impl is not None and impl.ctx is not None
-    return impl.ctx.connections
+    backend = server.server._backend
+    assert backend is not None and backend.ctx is not None
+    return backend.ctx.connections
 
 
 def test_a_client_that_reads_nothing_is_cut_after_timeout_send(serve: Serve) -> None:

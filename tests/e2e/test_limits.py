@@ -230,9 +230,9 @@ def test_limit_concurrency_trips_503(serve: Serve) -> None:
         for sock in held:
             sock.close()
     # The server has seen both connections go before the next one counts against the limit.
-    impl = server.server._impl
-    assert impl is not None and impl.ctx is not None
-    ctx = impl.ctx
+    backend = server.server._backend
+    assert backend is not None and backend.ctx is not None
+    ctx = backend.ctx
     wait_until(lambda: not ctx.connections, 5, "the held connections to close")
     with server.connect() as sock:
         sock.sendall(b"GET /after HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")

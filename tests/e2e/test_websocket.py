@@ -779,9 +779,9 @@ def test_a_send_waiting_for_the_client_to_read_ends_well_when_the_client_closes_
 
 
 def _connections(server: RunningServer) -> set[Any]:
-    impl = server.server._impl
-    assert impl is not None and impl.ctx is not None
-    return impl.ctx.connections
+    backend = server.server._backend
+    assert backend is not None and backend.ctx is not None
+    return backend.ctx.connections
 
 
 def test_a_client_that_reads_nothing_is_cut_after_timeout_send(serve: Serve) -> None:

@@ -11,7 +11,7 @@ The supervisor and each worker share a Unix socket pair. Messages are lines of A
 Pings are answered from the event loop, not from a thread, so a worker whose loop is blocked (an
 app calling ``time.sleep``, a busy loop) misses its pongs and is replaced. End of file on the
 channel means the supervisor is gone: the worker shuts down. The channel is the same on every
-backend: it reads through the server's ``watch_readable`` and times with its runtime.
+backend: it reads through ``Backend.watch_readable`` and times with the backend's runtime.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..contracts import TimerHandle
-from .serving import ServerBase
+from .serving import Backend
 
 logger = logging.getLogger("wherry.error")
 
@@ -34,14 +34,14 @@ CHECK_INTERVAL = 0.1  # seconds between two looks at the request count (no cost 
 
 
 class ControlChannel:
-    def __init__(self, sock: socket.socket, server: ServerBase) -> None:
+    def __init__(self, sock: socket.socket, backend: Backend) -> None:
         self.sock = sock
-        self.server = server
+        self.backend = backend
         self._buffer = b""
         self._recycle_sent = False
         self._timer: TimerHandle | None = None
         self._stop_reading: Callable[[], None] | None = None
-        config = server.config
+        config = backend.config
         limit = config.limit_max_requests
         if limit is not None and config.limit_max_requests_jitter:
             limit += random.randint(0, config.limit_max_requests_jitter)
@@ -49,13 +49,13 @@ class ControlChannel:
 
     def start(self) -> None:
         self.sock.setblocking(False)
-        self._stop_reading = self.server.watch_readable(self.sock, self._on_readable)
+        self._stop_reading = self.backend.watch_readable(self.sock, self._on_readable)
         self._send(b"ready\n")
         if self.max_requests is not None:
             self._check_later()
 
     def _check_later(self) -> None:
-        ctx = self.server.ctx
+        ctx = self.backend.ctx
         if ctx is not None:
             runtime = ctx.runtime
             self._timer = runtime.call_at(runtime.time() + CHECK_INTERVAL, self._check_requests)
@@ -83,7 +83,7 @@ class ControlChannel:
         if not data:
             logger.warning("Lost the supervisor's control channel; shutting down")
             self.close()
-            self.server.request_exit()
+            self.backend.request_exit()
             return
         self._buffer += data
         while b"\n" in self._buffer:
@@ -91,10 +91,10 @@ class ControlChannel:
             if line == b"ping":
                 self._send(b"pong " + json.dumps(self.snapshot()).encode() + b"\n")
             elif line == b"drain":
-                self.server.request_exit(drain=True)
+                self.backend.request_exit(drain=True)
 
     def snapshot(self) -> dict[str, Any]:
-        ctx = self.server.ctx
+        ctx = self.backend.ctx
         data: dict[str, Any] = {"pid": os.getpid()}
         if ctx is not None:
             data["requests_total"] = ctx.total_requests
@@ -104,7 +104,7 @@ class ControlChannel:
 
     def _check_requests(self) -> None:
         self._timer = None
-        ctx = self.server.ctx
+        ctx = self.backend.ctx
         limit = self.max_requests
         if ctx is None or limit is None or self._recycle_sent:
             return

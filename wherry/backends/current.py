@@ -8,14 +8,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .serving import ServerBase
+    from .serving import Backend
 
 
-def server_class(name: str) -> type[ServerBase]:
+def backend_class(name: str) -> type[Backend]:
     if name == "trio":
-        from .trio.serve import TrioServer
+        from .trio.serve import TrioBackend
 
-        return TrioServer
-    from .asyncio.serve import AsyncioServer
+        return TrioBackend
+    from .asyncio.serve import AsyncioBackend
 
-    return AsyncioServer
+    return AsyncioBackend

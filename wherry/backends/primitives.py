@@ -12,8 +12,8 @@ Each library's own primitives live beside its backend, in ``asyncio/primitives.p
    imported once trio runs. So importing them loads no backend. The backends, the entry points
    and ``wherry.compose`` (a plain ASGI app, which must not know the server running it) all take
    their loop primitives from here. ``tests/test_layers.py`` checks it.
-2. The library is asked once where a piece of work starts (``running()``, ``primitives()``: a
-   server's ``serve``, a composite's lifespan), and its primitives are used from then on.
+2. The library is asked once where a piece of work starts (``running()``, ``primitives()``:
+   ``wherry.Server.serve``, a composite's lifespan), and its primitives are used from then on.
    Nothing here is on a request's path, except ``current_loop()`` once per WSGI request.
 3. ``running()`` asks sniffio, the contract by which trio, anyio and trio-asyncio say which
    library runs the current task, so wherry decides as the anyio apps it serves do.

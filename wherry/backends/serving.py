@@ -14,7 +14,7 @@ Rules of this module:
    running; wait until every socket is released; finally run the lifespan shutdown.
 3. ``request_exit`` is safe from any thread and before ``serve`` has started.
 4. No SIGINT/SIGTERM is lost or turned into an abort once the sockets listen: ``held_signals``
-   (``wherry.sockets``) records them until a server's own handlers are in place, and the server
+   (``wherry.sockets``) records them until a backend's own handlers are in place, and the backend
    acts on them once its application's startup has completed (so a startup that ran is matched
    by its shutdown).
 """
@@ -97,8 +97,9 @@ async def wait_for(runtime: Runtime, future: FutureLike, timeout: float) -> None
         timer.cancel()
 
 
-class ServerBase:
-    """One server on one event loop; a backend subclass supplies the loop-specific hooks."""
+class Backend:
+    """Serving one app on one event loop: the serve sequence, once; a subclass (``AsyncioBackend``,
+    ``TrioBackend``) supplies the loop-specific hooks. ``wherry.Server`` makes one per ``serve()``."""
 
     loop_name = ""  # the event loop library the backend runs on
 
@@ -120,7 +121,7 @@ class ServerBase:
     # ------------------------------------------------------------------ exit requests
 
     def request_exit(self, force: bool = False, drain: bool = False) -> None:
-        """Ask the server to shut down; safe from any thread. ``drain`` (a worker handing over
+        """Ask for a shutdown; safe from any thread. ``drain`` (a worker handing over
         to its replacement) keeps idle keep-alive connections open: each is closed after its
         next response or when its keep-alive deadline passes, so a client never sends a request
         on a connection the server is closing."""

@@ -164,7 +164,7 @@ class AsyncioRuntime:
             self.run_app(*queued.popleft(), True)
 
     def close(self) -> list[asyncio.Task[None]]:
-        """The server is done: queued calls start, free runners end; returns the runner tasks
+        """Serving is over: queued calls start, free runners end; returns the runner tasks
         still to finish."""
         queued = self.queued
         while queued:

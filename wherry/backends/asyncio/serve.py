@@ -18,14 +18,14 @@ from ..serving import (
     ACCEPT_BURST,
     ACCEPT_RETRY_DELAY,
     OUT_OF_RESOURCES,
-    ServerBase,
+    Backend,
     Waitable,
     in_main_thread,
 )
 from .runtime import AsyncioRuntime
 
 
-class AsyncioServer(ServerBase):
+class AsyncioBackend(Backend):
     loop_name = "asyncio"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

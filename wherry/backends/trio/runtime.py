@@ -77,7 +77,7 @@ class TrioRuntime:
     """The Runtime contract over trio (see the module's rules)."""
 
     def __init__(self, nursery: trio.Nursery) -> None:
-        self.nursery = nursery  # the server's: timers, spawned work, calls with no connection
+        self.nursery = nursery  # the backend's: timers, spawned work, calls with no connection
         self.time = trio.current_time
         self.create_future = TrioFuture
         self.background: set[Spawned] = set()
@@ -95,7 +95,7 @@ class TrioRuntime:
         return timer
 
     async def run_timers(self) -> None:
-        """The timer task (rule 2); runs until the server's nursery is cancelled."""
+        """The timer task (rule 2); runs until the backend's nursery is cancelled."""
         timers = self._timers
         while True:
             timers.run_due(trio.current_time(), self.report)

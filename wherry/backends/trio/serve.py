@@ -38,7 +38,7 @@ from ..serving import (
     ACCEPT_BURST,
     ACCEPT_RETRY_DELAY,
     OUT_OF_RESOURCES,
-    ServerBase,
+    Backend,
     Waitable,
     in_main_thread,
 )
@@ -48,7 +48,7 @@ from .transport import TrioTransport
 logger = logging.getLogger("wherry.error")
 
 
-class TrioServer(ServerBase):
+class TrioBackend(Backend):
     loop_name = "trio"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
