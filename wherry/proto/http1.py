@@ -73,9 +73,10 @@ _HOST: Final = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+;=]*)
 # Host values already found valid: a server sees few, and a set lookup is cheaper than the regex.
 _hosts_seen: Final[set[bytes]] = set()
 _HOSTS_SEEN_MAX: Final = 1024
-# Request field names as received and their lowercase form: a client sends the same few names on
-# every request, and a dict lookup is cheaper than lowering each. Bounded.
-_lowered: Final[dict[bytes, bytes]] = {}
+# Request field names as received, their lowercase form and whether the core looks at the field
+# (``_SPECIAL``): a client sends the same few names on every request, and one dict lookup is
+# cheaper than lowering each and looking it up in the set. Bounded.
+_lowered: Final[dict[bytes, tuple[bytes, bool]]] = {}
 _LOWERED_MAX: Final = 1024
 # Response fields that change framing or replace a default; the rest are copied as they are.
 _FRAMING: Final = frozenset((b"content-length", b"connection", b"transfer-encoding", b"date", b"server"))
@@ -521,17 +522,17 @@ class H1Connection:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        lowered = _lowered.get(name)
-        if lowered is None:
+        known = _lowered.get(name)
+        if known is None:
             lowered = name.lower()
+            known = (lowered, lowered in _SPECIAL)
             if len(_lowered) < _LOWERED_MAX:
-                _lowered[name] = lowered
-        name = lowered
+                _lowered[name] = known
         if value and (value[-1] == 32 or value[-1] == 9):
             value = value.rstrip(b" \t")  # trailing OWS is not part of the value (RFC 9110 §5.5)
-        pair = (name, value)
+        pair = (known[0], value)
         self._headers.append(pair)
-        if name in _SPECIAL:
+        if known[1]:
             self._specials.append(pair)
 
     def on_headers_complete(self) -> None:
