@@ -381,7 +381,7 @@ class WebSocketDriver:
     def _feed(self, session: WebSocketSession, data: bytes) -> None:
         cycle = self.cycle
         assert cycle is not None
-        for event in session.receive_data(data, self.ctx.runtime.time()):
+        for event in session.receive_data(data, self.ctx.clock()):
             if type(event) is Message:
                 cycle.feed_message(event.data)
             elif type(event) is WebSocketClosed:
