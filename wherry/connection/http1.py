@@ -504,6 +504,11 @@ class H1Driver:
         if len(settings) != 1 or self._current is not None or self._pipeline:
             self._refuse(Rejected(400, "h2c upgrade without one HTTP2-Settings, or behind other requests"))
             return
+        if self.ctx.shutting_down:
+            # Draining (a worker handing over still reads its idle connections): nothing new is
+            # switched, and the answer is HTTP/1.1's, as for a WebSocket handshake then.
+            self._refuse(Rejected(503, "the server is shutting down"))
+            return
         rest = self.core.trailing_data
         self.core.trailing_data = b""
         request.upgrade = None
