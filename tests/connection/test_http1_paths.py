@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -436,3 +437,27 @@ def test_a_connection_cut_during_sendfile_ends_the_pathsend(tmp_path: Path, send
     assert transport.aborted and transport.take() == b""
     runtime.close()
     assert not runtime.errors
+
+
+def test_sends_from_two_tasks_wait_together_while_writing_is_paused(runtime: ManualRuntime) -> None:
+    """An app sends two pieces of its body from two tasks at once to a peer that reads nothing:
+    both wait for the same resume, and the body arrives in order once the peer reads."""
+    done: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"8")]})
+        await asyncio.gather(
+            send({"type": "http.response.body", "body": b"1234", "more_body": True}),
+            send({"type": "http.response.body", "body": b"5678", "more_body": True}),
+        )
+        done.append("both")
+        await send({"type": "http.response.body", "body": b""})
+
+    transport = connect(server_context(app, runtime))
+    transport.stall(high_water=0)
+    client = H1Client(transport)
+    client.request()
+    assert transport.writing_paused and done == []
+    transport.drain()
+    assert done == ["both"]
+    assert client.response()[::2] == (200, b"12345678")

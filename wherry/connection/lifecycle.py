@@ -24,7 +24,7 @@ Rules of this module:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ..contracts import FutureLike, Runtime, TimerHandle, Transport
 
@@ -106,10 +106,16 @@ def linger(runtime: Runtime, then: Callable[[], None]) -> TimerHandle:
     return runtime.call_at(runtime.time() + LINGER, then)
 
 
+# The states of a DeadlineTimer.
+_FOLLOWING: Final = 0  # follows the connection's deadline
+_JUDGING: Final = 1  # fired: judged once the input already there is read (it asks the deadline then)
+_STOPPED: Final = 2  # the connection is closing: no deadline applies any more
+
+
 class DeadlineTimer:
     """The one timer of a connection, following its next deadline (rule 2)."""
 
-    __slots__ = ("_expired", "_handle", "_judging", "_next", "_runtime", "_stopped")
+    __slots__ = ("_expired", "_handle", "_next", "_runtime", "_state")
 
     def __init__(
         self,
@@ -121,12 +127,12 @@ class DeadlineTimer:
         self._next = next_deadline  # asked again when the timer fires
         self._expired = expired  # called with the time once a deadline has really passed
         self._handle: TimerHandle | None = None
-        self._judging = False  # fired: judged once the input already there is read
-        self._stopped = False
+        self._state = _FOLLOWING
 
     def follow(self, deadline: float | None) -> None:
-        """The connection's next deadline is now ``deadline`` (None: there is none)."""
-        if deadline is None or self._stopped:
+        """The connection's next deadline is now ``deadline`` (None: there is none). Nothing to do
+        while judging: the judgement asks the deadline again, and follows it if it has not passed."""
+        if deadline is None or self._state:
             return
         handle = self._handle
         if handle is None:
@@ -147,29 +153,28 @@ class DeadlineTimer:
 
     def stop(self) -> None:
         """The connection is closing: no deadline applies any more."""
-        self._stopped = True
+        self._state = _STOPPED
         handle = self._handle
         if handle is not None:
             handle.cancel()
             self._handle = None
 
     def _fire(self) -> None:
+        # (Armed only while following: follow arms nothing otherwise, and stop cancels.)
         self._handle = None
-        if self._stopped or self._judging:
-            return
         deadline = self._next()
         if deadline is None:
             return
         if self._runtime.time() < deadline:
             self.follow(deadline)
             return
-        self._judging = True
+        self._state = _JUDGING
         self._runtime.after_io(self._judge)
 
     def _judge(self) -> None:
-        self._judging = False
-        if self._stopped:
+        if self._state == _STOPPED:
             return
+        self._state = _FOLLOWING
         deadline = self._next()
         if deadline is None:
             return
