@@ -214,3 +214,35 @@ def test_shutdown_and_abort_leave_a_closed_connection_to_flush(runtime: ManualRu
     written = transport.take()
     assert not any(type(f).__name__ == "GoAwayFrame" for f in frames(written))
     assert Responses().add(client.conn.receive_data(written)).body == {sid: b"ok"}
+
+
+def test_a_window_opening_for_a_stream_aborted_meanwhile_sends_nothing(runtime: ManualRuntime) -> None:
+    """Bytes wait behind a shut window; the app's next piece breaks its content-length, which
+    resets the stream; the app catches that and goes on running. When the window opens, nothing
+    more is sent on the reset stream."""
+    gate = Gate(runtime)
+    outcome: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2000")]})
+        results = await asyncio.gather(
+            send({"type": "http.response.body", "body": b"a" * 1500, "more_body": True}),
+            send({"type": "http.response.body", "body": b"b" * 600, "more_body": True}),
+            return_exceptions=True,
+        )
+        outcome.extend(type(result).__name__ for result in results)
+        await gate.wait()
+
+    transport = connect(server_context(app, runtime))
+    client = started(transport, {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1000})
+    sid = client.request()
+    events = client.events()
+    assert Responses().add(events).body == {sid: b"a" * 1000}
+    [reset] = of_type(events, h2.events.StreamReset)
+    assert reset.stream_id == sid and reset.error_code == h2.errors.ErrorCodes.INTERNAL_ERROR
+    assert outcome == ["ClientDisconnected", "LocalProtocolError"]
+    client.conn.increment_flow_control_window(5000)  # the connection's window: every blocked stream
+    client.flush()
+    assert not any(isinstance(f, hyperframe.frame.DataFrame) for f in frames(transport.take()))
+    gate.open()
+    assert not transport.closing

@@ -1186,3 +1186,34 @@ def test_h2_stream_lingering_when_writing_resumes(runtime: ManualRuntime) -> Non
     runtime.advance(LINGER + 0.1)
     client.read()
     assert client.reset == {sid: h2.errors.ErrorCodes.NO_ERROR}
+
+
+def test_a_bad_frame_answering_the_shutdown_close_ends_the_connection(runtime: ManualRuntime) -> None:
+    """Shutdown sent its Close (1001); the client answers with a frame that breaks the protocol:
+    the session fails and the connection closes. The app's own close afterwards writes nothing,
+    and the app learns of the end from the connection's loss (1006)."""
+    gate = Gate(runtime)
+    seen: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await gate.wait()
+        await send({"type": "websocket.close", "code": 1000})
+        seen.append(await receive())
+
+    ctx = server_context(app, runtime)
+    transport = connect(ctx)
+    client = WSClient(transport)
+    assert isinstance(client.handshake(), AcceptConnection)
+    [driver] = ctx.connections
+    transport.stall(high_water=1 << 20)  # the client reads nothing for now
+    runtime.call(driver.shutdown)
+    transport.receive(b"\x81\x05hello")  # an unmasked frame from a client (RFC 6455 §5.1)
+    assert transport.closing and not transport.lost
+    written = bytes(transport.buffer)
+    gate.open()
+    assert bytes(transport.buffer) == written and seen == []
+    transport.drain()
+    assert transport.lost and seen == [{"type": "websocket.disconnect", "code": 1006, "reason": ""}]
+    assert isinstance(client.events()[0], CloseConnection)

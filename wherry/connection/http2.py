@@ -194,8 +194,9 @@ class H2Stream:
             conn.follow_deadline()  # the stall has a deadline
 
     def window_opened(self) -> None:
-        # Only for a stream in H2Driver.blocked: something is pending, and it is not gone (it
-        # leaves blocked when its pending bytes are sent, or as it goes).
+        # Only for a stream in H2Driver.blocked: its bytes wait for this window. A stream aborted
+        # while its app still runs stays there until the app returns; the core has forgotten it
+        # (reset), so its bytes go nowhere then, and it leaves blocked.
         data, self._pending = self._pending, b""
         self._send(data, self._pending_end)
         if not self._pending:

@@ -461,6 +461,10 @@ class WebSocketDriver:
         session = self.session
         assert session is not None  # a close before the accept is a denial (respond)
         out = session.send_close(code, reason, self.ctx.runtime.time())
+        if self._closed:
+            # The session failed after the server's own Close (graceful shutdown): the driver
+            # closed, and the app learns of it from the connection's loss.
+            return
         if out:
             self.write(out)
         if self.read_paused or self._write_held:  # the peer's Close must be read

@@ -434,16 +434,16 @@ class H1Connection:
             try:
                 self._parser.feed_data(rest)
             except httptools.HttpParserUpgrade as upgrade:
-                # Another head asking to switch, pipelined behind the declined one: decided alike,
-                # as when it arrives in a piece of its own.
+                # Another head asking to switch, pipelined behind the declined one: decided alike
+                # (the loop goes on), as when it arrives in a piece of its own.
                 rest = rest[upgrade.args[0] if upgrade.args else len(rest) :]
-                continue
             except httptools.HttpParserError as error:
                 self._parser_error(error, rest)
+                return
             else:
                 if self.read_state == HEAD:
                     self._check_partial_head(len(rest))
-            return
+                return
 
     def _declined(self, rest: bytes) -> bool:
         """Decide the upgrade the last head asked for: True when it switched nothing and the
