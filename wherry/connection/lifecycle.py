@@ -24,7 +24,7 @@ Rules of this module:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from ..contracts import FutureLike, Runtime, TimerHandle, Transport
 
@@ -106,16 +106,10 @@ def linger(runtime: Runtime, then: Callable[[], None]) -> TimerHandle:
     return runtime.call_at(runtime.time() + LINGER, then)
 
 
-# The states of a DeadlineTimer.
-_FOLLOWING: Final = 0  # follows the connection's deadline
-_JUDGING: Final = 1  # fired: judged once the input already there is read (it asks the deadline then)
-_STOPPED: Final = 2  # the connection is closing: no deadline applies any more
-
-
 class DeadlineTimer:
     """The one timer of a connection, following its next deadline (rule 2)."""
 
-    __slots__ = ("_expired", "_handle", "_next", "_runtime", "_state")
+    __slots__ = ("_expired", "_following", "_handle", "_next", "_runtime", "_stopped")
 
     def __init__(
         self,
@@ -127,12 +121,15 @@ class DeadlineTimer:
         self._next = next_deadline  # asked again when the timer fires
         self._expired = expired  # called with the time once a deadline has really passed
         self._handle: TimerHandle | None = None
-        self._state = _FOLLOWING
+        # False while judging (fired: judged once the input already there is read, which asks the
+        # deadline again) and once stopped (the connection is closing: no deadline applies).
+        self._following = True
+        self._stopped = False
 
     def follow(self, deadline: float | None) -> None:
         """The connection's next deadline is now ``deadline`` (None: there is none). Nothing to do
         while judging: the judgement asks the deadline again, and follows it if it has not passed."""
-        if deadline is None or self._state:
+        if deadline is None or not self._following:
             return
         handle = self._handle
         if handle is None:
@@ -153,7 +150,8 @@ class DeadlineTimer:
 
     def stop(self) -> None:
         """The connection is closing: no deadline applies any more."""
-        self._state = _STOPPED
+        self._stopped = True
+        self._following = False
         handle = self._handle
         if handle is not None:
             handle.cancel()
@@ -168,13 +166,13 @@ class DeadlineTimer:
         if self._runtime.time() < deadline:
             self.follow(deadline)
             return
-        self._state = _JUDGING
+        self._following = False
         self._runtime.after_io(self._judge)
 
     def _judge(self) -> None:
-        if self._state == _STOPPED:
+        if self._stopped:
             return
-        self._state = _FOLLOWING
+        self._following = True
         deadline = self._next()
         if deadline is None:
             return
