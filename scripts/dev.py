@@ -50,9 +50,9 @@ SYSTEM_TOOLS = {
 # raise it when tests cover more, never lower it. The target is 100 everywhere
 # (docs/discussion/compiled.md, "Coverage"). None: reported, not gated.
 COVERAGE_GATES: dict[str, int | None] = {
-    "wherry/proto": 99,
+    "wherry/proto": 100,
     "wherry/asgi": 100,
-    "wherry/connection": 95,
+    "wherry/connection": 100,
     "wherry/backends": None,
     "rest": None,
 }

@@ -4,13 +4,19 @@ headers, and proxy headers read only from a trusted peer."""
 
 from __future__ import annotations
 
+import functools
 import json
+import ssl
+from pathlib import Path
 from typing import Any
 
 import h11
 
-from tests.connection.clients import Gate, H1Client, Receive, Send, respond
-from tests.helpers.memory import ManualRuntime, connect, server_context
+from tests.connection.clients import Gate, H1Client, H2Client, Receive, Responses, Send, respond
+from tests.h2util import make_certs
+from tests.helpers.memory import ManualRuntime, MemoryTransport, connect, server_context
+from wherry.connection.alpn import ALPNSwitch
+from wherry.tls import create_tls_context
 
 
 def test_past_limit_concurrency_a_request_is_answered_503(runtime: ManualRuntime) -> None:
@@ -80,3 +86,57 @@ def test_proxy_headers_of_a_trusted_peer_shape_the_scope(runtime: ManualRuntime)
     untrusted.send(get(proxied), h11.EndOfMessage())
     _, _, body = untrusted.response()
     assert json.loads(body) == {"client": ["192.0.2.1", 40000], "scheme": "http", "root_path": "/app"}
+
+
+def test_the_tls_extension_of_a_connection_over_tls(runtime: ManualRuntime, tmp_path: Path) -> None:
+    """Over TLS every request's scope carries the ``tls`` extension, made from the connection's
+    own TLS session (here a handshake done in memory, with trustme's certificates), over HTTP/1.1
+    and over HTTP/2 as ALPN chose."""
+    certs = make_certs(tmp_path)
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        seen.append(scope["extensions"]["tls"])
+        await respond(send, b"ok")
+
+    ctx = server_context(app, runtime, ssl_certfile=str(certs.server_file))
+    tls = ctx.tls = create_tls_context(ctx.config)
+    assert tls is not None
+    for alpn in ("http/1.1", "h2"):
+        server_side = tls_session(tls.context, certs.client_context((alpn,)))
+        assert server_side.selected_alpn_protocol() == alpn
+        switch = ALPNSwitch(ctx)
+        transport = MemoryTransport(runtime, switch)
+        transport.extra["ssl_object"] = server_side
+        transport.extra["sslcontext"] = tls.context
+        runtime.call(functools.partial(switch.connection_made, transport))
+        if alpn == "h2":
+            client = H2Client(transport)
+            client.start()
+            sid = client.request()
+            assert Responses().add(client.events()).body == {sid: b"ok"}
+        else:
+            h1 = H1Client(transport)
+            h1.request()
+            assert h1.response()[::2] == (200, b"ok")
+    assert len(seen) == 2 and seen[0] == seen[1]
+    assert seen[0]["server_cert"] is not None and seen[0]["tls_version"] in (0x0303, 0x0304)
+
+
+def tls_session(server: ssl.SSLContext, client: ssl.SSLContext) -> ssl.SSLObject:
+    """The server's side of a TLS session whose handshake was done in memory (no socket)."""
+    server_in, server_out, client_in, client_out = (ssl.MemoryBIO() for _ in range(4))
+    server_side = server.wrap_bio(server_in, server_out, server_side=True)
+    client_side = client.wrap_bio(client_in, client_out, server_hostname="localhost")
+    done = {"server": False, "client": False}
+    while not all(done.values()):
+        for name, side in (("client", client_side), ("server", server_side)):
+            if not done[name]:
+                try:
+                    side.do_handshake()
+                    done[name] = True
+                except ssl.SSLWantReadError:
+                    pass
+        server_in.write(client_out.read())
+        client_in.write(server_out.read())
+    return server_side

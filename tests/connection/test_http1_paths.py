@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import h11
 import pytest
 
 from tests.connection.clients import Gate, H1Client, Receive, Send, parse_responses, read_body, respond
+from tests.connection.test_http2_paths import over_tls
 from tests.helpers.memory import ManualRuntime, connect, server_context
 from wherry.connection.http1 import H1Driver
 from wherry.logs import TRACE
@@ -357,3 +359,105 @@ def test_abort_all_cuts_the_response_in_flight(runtime: ManualRuntime) -> None:
     runtime.call(driver_of(runtime, transport).abort_all)
     assert transport.aborted and seen == [{"type": "http.disconnect"}]
     assert transport.take() == b""
+
+
+# ---------------------------------------------------------------------- less common ends
+
+
+def test_a_body_that_breaks_after_the_app_took_its_start_closes_without_a_400(runtime: ManualRuntime) -> None:
+    """The app took http.response.start (nothing written yet) and reads the body; the body breaks
+    framing: the app learns the client is gone, and the connection closes without an answer."""
+    seen: list[str] = []
+
+    async def start_then_read(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        seen.append((await receive())["type"])
+
+    transport = connect(server_context(start_then_read, runtime))
+    transport.receive(raw("POST", "/", "1.1", "transfer-encoding: chunked"))
+    assert seen == []
+    transport.receive(b"zz\r\n")
+    assert seen == ["http.disconnect"]
+    assert transport.take() == b"" and transport.closing
+
+
+def test_pathsend_over_tls_is_read_and_written_in_pieces(runtime: ManualRuntime, tmp_path: Path) -> None:
+    """Over TLS the kernel cannot send the file (no sendfile): it goes through the transport."""
+    content = bytes(range(256)) * 1000
+    path = tmp_path / "file.bin"
+    path.write_bytes(content)
+    transport = over_tls(server_context(pathsend_app(path), runtime), "http/1.1")
+    client = H1Client(transport)
+    client.request()
+    assert client.response()[::2] == (200, content)
+
+
+class SlowSendfile(ManualRuntime):
+    """A runtime whose sendfile waits until the test lets it finish, having sent the file (as
+    the kernel would) or declined it."""
+
+    def __init__(self, sends: bool) -> None:
+        super().__init__()
+        self.sends = sends
+        self.done = self.create_future()
+
+    async def sendfile(self, transport: Any, file: Any, offset: int, count: int) -> bool:
+        await self.done
+        if self.sends:
+            transport.write(file.read(count))
+        return self.sends
+
+
+@pytest.mark.parametrize("sends", [True, False], ids=["sent", "declined"])
+def test_a_connection_cut_during_sendfile_ends_the_pathsend(tmp_path: Path, sends: bool) -> None:
+    """The connection is cut (the graceful period is over) while sendfile runs: when it returns,
+    whether it sent the file or declined, the app's send() raises ClientDisconnected and nothing
+    more is written."""
+    runtime = SlowSendfile(sends)
+    path = tmp_path / "file.bin"
+    path.write_bytes(b"f" * 1000)
+    raised: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1000")]})
+        try:
+            await send({"type": "http.response.pathsend", "path": str(path)})
+        except OSError as exc:
+            raised.append(type(exc).__name__)
+            raise
+
+    transport = connect(server_context(app, runtime))
+    driver = driver_of(runtime, transport)
+    transport.receive(raw())
+    head = transport.take()
+    assert head.startswith(b"HTTP/1.1 200 ") and head.endswith(b"\r\n\r\n")
+    runtime.call(driver.abort_all)
+    runtime.call(lambda: runtime.done.set_result(None))
+    assert raised == ["ClientDisconnected"]
+    assert transport.aborted and transport.take() == b""
+    runtime.close()
+    assert not runtime.errors
+
+
+def test_sends_from_two_tasks_wait_together_while_writing_is_paused(runtime: ManualRuntime) -> None:
+    """An app sends two pieces of its body from two tasks at once to a peer that reads nothing:
+    both wait for the same resume, and the body arrives in order once the peer reads."""
+    done: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"8")]})
+        await asyncio.gather(
+            send({"type": "http.response.body", "body": b"1234", "more_body": True}),
+            send({"type": "http.response.body", "body": b"5678", "more_body": True}),
+        )
+        done.append("both")
+        await send({"type": "http.response.body", "body": b""})
+
+    transport = connect(server_context(app, runtime))
+    transport.stall(high_water=0)
+    client = H1Client(transport)
+    client.request()
+    assert transport.writing_paused and done == []
+    transport.drain()
+    assert done == ["both"]
+    assert client.response()[::2] == (200, b"12345678")

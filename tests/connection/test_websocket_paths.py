@@ -1103,3 +1103,117 @@ def test_h2_queue_resumes_with_nothing_held(runtime: ManualRuntime) -> None:
     gate.open()
     client.send(sid, TextMessage(data="2"))
     assert seen == [{"type": "websocket.receive", "text": "1"}, {"type": "websocket.receive", "text": "2"}]
+
+
+# ------------------------------------------------------------------------------ ends that meet
+
+
+def test_abort_all_leaves_a_closed_websocket_to_flush(runtime: ManualRuntime) -> None:
+    """The closing handshake is over while output still waits for the peer: the end of the
+    graceful period does not cut what is still buffered (the send deadline bounds it)."""
+    gate = Gate(runtime)
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await gate.wait()
+        await send({"type": "websocket.send", "text": "last"})
+        await send({"type": "websocket.close", "code": 1000})
+
+    ctx = server_context(app, runtime)
+    transport = connect(ctx)
+    client = WSClient(transport)
+    assert isinstance(client.handshake(), AcceptConnection)
+    transport.stall(high_water=1)
+    gate.open()
+    client.send(CloseConnection(code=1000))
+    [driver] = ctx.connections
+    runtime.call(driver.abort_all)
+    assert transport.closing and not transport.aborted
+    transport.drain()
+    assert transport.lost and not transport.aborted
+    assert [type(e) for e in client.events()] == [TextMessage, CloseConnection]
+
+
+def test_h2_connection_lost_with_data_held(runtime: ManualRuntime) -> None:
+    """DATA held for a full queue when the whole connection is lost: dropped (nothing is credited
+    on a closed connection), and the app sees 1006 after the message it had queued."""
+    gate = Gate(runtime)
+    seen: list[Any] = []
+    _, transport, client = h2_connect(accept_and_record(gate, seen), runtime, ws_max_queue=1)
+    sid = client.open()
+    for i in range(3):
+        client.data(sid, frames(BytesMessage(data=b"%d" % i)))
+    transport.abort()  # the connection is cut
+    runtime.settle()
+    assert transport.lost
+    gate.open()
+    assert seen == [
+        {"type": "websocket.receive", "bytes": b"0"},
+        {"type": "websocket.disconnect", "code": 1006, "reason": ""},
+    ]
+
+
+def test_h2_close_answered_then_reset_in_the_same_read(runtime: ManualRuntime) -> None:
+    """The client's Close and its RST_STREAM arrive together: the server's answer ends the stream
+    and the reset reaches the driver at once; the app hears of the end once, with the Close."""
+    seen: list[Any] = []
+    _, transport, client = h2_connect(echo(seen), runtime)
+    sid = client.open()
+    client.h2.conn.send_data(sid, client.ws[sid].send(CloseConnection(code=1000, reason="bye")))
+    client.h2.conn.reset_stream(sid)
+    client.h2.flush()
+    client.read()
+    assert seen[1:] == [{"type": "websocket.disconnect", "code": 1000, "reason": "bye"}]
+    assert not transport.closing
+
+
+def test_h2_stream_lingering_when_writing_resumes(runtime: ManualRuntime) -> None:
+    """A stream the server ended waits LINGER for the client's end; the connection's writing
+    pausing and resuming meanwhile (a PING answered to a client that reads nothing) changes
+    nothing: RST_STREAM NO_ERROR comes after LINGER."""
+    _, transport, client = h2_connect(echo([]), runtime)
+    sid = client.open()
+    client.send(sid, CloseConnection(code=1000))
+    assert client.ended == [sid] and sid not in client.reset
+    transport.stall(high_water=0)
+    client.h2.conn.ping(b"12345678")
+    client.h2.flush()
+    assert transport.writing_paused
+    transport.drain()
+    client.read()
+    assert sid not in client.reset
+    runtime.advance(LINGER + 0.1)
+    client.read()
+    assert client.reset == {sid: h2.errors.ErrorCodes.NO_ERROR}
+
+
+def test_a_bad_frame_answering_the_shutdown_close_ends_the_connection(runtime: ManualRuntime) -> None:
+    """Shutdown sent its Close (1001); the client answers with a frame that breaks the protocol:
+    the session fails and the connection closes. The app's own close afterwards writes nothing,
+    and the app learns of the end from the connection's loss (1006)."""
+    gate = Gate(runtime)
+    seen: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await gate.wait()
+        await send({"type": "websocket.close", "code": 1000})
+        seen.append(await receive())
+
+    ctx = server_context(app, runtime)
+    transport = connect(ctx)
+    client = WSClient(transport)
+    assert isinstance(client.handshake(), AcceptConnection)
+    [driver] = ctx.connections
+    transport.stall(high_water=1 << 20)  # the client reads nothing for now
+    runtime.call(driver.shutdown)
+    transport.receive(b"\x81\x05hello")  # an unmasked frame from a client (RFC 6455 §5.1)
+    assert transport.closing and not transport.lost
+    written = bytes(transport.buffer)
+    gate.open()
+    assert bytes(transport.buffer) == written and seen == []
+    transport.drain()
+    assert transport.lost and seen == [{"type": "websocket.disconnect", "code": 1006, "reason": ""}]
+    assert isinstance(client.events()[0], CloseConnection)

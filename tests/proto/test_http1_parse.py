@@ -201,6 +201,12 @@ REJECTED: list[tuple[str, bytes, int]] = [
     ),
     ("authority-form outside CONNECT", b"GET example.com:80 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     ("asterisk-form outside OPTIONS", b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    ("asterisk followed by a path (RFC 9112 §3.2.4)", b"OPTIONS */a HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    (
+        "a second Transfer-Encoding field naming a coding not implemented",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+        501,
+    ),
     (
         "unsupported expectation (RFC 9110 §10.1.1)",
         b"GET / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n",
@@ -470,3 +476,26 @@ def test_a_request_line_longer_than_what_is_kept_is_read_as_llhttp_reads_it() ->
     target = b"/" + b"a" * 600
     events = feed(b"GET " + target + b"  HTTP/1.1\r\nHost: a\r\n\r\n", step=7)
     assert events == [("request", b"GET", target, b"", "1.1"), "end"]
+
+
+def test_host_values_are_checked_beyond_the_cache_of_hosts_seen() -> None:
+    """Valid Host values are remembered in a bounded set: past its bound (more distinct hosts than
+    it holds) a new host is still checked, a valid one served and an invalid one refused."""
+    conn = H1Connection(H1Limits(), DefaultHeaders(), 0.0)
+    for i in range(1100):
+        [request, _end] = conn.receive_data(b"GET / HTTP/1.1\r\nHost: cache-%d.example\r\n\r\n" % i, 0.0)
+        assert isinstance(request, Request) and request.headers == [(b"host", b"cache-%d.example" % i)]
+    assert feed(b"GET / HTTP/1.1\r\nHost: past-the-cache.example\r\n\r\n") == [GET, "end"]
+    assert feed(b"GET / HTTP/1.1\r\nHost: past the cache\r\n\r\n") == [("rejected", 400)]
+
+
+def test_reading_resumed_in_a_head_restarts_its_clock() -> None:
+    """A paused connection blames the peer for nothing; resumed while a head is arriving, the head
+    has the whole head timeout again from then."""
+    conn = H1Connection(H1Limits(head_timeout=10.0), DefaultHeaders(), 0.0)
+    assert conn.receive_data(b"GET / HTTP/1.1\r\nHo", 1.0) == []
+    assert conn.deadline == 11.0
+    conn.pause_reading()
+    assert conn.deadline is None
+    conn.resume_reading(20.0)
+    assert conn.deadline == 30.0

@@ -247,6 +247,29 @@ def test_a_declined_upgrade_followed_by_part_of_the_next_head() -> None:
     assert kinds(events) == ["Request", "EndOfMessage"]
 
 
+@pytest.mark.parametrize("split", [False, True], ids=["one piece", "two pieces"])
+def test_an_upgrade_pipelined_behind_a_declined_upgrade_is_decided_alike(split: bool) -> None:
+    """A head asking to switch protocols behind a declined one is decided as it would be in a
+    piece of its own: declined, both requests are read as HTTP/1.1."""
+    conn = core()
+    pieces = [UPGRADE + b"\r\n", UPGRADE + b"\r\nGET /3 HTTP/1.1\r\nhost: a\r\n\r\n"]
+    events = [e for piece in (pieces if split else [b"".join(pieces)]) for e in conn.receive_data(piece, 0.0)]
+    assert kinds(events) == ["Request", "EndOfMessage"] * 3
+    assert [e.upgrade for e in events if isinstance(e, Request)] == [None, None, None]
+
+
+def test_an_upgrade_accepted_behind_a_declined_one_keeps_what_follows_it() -> None:
+    """A WebSocket upgrade with a chunked body is declined (its body read as HTTP/1.1); the one
+    pipelined behind it switches, and the bytes after its head wait for the new protocol."""
+    conn = core(frozenset({b"websocket"}))
+    declined = UPGRADE + b"transfer-encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"
+    events = conn.receive_data(declined + UPGRADE + b"\r\nframe", 0.0)
+    assert kinds(events) == ["Request", "Data", "EndOfMessage", "Request"]
+    first, second = (e for e in events if isinstance(e, Request))
+    assert (first.upgrade, second.upgrade) == (None, b"websocket")
+    assert conn.trailing_data == b"frame"
+
+
 def test_a_body_that_breaks_after_its_answer_just_ends_the_connection() -> None:
     """The response was complete before the request body: a chunk size that is not hex then has
     nobody left to answer; the connection closes without a 400."""

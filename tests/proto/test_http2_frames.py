@@ -13,9 +13,16 @@ import h2.events
 import h2.settings
 import hpack
 import pytest
-from hyperframe.frame import Frame, GoAwayFrame, RstStreamFrame, SettingsFrame, WindowUpdateFrame
+from hyperframe.frame import (
+    Frame,
+    GoAwayFrame,
+    HeadersFrame,
+    RstStreamFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
 
-from wherry.proto.events import Data, EndOfMessage, Event, Rejected, Request, StreamReset
+from wherry.proto.events import Data, EndOfMessage, Event, LocalProtocolError, Rejected, Request, StreamReset
 from wherry.proto.http2 import H2Connection, H2Limits
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -670,3 +677,89 @@ def test_an_answered_stream_whose_body_stops_is_reset_at_the_body_deadline() -> 
     resets = [f for f in written(server.data_to_send()) if isinstance(f, RstStreamFrame)]
     assert [(f.stream_id, f.error_code) for f in resets] == [(1, 0)]
     assert server.open_streams == 0
+
+
+def test_an_answered_stream_whose_body_was_refused_is_reset_at_the_body_deadline() -> None:
+    """A body refused as too large (413) has no deadline while its app answers; once the app is
+    done, the stream kept for the rest of the body is bounded by the body deadline like any."""
+    server = H2Connection(H2Limits(max_body=4, body_timeout=30.0), 0.0)
+    server.initiate()
+    events = server.receive_data(START + headers(1, POST, 0x4) + frame(0x0, 0, 1, b"12345678"), 0.0)
+    assert [type(e) for e in events] == [Request, Rejected]
+    assert server.deadline is None  # the app is answering; the body is not waited for
+    server.send_response(1, 413, [], [], True)
+    server.stream_done(1, 2.0)
+    server.data_to_send()
+    assert server.open_streams == 1 and server.deadline == 32.0
+    expired, _reason = server.timed_out(32.0)
+    assert expired == []
+    resets = [f for f in written(server.data_to_send()) if isinstance(f, RstStreamFrame)]
+    assert [(f.stream_id, f.error_code) for f in resets] == [(1, 0)]
+    assert server.open_streams == 0
+
+
+def test_a_body_within_the_size_limit_is_read() -> None:
+    server = H2Connection(H2Limits(max_body=10), 0.0)
+    server.initiate()
+    events = server.receive_data(START + headers(1, POST, 0x4) + frame(0x0, 0x1, 1, b"1234567890"), 0.0)
+    assert [type(e) for e in events] == [Request, Data, EndOfMessage]
+
+
+def test_the_last_stream_answered_with_its_window_spent_is_reset_and_the_idle_clock_starts() -> None:
+    """Answered before its body ended, with no window left for more of it: RST_STREAM NO_ERROR
+    at once (RFC 9113 §8.1); it was the last stream, so the keep-alive clock starts."""
+    server = H2Connection(H2Limits(keep_alive_timeout=5.0), 0.0)
+    server.initiate()
+    events = server.receive_data(START + headers(1, POST, 0x4) + spend_window(1), 0.0)
+    assert [type(e) for e in events] == [Request, *[Data] * 4]
+    server.send_response(1, 200, [], [], True)
+    server.data_to_send()
+    server.stream_done(1, 3.0)
+    resets = [f for f in written(server.data_to_send()) if isinstance(f, RstStreamFrame)]
+    assert [(f.stream_id, f.error_code) for f in resets] == [(1, 0)]
+    assert server.open_streams == 0 and server.deadline == 8.0
+
+
+def test_response_heads_are_checked_beyond_the_cache_of_heads_checked() -> None:
+    """Response fields checked once are remembered in a bounded cache (shared by the
+    connections): past its bound, every head is still checked and sent as the app gave it."""
+    server = H2Connection(H2Limits(max_concurrent_streams=400), 0.0)
+    server.initiate()
+    server.receive_data(START, 0.0)
+    decoder = hpack.Decoder()
+    for sid in range(1, 2 * 300, 2):
+        server.receive_data(headers(sid, GET), 0.0)
+        server.data_to_send()
+        server.send_response(sid, 200, [(b"X-Cache-Probe", b"%d" % sid)], [], True)
+        [sent] = written(server.data_to_send())
+        assert isinstance(sent, HeadersFrame)
+        assert decoder.decode(sent.data, raw=True) == [(b":status", b"200"), (b"x-cache-probe", b"%d" % sid)]
+        server.stream_done(sid, 0.0)
+    server.receive_data(headers(601, GET), 0.0)
+    with pytest.raises(LocalProtocolError):
+        server.send_response(601, 200, [(b"x-cache-probe", b"bad\x00value")], [], True)
+
+
+def test_request_heads_are_decoded_beyond_the_cache_of_heads_decoded() -> None:
+    """A header block made only of indexed fields is remembered with its decoded head, in a
+    bounded cache: past its bound (more such distinct blocks than it holds) every head is still
+    decoded as sent."""
+    server = H2Connection(H2Limits(max_concurrent_streams=200), 0.0)
+    server.initiate()
+    encoder = hpack.Encoder()
+    fields = [(b"x-k", b"%d" % i) for i in range(10)]
+    events = server.receive_data(START + frame(0x1, 0x5, 1, encoder.encode([*GET, *fields])), 0.0)
+    assert isinstance(events[0], Request)
+    sid = 3
+    for first in fields:
+        for second in fields:
+            if first == second:
+                continue
+            block = encoder.encode([*GET, first, second])
+            assert all(byte >= 0x81 for byte in block)  # indexed fields only: the cacheable kind
+            events = server.receive_data(frame(0x1, 0x5, sid, block), 0.0)
+            request = events[0]
+            assert isinstance(request, Request) and request.headers[1:] == [first, second]
+            server.send_response(sid, 204, [], [], True)
+            server.stream_done(sid, 0.0)
+            sid += 2

@@ -191,6 +191,12 @@ SESSION_CASES: list[tuple[str, bytes, list[Any], int | None]] = [
         None,
     ),
     ("fragmented binary", frame(BINARY, b"a", fin=False) + frame(CONT, b"b"), [b"ab"], None),
+    (
+        "binary in three fragments",
+        frame(BINARY, b"a", fin=False) + frame(CONT, b"b", fin=False) + frame(CONT, b"c"),
+        [b"abc"],
+        None,
+    ),
     ("ping between fragments", frame(TEXT, b"a", 0) + frame(PING, b"p") + frame(CONT, b"b"), ["ab"], None),
     ("unsolicited pong", frame(PONG, b"x") + frame(TEXT, b"a"), ["a"], None),
     ("close with a code and reason", close_frame(4000, b"bye"), [("closed", 4000)], 4000),
@@ -418,6 +424,34 @@ def test_end_of_input_is_1006() -> None:
     events = session.receive_data(frame(TEXT, b"a", fin=False), 0.0) + session.receive_data(b"", 0.0)
     assert summary(events) == [("closed", 1006)]
     assert session.receive_data(b"more", 0.0) == []
+
+
+def test_end_of_input_after_our_close_is_1006() -> None:
+    """Our Close sent, the connection ends without the peer's: 1006, and nothing more is read."""
+    session = WebSocketSession(MAX, [], 0.0, close_timeout=5.0)
+    session.send_close(1000, "", 0.0)
+    assert summary(session.receive_data(b"", 1.0)) == [("closed", 1006)]
+    assert session.deadline is None
+    assert session.receive_data(close_frame(1000), 1.0) == []
+
+
+def test_without_keepalive_an_open_session_has_no_deadline() -> None:
+    session = WebSocketSession(MAX, [], 0.0)
+    assert session.receive_data(frame(TEXT, b"a"), 1.0)
+    assert session.deadline is None
+    assert session.on_deadline(100.0) == (b"", False)
+
+
+def test_a_compressed_binary_message_is_sent_deflated() -> None:
+    """RFC 7692 §7.2.1: with permessage-deflate a binary message is compressed (RSV1 set), and
+    its payload inflates back to the message."""
+    session = deflate_session()
+    out = session.send_bytes(b"\x00\x01" * 400)
+    assert out[0] == 0xC2  # FIN, RSV1, binary
+    assert len(out) < 100
+    size = out[1] & 0x7F
+    payload = out[2 : 2 + size]
+    assert zlib.decompressobj(-zlib.MAX_WBITS).decompress(payload + b"\x00\x00\xff\xff") == b"\x00\x01" * 400
 
 
 def test_a_frame_with_a_16_bit_length_split_inside_its_mask_key() -> None:

@@ -28,7 +28,6 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING
 
-from ..asgi.http import ClientDisconnected
 from ..contracts import TimerHandle
 from ..proto.events import Headers, Request
 from ..proto.http2 import CANCEL, REFUSED_STREAM
@@ -147,8 +146,8 @@ class H2Carrier(H2Stream):
     # ---------------------------------------------------------------- the driver's transport
 
     def write(self, data: bytes) -> None:
-        if self._ended:
-            return
+        # (Not once the stream is over: the driver writes only while its session is open, and
+        # whatever ends this side ends the session first, or tells the driver as it does.)
         self._send(data, False)
         if self.write_paused:
             self.driver.pause_writing()
@@ -180,30 +179,27 @@ class H2Carrier(H2Stream):
         self._lose_soon()
 
     def reset(self) -> None:
-        """RST_STREAM CANCEL (RFC 8441 §5: a TCP reset)."""
-        if not self.gone:
-            self.gone = True
-            conn = self.conn
-            conn.blocked.pop(self.sid, None)
-            self._pending = b""
-            conn.core.reset(self.sid, CANCEL)
-            conn.flush_soon()
+        """RST_STREAM CANCEL (RFC 8441 §5: a TCP reset). Never on a stream gone already: the
+        driver is told at once then (on_gone), and ends."""
+        self.gone = True
+        conn = self.conn
+        conn.blocked.pop(self.sid, None)
+        self._pending = b""
+        conn.core.reset(self.sid, CANCEL)
+        conn.flush_soon()
         self._ended = True
         self._drop_held()
         self._lose_soon()
 
     # ---------------------------------------------------------------- the handshake's answers
-
-    def buffered(self) -> int:
-        return 0  # HTTP/2 flow control bounds what a stream holds
+    # The driver calls these only while the stream is there: a stream gone, or a connection
+    # closed (which makes every stream gone), tells the driver at once, and its cycle first.
 
     def check(self, request: Request) -> None:
         h2_check(request.headers)
 
     def accept(self, subprotocol: bytes | None, extensions: bytes | None, headers: Headers) -> int:
         conn = self.conn
-        if self.gone or conn.closed:
-            raise ClientDisconnected("the stream is closed")
         fields = accept_fields(subprotocol, extensions, headers)
         conn.core.send_response(self.sid, 200, fields, default_pairs(conn.ctx.default_headers), False)
         self._answered = True
@@ -213,17 +209,14 @@ class H2Carrier(H2Stream):
     def refusal(self, status: int, detail: str) -> int:
         _, fields, body = refusal(status, detail)
         conn = self.conn
-        if not self.gone and not conn.closed:
-            conn.core.send_response(self.sid, status, fields, default_pairs(conn.ctx.default_headers), False)
-            self._answered = True
-            self._send(body, True)
-            conn.flush_soon()
+        conn.core.send_response(self.sid, status, fields, default_pairs(conn.ctx.default_headers), False)
+        self._answered = True
+        self._send(body, True)
+        conn.flush_soon()
         return len(body)
 
     def respond(self, request: Request, status: int, headers: Headers, body: bytes, more_body: bool) -> None:
         conn = self.conn
-        if self.gone or conn.closed:
-            raise ClientDisconnected("the stream is closed")
         ended = conn.core.send_response(
             self.sid, status, headers, default_pairs(conn.ctx.default_headers), not more_body and not body
         )
@@ -235,8 +228,6 @@ class H2Carrier(H2Stream):
         conn.flush_soon()
 
     def respond_body(self, body: bytes, more_body: bool, now: float) -> None:
-        if self.gone or self.conn.closed:
-            raise ClientDisconnected("the stream is closed")
         self._send(body, not more_body)
         if self.write_paused:
             self.driver.pause_writing()
@@ -256,8 +247,8 @@ class H2Carrier(H2Stream):
     # ---------------------------------------------------------------- inside
 
     def _end(self) -> None:
-        if not self.driver.eof_received():
-            self.close()
+        self.driver.eof_received()  # (False: the driver never keeps a half-open WebSocket)
+        self.close()
 
     def _deliver(self) -> None:
         """Held DATA, once reading resumes."""
@@ -293,10 +284,10 @@ class H2Carrier(H2Stream):
         self._eof_held = False
 
     def _lose_soon(self) -> None:
-        """Tell the driver the stream is over, later, as a transport reports its loss."""
-        if not self._lost:
-            runtime = self.conn.ctx.runtime
-            runtime.call_at(runtime.time(), self._report_lost)
+        """Tell the driver the stream is over, later, as a transport reports its loss (once:
+        _report_lost knows whether it was told already)."""
+        runtime = self.conn.ctx.runtime
+        runtime.call_at(runtime.time(), self._report_lost)
 
     def _report_lost(self) -> None:
         if not self._lost:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import os
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from ..asgi.http import ClientDisconnected, HTTPCycle
 from ..contracts import FutureLike, TimerHandle, Transport
@@ -139,19 +139,22 @@ class H1Driver:
             elif type(event) is Rejected:
                 self._on_reject(event)
             elif type(event) is ConnectionClosed:
-                if self._current is None and not self._pipeline:
+                # It comes alone, from a read of its own: the requests of earlier reads are running
+                # by now (the one being answered is current, the rest wait in the pipeline).
+                current = self._current
+                if current is None:
                     self._close()
                     return
                 # Half-closed: the answers are still written, but the apps learn the peer is gone.
-                if self._current is not None:
-                    self._current.feed_eof()
+                current.feed_eof()
                 for waiting in self._pipeline:
                     waiting.feed_eof()
-            elif type(event) is H2Preface:
-                # Over TLS, HTTP/2 is what ALPN chose (RFC 9113 §3.2; this driver serves a TLS
-                # connection only when ALPN chose http/1.1 or nothing): the preface is refused.
+            else:
+                # H2Preface, the only other event: over TLS, HTTP/2 is what ALPN chose (RFC 9113
+                # §3.2; this driver serves a TLS connection only when ALPN chose http/1.1 or
+                # nothing): the preface is refused.
                 if self.ctx.config.http2 and self.info.scheme == "http":
-                    self._switch_to_h2(event.data)
+                    self._switch_to_h2(cast(H2Preface, event).data)
                     return
                 self.transport.write(H2_REFUSAL)
                 self._close_after_answer()
@@ -250,10 +253,10 @@ class H1Driver:
             self._write_reject()
 
     def _write_reject(self) -> None:
+        """Answer the pending reject (called while the connection is open, nothing owed before it)."""
         event = self._reject
+        assert event is not None
         self._reject = None
-        if event is None or self._closed:
-            return
         cycle = self._reject_cycle
         if cycle is None or not cycle.response_started:
             response = self.core.error_response(event.status, event.detail)
@@ -265,8 +268,8 @@ class H1Driver:
             self._close()
 
     def _run_pipeline(self) -> None:
-        if self._in_pipeline:
-            return
+        # Never re-entered: cycle_finished, which an app started here can call, returns at once
+        # while _in_pipeline is set.
         self._in_pipeline = True
         ctx = self.ctx
         try:
@@ -299,8 +302,7 @@ class H1Driver:
         ctx.tasks -= 1
         if ctx.access_log:
             self._log_access(cycle)
-        if cycle is not self._current:
-            return
+        # The cycle is the current one: only the current request's app runs.
         self._current = None
         if cycle is self._reading and cycle.body_complete:
             self._reading = None  # nothing more is read for it: an idle connection holds no request
@@ -309,9 +311,9 @@ class H1Driver:
         if cycle is self._reject_cycle:
             self._write_reject()  # its body broke framing: answer with the error, then close
             return
-        if not cycle.response_complete:
-            self._close()
-            return
+        # The response is complete here: an app that returns without one gets a 500 written for it
+        # (app_finished), one cut short aborts the connection (closed), and one whose peer is gone
+        # was told so by this driver as it closed, or as it rejected the request (above).
         if not self.core.keep_alive or ctx.shutting_down:
             if cycle.body_complete and not self._pipeline and self.core.read_state in (IDLE, DONE):
                 self._close()  # everything the peer sent was read: nothing can turn into a reset
@@ -355,8 +357,9 @@ class H1Driver:
     def write_response(
         self, cycle: HTTPCycle, status: int, headers: AppHeaders, body: bytes, more_body: bool
     ) -> None:
-        if self._closed or cycle is not self._current:
-            raise ClientDisconnected("the connection is closed")
+        # Only the current cycle writes, and never once this driver closed: every way it closes
+        # while a response is unfinished tells that cycle the client is gone first (feed_disconnect),
+        # and its send() then raises ClientDisconnected itself (asgi/http.py rule 3).
         core = self.core
         keep_alive = not self.ctx.shutting_down and (
             core.read_state != DONE or bool(self._pipeline) or self._reject is not None
@@ -380,9 +383,7 @@ class H1Driver:
             self._flow_control()
 
     def write_body(self, cycle: HTTPCycle, body: bytes, more_body: bool) -> None:
-        if self._closed:
-            raise ClientDisconnected("the connection is closed")
-        core = self.core
+        core = self.core  # (the connection is open: see write_response and send_file)
         try:
             data = core.response_data(body) if body else b""
             if not more_body:
@@ -396,11 +397,11 @@ class H1Driver:
             self._drop_unread_body()
 
     def write_continue(self, cycle: HTTPCycle) -> None:
-        if not self._closed and cycle is self._current:
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            if cycle is self._reading:
-                self.core.continue_sent(self.ctx.runtime.time())
-                self._timer.follow(self.core.deadline)
+        # From the current cycle's receive() while its body is still to come: it is the request
+        # being read, on an open connection (see write_response).
+        self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.core.continue_sent(self.ctx.runtime.time())
+        self._timer.follow(self.core.deadline)
 
     def body_consumed(self, cycle: HTTPCycle, size: int) -> None:
         if self._read_paused:
@@ -424,8 +425,6 @@ class H1Driver:
     def write_trailers(self, cycle: HTTPCycle, headers: Headers) -> None:
         """End a chunked response with its trailer section when the client accepts trailers;
         otherwise end it as usual and drop them (ASGI: sent only after ``TE: trailers``)."""
-        if self._closed:
-            raise ClientDisconnected("the connection is closed")
         try:
             fields = encode_trailers(headers)
             end = self.core.response_end(self.ctx.runtime.time())
@@ -467,6 +466,9 @@ class H1Driver:
                     except OSError as exc:
                         self.abort(cycle)
                         raise ClientDisconnected("the connection is closed") from exc
+                    if self._closed:  # it ended while the kernel was at it (or declined)
+                        raise ClientDisconnected("the connection is closed")
+                # Below, the connection can only close while drain() waits, which then raises.
                 if not sent:
                     f.seek(0)
                     left = size
@@ -476,8 +478,6 @@ class H1Driver:
                             self.abort(cycle)
                             raise OSError(f"{path} became shorter while being sent")
                         left -= len(chunk)
-                        if self._closed:
-                            raise ClientDisconnected("the connection is closed")
                         transport.write(chunk)
                         if self.write_paused:
                             await self.drain()
@@ -504,6 +504,11 @@ class H1Driver:
         if len(settings) != 1 or self._current is not None or self._pipeline:
             self._refuse(Rejected(400, "h2c upgrade without one HTTP2-Settings, or behind other requests"))
             return
+        if self.ctx.shutting_down:
+            # Draining (a worker handing over still reads its idle connections): nothing new is
+            # switched, and the answer is HTTP/1.1's, as for a WebSocket handshake then.
+            self._refuse(Rejected(503, "the server is shutting down"))
+            return
         rest = self.core.trailing_data
         self.core.trailing_data = b""
         request.upgrade = None
@@ -517,9 +522,8 @@ class H1Driver:
 
         successor = H2Driver(self.ctx)
         self.transport.set_protocol(successor)
-        if self._read_paused:
-            self._read_paused = False
-            self.transport.resume_reading()
+        # Reading is not paused: the hand-over happens in data_received, which a paused transport
+        # does not call, and which pauses only once its events are handled.
         return successor
 
     # ------------------------------------------------------------------ flow and time
@@ -606,9 +610,7 @@ class H1Driver:
         self.transport.abort()
 
     def _close_after_answer(self) -> None:
-        """Close once the last answer is written, in stages (rule 5)."""
-        if self._closed:
-            return
+        """Close once the last answer is written, in stages (rule 5); called while open."""
         self._end()
         transport = self.transport
         if not half_close(transport, self._eof):

@@ -39,7 +39,6 @@ from ..contracts import FutureLike, TimerHandle, Transport
 from ..logs import format_client, printable
 from ..proto.events import (
     AppHeaders,
-    ConnectionClosed,
     Data,
     EndOfMessage,
     GoAway,
@@ -112,29 +111,30 @@ class H2Stream:
 
     # ---------------------------------------------------------------- from the connection
     # What arrives for the stream. An HTTP request feeds its HTTPCycle; a stream handed to
-    # another session (an RFC 8441 WebSocket) would take these three instead.
+    # another session (an RFC 8441 WebSocket) takes these three instead. They are called for the
+    # streams in ``H2Driver.streams`` only: a stream's cycle is set before it joins them, and
+    # dropped (app_done) once it has left.
 
     def on_data(self, data: bytes) -> None:
         cycle = self.cycle
-        if cycle is not None:
-            cycle.feed_body(data)
+        assert cycle is not None
+        cycle.feed_body(data)
 
     def on_end(self) -> None:
         cycle = self.cycle
-        if cycle is not None:
-            cycle.feed_end()
+        assert cycle is not None
+        cycle.feed_end()
 
     def on_gone(self) -> None:
         cycle = self.cycle
-        if cycle is not None:
-            cycle.feed_disconnect()
+        assert cycle is not None
+        cycle.feed_disconnect()
         self.wake()
 
     def http_cycle(self) -> HTTPCycle:
         """The cycle of a stream that carries an HTTP request, until its app is done."""
         cycle = self.cycle
-        if cycle is None:
-            raise RuntimeError(f"HTTP/2 stream {self.sid} has no HTTP cycle")
+        assert cycle is not None
         return cycle
 
     def pause_writing(self) -> None:
@@ -145,6 +145,8 @@ class H2Stream:
         """Graceful shutdown: a request stream simply finishes."""
 
     # ---------------------------------------------------------------- HTTPStream
+    # The cycle calls these only while its client is there (asgi/http.py rule 3): the stream is
+    # not gone and the connection not closed, since both tell the cycle first (on_gone, _lost).
 
     def create_future(self) -> FutureLike:
         return self.conn.ctx.runtime.create_future()
@@ -153,11 +155,9 @@ class H2Stream:
         self, cycle: HTTPCycle, status: int, headers: AppHeaders, body: bytes, more_body: bool
     ) -> None:
         conn = self.conn
-        if self.gone or conn.closed:
-            raise ClientDisconnected("the stream is closed")
         core = conn.core
         # A body that cannot match the content-length is refused here, before the HEADERS are
-        # queued: the stream still carries a clean 500.
+        # queued: the stream still carries a clean 500. What follows them then cannot fail.
         ended = core.send_response(
             self.sid,
             status,
@@ -168,17 +168,11 @@ class H2Stream:
             not more_body,
         )
         if not ended and (body or not more_body):
-            try:
-                self._send(body, not more_body)
-            except LocalProtocolError:
-                self.abort(cycle)  # the HEADERS are queued: the stream can only be reset
-                raise
+            self._send(body, not more_body)
         conn.flush_soon()
 
     def write_body(self, cycle: HTTPCycle, body: bytes, more_body: bool) -> None:
         conn = self.conn
-        if self.gone or conn.closed:
-            raise ClientDisconnected("the stream is closed")
         try:
             self._send(body, not more_body)
         except LocalProtocolError:
@@ -198,12 +192,11 @@ class H2Stream:
             self.write_paused = True
             conn.blocked[self.sid] = self
             conn.follow_deadline()  # the stall has a deadline
-        elif end and self._trailers is not None:
-            self._send_trailers()
 
     def window_opened(self) -> None:
-        if not self._pending or self.gone:
-            return
+        # Only for a stream in H2Driver.blocked: its bytes wait for this window. A stream aborted
+        # while its app still runs stays there until the app returns; the core has forgotten it
+        # (reset), so its bytes go nowhere then, and it leaves blocked.
         data, self._pending = self._pending, b""
         self._send(data, self._pending_end)
         if not self._pending:
@@ -214,8 +207,6 @@ class H2Stream:
             self.wake()
 
     def write_trailers(self, cycle: HTTPCycle, headers: Headers) -> None:
-        if self.gone or self.conn.closed:
-            raise ClientDisconnected("the stream is closed")
         self._trailers = list(headers)
         if not self._pending:
             self._send_trailers()
@@ -226,16 +217,14 @@ class H2Stream:
         self.conn.core.send_trailers(self.sid, headers or [])
 
     def write_informational(self, cycle: HTTPCycle, status: int, headers: Headers) -> None:
-        if not self.gone and not self.conn.closed:
-            self.conn.core.informational(self.sid, status, headers)
-            self.conn.flush_soon()
+        self.conn.core.informational(self.sid, status, headers)
+        self.conn.flush_soon()
 
     def write_continue(self, cycle: HTTPCycle) -> None:
         self.write_informational(cycle, 100, [])
 
     def push(self, cycle: HTTPCycle, path: bytes, headers: Headers) -> None:
-        if not self.gone:
-            self.conn.push(self, path, headers)
+        self.conn.push(self, path, headers)
 
     async def send_file(self, cycle: HTTPCycle, path: str, more_body: bool) -> None:
         """A file body (pathsend): read in window-sized pieces, never whole."""
@@ -252,16 +241,13 @@ class H2Stream:
     def body_consumed(self, cycle: HTTPCycle, size: int) -> None:
         conn = self.conn
         if self.untracked:
-            taken = min(size, self.untracked)
-            self.untracked -= taken
-            size -= taken
+            # An h2c Upgrade's body (stream 1): all of that stream's body, outside flow control.
+            self.untracked -= size
             conn.upgrade_body_read(cycle)
-            if not size:
-                return
-        if not self.gone and not conn.closed:
-            conn.core.acknowledge(self.sid, size, conn.ctx.runtime.time())
-            conn.flush_soon()
-            conn.follow_deadline()  # the app waits for the body again: its gap deadline runs
+            return
+        conn.core.acknowledge(self.sid, size, conn.ctx.runtime.time())
+        conn.flush_soon()
+        conn.follow_deadline()  # the app waits for the body again: its gap deadline runs
 
     async def drain(self) -> None:
         while self.write_paused and not self.gone and not self.conn.closed:
@@ -292,11 +278,11 @@ class H2Stream:
     def app_done(self, exc: BaseException | None) -> None:
         """The app's call ended: the cycle decides the answer."""
         self.http_cycle().app_finished(exc)
-        if self.conn.streams.get(self.sid) is not self:
-            # Done: nothing reaches the cycle any more. Dropping it breaks the stream <-> cycle
-            # reference cycle, so both go with their last reference instead of waiting for the
-            # garbage collector (a collection's cost grows with every request it has to find).
-            self.cycle = None
+        # The stream has left the connection (cycle_finished): nothing reaches the cycle any more.
+        # Dropping it breaks the stream <-> cycle reference cycle, so both go with their last
+        # reference instead of waiting for the garbage collector (a collection's cost grows with
+        # every request it has to find).
+        self.cycle = None
 
 
 class H2Driver:
@@ -362,10 +348,9 @@ class H2Driver:
         (``body_size`` bytes, still HTTP/1.1 framing) comes before the client preface, and the
         101 comes after the body: a client takes the 101 as the switch for both directions (curl
         stops uploading at the 101), so nothing of HTTP/2 is written before the body is in. The
-        app runs meanwhile and reads the body as it arrives; what it answers waits with the 101."""
+        app runs meanwhile and reads the body as it arrives; what it answers waits with the 101.
+        Never while the server shuts down (the HTTP/1.1 driver answers 503 then)."""
         self._attach(transport, info)
-        if self.closed:
-            return
         now = self.ctx.runtime.time()
         try:
             self.core.initiate_upgrade(settings, request, now)
@@ -380,14 +365,14 @@ class H2Driver:
             self.transport.write(_SWITCHING)
         self.flush()
         stream = self._start_stream(request)
-        if stream is not None:
-            if body_size:
-                self._upgrade_body = stream
-                self._upgrade_left = body_size
-                self._upgrade_since = now
-            else:
-                stream.http_cycle().feed_end()
-            self._run(stream)
+        assert stream is not None  # a plain request, and the first stream (the limit is at least 1)
+        if body_size:
+            self._upgrade_body = stream
+            self._upgrade_left = body_size
+            self._upgrade_since = now
+        else:
+            stream.http_cycle().feed_end()
+        self._run(stream)
         if rest:
             self.data_received(rest)
         else:
@@ -441,7 +426,7 @@ class H2Driver:
                 self._rejected(event)
             elif type(event) is GoAway:
                 pass  # the core stops pushing; open streams go on
-            elif type(event) is ConnectionClosed:
+            else:  # ConnectionClosed, the only other event
                 self._lost()
                 self._close()
                 return
@@ -480,9 +465,9 @@ class H2Driver:
         if not self._upgrade_left:
             self._upgrade_body = None
             held = self._before_101
-            if held is not None:
-                self._before_101 = None
-                self.transport.write(b"".join([_SWITCHING, *held]))
+            assert held is not None  # set with the body's size: the 101 waits for its end
+            self._before_101 = None
+            self.transport.write(b"".join([_SWITCHING, *held]))
         return data[take:]
 
     def upgrade_body_read(self, cycle: HTTPCycle) -> None:
@@ -516,10 +501,11 @@ class H2Driver:
         for stream in self.streams.values():
             stream.pause_writing()
         if not self.closed:
+            # (Not paused already: a transport alternates pause_writing and resume_writing, and
+            # resume_writing resumes reading.)
             self._gate.paused()
-            if not self._read_paused:
-                self._read_paused = True
-                self.transport.pause_reading()
+            self._read_paused = True
+            self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.transport_paused = False
@@ -692,8 +678,7 @@ class H2Driver:
         self._timer.follow(self._next_deadline())
 
     def _next_deadline(self) -> float | None:
-        if self.closed:
-            return None
+        # (Once closed, the timer is stopped: it neither asks this nor follows it.)
         deadline = self.core.deadline
         if self._upgrade_left and not self._upgrade_paused:
             gap = self._upgrade_since + self.ctx.config.timeout_request_body
@@ -710,31 +695,30 @@ class H2Driver:
             logger.info("h2c upgrade body from %s not received in time", format_client(self.info.client))
             self._lost()
             self._end()
-            if self._before_101 is not None:  # nothing was switched: answered as HTTP/1.1 would
-                self.transport.write(_UPGRADE_TIMEOUT)
+            # The 101 waits for the body's end: nothing was switched, so the answer is HTTP/1.1's.
+            self.transport.write(_UPGRADE_TIMEOUT)
             self.transport.close()
             return
-        deadline = self.core.deadline
-        if deadline is not None and now >= deadline:
-            expired, reason = self.core.timed_out(now)
-            for sid in expired:
-                stream = self.streams.get(sid)
-                if stream is not None:
-                    self._stream_gone(stream)
-            if reason == "idle":
-                if self.streams:
-                    # An app is still running after its stream ended (the client reset it): the
-                    # idle deadline is judged again when it returns (``stream_closed``), not
-                    # re-armed now, when it has passed and would fire again at once.
-                    return
-                self.core.close(NO_ERROR)
-            elif reason is not None:
-                logger.info("HTTP/2 timeout from %s: %s", format_client(self.info.client), reason)
-            self.flush()
-            if self.core.closed:
-                self._lost()
-                self._close()
+        # Otherwise the core's deadline is the one that passed (_next_deadline).
+        expired, reason = self.core.timed_out(now)
+        for sid in expired:
+            # A stream the core expires is still the driver's: it leaves the core only after it
+            # left the driver (stream_closed), or when the core is told to reset it.
+            self._stream_gone(self.streams[sid])
+        if reason == "idle":
+            if self.streams:
+                # An app is still running after its stream ended (the client reset it): the
+                # idle deadline is judged again when it returns (``stream_closed``), not
+                # re-armed now, when it has passed and would fire again at once.
                 return
+            self.core.close(NO_ERROR)
+        elif reason is not None:
+            logger.info("HTTP/2 timeout from %s: %s", format_client(self.info.client), reason)
+        self.flush()
+        if self.core.closed:
+            self._lost()
+            self._close()
+            return
         self.follow_deadline()
 
     def _write_stalled(self) -> None:
@@ -760,9 +744,7 @@ class H2Driver:
     def _close(self) -> None:
         """Close once what is written is sent; half-close first where possible, so that input
         still arriving does not turn into a reset that destroys the last frames (lifecycle
-        rule 4)."""
-        if self.closed:
-            return
+        rule 4); called while open."""
         self._end()
         transport = self.transport
         if not half_close(transport, self._eof):

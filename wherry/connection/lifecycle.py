@@ -109,7 +109,7 @@ def linger(runtime: Runtime, then: Callable[[], None]) -> TimerHandle:
 class DeadlineTimer:
     """The one timer of a connection, following its next deadline (rule 2)."""
 
-    __slots__ = ("_expired", "_handle", "_judging", "_next", "_runtime", "_stopped")
+    __slots__ = ("_expired", "_following", "_handle", "_next", "_runtime", "_stopped")
 
     def __init__(
         self,
@@ -121,12 +121,15 @@ class DeadlineTimer:
         self._next = next_deadline  # asked again when the timer fires
         self._expired = expired  # called with the time once a deadline has really passed
         self._handle: TimerHandle | None = None
-        self._judging = False  # fired: judged once the input already there is read
+        # False while judging (fired: judged once the input already there is read, which asks the
+        # deadline again) and once stopped (the connection is closing: no deadline applies).
+        self._following = True
         self._stopped = False
 
     def follow(self, deadline: float | None) -> None:
-        """The connection's next deadline is now ``deadline`` (None: there is none)."""
-        if deadline is None or self._stopped:
+        """The connection's next deadline is now ``deadline`` (None: there is none). Nothing to do
+        while judging: the judgement asks the deadline again, and follows it if it has not passed."""
+        if deadline is None or not self._following:
             return
         handle = self._handle
         if handle is None:
@@ -148,28 +151,28 @@ class DeadlineTimer:
     def stop(self) -> None:
         """The connection is closing: no deadline applies any more."""
         self._stopped = True
+        self._following = False
         handle = self._handle
         if handle is not None:
             handle.cancel()
             self._handle = None
 
     def _fire(self) -> None:
+        # (Armed only while following: follow arms nothing otherwise, and stop cancels.)
         self._handle = None
-        if self._stopped or self._judging:
-            return
         deadline = self._next()
         if deadline is None:
             return
         if self._runtime.time() < deadline:
             self.follow(deadline)
             return
-        self._judging = True
+        self._following = False
         self._runtime.after_io(self._judge)
 
     def _judge(self) -> None:
-        self._judging = False
         if self._stopped:
             return
+        self._following = True
         deadline = self._next()
         if deadline is None:
             return

@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 from ..asgi.http import ClientDisconnected
 from ..asgi.scope import websocket_scope
@@ -81,10 +81,6 @@ class Carrier(Protocol):
 
     def reset(self) -> None:
         """The abrupt end: a TCP reset, or RST_STREAM CANCEL."""
-
-    def buffered(self) -> int:
-        """Bytes written and not yet sent (0 for a stream: HTTP/2 flow control bounds it)."""
-        ...
 
     def check(self, request: Request) -> None:
         """The carrier's half of the handshake; raises ``RemoteProtocolError``."""
@@ -384,20 +380,21 @@ class WebSocketDriver:
         for event in session.receive_data(data, self.ctx.clock()):
             if type(event) is Message:
                 cycle.feed_message(event.data)
-            elif type(event) is WebSocketClosed:
-                cycle.feed_closed(event.code, event.reason)
-                if event.code == ABNORMAL:
+            else:  # WebSocketClosed, the only other event
+                closed = cast(WebSocketClosed, event)
+                cycle.feed_closed(closed.code, closed.reason)
+                if closed.code == ABNORMAL:
                     self._lost = True  # the input ended with no Close: the peer is gone
         out, close = session.data_to_send()
         if out:
             self.write(out)
             if self.write_paused and not self._write_held and not self._closed:
                 # The peer's input made us write (pongs, a Close) and the peer does not read:
-                # read no more of it until that is written.
+                # read no more of it until that is written. (Reading is not paused for the queue:
+                # input arrives only while the carrier reads.)
                 self._write_held = True
-                if not self.read_paused:
-                    session.pause_reading()
-                    self.carrier.pause_reading()
+                session.pause_reading()
+                self.carrier.pause_reading()
         if close:
             self._close()
             return
@@ -411,16 +408,17 @@ class WebSocketDriver:
 
     def _resume_reading(self) -> None:
         session = self.session
-        if session is not None:
-            session.resume_reading(self.ctx.runtime.time())
+        assert session is not None  # what paused reading came from the session (its messages)
+        session.resume_reading(self.ctx.runtime.time())
         self.carrier.resume_reading()
         self._timer.refresh()
 
     # ------------------------------------------------------------------ WebSocketStream
+    # The cycle calls these only while the peer is there (asgi/websocket.py): every way this driver
+    # closes before or during the app's session tells the cycle first (feed_closed), or comes
+    # after its last answer (a denial's end, a refusal before the app).
 
     def accept(self, cycle: WebSocketCycle, subprotocol: str | None, headers: Headers) -> int:
-        if self._closed:
-            raise ClientDisconnected("the connection is closed")
         ctx = self.ctx
         status = self.carrier.accept(
             subprotocol.encode("latin-1", "replace") if subprotocol is not None else None,
@@ -461,10 +459,11 @@ class WebSocketDriver:
 
     def close(self, cycle: WebSocketCycle, code: int, reason: str) -> None:
         session = self.session
-        if session is None:
-            return
+        assert session is not None  # a close before the accept is a denial (respond)
         out = session.send_close(code, reason, self.ctx.runtime.time())
         if self._closed:
+            # The session failed after the server's own Close (graceful shutdown): the driver
+            # closed, and the app learns of it from the connection's loss.
             return
         if out:
             self.write(out)
@@ -478,8 +477,6 @@ class WebSocketDriver:
         self, cycle: WebSocketCycle, status: int, headers: Headers, body: bytes, more_body: bool
     ) -> None:
         """The handshake is denied with an HTTP response (403 for a close, or the app's own)."""
-        if self._closed:
-            raise ClientDisconnected("the connection is closed")
         self._pending = b""
         self._denied_size = len(body)
         self.carrier.respond(self.request, status, headers, body, more_body)
@@ -488,8 +485,6 @@ class WebSocketDriver:
             self._close_after_answer()
 
     def respond_body(self, cycle: WebSocketCycle, body: bytes, more_body: bool) -> None:
-        if self._closed:
-            raise ClientDisconnected("the connection is closed")
         try:
             self.carrier.respond_body(body, more_body, self.ctx.runtime.time())
         except LocalProtocolError:
@@ -518,9 +513,8 @@ class WebSocketDriver:
     def abort(self, cycle: WebSocketCycle) -> None:
         cycle.feed_closed(ABNORMAL)
         self._lost = True
-        if not self._closed:
-            self._end()
-            self.carrier.reset()
+        self._end()
+        self.carrier.reset()
 
     def cycle_finished(self, cycle: WebSocketCycle) -> None:
         self.ctx.tasks -= 1
@@ -557,12 +551,13 @@ class WebSocketDriver:
         self._timer.stop()
 
     def _close(self) -> None:
-        if not self._closed:
-            self._end()
-            self.carrier.close()
-            if self.registered and (self.write_paused or self.carrier.buffered()):
-                # What is buffered goes out first, but not to a peer that reads none of it.
-                self._gate.paused()
+        """The session is over (called while open: input is read, and the timer runs, only then)."""
+        self._end()
+        self.carrier.close()
+        if self.registered and (self.write_paused or cast(H1Carrier, self.carrier).buffered()):
+            # What is buffered goes out first, but not to a peer that reads none of it. (Only a
+            # connection of its own: an HTTP/2 stream's stalls are the HTTP/2 connection's.)
+            self._gate.paused()
 
     def _write_stalled(self) -> None:
         """The peer read nothing for ``timeout_send`` seconds while output waited for it."""
@@ -581,9 +576,8 @@ class WebSocketDriver:
 
     def _close_after_answer(self) -> None:
         """Close once the HTTP answer is written: over HTTP/1.1, half-close and drop input until the
-        peer closes or ``LINGER`` passes, then close (the HTTP/1.1 driver's rule 5)."""
-        if self._closed:
-            return
+        peer closes or ``LINGER`` passes, then close (the HTTP/1.1 driver's rule 5). Called while
+        open."""
         self._end()
         carrier = self.carrier
         if not carrier.answered():

@@ -253,7 +253,6 @@ class H1Connection:
         "_w_keep_alive",
         "_w_mode",
         "_w_remaining",
-        "_w_request",
         "accepted_upgrades",
         "default_headers",
         "limits",
@@ -293,7 +292,6 @@ class H1Connection:
         self._w_mode = NO_BODY
         self._w_remaining = 0
         self._w_keep_alive = True
-        self._w_request: Request | None = None
 
     def _reset_message(self) -> None:
         self._url = b""
@@ -331,8 +329,6 @@ class H1Connection:
         except httptools.HttpParserUpgrade as upgrade:
             offset = upgrade.args[0] if upgrade.args else len(data)
             self._upgraded(data[offset:])
-        except _Reject as rejected:
-            self._reject(rejected.status, rejected.detail)
         except httptools.HttpParserError as error:
             self._parser_error(error, data)
         else:
@@ -409,8 +405,6 @@ class H1Connection:
                     status = 501
         elif "transfer-encoding" in lowered or "transfer encoding" in lowered:
             status = self._te_status()
-        elif "invalid http version" in lowered:
-            status = 505
         self._reject(status, f"malformed request: {message}")
 
     @staticmethod
@@ -432,17 +426,39 @@ class H1Connection:
         return 400
 
     def _upgraded(self, rest: bytes) -> None:
-        """llhttp stopped after a head that asks to switch protocols (Upgrade or CONNECT)."""
+        """llhttp stopped after a head that asks to switch protocols (Upgrade or CONNECT); ``rest``
+        is what followed the head in the piece."""
+        while self._declined(rest) and rest:
+            # What follows a head that switched nothing is parsed as a piece of its own.
+            self._prefix = rest
+            self._completed_in_chunk = 0
+            try:
+                self._parser.feed_data(rest)
+            except httptools.HttpParserUpgrade as upgrade:
+                # Another head asking to switch, pipelined behind the declined one: decided alike
+                # (the loop goes on), as when it arrives in a piece of its own.
+                rest = rest[upgrade.args[0] if upgrade.args else len(rest) :]
+            except httptools.HttpParserError as error:
+                self._parser_error(error, rest)
+                return
+            else:
+                if self.read_state == HEAD:
+                    self._check_partial_head(len(rest))
+                return
+
+    def _declined(self, rest: bytes) -> bool:
+        """Decide the upgrade the last head asked for: True when it switched nothing and the
+        parser was set to read on as HTTP/1.1 (what follows, ``rest``, is then the caller's to
+        parse); False when the connection switched (``rest`` kept for the new protocol) or, for
+        CONNECT, stops reading."""
         request = self._last_request
-        if request is None:
-            self._reject(400, "malformed upgrade")
-            return
+        assert request is not None  # the head that asked to switch (on_headers_complete) set it
         if request.method == b"CONNECT":
             # No tunnels: the request goes to the app; nothing after it is read.
             request.keep_alive = False
             self._events.append(END_OF_MESSAGE)
             self.read_state = DONE
-            return
+            return False
         token = (request.upgrade or b"").lower()
         # An accepted upgrade with a chunked body is declined: after the head, only HTTP/1.1
         # framing can say where such a body ends. So is h2c for a body behind Expect:
@@ -456,7 +472,7 @@ class H1Connection:
         ):
             self.read_state = UPGRADED
             self.trailing_data = rest
-            return
+            return False
         # Declined: carry on as plain HTTP/1.1 with a fresh parser that first sees a synthetic head
         # declaring the same body framing, so the body is parsed as a body and never as a request.
         request.upgrade = None
@@ -466,32 +482,13 @@ class H1Connection:
             self._parser = _parser(self)
             self._events.append(END_OF_MESSAGE)
             self._owed_message_done()
-            if rest:
-                self._continue(rest)
-            return
+            return True
         primed = _BodyOnly(self)
         self._parser = _parser(primed)
         self._parser.feed_data(b"PUT / HTTP/1.1\r\nhost: x\r\n" + framing + b"\r\n")
         primed.priming = False
         self.read_state = BODY
-        if rest:
-            self._continue(rest)
-
-    def _continue(self, rest: bytes) -> None:
-        # What follows a head that switched nothing is parsed as a piece of its own.
-        self._prefix = rest
-        self._completed_in_chunk = 0
-        try:
-            self._parser.feed_data(rest)
-        except httptools.HttpParserUpgrade:
-            self._reject(400, "upgrade inside an upgrade")
-        except _Reject as rejected:
-            self._reject(rejected.status, rejected.detail)
-        except httptools.HttpParserError as error:
-            self._parser_error(error, rest)
-        else:
-            if self.read_state == HEAD:
-                self._check_partial_head(len(rest))
+        return True
 
     @staticmethod
     def _framing_of(request: Request) -> bytes | None:
@@ -802,7 +799,7 @@ class H1Connection:
         out = self._head(request, status, headers, keep_alive)
         mode = self._w_mode
         if mode == LENGTH:
-            if len(body) != self._w_remaining and request.method != b"HEAD":
+            if len(body) != self._w_remaining:
                 self._w_keep_alive = False
                 raise LocalProtocolError(
                     "response body longer than its Content-Length"
@@ -818,7 +815,6 @@ class H1Connection:
         elif mode == UNTIL_CLOSE:
             out.append(body)
         self._w_mode = NO_BODY
-        self._w_request = None
         self._owed -= 1
         self._idle_since = now
         if self._awaiting_continue and not self._owed:
@@ -829,7 +825,6 @@ class H1Connection:
         line = STATUS_LINES_11.get(status)
         if line is None:
             raise LocalProtocolError(f"invalid status code {status!r}")
-        self._w_request = request
         keep_alive = keep_alive and request.keep_alive
         length = -1
         defaults = self.default_headers
@@ -930,12 +925,9 @@ class H1Connection:
         """
         mode = self._w_mode
         if mode == LENGTH and self._w_remaining:
-            request = self._w_request
-            if request is None or request.method != b"HEAD":
-                self._w_keep_alive = False
-                raise LocalProtocolError("response body shorter than its Content-Length")
+            self._w_keep_alive = False
+            raise LocalProtocolError("response body shorter than its Content-Length")
         self._w_mode = NO_BODY
-        self._w_request = None
         self._owed -= 1
         self._idle_since = now
         if not self._owed:

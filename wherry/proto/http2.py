@@ -496,10 +496,10 @@ class _HeaderCodec:
             fields = self.decoder.decode(block, raw=True)
         except hpack.OversizedHeaderListError as oversized:
             raise _ConnectionError(ENHANCE_YOUR_CALM, "header list larger than allowed") from oversized
-        except hpack.HPACKError as error:
+        except (hpack.HPACKError, ValueError, IndexError, UnicodeError) as error:
+            # hpack reports a bad block as HPACKError; the others are kept should a version of it
+            # let one escape: whatever the peer sends, a bad block is a connection error.
             raise _ConnectionError(COMPRESSION_ERROR, f"HPACK: {error}") from error
-        except (ValueError, IndexError, UnicodeError) as bad:
-            raise _ConnectionError(COMPRESSION_ERROR, f"HPACK: {bad}") from bad
         if block.translate(None, _ONE_BYTE_INDEXES):
             self._decoded.clear()  # the table may have changed
         # hpack declares Iterable[HeaderTuple]; with raw=True it is a list of (bytes, bytes) tuples.
@@ -1351,7 +1351,9 @@ class H2Connection:
         stream.stalled_since = None
         if stream.state == HALF_CLOSED_REMOTE:
             self._set_closed(sid, stream)
-        elif stream.state == OPEN:
+        else:
+            # OPEN: a stream still in _streams whose END_STREAM we have not sent is in no other
+            # state (HALF_CLOSED_LOCAL follows our END_STREAM; CLOSED too, or the stream left).
             stream.state = HALF_CLOSED_LOCAL
 
     def _set_closed(self, sid: int, stream: _Stream) -> None:
@@ -1387,8 +1389,8 @@ class H2Connection:
                 if not self._streams:
                     self._idle_since = now
                 return
-            if stream.read_since is not None:
-                stream.read_since = stream.rate_since = now
+            # Its body deadlines start now, a body refused as too large (which had none) included.
+            stream.read_since = stream.rate_since = now
             return
         elif stream.state == HALF_CLOSED_LOCAL:
             self.reset(sid, NO_ERROR)  # a tunnel's input after its end: stop it (§8.1)
@@ -1438,8 +1440,8 @@ class H2Connection:
         self._reset_frame(sid, code)
 
     def _reset_frame(self, sid: int, code: int) -> None:
-        if self._closed:
-            return
+        # Only while the connection is open: receive_data reads nothing once it is closed (its
+        # frame loop stops at the frame that closed it), and reset() checks.
         recent = self._recent_resets
         recent[sid] = None
         if len(recent) > RECENT_RESETS:
