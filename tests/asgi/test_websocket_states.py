@@ -7,6 +7,7 @@ write; no socket, no event loop (``send`` never waits here: nothing pauses writi
 
 from __future__ import annotations
 
+from collections import UserDict
 from typing import Any
 
 import pytest
@@ -154,3 +155,13 @@ def test_once_the_session_is_over_send_raises_client_disconnected(state: int) ->
         app_error = state == RESPONDING and name != "body"
         with pytest.raises(RuntimeError if app_error else ClientDisconnected):
             run(cycle.send(message))
+
+
+def test_messages_may_be_any_mapping() -> None:
+    """ASGI messages are mappings: a ``UserDict`` (a mapping, not a dict) takes the same steps as a dict."""
+    cycle, stream = cycle_in(CONNECTING)
+    run(cycle.send(UserDict({"type": "websocket.accept", "subprotocol": "chat"})))
+    run(cycle.send(UserDict({"type": "websocket.send", "bytes": b"\x00\x01"})))
+    run(cycle.send(UserDict({"type": "websocket.close", "code": 4000, "reason": "bye"})))
+    assert cycle.state == CLOSED
+    assert stream.calls == [("accept", "chat"), ("message", b"\x00\x01"), ("close", 4000, "bye")]
