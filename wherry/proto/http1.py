@@ -840,13 +840,13 @@ class H1Connection:
             if known is None:
                 name, value = pair
                 known = _field_line(name, value)
-            if type(known) is tuple:  # content-length: its line and its value
+            if isinstance(known, tuple):  # content-length: its line and its value
                 if length >= 0:
                     raise LocalProtocolError("more than one content-length")
                 length_line, length = known
                 continue
             if known:
-                out.append(known)  # type: ignore[arg-type]
+                out.append(known)
                 continue
             name, value = pair
             lname = name.lower()
