@@ -71,31 +71,6 @@ def test_an_h2c_upgrade_while_draining_is_answered_503(runtime: ManualRuntime) -
     assert transport.eof_written and calls == []  # (closing in stages: the peer reads it first)
 
 
-def test_frames_for_a_stream_refused_in_the_same_read_are_dropped(runtime: ManualRuntime) -> None:
-    """A stream refused over --h2-max-concurrent-streams (an app of a reset stream still runs)
-    whose body and end came in the same read: they reach nobody, and the connection goes on."""
-    gate = Gate(runtime)
-
-    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        if scope["path"] == "/wait":
-            await gate.wait()
-            return
-        await respond(send, b"ok")
-
-    transport = connect(server_context(app, runtime, h2_max_concurrent_streams=1))
-    client = started(transport)
-    client.events()
-    waiting = client.request("/wait")
-    client.conn.reset_stream(waiting)
-    client.flush()
-    refused = client.request("/next", "POST", b"body")
-    [reset] = of_type(client.events(), h2.events.StreamReset)
-    assert reset.stream_id == refused and reset.error_code == h2.errors.ErrorCodes.REFUSED_STREAM
-    gate.open()
-    served = client.request("/last")
-    assert Responses().add(client.events()).body == {served: b"ok"}
-
-
 def test_a_stream_error_on_a_stream_whose_app_is_done_reaches_nobody(runtime: ManualRuntime) -> None:
     """A stream answered before its body ended stays open in the core after its app returned; a
     stream error on it (a PRIORITY frame naming the stream itself) resets it, and no app hears."""

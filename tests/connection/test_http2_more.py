@@ -11,6 +11,7 @@ import h2.events
 import h2.settings
 import hpack
 import hyperframe.frame
+import pytest
 
 from tests.connection.clients import Gate, H2Client, Receive, Responses, Send, read_body, respond
 from tests.helpers.memory import ManualRuntime, MemoryTransport, connect, server_context
@@ -277,9 +278,13 @@ def test_response_stalled_on_a_shut_window_is_cancelled(runtime: ManualRuntime) 
 # ---------------------------------------------------------------------- limits
 
 
-def test_stream_past_the_concurrency_limit_is_refused(runtime: ManualRuntime) -> None:
+@pytest.mark.parametrize(("method", "body"), [("GET", None), ("POST", b"body")], ids=["get", "with-body"])
+def test_stream_past_the_concurrency_limit_is_refused(
+    runtime: ManualRuntime, method: str, body: bytes | None
+) -> None:
     """A stream opened while --h2-max-concurrent-streams apps still run (one reset by the client
-    but not yet returned) is reset REFUSED_STREAM; the next one after they return is served."""
+    but not yet returned) is reset REFUSED_STREAM; the next one after they return is served. A
+    refused stream's body and end, come in the same read, reach nobody."""
     gate = Gate(runtime)
 
     async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -294,7 +299,7 @@ def test_stream_past_the_concurrency_limit_is_refused(runtime: ManualRuntime) ->
     waiting = client.request("/wait")
     client.conn.reset_stream(waiting)
     client.flush()
-    refused = client.request("/next")
+    refused = client.request("/next", method, body)
     [reset] = of_type(client.events(), h2.events.StreamReset)
     assert reset.stream_id == refused and reset.error_code == h2.errors.ErrorCodes.REFUSED_STREAM
     gate.open()
