@@ -16,11 +16,10 @@ import asyncio
 import cProfile
 import pstats
 import sys
-import time
 from typing import Any
 
 from bench.apps import ws_echo
-from bench.probe import FakeTransport, _runtime
+from bench.probe import FakeTransport, _runtime, timed_rounds
 from bench.wsload import client_frame
 from wherry.config import Config
 from wherry.connection.context import ServerContext
@@ -61,31 +60,13 @@ async def drive(messages: int, connections: int, size: int, profile: bool) -> fl
     frame = client_frame(b"x" * size, text=True)
     rounds = max(1, messages // connections)
     profiler = cProfile.Profile() if profile else None
-    start = time.process_time()
-    if profiler is not None:
-        profiler.enable()
-    finished = loop.create_future()
-    left = rounds
 
     def one_round() -> None:
-        # A loop callback, as data_received is under a real socket; the apps' tasks run before
-        # the next round, which is scheduled behind them.
-        nonlocal left
         for transport in conns:
             transport.protocol.data_received(frame)
-        left -= 1
-        if left:
-            loop.call_soon(one_round)
-        else:
-            loop.call_soon(finished.set_result, None)
 
-    loop.call_soon(one_round)
-    await finished
-    for _ in range(10):
-        await asyncio.sleep(0)
-    if profiler is not None:
-        profiler.disable()
-    elapsed = time.process_time() - start
+    # The echoes of the last round are written within the turns that follow it.
+    elapsed = await timed_rounds(rounds, one_round, profiler, settle=10)
     written = sum(t.written for t in conns) - connections
     if written != rounds * connections:
         raise SystemExit(f"expected {rounds * connections} echoes, got {written}")
