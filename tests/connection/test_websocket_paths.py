@@ -83,6 +83,21 @@ def recorder(seen: list[Any], gate: Gate | None = None, accept: bool = True) -> 
     return app
 
 
+def closer(seen: list[Any], code: int, gate: Gate | None = None) -> App:
+    """An app that accepts, waits at ``gate`` if given, closes with ``code``, and records what it
+    receives next."""
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        if gate is not None:
+            await gate.wait()
+        await send({"type": "websocket.close", "code": code})
+        seen.append(await receive())
+
+    return app
+
+
 class NoEofTransport(MemoryTransport):
     """A transport that cannot half-close (as a TLS transport)."""
 
@@ -429,11 +444,7 @@ def test_unanswered_close_ends_after_the_close_timeout(runtime: ManualRuntime) -
     """With --ws-ping-timeout 0 the server waits CLOSE_TIMEOUT for the Close answer, then closes."""
     seen: list[Any] = []
 
-    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        await receive()
-        await send({"type": "websocket.accept"})
-        await send({"type": "websocket.close", "code": 4000})
-        seen.append(await receive())
+    app = closer(seen, 4000)
 
     transport = connect(server_context(app, runtime, ws_ping_timeout=0))
     client = WSClient(transport)
@@ -943,12 +954,7 @@ def test_app_close_while_reading_is_paused_reads_the_answer(runtime: ManualRunti
     gate = Gate(runtime)
     seen: list[Any] = []
 
-    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        await receive()
-        await send({"type": "websocket.accept"})
-        await gate.wait()
-        await send({"type": "websocket.close", "code": 4002})
-        seen.append(await receive())
+    app = closer(seen, 4002, gate)
 
     transport = connect(server_context(app, runtime, ws_max_queue=1))
     client = WSClient(transport)
@@ -1195,12 +1201,7 @@ def test_a_bad_frame_answering_the_shutdown_close_ends_the_connection(runtime: M
     gate = Gate(runtime)
     seen: list[Any] = []
 
-    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        await receive()
-        await send({"type": "websocket.accept"})
-        await gate.wait()
-        await send({"type": "websocket.close", "code": 1000})
-        seen.append(await receive())
+    app = closer(seen, 1000, gate)
 
     ctx = server_context(app, runtime)
     transport = connect(ctx)
