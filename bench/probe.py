@@ -8,6 +8,7 @@ speed come from ``bench/run.py``, side by side with the other servers.
 
     python -m bench.probe                       # GET, 200k requests over 64 connections
     python -m bench.probe --post --profile      # POST with a 4-byte body, cProfile output
+    python -m bench.probe --app bench.fastapi_app:app --target /json   # another app and route
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from bench.apps import hello
 from wherry.config import Config
 from wherry.connection.context import ServerContext
 from wherry.connection.http1 import H1Driver
+from wherry.importer import import_from_string
 
 GET = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
 POST = (
@@ -73,10 +75,18 @@ class FakeTransport:
         return 0
 
 
-async def drive(requests: int, connections: int, payload: bytes | list[bytes], profile: bool) -> float:
+async def drive(
+    requests: int,
+    connections: int,
+    payload: bytes | list[bytes],
+    profile: bool,
+    app: str = "bench.apps:hello",
+) -> float:
     loop = asyncio.get_running_loop()
-    config = Config(app="bench.apps:hello", access_log=False)
-    ctx = ServerContext(config, hello, _runtime(loop))
+    config = Config(app=app, access_log=False)
+    ctx = ServerContext(
+        config, hello if app == "bench.apps:hello" else import_from_string(app), _runtime(loop)
+    )
     conns = []
     for _ in range(connections):
         conn = H1Driver(ctx)
@@ -159,11 +169,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile", action="store_true", help="print a cProfile listing")
     parser.add_argument("--asyncio", action="store_true", help="the stdlib loop instead of uvloop")
+    parser.add_argument("--app", default="bench.apps:hello", help="the ASGI app, module:attribute")
+    parser.add_argument("--target", default="/", help="the request target of GET and POST")
     args = parser.parse_args(argv)
     payload: bytes | list[bytes] = POST if args.post else GET
+    if args.target != "/":
+        payload = payload.replace(b" / HTTP/1.1", b" %s HTTP/1.1" % args.target.encode("ascii"), 1)
     if args.upload:
         payload = upload_reads(1 << 20, 1 << 16)
-    coro = drive(args.requests, args.connections, payload, args.profile)
+    coro = drive(args.requests, args.connections, payload, args.profile, args.app)
     if args.asyncio:
         per_request = asyncio.run(coro)
     else:
