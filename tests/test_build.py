@@ -77,6 +77,26 @@ def test_the_compiled_build_is_not_older_than_its_sources() -> None:
     assert not stale, f"compiled before their sources last changed: {stale}"
 
 
+@pytest.mark.skipif(not wherry.COMPILED, reason="the pure build has no extension modules")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="an ELF shared library")
+def test_the_compiled_modules_call_each_other_directly() -> None:
+    """setup.py's ``LINK_LOCAL_FLAGS``: a compiled function calls another of the shared library
+    straight, not through the procedure linkage table (an indirect jump per call)."""
+    import shutil
+    from importlib.machinery import EXTENSION_SUFFIXES
+
+    objdump = shutil.which("objdump")
+    if objdump is None:
+        pytest.skip("objdump (binutils) is not installed")
+    library = Path(wherry.__file__).parent / f"_compiled__mypyc{EXTENSION_SUFFIXES[0]}"
+    listing = subprocess.run(
+        [objdump, "-d", "--no-show-raw-insn", str(library)], capture_output=True, text=True, check=True
+    ).stdout
+    assert "<CPyDef_proto___http1___H1Connection___receive_data>" in listing  # a function it holds
+    through_plt = re.findall(r"call\s+\S+\s+<(CPyDef_\w+)@plt>", listing)
+    assert not through_plt, f"{len(through_plt)} calls through the PLT, e.g. {through_plt[:3]}"
+
+
 def test_the_package_ships_its_types() -> None:
     """PEP 561: ``py.typed`` marks the installed package as typed, so its users' type checkers read
     its annotations; pyproject.toml puts it in every build (the wheels list only declared data)."""
