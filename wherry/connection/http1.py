@@ -93,8 +93,8 @@ class H1Driver:
         self._in_pipeline = False
         self._read_paused = False
         self.write_paused = False
-        self._gate = WriteGate(ctx, self._write_stalled)
-        self._timer = DeadlineTimer(ctx.runtime, self._next_deadline, self._on_deadline)
+        self._gate = WriteGate(ctx, self)
+        self._timer = DeadlineTimer(ctx.runtime, self)
         self._linger: TimerHandle | None = None
         self._reject: Rejected | None = None
         self._reject_cycle: HTTPCycle | None = None
@@ -548,10 +548,10 @@ class H1Driver:
                 self.transport.resume_reading()
                 self._timer.follow(self.core.deadline)
 
-    def _next_deadline(self) -> float | None:
+    def next_deadline(self) -> float | None:
         return None if self._closed else self.core.deadline
 
-    def _on_deadline(self, now: float) -> None:
+    def deadline_passed(self, now: float) -> None:
         """The core's deadline passed, with the input that had arrived read (lifecycle rule 2)."""
         rejected = self.core.timed_out()
         if rejected is None:
@@ -600,7 +600,7 @@ class H1Driver:
         if buffered(transport):
             self._gate.paused()
 
-    def _write_stalled(self) -> None:
+    def write_stalled(self) -> None:
         """The peer read nothing for ``timeout_send`` seconds while output waited for it."""
         self.ctx.log_write_stalled("Client", self.info.client)
         current = self._current

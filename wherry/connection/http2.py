@@ -300,8 +300,8 @@ class H2Driver:
         self.transport_paused = False
         self.closed = False
         self._read_paused = False
-        self._timer = DeadlineTimer(ctx.runtime, self._next_deadline, self._on_deadline)
-        self._gate = WriteGate(ctx, self._write_stalled)
+        self._timer = DeadlineTimer(ctx.runtime, self)
+        self._gate = WriteGate(ctx, self)
         self._linger: TimerHandle | None = None
         self._upgrade_body: H2Stream | None = None  # h2c Upgrade: stream 1 still reading its body
         self._upgrade_left = 0
@@ -675,9 +675,9 @@ class H2Driver:
 
     def follow_deadline(self) -> None:
         """The connection's next deadline may have come earlier: the timer follows it."""
-        self._timer.follow(self._next_deadline())
+        self._timer.follow(self.next_deadline())
 
-    def _next_deadline(self) -> float | None:
+    def next_deadline(self) -> float | None:
         # (Once closed, the timer is stopped: it neither asks this nor follows it.)
         deadline = self.core.deadline
         if self._upgrade_left and not self._upgrade_paused:
@@ -685,7 +685,7 @@ class H2Driver:
             deadline = gap if deadline is None else min(deadline, gap)
         return deadline
 
-    def _on_deadline(self, now: float) -> None:
+    def deadline_passed(self, now: float) -> None:
         """A deadline passed, with the frames that had arrived read (lifecycle rule 2)."""
         if (
             self._upgrade_left
@@ -699,7 +699,7 @@ class H2Driver:
             self.transport.write(_UPGRADE_TIMEOUT)
             self.transport.close()
             return
-        # Otherwise the core's deadline is the one that passed (_next_deadline).
+        # Otherwise the core's deadline is the one that passed (next_deadline).
         expired, reason = self.core.timed_out(now)
         for sid in expired:
             # A stream the core expires is still the driver's: it leaves the core only after it
@@ -721,7 +721,7 @@ class H2Driver:
             return
         self.follow_deadline()
 
-    def _write_stalled(self) -> None:
+    def write_stalled(self) -> None:
         """The client read nothing for ``timeout_send`` seconds while output waited for it."""
         self.ctx.log_write_stalled("HTTP/2 client", self.info.client)
         self._lost()

@@ -10,10 +10,11 @@ Rules of this module:
    each step (``follow``); the timer moves only when the deadline comes earlier than it would
    fire, so most steps cost one comparison. When it fires, the verdict waits for the input that
    already arrived (``Runtime.after_io``): a loop that stalled does not turn a request that came
-   in time into a timeout. Only then is the driver's ``expired(now)`` called, if the deadline
-   (asked again) has really passed.
+   in time into a timeout. Only then is the driver's ``deadline_passed(now)`` called, if the
+   deadline (asked again) has really passed.
 3. ``WriteGate`` is write backpressure: while the transport is paused ``drain()`` waits, and a
-   peer that reads nothing for ``--timeout-send`` gets its connection cut (``on_stall``).
+   peer that reads nothing for ``--timeout-send`` gets its connection cut (the driver's
+   ``write_stalled``).
 4. Closing while the peer may still be sending is done in stages (RFC 9112 §9.6): half-close
    (``half_close``), drop what still arrives for at most ``LINGER`` seconds, then close, so that a
    reset does not destroy the last answer before the client has read it.
@@ -24,7 +25,7 @@ Rules of this module:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..contracts import FutureLike, Runtime, TimerHandle, Transport
 
@@ -106,20 +107,29 @@ def linger(runtime: Runtime, then: Callable[[], None]) -> TimerHandle:
     return runtime.call_at(runtime.time() + LINGER, then)
 
 
+class Timed(Protocol):
+    """A driver as its ``DeadlineTimer`` and ``WriteGate`` see it. They hold the driver itself, not
+    bound methods of it: an idle connection keeps one object fewer per callback (about 70 bytes
+    each, ``docs/discussion/performance.md``)."""
+
+    def next_deadline(self) -> float | None:
+        """The connection's next deadline (None: there is none); asked again when the timer fires."""
+
+    def deadline_passed(self, now: float) -> None:
+        """A deadline has really passed (asked again after the input already there was read)."""
+
+    def write_stalled(self) -> None:
+        """The peer read nothing for ``--timeout-send`` while output waited."""
+
+
 class DeadlineTimer:
     """The one timer of a connection, following its next deadline (rule 2)."""
 
-    __slots__ = ("_expired", "_following", "_handle", "_next", "_runtime", "_stopped")
+    __slots__ = ("_driver", "_following", "_handle", "_runtime", "_stopped")
 
-    def __init__(
-        self,
-        runtime: Runtime,
-        next_deadline: Callable[[], float | None],
-        expired: Callable[[float], None],
-    ) -> None:
+    def __init__(self, runtime: Runtime, driver: Timed) -> None:
         self._runtime = runtime
-        self._next = next_deadline  # asked again when the timer fires
-        self._expired = expired  # called with the time once a deadline has really passed
+        self._driver = driver
         self._handle: TimerHandle | None = None
         # False while judging (fired: judged once the input already there is read, which asks the
         # deadline again) and once stopped (the connection is closing: no deadline applies).
@@ -133,16 +143,16 @@ class DeadlineTimer:
             return
         handle = self._handle
         if handle is None:
-            self._handle = self._runtime.call_at(deadline, self._fire)
+            self._handle = self._runtime.call_at(deadline, self)
         elif handle.when() > deadline:
             # A timer that fires early re-arms for the later deadline then: only an earlier
             # deadline moves it.
             handle.cancel()
-            self._handle = self._runtime.call_at(deadline, self._fire)
+            self._handle = self._runtime.call_at(deadline, self)
 
     def refresh(self) -> None:
         """Follow the deadline the connection reports now."""
-        self.follow(self._next())
+        self.follow(self._driver.next_deadline())
 
     @property
     def armed(self) -> bool:
@@ -157,10 +167,11 @@ class DeadlineTimer:
             handle.cancel()
             self._handle = None
 
-    def _fire(self) -> None:
+    def __call__(self) -> None:
+        # The timer is its own callback: a bound method would be one more object per connection.
         # (Armed only while following: follow arms nothing otherwise, and stop cancels.)
         self._handle = None
-        deadline = self._next()
+        deadline = self._driver.next_deadline()
         if deadline is None:
             return
         if self._runtime.time() < deadline:
@@ -173,14 +184,14 @@ class DeadlineTimer:
         if self._stopped:
             return
         self._following = True
-        deadline = self._next()
+        deadline = self._driver.next_deadline()
         if deadline is None:
             return
         now = self._runtime.time()
         if now < deadline:
             self.follow(deadline)  # the input that was waiting moved the deadline
             return
-        self._expired(now)
+        self._driver.deadline_passed(now)
 
 
 class WriteGate:
@@ -188,11 +199,11 @@ class WriteGate:
     flag (read by the ASGI cycles on every ``send``); the gate holds the waiters and the stall
     timer."""
 
-    __slots__ = ("_ctx", "_on_stall", "_stall", "_waiter")
+    __slots__ = ("_ctx", "_driver", "_stall", "_waiter")
 
-    def __init__(self, ctx: ServerContext, on_stall: Callable[[], None]) -> None:
+    def __init__(self, ctx: ServerContext, driver: Timed) -> None:
         self._ctx = ctx
-        self._on_stall = on_stall  # the peer read nothing for --timeout-send
+        self._driver = driver  # told when the peer read nothing for --timeout-send
         self._stall: TimerHandle | None = None
         self._waiter: FutureLike | None = None
 
@@ -232,4 +243,4 @@ class WriteGate:
 
     def _stalled(self) -> None:
         self._stall = None
-        self._on_stall()
+        self._driver.write_stalled()

@@ -249,8 +249,8 @@ class WebSocketDriver:
         self.cycle: WebSocketCycle | None = None
         self.session: WebSocketSession | None = None
         self.write_paused = False
-        self._gate = WriteGate(ctx, self._write_stalled)
-        self._timer = DeadlineTimer(ctx.runtime, self._next_deadline, self._on_deadline)
+        self._gate = WriteGate(ctx, self)
+        self._timer = DeadlineTimer(ctx.runtime, self)
         self._linger: TimerHandle | None = None
         self._closed = False
         self._lost = False  # the connection ended other than in order: what was written may be lost
@@ -524,11 +524,11 @@ class WebSocketDriver:
 
     # ------------------------------------------------------------------ time
 
-    def _next_deadline(self) -> float | None:
+    def next_deadline(self) -> float | None:
         session = self.session
         return None if session is None or self._closed else session.deadline
 
-    def _on_deadline(self, now: float) -> None:
+    def deadline_passed(self, now: float) -> None:
         """The session's deadline passed, with the frames that had arrived read (lifecycle rule 2)."""
         session = self.session
         assert session is not None
@@ -559,7 +559,7 @@ class WebSocketDriver:
             # connection of its own: an HTTP/2 stream's stalls are the HTTP/2 connection's.)
             self._gate.paused()
 
-    def _write_stalled(self) -> None:
+    def write_stalled(self) -> None:
         """The peer read nothing for ``timeout_send`` seconds while output waited for it."""
         self.ctx.log_write_stalled("WebSocket client", self.carrier.info.client)
         cycle = self.cycle
