@@ -16,6 +16,7 @@ from tests.connection.clients import Gate, H1Client, H2Client, Receive, Response
 from tests.h2util import make_certs
 from tests.helpers.memory import ManualRuntime, MemoryTransport, connect, server_context
 from wherry.connection.alpn import ALPNSwitch
+from wherry.connection.lifecycle import _SERVERS_KEPT, _servers, address_pair
 from wherry.tls import create_tls_context
 
 
@@ -140,3 +141,25 @@ def tls_session(server: ssl.SSLContext, client: ssl.SSLContext) -> ssl.SSLObject
         server_in.write(client_out.read())
         client_in.write(server_out.read())
     return server_side
+
+
+def test_connections_share_their_server_address() -> None:
+    """The address a connection arrived on is one tuple per listening address, not one per
+    connection; the client's is the connection's own. Past the addresses kept, each connection
+    gets a tuple of its own, with the same value."""
+    _servers.clear()  # (the addresses of the servers earlier tests started)
+    first = address_pair(("10.0.0.1", 40000), ("127.0.0.1", 8000))
+    assert first == (("10.0.0.1", 40000), ("127.0.0.1", 8000))
+    second = address_pair(("10.0.0.2", 40001), ("".join(["127.0.0.", "1"]), 8000))  # an equal, new str
+    third = address_pair(("10.0.0.3", 40002), ("127.0.0.1", 8000))
+    assert second[1] is third[1]
+    assert second == (("10.0.0.2", 40001), ("127.0.0.1", 8000))
+    assert address_pair(None, "/run/wherry.sock") == (None, ("/run/wherry.sock", None))
+    assert address_pair(None, None) == (None, None)
+    for port in range(_SERVERS_KEPT + 1):  # more listening addresses than are kept
+        address_pair(None, ("192.0.2.1", 10000 + port))
+    last = ("192.0.2.1", 10000 + _SERVERS_KEPT + 1)
+    once, again = address_pair(None, last)[1], address_pair(None, last)[1]
+    assert once == again == last
+    assert once is not again
+    _servers.clear()

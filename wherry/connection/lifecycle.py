@@ -25,7 +25,7 @@ Rules of this module:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ..contracts import FutureLike, Runtime, TimerHandle, Transport
 
@@ -76,7 +76,21 @@ def address_pair(peer: Any, sock: Any) -> Addresses:
         server = (str(sock[0]), int(sock[1]))
     elif isinstance(sock, str) and sock:
         server = (sock, None)
+    else:
+        return client, server
+    # The few addresses a server listens on are shared by its connections: one tuple each, not
+    # one per connection (about 130 bytes of an idle connection).
+    # (Any: compiled, a value narrowed to a tuple is unboxed, and boxed anew when returned.)
+    known: Any = _servers.get(server)
+    if known is not None:
+        return client, known
+    if len(_servers) < _SERVERS_KEPT:
+        _servers[server] = server
     return client, server
+
+
+_SERVERS_KEPT: Final = 64
+_servers: dict[object, object] = {}
 
 
 def buffered(transport: Transport) -> int:

@@ -271,7 +271,7 @@ class H1Connection:
         self.default_headers = default_headers
         self.accepted_upgrades = accepted_upgrades
         self._parser = _parser(self)
-        self._events: list[Event] = []  # during receive_data only; _NO_EVENTS between reads
+        self._events: list[Event] = _NO_EVENTS  # a list of its own during receive_data only
         self.read_state = IDLE
         self.trailing_data = b""
         self._now = now
@@ -295,8 +295,9 @@ class H1Connection:
 
     def _reset_message(self) -> None:
         self._url = b""
-        self._headers: Headers = []
-        self._specials: Headers = []
+        # No message yet: on_message_begin gives it lists of its own (an idle connection holds none).
+        self._headers: Headers = _NO_FIELDS
+        self._specials: Headers = _NO_FIELDS
         self._head_raw = 0
         self._head_mid_chunk = False
         self._line_at_prefix = False
