@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.apps import hello
 from wherry.config import Config
 from wherry.connection.context import ServerContext
 from wherry.connection.http1 import H1Driver
@@ -84,9 +83,7 @@ async def drive(
 ) -> float:
     loop = asyncio.get_running_loop()
     config = Config(app=app, access_log=False)
-    ctx = ServerContext(
-        config, hello if app == "bench.apps:hello" else import_from_string(app), _runtime(loop)
-    )
+    ctx = ServerContext(config, import_from_string(app), _runtime(loop))
     conns = []
     for _ in range(connections):
         conn = H1Driver(ctx)
@@ -172,9 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--app", default="bench.apps:hello", help="the ASGI app, module:attribute")
     parser.add_argument("--target", default="/", help="the request target of GET and POST")
     args = parser.parse_args(argv)
-    payload: bytes | list[bytes] = POST if args.post else GET
-    if args.target != "/":
-        payload = payload.replace(b" / HTTP/1.1", b" %s HTTP/1.1" % args.target.encode("ascii"), 1)
+    request = POST if args.post else GET
+    target = b" %s HTTP/1.1" % args.target.encode("ascii")
+    payload: bytes | list[bytes] = request.replace(b" / HTTP/1.1", target, 1)
     if args.upload:
         payload = upload_reads(1 << 20, 1 << 16)
     coro = drive(args.requests, args.connections, payload, args.profile, args.app)

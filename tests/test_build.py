@@ -10,9 +10,11 @@ from __future__ import annotations
 import ast
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
+from importlib.machinery import EXTENSION_SUFFIXES
 from importlib.resources import files
 from pathlib import Path
 
@@ -82,9 +84,6 @@ def test_the_compiled_build_is_not_older_than_its_sources() -> None:
 def test_the_compiled_modules_call_each_other_directly() -> None:
     """setup.py's ``LINK_LOCAL_FLAGS``: a compiled function calls another of the shared library
     straight, not through the procedure linkage table (an indirect jump per call)."""
-    import shutil
-    from importlib.machinery import EXTENSION_SUFFIXES
-
     objdump = shutil.which("objdump")
     if objdump is None:
         pytest.skip("objdump (binutils) is not installed")
